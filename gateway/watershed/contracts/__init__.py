@@ -1,0 +1,4 @@
+"""The three contracts every stage shares: wire protocol, MQTT payload, InfluxDB schema.
+
+Specified in docs/contracts.md; test vectors in tests/vectors/.
+"""

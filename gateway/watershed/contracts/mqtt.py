@@ -1,0 +1,180 @@
+"""Gateway -> ingest MQTT contract, version 1 (docs/contracts.md, section 2).
+
+Readings travel as JSON so that any MQTT consumer (Telegraf, Node-RED) can read them. A value is
+written as a JSON number in its exact decimal text (``1.234``, never ``1.2339999``); readers
+that care about exactness parse it as a decimal (``json.loads(parse_float=Decimal)``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .ids import check_id, is_valid_id
+from .wire import MAX_EXPONENT, MAX_MANTISSA, MISSING, decimal_tuple, value_text
+
+PAYLOAD_VERSION = 1
+DEFAULT_PREFIX = "watershed"
+QOS = 1
+
+
+class Topics:
+    """Every topic of the tree ``<prefix>/v1/...``."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        self.root = f"{prefix}/v{PAYLOAD_VERSION}"
+
+    def readings(self, gateway: str, station: str) -> str:
+        return f"{self.root}/{gateway}/{station}/readings"
+
+    def all_readings(self) -> str:
+        return f"{self.root}/+/+/readings"
+
+    def alert(self, gateway: str, station: str) -> str:
+        return f"{self.root}/{gateway}/{station}/alert"
+
+    def status(self, gateway: str) -> str:
+        return f"{self.root}/{gateway}/status"
+
+    def health(self, gateway: str) -> str:
+        return f"{self.root}/{gateway}/health"
+
+    def command(self, gateway: str) -> str:
+        return f"{self.root}/{gateway}/cmd"
+
+    def command_result(self, gateway: str) -> str:
+        return f"{self.root}/{gateway}/cmd/result"
+
+    def deadletter(self, source: str) -> str:
+        return f"{self.root}/deadletter/{source}"
+
+    def ingest_status(self, ingest_id: str) -> str:
+        return f"{self.root}/ingest/{ingest_id}/status"
+
+    def parse_readings(self, topic: str) -> tuple[str, str] | None:
+        """``(gateway, station)`` of a readings topic, or None if it is not one."""
+        parts = topic.split("/")
+        if len(parts) != 5 or "/".join(parts[:2]) != self.root or parts[4] != "readings":
+            return None
+        return parts[2], parts[3]
+
+
+class PayloadError(ValueError):
+    """A message that does not follow the payload contract; the text is the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReading:
+    seq: int
+    channel: str
+    ts: int  # Unix seconds, UTC
+    mantissa: int
+    exponent: int
+    flags: int
+
+    @property
+    def missing(self) -> bool:
+        return bool(self.flags & MISSING)
+
+    @property
+    def value(self) -> Decimal | None:
+        return None if self.missing else Decimal(self.mantissa).scaleb(self.exponent)
+
+    @property
+    def value_text(self) -> str | None:
+        return None if self.missing else value_text(self.mantissa, self.exponent)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingsMessage:
+    gateway: str
+    station: str
+    basin: str
+    readings: tuple[MessageReading, ...]
+
+
+def encode_readings(msg: ReadingsMessage) -> bytes:
+    """The JSON payload. Ids are contract-checked, so they need no JSON escaping."""
+    for kind, ident in (("gateway", msg.gateway), ("station", msg.station), ("basin", msg.basin)):
+        check_id(kind, ident)
+    items = []
+    for r in msg.readings:
+        check_id("channel", r.channel)
+        value = "null" if r.missing else value_text(r.mantissa, r.exponent)
+        items.append(f'{{"seq":{r.seq},"channel":"{r.channel}","ts":{r.ts},'
+                     f'"value":{value},"flags":{r.flags}}}')
+    return (f'{{"v":{PAYLOAD_VERSION},"gateway":"{msg.gateway}","station":"{msg.station}",'
+            f'"basin":"{msg.basin}","readings":[{",".join(items)}]}}').encode()
+
+
+def _int(obj: dict, key: str, low: int, high: int) -> int:
+    v = obj.get(key)
+    if type(v) is not int or not low <= v <= high:
+        raise PayloadError(f"{key}: expected an integer in [{low}, {high}], got {v!r}")
+    return v
+
+
+def _ident(obj: dict, key: str) -> str:
+    v = obj.get(key)
+    if not isinstance(v, str) or not is_valid_id(v):
+        raise PayloadError(f"{key}: not a valid identifier: {v!r}")
+    return v
+
+
+def _reading(item: object) -> MessageReading:
+    if not isinstance(item, dict):
+        raise PayloadError("readings: every item must be an object")
+    seq = _int(item, "seq", 0, 2**63 - 1)
+    channel = _ident(item, "channel")
+    ts = _int(item, "ts", 0, 2**40)
+    flags = _int(item, "flags", 0, 255)
+    raw = item.get("value", "absent")
+    if raw is None:
+        if not flags & MISSING:
+            raise PayloadError("value: null without the missing flag")
+        return MessageReading(seq, channel, ts, 0, 0, flags)
+    if flags & MISSING:
+        raise PayloadError("value: a missing reading must have value null")
+    if type(raw) is int:
+        mantissa, exponent = raw, 0
+    elif isinstance(raw, Decimal) and raw.is_finite():
+        mantissa, exponent = decimal_tuple(raw)
+    else:
+        raise PayloadError(f"value: expected a number or null, got {raw!r}")
+    if abs(mantissa) > MAX_MANTISSA or abs(exponent) > MAX_EXPONENT:
+        raise PayloadError(f"value: {raw} has more digits than the contract allows")
+    return MessageReading(seq, channel, ts, mantissa, exponent, flags)
+
+
+def decode_readings(payload: bytes) -> ReadingsMessage:
+    """Parse and validate a readings payload; raises PayloadError with the reason."""
+    try:
+        obj = json.loads(payload, parse_float=Decimal)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PayloadError(f"not JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise PayloadError("payload is not a JSON object")
+    if obj.get("v") != PAYLOAD_VERSION:
+        raise PayloadError(f"v: unsupported payload version {obj.get('v')!r}")
+    readings = obj.get("readings")
+    if not isinstance(readings, list) or not readings:
+        raise PayloadError("readings: expected a non-empty list")
+    return ReadingsMessage(_ident(obj, "gateway"), _ident(obj, "station"), _ident(obj, "basin"),
+                           tuple(_reading(item) for item in readings))
+
+
+def encode_status(gateway: str, state: str, since: int) -> bytes:
+    """The retained online/offline message (also the last will, with state "offline")."""
+    return json.dumps({"v": PAYLOAD_VERSION, "gateway": gateway, "state": state,
+                       "since": since}, separators=(",", ":")).encode()
+
+
+def encode_deadletter(source: str, reason: str, topic: str, payload: bytes, at: int) -> bytes:
+    """A rejected message with the reason, for the dead-letter topic and local file."""
+    try:
+        original: object = payload.decode()
+    except UnicodeDecodeError:
+        original = {"hex": payload.hex()}
+    return json.dumps({"v": PAYLOAD_VERSION, "source": source, "reason": reason, "topic": topic,
+                       "payload": original, "at": at}, separators=(",", ":")).encode()

@@ -1,0 +1,86 @@
+"""Frames over a serial port: encode and write, read and decode, with byte and defect counts.
+
+The port is anything with pyserial's interface (``write``, ``flush``, ``read``, ``in_waiting``)
+opened with a short read timeout, so a test can hand in ``serial.serial_for_url("loop://")``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Collection
+from typing import Protocol
+
+from watershed.contracts import wire
+
+log = logging.getLogger(__name__)
+
+# Frame types a station sends; anything else on the line is an echo or another gateway.
+STATION_FRAME_TYPES = frozenset({wire.HELLO, wire.DATA, wire.STATUS, wire.RESULT})
+
+
+class SerialPort(Protocol):
+    def write(self, data: bytes) -> int | None: ...
+    def flush(self) -> None: ...
+    def read(self, size: int = 1) -> bytes: ...
+    @property
+    def in_waiting(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class FramedPort:
+    """Sends frames and collects a station's reply frames until they are complete or time is up.
+
+    ``stats`` is shared with the link: bytes_in, bytes_out, frames_sent, plus one counter per
+    late or stray frame. Decoder defects are counted per kind in ``decoder.errors``.
+    """
+
+    def __init__(self, port: SerialPort, decoder: wire.FrameDecoder, stats: Counter[str]) -> None:
+        self.port = port
+        self.decoder = decoder
+        self.stats = stats
+
+    def send(self, frame: wire.Frame) -> None:
+        # The leading delimiter ends any noise the station's decoder has collected (contracts 1.1).
+        data = wire.DELIMITER + wire.encode_frame(frame)
+        self.port.write(data)
+        self.port.flush()
+        self.stats["bytes_out"] += len(data)
+        self.stats["frames_sent"] += 1
+
+    def discard_stale(self) -> None:
+        """Drop what arrived since the last exchange (a late reply), so it is not taken for
+        the next one, and end any partial frame the decoder holds."""
+        waiting = self.port.in_waiting
+        data = self.port.read(waiting) if waiting else b""
+        self.stats["bytes_in"] += len(data)
+        for item in self.decoder.feed(data + wire.DELIMITER):
+            if not isinstance(item, wire.FrameError):
+                self.stats["late_frames"] += 1
+                log.debug("dropped a late %s from address %d", wire.FRAME_NAMES[item.type],
+                          item.addr)
+
+    def collect(self, addr: int, wanted: Collection[int], timeout_s: float
+                ) -> tuple[list[wire.Frame], bool]:
+        """Frames from station ``addr`` until one of each ``wanted`` type has arrived or
+        ``timeout_s`` has passed; returns them and whether every wanted type came."""
+        deadline = time.monotonic() + timeout_s
+        frames: list[wire.Frame] = []
+        missing = set(wanted)
+        while missing and time.monotonic() < deadline:
+            data = self.port.read(max(1, self.port.in_waiting))
+            if not data:
+                continue
+            self.stats["bytes_in"] += len(data)
+            # The whole chunk is decoded before deciding to stop: a reply's frames may share it.
+            for item in self.decoder.feed(data):
+                if isinstance(item, wire.FrameError):
+                    log.debug("frame defect (%s) while waiting for address %d: %s", item.kind,
+                              addr, item)
+                elif item.addr != addr or item.type not in STATION_FRAME_TYPES:
+                    self.stats["stray_frames"] += 1
+                else:
+                    frames.append(item)
+                    missing.discard(item.type)
+        return frames, not missing

@@ -1,0 +1,143 @@
+"""One serial link (an RS-485 bus or a radio modem) and the thread that polls its stations.
+
+The thread never dies of an error: a port that fails (USB unplugged, radio power-cycled) is
+closed and reopened with backoff; anything else is logged with its traceback, counted, and the
+loop carries on after a pause. A station's readings are never ACKed unless stored, so an error
+anywhere only delays them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import serial
+
+from watershed.contracts import wire
+
+from .backoff import Backoff
+from .config import LinkConfig, StationConfig
+from .framed_port import FramedPort, SerialPort
+from .poller import Poller
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+READ_SLICE_S = 0.02  # port read timeout: how often a waiting reader checks its deadline
+WRITE_TIMEOUT_S = 2.0
+MAX_POLLS_PER_VISIT = 8  # a station with a backlog is drained this many frames at a time
+
+
+def open_serial_port(config: LinkConfig) -> SerialPort:
+    """A device path or any pyserial URL; exclusive, so two gateways cannot share a port."""
+    return serial.serial_for_url(config.port, baudrate=config.baud, timeout=READ_SLICE_S,
+                                 write_timeout=WRITE_TIMEOUT_S, exclusive=True)
+
+
+class SerialLink:
+    """Polls the stations of one link in turn, every ``poll_interval_s``, on its own thread."""
+
+    def __init__(
+        self,
+        config: LinkConfig,
+        store: Store,
+        registry: Mapping[str, StationConfig],
+        *,
+        time_sync: bool,
+        on_stored: Callable[[], None] = lambda: None,
+        open_port: Callable[[LinkConfig], SerialPort] = open_serial_port,
+        clock: Callable[[], float] = time.time,
+        reopen_backoff: Backoff | None = None,
+    ) -> None:
+        self.config = config
+        self._open_port = open_port
+        self._counters: Counter[str] = Counter()
+        self._decoder = wire.FrameDecoder()
+        self._poller = Poller(store, registry, self._counters,
+                              reply_timeout_s=config.reply_timeout_s, time_sync=time_sync,
+                              on_stored=on_stored, clock=clock)
+        self._backoff = reopen_backoff or Backoff(0.5, 30.0)
+        self._port: FramedPort | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"link {config.port}", daemon=True)
+
+    @property
+    def is_open(self) -> bool:
+        return self._port is not None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the exchange in progress (so a stored batch still gets its ACK), then close."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.error("link %s: polling thread did not stop within %.0f s", self.config.port,
+                          timeout_s)
+
+    def stats(self) -> dict[str, Any]:
+        counters: dict[str, Any] = dict(self._counters)
+        counters["frames_ok"] = self._decoder.frames
+        counters["frame_errors"] = dict(self._decoder.errors)
+        counters["open"] = self.is_open
+        return counters
+
+    # --- the polling thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        log.info("link %s: polling addresses %s every %.1f s", self.config.port,
+                 list(self.config.stations), self.config.poll_interval_s)
+        next_cycle = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                if self._port is None:
+                    self._open()
+                self._poll_cycle()
+                self._backoff.reset()
+            except (serial.SerialException, OSError) as e:
+                self._counters["port_errors"] += 1
+                delay = self._backoff.next_delay()
+                log.warning("link %s: %s; reopening in %.1f s", self.config.port, e, delay)
+                self._close()
+                self._stopping.wait(delay)
+                continue
+            except Exception:
+                self._counters["internal_errors"] += 1
+                delay = self._backoff.next_delay()
+                log.exception("link %s: unexpected error; polling again in %.1f s",
+                              self.config.port, delay)
+                self._stopping.wait(delay)
+                continue
+            next_cycle = max(next_cycle + self.config.poll_interval_s, time.monotonic())
+            self._stopping.wait(next_cycle - time.monotonic())
+        self._close()
+        log.info("link %s: stopped", self.config.port)
+
+    def _open(self) -> None:
+        port = self._open_port(self.config)
+        self._port = FramedPort(port, self._decoder, self._counters)
+        self._poller.forget_sessions()  # whoever is out there must say HELLO again
+        self._counters["opens"] += 1
+        log.info("link %s: opened at %d baud", self.config.port, self.config.baud)
+
+    def _close(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.port.close()
+            except (serial.SerialException, OSError) as e:
+                log.debug("link %s: error while closing: %s", self.config.port, e)
+            self._port = None
+
+    def _poll_cycle(self) -> None:
+        for addr in self.config.stations:
+            for _ in range(MAX_POLLS_PER_VISIT):
+                if self._stopping.is_set() or self._port is None:
+                    return
+                if not self._poller.poll(self._port, addr):
+                    break

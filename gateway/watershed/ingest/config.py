@@ -1,0 +1,151 @@
+"""The ingest service's TOML config, read into frozen dataclasses and checked up front.
+
+Every key has a default except the ones a v2 InfluxDB cannot work without. Unknown keys are
+errors, so a typo (``batchsize``) fails at start instead of silently running on a default.
+A ``ConfigError`` names the key (``influx.batch_size``) and says what it should be.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from ..contracts.ids import is_valid_id
+from ..contracts.mqtt import DEFAULT_PREFIX
+
+INFLUX_APIS = ("v1", "v2")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message starts with the offending key."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSection:
+    id: str = "ingest-1"  # also the MQTT client id and the dead-letter source
+    group: str = "ingest"  # shared-subscription group: instances of one group split the stream
+    deadletter_file: str = "/var/lib/watershed/deadletter.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    prefix: str = DEFAULT_PREFIX
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxConfig:
+    api: str = "v1"
+    url: str = "http://127.0.0.1:8086"
+    # v1 (/write)
+    database: str = "watershed"
+    retention_policy: str = ""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    # v2 (/api/v2/write)
+    org: str = ""
+    bucket: str = ""
+    token: str = field(default="", repr=False)
+    # batching and HTTP
+    batch_size: int = 5000  # lines per write; InfluxDB's own guidance
+    flush_interval_s: float = 1.0
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    ingest: IngestSection = IngestSection()
+    mqtt: MqttConfig = MqttConfig()
+    influx: InfluxConfig = InfluxConfig()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IngestConfig:
+        """Build and validate from parsed TOML; raises ConfigError naming the key."""
+        _check_keys("", d, {f.name for f in fields(cls)})
+        config = cls(ingest=_section(IngestSection, "ingest", d.get("ingest", {})),
+                     mqtt=_section(MqttConfig, "mqtt", d.get("mqtt", {})),
+                     influx=_section(InfluxConfig, "influx", d.get("influx", {})))
+        _validate(config)
+        return config
+
+
+def load_config(path: str | Path) -> IngestConfig:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    return IngestConfig.from_dict(data)
+
+
+S = TypeVar("S")
+
+
+def _check_keys(where: str, d: object, known: set[str]) -> None:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a table")
+    for key in d:
+        if key not in known:
+            raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key "
+                              f"(known: {', '.join(sorted(known))})")
+
+
+def _section(cls: type[S], name: str, d: object) -> S:
+    """The dataclass of one table; values must have the default's type (int also for float)."""
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    _check_keys(name, d, set(known))
+    assert isinstance(d, dict)
+    for key, value in d.items():
+        expected = type(known[key].default)
+        ok = (type(value) is expected
+              or (expected is float and type(value) is int))  # `timeout_s = 10` is fine
+        if not ok:
+            raise ConfigError(f"{name}.{key}: expected {_TYPE_NAMES[expected]}, got {value!r}")
+    return cls(**d)
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number"}
+
+
+def _require(key: str, ok: bool, what: str, value: object) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: expected {what}, got {value!r}")
+
+
+def _validate(c: IngestConfig) -> None:
+    # The id and group become topic levels and the client id; the prefix must be one topic level
+    # because contracts.mqtt.Topics parses topics as <prefix>/v1/<gateway>/<station>/readings.
+    for key, value in (("ingest.id", c.ingest.id), ("ingest.group", c.ingest.group),
+                       ("mqtt.prefix", c.mqtt.prefix)):
+        _require(key, is_valid_id(value), "an identifier (1-32 of A-Z a-z 0-9 _ . -)", value)
+    _require("ingest.deadletter_file", bool(c.ingest.deadletter_file), "a file path",
+             c.ingest.deadletter_file)
+    _require("mqtt.host", bool(c.mqtt.host), "a host name", c.mqtt.host)
+    _require("mqtt.port", 1 <= c.mqtt.port <= 65535, "a port 1-65535", c.mqtt.port)
+    _require("mqtt.password", not c.mqtt.password or bool(c.mqtt.username),
+             "to be empty when mqtt.username is", "<hidden>")
+
+    i = c.influx
+    _require("influx.api", i.api in INFLUX_APIS, " or ".join(INFLUX_APIS), i.api)
+    url = urlsplit(i.url)
+    _require("influx.url", url.scheme in ("http", "https") and bool(url.hostname),
+             "an http:// or https:// URL", i.url)
+    _require("influx.batch_size", i.batch_size >= 1, "a positive integer", i.batch_size)
+    _require("influx.flush_interval_s", i.flush_interval_s > 0, "a positive number",
+             i.flush_interval_s)
+    _require("influx.timeout_s", i.timeout_s > 0, "a positive number", i.timeout_s)
+    if i.api == "v1":
+        _require("influx.database", bool(i.database), "a database name", i.database)
+    else:
+        for key in ("org", "bucket", "token"):
+            value = getattr(i, key)
+            _require(f"influx.{key}", bool(value), "a non-empty string for api = \"v2\"",
+                     "<hidden>" if key == "token" else value)

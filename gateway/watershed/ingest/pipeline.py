@@ -1,0 +1,241 @@
+"""The ingest's worker: batch messages, write them, and say in arrival order what to acknowledge.
+
+The MQTT network thread puts every received message (a ``Delivery``) into the inbox. This worker
+turns each into line protocol, batches them, writes a batch, and only then emits, message by
+message in arrival order, what the network thread must do: publish a dead-letter record if the
+message was rejected, then acknowledge it. Until a batch is confirmed written its messages stay
+unacknowledged, so if we die the broker redelivers them (to us, or another instance of the group).
+
+It never calls paho itself (see service.py for why).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..contracts.mqtt import PayloadError, Topics
+from .deadletter import DeadLetterFile
+from .messages import readings_lines
+from .stats import Counters
+from .writer import RejectedWriteError, RetryableWriteError, Writer
+
+log = logging.getLogger(__name__)
+
+# Write as soon as no message has arrived for this long. Besides cutting latency, this is what
+# keeps throughput up: the broker sends only a window of unacknowledged messages (mosquitto's
+# max_inflight_messages, 20 by default), and acks come only after a write, so once the window is
+# full nothing more arrives until we write; waiting out flush_interval_s would stall each window.
+QUIET_FLUSH_S = 0.05
+_IDLE_POLL_S = 0.1  # how often an idle worker checks for stop
+
+COUNTERS = ("invalid", "deadlettered", "deadletter_file_errors", "messages_written",
+            "points_written", "batches_written", "write_failures", "rejected_batches",
+            "abandoned")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One MQTT message as received."""
+    mid: int
+    qos: int
+    session: int  # the MQTT connection it came on; an ack is valid only on that one
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    mid: int
+    qos: int
+    session: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublishDeadLetter:
+    record: bytes
+
+
+Action = Ack | PublishDeadLetter
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delays between retries of a failed write: doubling, with jitter so that several ingest
+    instances do not hammer a recovering database in step."""
+    initial_s: float = 0.25
+    max_s: float = 15.0
+    max_retry_after_s: float = 300.0  # a server's Retry-After is honoured up to this
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        ceiling = min(self.max_s, self.initial_s * 2 ** attempt)
+        jittered = random.uniform(ceiling / 2, ceiling)
+        if retry_after is not None:
+            return max(jittered, min(retry_after, self.max_retry_after_s))
+        return jittered
+
+
+@dataclass(slots=True)
+class _Entry:
+    delivery: Delivery
+    lines: list[str]
+    reject: str | None = None  # the dead-letter reason when it is not (or no longer) to be written
+
+
+@dataclass(slots=True)
+class _Batch:
+    entries: list[_Entry] = field(default_factory=list)
+    line_count: int = 0
+    started: float = 0.0  # monotonic time of the first entry
+
+    def add(self, entry: _Entry) -> None:
+        if not self.entries:
+            self.started = time.monotonic()
+        self.entries.append(entry)
+        self.line_count += len(entry.lines)
+
+    def age(self) -> float:
+        return time.monotonic() - self.started if self.entries else 0.0
+
+    def lines(self) -> list[str]:
+        return [line for e in self.entries if e.reject is None for line in e.lines]
+
+    def reject_all(self, reason: str) -> None:
+        for e in self.entries:
+            if e.reject is None:
+                e.reject = reason
+
+
+class WritePipeline:
+    def __init__(self, writer: Writer, deadletters: DeadLetterFile, topics: Topics,
+                 emit: Callable[[Action], None], counters: Counters, *, batch_size: int,
+                 flush_interval_s: float, backoff: Backoff = Backoff(),
+                 quiet_flush_s: float = QUIET_FLUSH_S) -> None:
+        self._writer = writer
+        self._deadletters = deadletters
+        self._topics = topics
+        self._emit = emit
+        self._counters = counters
+        self._batch_size = batch_size
+        self._flush_interval_s = flush_interval_s
+        self._backoff = backoff
+        self._quiet_flush_s = min(quiet_flush_s, flush_interval_s)
+        self._batch = _Batch()
+
+    @property
+    def pending(self) -> int:
+        """Messages taken from the inbox and not yet settled (written or dead-lettered)."""
+        return len(self._batch.entries)
+
+    def run(self, inbox: queue.Queue[Delivery], stopping: threading.Event) -> None:
+        """Work until ``stopping`` is set, then make one last attempt with what has arrived."""
+        last_arrival = time.monotonic()
+        while not stopping.is_set():
+            try:
+                delivery = inbox.get(timeout=min(self._quiet_flush_s, _IDLE_POLL_S))
+            except queue.Empty:
+                if self._batch.entries and (
+                        time.monotonic() - last_arrival >= self._quiet_flush_s
+                        or self._batch.age() >= self._flush_interval_s):
+                    self._flush(stopping)
+                continue
+            last_arrival = time.monotonic()
+            self._batch.add(self._entry(delivery))
+            if (self._batch.line_count >= self._batch_size
+                    or self._batch.age() >= self._flush_interval_s):
+                self._flush(stopping)
+        while True:
+            try:
+                self._batch.add(self._entry(inbox.get_nowait()))
+            except queue.Empty:
+                break
+        if self._batch.entries:
+            self._flush(stopping, final=True)
+
+    def _entry(self, delivery: Delivery) -> _Entry:
+        try:
+            return _Entry(delivery, readings_lines(self._topics, delivery.topic, delivery.payload))
+        except PayloadError as e:
+            reason = str(e)
+        except Exception as e:  # a bug in conversion must reject one message, not stop the worker
+            log.exception("cannot convert a message on %s", delivery.topic)
+            reason = f"cannot convert: {e!r}"
+        self._counters.add("invalid")
+        return _Entry(delivery, [], reject=reason)
+
+    def _flush(self, stopping: threading.Event, final: bool = False) -> None:
+        batch = self._batch  # stays the current batch (counted in `pending`) until settled
+        lines = batch.lines()
+        if lines and not self._write(batch, lines, stopping, final):
+            # Stopping while InfluxDB is unreachable: leave these unacknowledged; the broker keeps
+            # them in our persistent session (or gives them to another instance of the group).
+            self._counters.add("abandoned", len(batch.entries))
+            log.warning("stopping: %d messages left unacknowledged for redelivery",
+                        len(batch.entries))
+        else:
+            self._settle(batch)
+        self._batch = _Batch()
+
+    def _write(self, batch: _Batch, lines: list[str], stopping: threading.Event,
+               final: bool) -> bool:
+        """True once the batch is settled (written, or rejected by InfluxDB); False if given up
+        because we are stopping. Retries the same lines for as long as the failure is retryable:
+        holding the acks is what makes the broker keep the messages."""
+        attempt = 0
+        while True:
+            try:
+                self._writer.write(lines)
+            except RejectedWriteError as e:
+                # For now the whole batch is dead-lettered, so one bad line never blocks the
+                # stream; a later issue bisects the batch to dead-letter only the bad messages.
+                log.error("InfluxDB rejected a batch of %d messages: %s", len(batch.entries), e)
+                self._counters.add("rejected_batches")
+                batch.reject_all(f"influx rejected the batch: {e.message}")
+                return True
+            except RetryableWriteError as e:
+                error = e
+            except Exception as e:  # a writer bug must not kill the worker (and stall the stream)
+                log.exception("unexpected error writing to InfluxDB")
+                error = RetryableWriteError(repr(e))
+            else:
+                self._counters.add("batches_written")
+                self._counters.add("points_written", len(lines))
+                return True
+            self._counters.add("write_failures")
+            self._counters.set("last_write_error", error.message)
+            if final or stopping.is_set():
+                return False
+            delay = self._backoff.delay(attempt, error.retry_after)
+            attempt += 1
+            log.warning("write of %d points failed (%s); retry %d in %.2f s",
+                        len(lines), error, attempt, delay)
+            if stopping.wait(delay):
+                return False
+
+    def _settle(self, batch: _Batch) -> None:
+        """Dead-letter the rejects and acknowledge every message, in arrival order."""
+        for entry in batch.entries:
+            d = entry.delivery
+            if entry.reject is None:
+                self._counters.add("messages_written")
+            else:
+                self._deadletter(d, entry.reject)
+            self._emit(Ack(d.mid, d.qos, d.session))
+
+    def _deadletter(self, d: Delivery, reason: str) -> None:
+        record = self._deadletters.encode(reason, d.topic, d.payload)
+        try:
+            self._deadletters.append(record)
+        except OSError as e:
+            # Still acked: blocking the stream on a full disk would not save the message either;
+            # it is logged, counted and published.
+            log.error("cannot append to %s: %s; dead letter was %s", self._deadletters.path, e,
+                      record.decode())
+            self._counters.add("deadletter_file_errors")
+        self._counters.add("deadlettered")
+        self._emit(PublishDeadLetter(record))

@@ -1,0 +1,247 @@
+"""The ingest service: MQTT readings in, InfluxDB points out, each message acked once written.
+
+Two threads:
+
+- the network thread is the only one that touches the paho client. paho's thread safety is
+  limited (publishing from several threads can deadlock, paho #354/#358), so instead of
+  ``loop_start()`` plus calls from other threads, this thread runs ``client.loop()`` itself and,
+  between rounds, performs the actions the worker handed back (acks, dead-letter publishes).
+- the worker (pipeline.WritePipeline) decodes, batches and writes. An HTTP write can block for
+  seconds; in the network thread it would stall keepalives and get us disconnected.
+
+Acks never cross MQTT connections: after a reconnect the broker resends every unacked message
+(persistent session) with its packet id, and may reuse an id once it is acked, so an ack for a
+message from an earlier connection could acknowledge a different, unwritten message. Such acks
+are dropped; the resent copy is written again (same identity, so the same point) and acked.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from ..contracts.mqtt import QOS, Topics
+from .config import ConfigError, IngestConfig, load_config
+from .deadletter import DeadLetterFile
+from .pipeline import COUNTERS, Ack, Action, Backoff, Delivery, PublishDeadLetter, WritePipeline
+from .stats import Counters
+from .writer import Writer, make_writer
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_S = 30
+_LOOP_TIMEOUT_S = 0.02  # how long an ack may wait for the network thread's next round
+_RECONNECT = Backoff(initial_s=0.5, max_s=30.0)
+_STOP_TIMEOUT_EXTRA_S = 5.0
+
+
+class Ingest:
+    def __init__(self, config: IngestConfig, *, writer: Writer | None = None,
+                 backoff: Backoff = Backoff()) -> None:
+        self.config = config
+        self._topics = Topics(config.mqtt.prefix)
+        # $share: instances with the same group split the stream, each message to one of them.
+        self.subscription = f"$share/{config.ingest.group}/{self._topics.all_readings()}"
+        self.deadletter_topic = self._topics.deadletter(config.ingest.id)
+        self._deadletters = DeadLetterFile(config.ingest.id, config.ingest.deadletter_file)
+        self._writer = writer
+        self._backoff = backoff
+        self._inbox: queue.Queue[Delivery] = queue.Queue()
+        self._actions: queue.Queue[Action] = queue.Queue()
+        self._counters = Counters("received", "acks_sent", "acks_dropped", "connects",
+                                  *COUNTERS)
+        self._stopping = threading.Event()  # worker: finish up
+        self._network_stop = threading.Event()  # network thread: last acks, then disconnect
+        self._session = 0  # network thread only: bumped on every accepted connection
+        self._connected = False  # network thread only
+        self._subscribed = False  # network thread only: the broker confirmed our subscription
+        self._failed_connects = 0  # network thread only
+        self._client: mqtt.Client | None = None
+        self._pipeline: WritePipeline | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start both threads and return; connecting (and reconnecting) is the network thread's
+        job, so the service starts even while the broker is down. Raises ConfigError if the
+        dead-letter file cannot be written. An Ingest runs once: after stop(), make a new one."""
+        if self._threads or self._stopping.is_set():
+            raise RuntimeError("an Ingest starts once")
+        try:
+            self._deadletters.check_writable()
+        except OSError as e:
+            raise ConfigError(f"ingest.deadletter_file: cannot write {self._deadletters.path}: "
+                              f"{e.strerror}") from e
+        if self._writer is None:
+            self._writer = make_writer(self.config.influx)
+        self._pipeline = WritePipeline(
+            self._writer, self._deadletters, self._topics, self._actions.put, self._counters,
+            batch_size=self.config.influx.batch_size,
+            flush_interval_s=self.config.influx.flush_interval_s, backoff=self._backoff)
+        self._client = self._make_client()
+        self._threads = [
+            threading.Thread(target=self._pipeline.run, args=(self._inbox, self._stopping),
+                             name=f"ingest-{self.config.ingest.id}-writer", daemon=True),
+            threading.Thread(target=self._network_loop,
+                             name=f"ingest-{self.config.ingest.id}-mqtt", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Write what has arrived (one attempt), acknowledge it, disconnect. Whatever is not
+        written stays unacknowledged in the broker's session for redelivery."""
+        if not self._threads:
+            return
+        worker, network = self._threads
+        self._stopping.set()
+        worker.join(self.config.influx.timeout_s + _STOP_TIMEOUT_EXTRA_S)
+        self._network_stop.set()
+        network.join(KEEPALIVE_S)
+        if self._writer is not None:
+            self._writer.close()
+        self._threads = []
+
+    def running(self) -> bool:
+        """Both threads alive (run() exits non-zero if one dies)."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def stats(self) -> dict[str, Any]:
+        values: dict[str, Any] = self._counters.snapshot()
+        values["queued"] = self._inbox.qsize()  # received, not yet taken by the worker
+        values["pending"] = self._pipeline.pending if self._pipeline else 0  # in the batch
+        values["connected"] = self._connected
+        values["subscribed"] = self._subscribed
+        return values
+
+    # -- network thread ------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        c = self.config
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=c.ingest.id,
+                             clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+        if c.mqtt.username:
+            client.username_pw_set(c.mqtt.username, c.mqtt.password or None)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        # on_message, not message_callback_add: $share filters do not match it (paho #472).
+        client.on_message = self._on_message
+        client.connect_async(c.mqtt.host, c.mqtt.port, keepalive=KEEPALIVE_S)
+        return client
+
+    def _network_loop(self) -> None:
+        client = self._client
+        assert client is not None
+        while not self._network_stop.is_set():
+            if client.socket() is None and not self._reconnect(client):
+                continue
+            client.loop(timeout=_LOOP_TIMEOUT_S)
+            self._perform_actions(client)
+        self._perform_actions(client)  # the worker's last acks, before we go
+        if client.socket() is not None:
+            client.disconnect()
+            for _ in range(50):  # until DISCONNECT is out and paho has closed the socket
+                if client.loop(timeout=_LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS \
+                        or client.socket() is None:
+                    break
+
+    def _reconnect(self, client: mqtt.Client) -> bool:
+        """Open a connection (CONNACK comes later, in on_connect); backs off after failures,
+        including connections the broker closed without accepting."""
+        if self._failed_connects:
+            self._network_stop.wait(_RECONNECT.delay(self._failed_connects - 1))
+            if self._network_stop.is_set():
+                return False
+        self._failed_connects += 1  # until on_connect says otherwise
+        try:
+            client.reconnect()
+            return True
+        except OSError as e:
+            log.warning("cannot reach MQTT broker %s:%d: %s", self.config.mqtt.host,
+                        self.config.mqtt.port, e)
+            return False
+
+    def _perform_actions(self, client: mqtt.Client) -> None:
+        while True:
+            try:
+                action = self._actions.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(action, Ack):
+                if self._connected and action.session == self._session:
+                    client.ack(action.mid, action.qos)
+                    self._counters.add("acks_sent")
+                else:
+                    self._counters.add("acks_dropped")  # resent by the broker, see module doc
+            elif isinstance(action, PublishDeadLetter):
+                client.publish(self.deadletter_topic, action.record, qos=QOS)
+
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: Any, properties: object) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT broker refused the connection: %s", reason_code)
+            return
+        self._session += 1
+        self._connected = True
+        self._failed_connects = 0
+        self._counters.add("connects")
+        log.info("connected to MQTT %s:%d (session present: %s)", self.config.mqtt.host,
+                 self.config.mqtt.port, flags.session_present)
+        client.subscribe(self.subscription, qos=QOS)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reason_codes: list[Any], properties: object) -> None:
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("MQTT broker refused the subscription %s: %s", self.subscription, refused)
+        self._subscribed = not refused
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
+                       reason_code: Any, properties: object) -> None:
+        if self._connected and not self._network_stop.is_set():
+            log.warning("disconnected from MQTT: %s", reason_code)
+        self._connected = False
+        self._subscribed = False
+
+    def _on_message(self, client: mqtt.Client, userdata: object,
+                    message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = "<topic not UTF-8>"  # rejected downstream like any other bad message
+        self._counters.add("received")
+        self._inbox.put(Delivery(message.mid, message.qos, self._session, topic,
+                                 bytes(message.payload)))
+
+
+def run(config_path: str | Path) -> int:
+    """Run until SIGTERM or SIGINT; the exit status (2: bad config, 1: a thread died)."""
+    try:
+        ingest = Ingest(load_config(config_path))
+        ingest.start()
+    except ConfigError as e:
+        print(f"watershed ingest: {e}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.wait(1.0):
+            if not ingest.running():
+                log.error("an ingest thread died; exiting")
+                return 1
+        return 0
+    finally:
+        ingest.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

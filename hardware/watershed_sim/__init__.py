@@ -1,0 +1,1 @@
+"""Host-side simulators of station hardware: serial links, sensors, radios."""

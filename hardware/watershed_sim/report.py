@@ -1,0 +1,63 @@
+"""Truth versus stored: what the stations produced against what InfluxDB holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from watershed.contracts.channels import channel_name
+from watershed.contracts.wire import MISSING, value_text
+from watershed.influxql import query
+
+from .station_process import Produced
+
+
+@dataclass
+class ChannelReport:
+    station: str
+    channel: str
+    expected: int = 0
+    stored: int = 0
+    missing: list[int] = field(default_factory=list)  # seqs not found
+    mismatched: list[str] = field(default_factory=list)  # what differs, per reading
+
+
+def _stored_points(url: str, database: str, station: str) -> dict[tuple[str, int], dict]:
+    points = {}
+    q = f"SELECT value, flags, seq, gateway FROM readings WHERE station = '{station}' GROUP BY channel"
+    for tags, rows in query(url, database, q):
+        for row in rows:
+            points[(tags["channel"], row["time"])] = row
+    return points
+
+
+def compare(url: str, database: str, produced: dict[str, list[Produced]]) -> list[ChannelReport]:
+    """One report per station and channel; a reading matches when its point has the exact
+    value, flags and seq at its time."""
+    reports: dict[tuple[str, str], ChannelReport] = {}
+    for station, readings in produced.items():
+        points = _stored_points(url, database, station)
+        for seq, number, time, mantissa, exponent, flags in readings:
+            name = channel_name(number)
+            report = reports.setdefault((station, name), ChannelReport(station, name))
+            report.expected += 1
+            point = points.get((name, time))
+            if point is None:
+                report.missing.append(seq)
+                continue
+            report.stored += 1
+            want = None if flags & MISSING else Decimal(value_text(mantissa, exponent))
+            if point["value"] != want or point["flags"] != flags or point["seq"] != seq:
+                report.mismatched.append(
+                    f"seq {seq} at {time}: stored value={point['value']} flags={point['flags']} "
+                    f"seq={point['seq']}, produced value={want} flags={flags}")
+    return sorted(reports.values(), key=lambda r: (r.station, r.channel))
+
+
+def format_table(reports: list[ChannelReport]) -> str:
+    lines = [f"{'station':<10} {'channel':<16} {'expected':>8} {'stored':>8} {'missing':>8} "
+             f"{'mismatched':>10}"]
+    for r in reports:
+        lines.append(f"{r.station:<10} {r.channel:<16} {r.expected:>8} {r.stored:>8} "
+                     f"{len(r.missing):>8} {len(r.mismatched):>10}")
+    return "\n".join(lines)

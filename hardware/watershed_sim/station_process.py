@@ -1,0 +1,111 @@
+"""A station's firmware running in the MicroPython unix port, on its own virtual serial link.
+
+The harness drives what a real site would: ADC counts (files the unix board reads) and the clock
+(SimClock). Every reading the firmware stores is printed on its console (``R seq ch time mantissa
+exponent flags``); the harness records them as the truth a test compares with InfluxDB.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from .clock import SimClock
+from .micropython import micropython_binary
+from .serial_link import VirtualSerialLink
+
+log = logging.getLogger(__name__)
+
+Produced = tuple[int, int, int, int, int, int]  # seq, channel, time, mantissa, exponent, flags
+
+
+class SimStation:
+    def __init__(self, workdir: Path, firmware: Path, clock: SimClock, *, station_id: str,
+                 address: int, basin: str, channels: list[dict[str, Any]], heap: str = "48K",
+                 link: VirtualSerialLink | None = None) -> None:
+        self.workdir = workdir
+        self.firmware = firmware  # folder of compiled .mpy modules
+        self.clock = clock
+        self.station_id = station_id
+        self.address = address
+        self.basin = basin
+        self.channels = channels
+        self.heap = heap
+        self.link = link or VirtualSerialLink()
+        self.data_dir = workdir / "flash"
+        self.io_dir = workdir / "io"
+        self.produced: list[Produced] = []
+        self.console: list[str] = []
+        self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+        for d in (self.data_dir, self.io_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def gateway_port(self) -> str:
+        return self.link.gateway_path
+
+    def set_adc(self, pin: int, raw: int) -> None:
+        # Write then rename, so the firmware never reads a half-written count.
+        tmp = self.io_dir / f".adc{pin}"
+        tmp.write_text(f"{raw}\n")
+        tmp.replace(self.io_dir / f"adc{pin}")
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "station": self.station_id, "address": self.address, "basin": self.basin,
+            "board": {"name": "unix", "data_dir": str(self.data_dir), "io_dir": str(self.io_dir),
+                      **self.clock.board_config()},
+            "link": {"port": self.link.station_path, "baud": 9600},
+            "channels": self.channels,
+        }
+
+    def start(self) -> None:
+        config_path = self.workdir / "config.json"
+        config_path.write_text(json.dumps(self.config()))
+        env = dict(os.environ, MICROPYPATH=str(self.firmware))
+        self._process = subprocess.Popen(
+            [str(micropython_binary()), "-X", f"heapsize={self.heap}", "-c",
+             f"import station; station.main({str(config_path)!r})"],
+            cwd=self.workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        self._reader = threading.Thread(target=self._read_console, args=(self._process,),
+                                        name=f"console-{self.station_id}", daemon=True)
+        self._reader.start()
+
+    def _read_console(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            self.console.append(line)
+            parts = line.split()
+            if len(parts) == 7 and parts[0] == "R":
+                self.produced.append(tuple(int(p) for p in parts[1:]))  # type: ignore[arg-type]
+            elif parts and parts[0] in ("E", "Traceback"):
+                log.warning("%s: %s", self.station_id, line)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, kill: bool = False) -> None:
+        """End the firmware process (SIGKILL with ``kill``: a power cut)."""
+        if self._process is None:
+            return
+        if kill:
+            self._process.kill()
+        else:
+            self._process.terminate()
+        self._process.wait(timeout=10)
+        if self._reader:
+            self._reader.join(timeout=5)
+        self._process = None
+
+    def close(self) -> None:
+        self.stop()
+        self.link.close()

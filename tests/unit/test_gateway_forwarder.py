@@ -1,0 +1,245 @@
+"""The forwarder against an in-memory stand-in for paho's client: what it publishes, and that a
+reading is marked sent only when the broker's PUBACK for its message arrives."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from paho.mqtt.client import ConnectFlags
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from watershed.contracts.mqtt import MessageReading, decode_readings
+from watershed.gateway.config import MqttConfig
+from watershed.gateway.forwarder import Forwarder, group_messages
+from watershed.gateway.store import Store, StoredReading
+
+T0 = 1763676900
+GW = "gw-test"
+
+
+class FakeClient:
+    """Just enough of paho.mqtt.client.Client, driven by the forwarder's thread."""
+
+    def __init__(self) -> None:
+        self.broker_up = True
+        self.pubacks = True  # does the "broker" acknowledge publishes?
+        self.published: list[tuple[str, bytes, int, bool]] = []
+        self.will: tuple | None = None
+        self.connected = False
+        self._connack_due = False
+        self._unacked: list[int] = []
+        self._mid = 0
+        self.on_connect: Callable | None = None
+        self.on_disconnect: Callable | None = None
+        self.on_publish: Callable | None = None
+
+    def will_set(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self.will = (topic, payload, qos, retain)
+
+    def max_inflight_messages_set(self, n: int) -> None:
+        pass
+
+    def connect(self, host: str, port: int, keepalive: int) -> None:
+        self.reconnect()
+
+    def reconnect(self) -> None:
+        if not self.broker_up:
+            raise ConnectionRefusedError(111, "Connection refused")
+        self._connack_due = True
+
+    def loop(self, timeout: float = 1.0) -> MQTTErrorCode:
+        time.sleep(min(timeout, 0.002))
+        if not self.broker_up:
+            if self.connected:
+                self.connected = False
+                self.on_disconnect(self, None, None,
+                                   ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"), None)
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if self._connack_due:
+            self._connack_due = False
+            self.connected = True
+            self.on_connect(self, None, ConnectFlags(False),
+                            ReasonCode(PacketTypes.CONNACK, "Success"), None)
+        if self.pubacks and self.connected:
+            acked, self._unacked = self._unacked, []
+            for mid in acked:
+                self.on_publish(self, None, mid, ReasonCode(PacketTypes.PUBACK, "Success"), None)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
+        self._mid += 1
+        self.published.append((topic, payload, qos, retain))
+        self._unacked.append(self._mid)
+        return type("Info", (), {"mid": self._mid})()
+
+    def disconnect(self) -> None:
+        self.connected = False
+
+    def readings_messages(self) -> list[bytes]:
+        return [p for t, p, _, _ in self.published if t.endswith("/readings")]
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "gw.db") as s:
+        yield s
+
+
+def fill(store: Store, station: str, seqs: range, basin: str = "santiago") -> None:
+    store.add(station, basin, [MessageReading(s, "stage_m", T0 + s, 1000 + s, -3, 0) for s in seqs])
+
+
+def start(store: Store, client: FakeClient, **mqtt: Any) -> Forwarder:
+    config = MqttConfig(reconnect_min_s=0.01, reconnect_max_s=0.05, **mqtt)
+    forwarder = Forwarder(GW, config, store, clock=lambda: T0, client_factory=lambda cid: client)
+    forwarder.start()
+    return forwarder
+
+
+def test_group_messages_per_station_in_order_and_bounded() -> None:
+    def row(i: int, station: str, basin: str = "b") -> StoredReading:
+        return StoredReading(i, station, basin, MessageReading(i, "stage_m", T0, i, 0, 0))
+    rows = [row(1, "A"), row(2, "B"), row(3, "A"), row(4, "A"), row(5, "A", "other")]
+    grouped = group_messages(rows, GW, 2)
+    assert [(m.station, m.basin, [r.seq for r in m.readings], keys) for m, keys in grouped] == [
+        ("A", "b", [1, 3], [("A", 1), ("A", 3)]),
+        ("A", "b", [4], [("A", 4)]),
+        ("B", "b", [2], [("B", 2)]),
+        ("A", "other", [5], [("A", 5)]),
+    ]
+
+
+def test_readings_are_marked_sent_only_on_puback(store: Store) -> None:
+    client = FakeClient()
+    client.pubacks = False
+    fill(store, "SAN-01", range(1, 6))
+    forwarder = start(store, client)
+    try:
+        wait_until(lambda: len(client.readings_messages()) == 1)
+        time.sleep(0.05)
+        assert len(store.unsent(10)) == 5  # published, not acknowledged: still owed
+        client.pubacks = True
+        wait_until(lambda: not store.unsent(10))
+    finally:
+        forwarder.stop(1)
+    (payload,) = client.readings_messages()
+    message = decode_readings(payload)
+    assert (message.gateway, message.station, message.basin) == (GW, "SAN-01", "santiago")
+    assert [r.value_text for r in message.readings] == ["1.001", "1.002", "1.003", "1.004", "1.005"]
+    assert forwarder.stats()["readings_acked"] == 5
+
+
+def test_topics_qos_status_and_last_will(store: Store) -> None:
+    client = FakeClient()
+    fill(store, "SAN-01", range(1, 3))
+    forwarder = start(store, client, prefix="basin/x")
+    wait_until(lambda: not store.unsent(10))
+    forwarder.stop(1)
+    topics = [(t, q, r) for t, _, q, r in client.published]
+    assert topics == [("basin/x/v1/gw-test/status", 1, True),
+                      ("basin/x/v1/gw-test/SAN-01/readings", 1, False),
+                      ("basin/x/v1/gw-test/status", 1, True)]
+    states = [json.loads(p)["state"] for t, p, _, _ in client.published if t.endswith("/status")]
+    assert states == ["online", "offline"]
+    assert client.will is not None
+    assert client.will[0] == "basin/x/v1/gw-test/status" and client.will[2:] == (1, True)
+    assert json.loads(client.will[1]) == {"v": 1, "gateway": GW, "state": "offline", "since": T0}
+
+
+def test_inflight_messages_are_bounded(store: Store) -> None:
+    client = FakeClient()
+    client.pubacks = False
+    fill(store, "SAN-01", range(1, 1001))
+    forwarder = start(store, client, max_inflight=3, max_readings_per_message=10)
+    try:
+        wait_until(lambda: len(client.readings_messages()) == 3)
+        time.sleep(0.05)
+        assert len(client.readings_messages()) == 3
+        assert forwarder.stats()["inflight"] == 3
+        client.pubacks = True
+        wait_until(lambda: not store.unsent(1))
+    finally:
+        forwarder.stop(1)
+    seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
+    assert seqs == list(range(1, 1001))  # each once, oldest first
+
+
+def test_broker_down_at_start_then_up(store: Store) -> None:
+    client = FakeClient()
+    client.broker_up = False
+    fill(store, "SAN-01", range(1, 4))
+    forwarder = start(store, client)
+    try:
+        wait_until(lambda: forwarder.stats()["connect_failures"] >= 3)
+        assert client.published == []
+        client.broker_up = True
+        wait_until(lambda: not store.unsent(10))
+    finally:
+        forwarder.stop(1)
+
+
+def test_new_readings_are_published_after_a_lost_connection(store: Store) -> None:
+    client = FakeClient()
+    forwarder = start(store, client)
+    try:
+        fill(store, "SAN-01", range(1, 3))
+        forwarder.notify()
+        wait_until(lambda: not store.unsent(10))
+        client.broker_up = False
+        wait_until(lambda: not forwarder.connected)
+        fill(store, "SAN-01", range(3, 6))
+        forwarder.notify()
+        time.sleep(0.05)
+        assert len(store.unsent(10)) == 3
+        client.broker_up = True
+        wait_until(lambda: not store.unsent(10))
+    finally:
+        forwarder.stop(1)
+    assert forwarder.stats()["connects"] == 2
+
+
+def test_stop_with_the_broker_down_keeps_readings_and_returns(store: Store) -> None:
+    client = FakeClient()
+    client.broker_up = False
+    fill(store, "SAN-01", range(1, 3))
+    forwarder = start(store, client)
+    began = time.monotonic()
+    forwarder.stop(flush_timeout_s=0.2)
+    assert time.monotonic() - began < 2
+    assert len(store.unsent(10)) == 2
+
+
+def test_a_puback_the_store_cannot_record_means_publishing_again(store: Store, monkeypatch) -> None:
+    client = FakeClient()
+    real_mark_sent = store.mark_sent
+    failures = []
+
+    def mark_sent_failing_once(keys: Any) -> int:
+        if not failures:
+            failures.append(1)
+            raise OSError(28, "No space left on device")
+        return real_mark_sent(keys)
+
+    monkeypatch.setattr(store, "mark_sent", mark_sent_failing_once)
+    fill(store, "SAN-01", range(1, 4))
+    forwarder = start(store, client)
+    try:
+        wait_until(lambda: not store.unsent(10))
+    finally:
+        forwarder.stop(1)
+    seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
+    assert seqs == [1, 2, 3, 1, 2, 3]  # at least once: repeated, never lost

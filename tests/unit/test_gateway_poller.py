@@ -1,0 +1,319 @@
+"""The gateway's side of the station exchange, over an in-memory port that answers like a station.
+
+No pty, no thread: each test scripts what the "station" answers to each frame it receives.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import serial
+
+from watershed.contracts import wire
+from watershed.contracts.mqtt import MessageReading
+from watershed.contracts.wire import Reading
+from watershed.gateway.backoff import Backoff
+from watershed.gateway.config import LinkConfig, StationConfig
+from watershed.gateway.framed_port import FramedPort
+from watershed.gateway.link import SerialLink
+from watershed.gateway.poller import MAX_ACK_RANGES, Poller
+from watershed.gateway.store import AckRanges, Store
+
+T0 = 1763676900
+NOW = 1763680000.25
+ADDR = 7
+
+Responder = Callable[[wire.Frame], list[wire.Frame]]
+
+
+class ScriptedPort:
+    """A serial port whose far end is a function: every frame written gets its reply frames."""
+
+    def __init__(self, respond: Responder) -> None:
+        self.respond = respond
+        self.received: list[wire.Frame] = []  # what the gateway sent, decoded
+        self._decoder = wire.FrameDecoder()
+        self._inbox = bytearray()
+
+    def write(self, data: bytes) -> int:
+        for frame in self._decoder.feed(data):
+            assert not isinstance(frame, wire.FrameError), frame
+            self.received.append(frame)
+            for reply in self.respond(frame):
+                self._inbox += wire.encode_frame(reply)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self._inbox)
+
+    def read(self, size: int = 1) -> bytes:
+        if not self._inbox:
+            time.sleep(0.001)
+            return b""
+        data = bytes(self._inbox[:size])
+        del self._inbox[:size]
+        return data
+
+    def close(self) -> None:
+        pass
+
+    def sent(self, frame_type: type) -> list:
+        return [f for f in self.received if isinstance(f, frame_type)]
+
+
+def hello(station_id: str = "SAN-01", boot_count: int = 1, next_seq: int = 44) -> wire.Hello:
+    return wire.Hello(ADDR, station_id, "1.0.0", 0x1234, 1, boot_count, next_seq, 0)
+
+
+def data(*readings: Reading) -> wire.Data:
+    return wire.Data(ADDR, tuple(readings))
+
+
+STAGE = [Reading.from_text(41, 1, T0, "+1.234"), Reading.from_text(42, 1, T0 + 900, "1.50"),
+         Reading(43, 128, T0 + 900, 7, 0), Reading(44, 200, T0 + 900, 0, 0, wire.MISSING)]
+
+
+def station(replies: dict[int, list[wire.Frame]]) -> Responder:
+    """Answers POLL with ``replies[want]`` and TIME with RESULT ok."""
+    def respond(frame: wire.Frame) -> list[wire.Frame]:
+        if isinstance(frame, wire.Poll):
+            return list(replies.get(frame.want, []))
+        if isinstance(frame, wire.TimeSync):
+            return [wire.Result(ADDR, wire.TIME, wire.RESULT_OK)]
+        return []
+    return respond
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "gw.db") as s:
+        yield s
+
+
+REGISTRY = {"SAN-01": StationConfig("SAN-01", ADDR, "santiago", {128: "stage_backup_m"})}
+
+
+def make_poller(store: Store, *, time_sync: bool = True, timeout_s: float = 0.2,
+                registry: dict | None = None) -> tuple[Poller, Counter]:
+    stats: Counter[str] = Counter()
+    poller = Poller(store, REGISTRY if registry is None else registry, stats,
+                    reply_timeout_s=timeout_s, time_sync=time_sync, clock=lambda: NOW)
+    return poller, stats
+
+
+def framed(port: ScriptedPort, stats: Counter) -> FramedPort:
+    return FramedPort(port, wire.FrameDecoder(), stats)
+
+
+HELLO_DATA = wire.WANT_HELLO | wire.WANT_DATA
+
+
+def test_first_poll_asks_hello_then_stores_acks_and_sets_the_clock(store: Store) -> None:
+    poller, stats = make_poller(store)
+    port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE)]}))
+    assert poller.poll(framed(port, stats), ADDR) is True
+    assert port.received[0] == wire.Poll(ADDR, HELLO_DATA)
+    assert port.sent(wire.Ack) == [wire.Ack(ADDR, 45)]
+    assert port.sent(wire.TimeSync) == [wire.TimeSync(ADDR, int(NOW * 1000))]
+    rows = store.unsent(10)
+    assert [(r.station, r.basin, r.reading.channel) for r in rows] == [
+        ("SAN-01", "santiago", "stage_m"), ("SAN-01", "santiago", "stage_m"),
+        ("SAN-01", "santiago", "stage_backup_m"), ("SAN-01", "santiago", "ch200")]
+    assert [(r.reading.mantissa, r.reading.exponent, r.reading.flags) for r in rows] == [
+        (1234, -3, 0), (150, -2, 0), (7, 0, 0), (0, 0, wire.MISSING)]
+    assert stats["readings_new"] == 4 and stats["acks"] == 1 and stats["time_syncs"] == 1
+    assert stats["time_sync_unanswered"] == 0
+
+
+def test_later_polls_ask_only_for_data(store: Store) -> None:
+    poller, stats = make_poller(store)
+    port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE[:2])],
+                                 wire.WANT_DATA: [data(*STAGE[2:])]}))
+    poller.poll(framed(port, stats), ADDR)
+    poller.poll(framed(port, stats), ADDR)
+    assert [p.want for p in port.sent(wire.Poll)] == [HELLO_DATA, wire.WANT_DATA]
+    assert port.sent(wire.Ack) == [wire.Ack(ADDR, 43), wire.Ack(ADDR, 45)]
+    assert len(port.sent(wire.TimeSync)) == 1
+
+
+def test_hello_after_data_in_one_reply_still_names_the_data(store: Store) -> None:
+    poller, stats = make_poller(store)
+    port = ScriptedPort(station({HELLO_DATA: [data(*STAGE), hello()]}))
+    poller.poll(framed(port, stats), ADDR)
+    assert store.ack_ranges("SAN-01") == AckRanges(45, ())
+    assert port.sent(wire.Ack) == [wire.Ack(ADDR, 45)]
+
+
+def test_data_from_a_station_that_never_said_hello_is_not_acked(store: Store) -> None:
+    poller, stats = make_poller(store, timeout_s=0.05)
+    port = ScriptedPort(station({HELLO_DATA: [data(*STAGE)]}))
+    assert poller.poll(framed(port, stats), ADDR) is False
+    assert port.sent(wire.Ack) == [] and store.unsent(10) == []
+    assert stats["data_before_hello"] == 1 and stats["timeouts"] == 1
+
+
+def test_no_time_is_pushed_when_time_sync_is_off(store: Store) -> None:
+    poller, stats = make_poller(store, time_sync=False)
+    port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE)]}))
+    poller.poll(framed(port, stats), ADDR)
+    assert port.sent(wire.TimeSync) == [] and len(port.sent(wire.Ack)) == 1
+
+
+def test_readings_are_not_acked_when_the_store_fails(store: Store, monkeypatch) -> None:
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(store, "add", disk_full)
+    poller, stats = make_poller(store)
+    port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE)]}))
+    with pytest.raises(OSError):
+        poller.poll(framed(port, stats), ADDR)
+    assert port.sent(wire.Ack) == []
+
+
+def test_unregistered_station_is_stored_as_unassigned(store: Store, caplog) -> None:
+    poller, stats = make_poller(store, registry={})
+    port = ScriptedPort(station({HELLO_DATA: [hello("NEW-9"), data(*STAGE)],
+                                 wire.WANT_DATA: [data(*STAGE)]}))
+    poller.poll(framed(port, stats), ADDR)
+    poller.poll(framed(port, stats), ADDR)
+    rows = store.unsent(10)
+    assert {(r.station, r.basin) for r in rows} == {("NEW-9", "unassigned")}
+    assert rows[2].reading.channel == "ch128"  # no registry entry names it
+    assert sum("not in the registry" in r.message for r in caplog.records) == 1
+
+
+def test_silence_makes_the_gateway_ask_for_hello_again(store: Store) -> None:
+    poller, stats = make_poller(store, timeout_s=0.05)
+    answers = {HELLO_DATA: [hello(), data(*STAGE[:1])], wire.WANT_DATA: []}
+    port = ScriptedPort(station(answers))
+    poller.poll(framed(port, stats), ADDR)
+    poller.poll(framed(port, stats), ADDR)  # no answer
+    poller.poll(framed(port, stats), ADDR)
+    assert [p.want for p in port.sent(wire.Poll)] == [HELLO_DATA, wire.WANT_DATA, HELLO_DATA]
+    assert stats["timeouts"] == 1
+
+
+def test_empty_data_is_not_acked(store: Store) -> None:
+    poller, stats = make_poller(store)
+    empty = wire.Data(ADDR, (), next_seq=41, base_time=T0)
+    port = ScriptedPort(station({HELLO_DATA: [hello(), empty]}))
+    assert poller.poll(framed(port, stats), ADDR) is False
+    assert port.sent(wire.Ack) == []
+
+
+def test_a_reboot_is_logged_and_counted(store: Store) -> None:
+    poller, stats = make_poller(store, timeout_s=0.05)
+    replies = {HELLO_DATA: [hello(boot_count=1)], wire.WANT_DATA: []}
+    port = ScriptedPort(station(replies))
+    poller.poll(framed(port, stats), ADDR)
+    replies[wire.WANT_DATA] = [hello(boot_count=2), wire.Data(ADDR, (), 44, T0)]
+    poller.poll(framed(port, stats), ADDR)
+    assert stats["reboots"] == 1 and stats["hellos"] == 2
+    assert store.station("SAN-01").boot_count == 2  # type: ignore[union-attr]
+
+
+def test_ack_with_many_holes_is_bounded_and_keeps_the_newest(store: Store) -> None:
+    every_other = [MessageReading(s, "stage_m", T0, 1, 0, 0) for s in range(1, 200, 2)]
+    store.add("SAN-01", "santiago", every_other)
+    poller, stats = make_poller(store)
+    newest = Reading(1001, 1, T0, 5, 0)
+    port = ScriptedPort(station({HELLO_DATA: [hello(next_seq=1002), data(newest)]}))
+    poller.poll(framed(port, stats), ADDR)
+    (ack,) = port.sent(wire.Ack)
+    assert ack.cumulative == 2 and len(ack.ranges) == MAX_ACK_RANGES
+    assert ack.ranges[-1] == (1001, 1002)
+    assert len(wire.encode_body(ack)) <= wire.MAX_BODY
+
+
+def test_echoed_and_foreign_frames_are_ignored(store: Store) -> None:
+    poller, stats = make_poller(store)
+
+    def echoing_bus(frame: wire.Frame) -> list[wire.Frame]:
+        replies: list[wire.Frame] = [frame]  # an RS-485 adapter that hears itself
+        if isinstance(frame, wire.Poll):
+            replies += [wire.Hello(ADDR + 1, "OTHER", "1", 0, 0, 0, 1, 0), hello(), data(*STAGE)]
+        return replies
+
+    port = ScriptedPort(echoing_bus)
+    poller.poll(framed(port, stats), ADDR)
+    assert stats["stray_frames"] >= 2
+    assert {r.station for r in store.unsent(10)} == {"SAN-01"}
+
+
+# --- the link thread ------------------------------------------------------------------
+
+
+def test_link_survives_port_errors_and_keeps_polling(store: Store) -> None:
+    port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE)]}))
+    attempts = []
+
+    def flaky_open(config: LinkConfig) -> ScriptedPort:
+        attempts.append(time.monotonic())
+        if len(attempts) <= 2:
+            raise serial.SerialException("could not open port /dev/ttyUSB0: No such device")
+        return port
+
+    stored = threading.Event()
+    link = SerialLink(LinkConfig("/dev/ttyUSB0", stations=(ADDR,), poll_interval_s=0.05,
+                                 reply_timeout_s=0.2),
+                      store, REGISTRY, time_sync=False, on_stored=stored.set,
+                      open_port=flaky_open, reopen_backoff=Backoff(0.01, 0.05))
+    link.start()
+    try:
+        assert stored.wait(5)
+    finally:
+        link.stop()
+    stats = link.stats()
+    assert stats["port_errors"] == 2 and stats["opens"] == 1 and stats["readings_new"] == 4
+    assert stats["frames_ok"] >= 2 and stats["open"] is False
+
+
+def test_link_survives_an_unexpected_error(store: Store, monkeypatch) -> None:
+    calls = []
+
+    def add_failing_once(*args: object, real=store.add) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        return real(*args)
+
+    monkeypatch.setattr(store, "add", add_failing_once)
+    port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE)],
+                                 wire.WANT_DATA: [data(*STAGE)]}))
+    stored = threading.Event()
+    link = SerialLink(LinkConfig("p", stations=(ADDR,), poll_interval_s=0.01, reply_timeout_s=0.2),
+                      store, REGISTRY, time_sync=False, on_stored=stored.set,
+                      open_port=lambda config: port, reopen_backoff=Backoff(0.01, 0.05))
+    link.start()
+    try:
+        assert stored.wait(5)
+    finally:
+        link.stop()
+    assert link.stats()["internal_errors"] == 1
+    assert len(store.unsent(10)) == 4
+
+
+def test_unanswered_time_is_sent_again_after_the_next_reply(store: Store) -> None:
+    poller, stats = make_poller(store, timeout_s=0.05)
+    results: list[wire.Frame] = []
+    base = station({HELLO_DATA: [hello(), data(*STAGE[:1])], wire.WANT_DATA: [data(*STAGE[1:])]})
+
+    def respond(frame: wire.Frame) -> list[wire.Frame]:
+        return results if isinstance(frame, wire.TimeSync) else base(frame)
+
+    port = ScriptedPort(respond)
+    poller.poll(framed(port, stats), ADDR)  # TIME unanswered
+    results.append(wire.Result(ADDR, wire.TIME, wire.RESULT_REJECTED, "clock locked"))
+    poller.poll(framed(port, stats), ADDR)  # TIME again; refused: not pushed any more
+    poller.poll(framed(port, stats), ADDR)
+    assert len(port.sent(wire.TimeSync)) == 2
+    assert stats["time_sync_unanswered"] == 1

@@ -1,0 +1,196 @@
+"""The gateway store: durable across reopen, duplicates suppressed, ACKs computed from it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from watershed.contracts.mqtt import MessageReading
+from watershed.contracts.wire import Hello
+from watershed.gateway.store import AckRanges, Store, StoreError
+
+T0 = 1763676900
+
+
+def reading(seq: int, mantissa: int = 1234, exponent: int = -3, flags: int = 0,
+            channel: str = "stage_m") -> MessageReading:
+    return MessageReading(seq, channel, T0 + 900 * seq, mantissa, exponent, flags)
+
+
+def readings(*seqs: int) -> list[MessageReading]:
+    return [reading(s) for s in seqs]
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "gw.db") as s:
+        yield s
+
+
+def test_pragmas_make_commits_durable(store: Store) -> None:
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_readings_survive_reopen_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    sent = [reading(1, 150, -2), reading(2, -37, -1, channel="air_temp_c"),
+            MessageReading(3, "rain_mm", T0, 0, 0, 1), reading(4, 1500, 0, flags=0x84)]
+    with Store(path) as s:
+        assert s.add("SAN-01", "santiago", sent) == (4, 0)
+    # Another connection (another process after a power cut) sees the committed rows.
+    with Store(path) as s:
+        rows = s.unsent(10)
+        assert [r.reading for r in rows] == sent
+        assert {(r.station, r.basin) for r in rows} == {("SAN-01", "santiago")}
+        assert s.ack_ranges("SAN-01") == AckRanges(5, ())
+
+
+def test_duplicates_are_suppressed_and_counted(store: Store) -> None:
+    assert store.add("S", "b", readings(1, 2, 3)) == (3, 0)
+    assert store.add("S", "b", readings(2, 3, 4)) == (1, 2)
+    assert [r.reading.seq for r in store.unsent(10)] == [1, 2, 3, 4]
+    counts = store.counts()
+    assert counts["duplicates"] == 2 and counts["conflicts"] == 0
+    assert counts["readings_received"] == 4 and counts["unsent"] == 4
+
+
+def test_a_reused_seq_with_other_content_is_kept_as_a_conflict(store: Store) -> None:
+    store.add("S", "b", [reading(1, 100)])
+    assert store.add("S", "b", [reading(1, 200)]) == (0, 1)
+    assert store.counts()["conflicts"] == 1
+    kept = store._db.execute("SELECT seq, mantissa FROM conflicts").fetchall()
+    assert kept == [(1, 200)]
+    assert [r.reading.mantissa for r in store.unsent(10)] == [100]
+
+
+def test_seqs_are_per_station(store: Store) -> None:
+    assert store.add("A", "b", readings(1, 2)) == (2, 0)
+    assert store.add("B", "b", readings(1, 2)) == (2, 0)
+    assert store.ack_ranges("A") == store.ack_ranges("B") == AckRanges(3, ())
+
+
+def test_ack_covers_holes_with_selective_ranges(store: Store) -> None:
+    store.add("S", "b", readings(5, 6, 7, 9, 10, 12))
+    assert store.ack_ranges("S") == AckRanges(8, ((9, 11), (12, 13)))
+    assert store.highest_seq("S") == 12
+    store.add("S", "b", readings(8))  # fills the first hole: the runs merge
+    assert store.ack_ranges("S") == AckRanges(11, ((12, 13),))
+    store.add("S", "b", readings(11))
+    assert store.ack_ranges("S") == AckRanges(13, ())
+    assert store._db.execute("SELECT COUNT(*) FROM received_runs").fetchone()[0] == 1
+
+
+def test_ack_floor_is_the_first_seq_this_store_took(store: Store) -> None:
+    assert store.ack_ranges("NEW") == AckRanges(1, ())  # nothing stored: acknowledges nothing
+    store.add("S", "b", readings(41, 42))
+    assert store.ack_ranges("S") == AckRanges(43, ())
+    store.add("S", "b", readings(30))  # a backfill below the floor changes nothing above it
+    assert store.ack_ranges("S") == AckRanges(43, ())
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(1, 60), min_size=1, max_size=12), min_size=1,
+                        max_size=8))
+def test_ack_says_exactly_what_is_stored(batches: list[list[int]]) -> None:
+    with Store(":memory:") as s:
+        for batch in batches:
+            s.add("S", "b", readings(*sorted(set(batch))))
+        stored = {seq for batch in batches for seq in batch}
+        floor = min(sorted(set(batches[0])))
+        cumulative, ranges = s.ack_ranges("S")
+        covered = set(range(floor, cumulative)) | {n for a, b in ranges for n in range(a, b)}
+        assert covered == {n for n in stored if n >= floor}
+        assert cumulative not in stored
+        ends = [cumulative] + [n for r in ranges for n in r]
+        assert ends == sorted(ends) and len(set(ends)) == len(ends)  # ascending, not touching
+
+
+def test_unsent_is_oldest_first_and_pages_by_id(store: Store) -> None:
+    store.add("A", "b", readings(1, 2))
+    store.add("B", "c", readings(7))
+    store.add("A", "b", readings(3))
+    rows = store.unsent(10)
+    assert [(r.station, r.reading.seq) for r in rows] == [("A", 1), ("A", 2), ("B", 7), ("A", 3)]
+    assert [r.key for r in store.unsent(10, after_id=rows[1].id)] == [("B", 7), ("A", 3)]
+    assert [r.key for r in store.unsent(10, station="A")] == [("A", 1), ("A", 2), ("A", 3)]
+    assert len(store.unsent(2)) == 2
+
+
+def test_mark_sent_removes_from_unsent_and_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    with Store(path) as s:
+        s.add("S", "b", readings(1, 2, 3))
+        assert s.mark_sent([("S", 1), ("S", 3), ("S", 99)]) == 2
+        assert s.mark_sent([("S", 1)]) == 0
+    with Store(path) as s:
+        assert [r.key for r in s.unsent(10)] == [("S", 2)]
+        assert s.counts()["readings_sent"] == 2
+
+
+def test_ids_are_never_reused_after_rows_are_deleted(store: Store) -> None:
+    store.add("S", "b", readings(1, 2))
+    last = store.unsent(10)[-1].id
+    store._db.execute("DELETE FROM readings")  # a later pruning of sent rows
+    store.add("S", "b", readings(3))
+    assert store.unsent(10, after_id=last)[0].reading.seq == 3
+
+
+def test_hello_is_recorded_and_the_previous_one_returned(store: Store) -> None:
+    first = Hello(3, "SAN-01", "1.0.0", 0xDEADBEEF, 1, 7, 41, T0)
+    assert store.record_hello(first) is None
+    before = store.record_hello(Hello(3, "SAN-01", "1.0.1", 1, 3, 8, 50, 0))
+    assert before is not None and (before.boot_count, before.next_seq) == (7, 41)
+    info = store.station("SAN-01")
+    assert info is not None
+    assert (info.address, info.firmware, info.boot_count, info.next_seq, info.reset_cause) == (
+        3, "1.0.1", 8, 50, 3)
+    assert store.station("OTHER") is None
+
+
+def test_a_failed_batch_stores_nothing(store: Store) -> None:
+    bad = readings(1, 2) + [MessageReading(3, None, T0, 1, 0, 0)]  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.add("S", "b", bad)
+    assert store.unsent(10) == [] and store.ack_ranges("S") == AckRanges(1, ())
+
+
+def test_concurrent_writers_and_readers_never_see_locked(store: Store) -> None:
+    errors: list[BaseException] = []
+
+    def writer(station: str) -> None:
+        try:
+            for seq in range(1, 101):
+                store.add(station, "b", readings(seq))
+                store.ack_ranges(station)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    def sender() -> None:
+        try:
+            for _ in range(100):
+                store.mark_sent(r.key for r in store.unsent(20))
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in "ABC"]
+    threads.append(threading.Thread(target=sender))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.counts()["readings_received"] == 300
+
+
+def test_a_store_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    sqlite3.connect(path).execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(path)

@@ -1,0 +1,200 @@
+"""The ingest worker with a scripted writer: ack order, retries, rejects, dead letters, stop."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from watershed.contracts.mqtt import Topics
+from watershed.ingest.deadletter import DeadLetterFile
+from watershed.ingest.pipeline import (Ack, Action, Backoff, Delivery, PublishDeadLetter,
+                                       WritePipeline)
+from watershed.ingest.stats import Counters
+from watershed.ingest.writer import RejectedWriteError, RetryableWriteError
+
+VECTOR = json.loads((Path(__file__).parents[1] / "vectors" / "mqtt_v1.json").read_text()
+                    )["messages"][0]
+TOPIC: str = VECTOR["topic"]
+PAYLOAD: bytes = VECTOR["payload"].encode()
+LINES: list[str] = VECTOR["lines"]
+FAST = Backoff(initial_s=0.01, max_s=0.02)
+
+
+class ScriptedWriter:
+    """Raises the scripted outcomes in turn (None = success), then succeeds."""
+
+    def __init__(self, *outcomes: Exception | None) -> None:
+        self.outcomes = list(outcomes)
+        self.calls: list[list[str]] = []
+
+    def write(self, lines: list[str]) -> None:
+        self.calls.append(list(lines))
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+
+    def close(self) -> None:
+        pass
+
+
+class Harness:
+    def __init__(self, writer: ScriptedWriter, tmp_path: Path, **options: object) -> None:
+        self.writer = writer
+        self.actions: list[Action] = []
+        self.counters = Counters()
+        self.deadletters = DeadLetterFile("ingest-t", tmp_path / "dl" / "deadletter.jsonl")
+        self.deadletters.check_writable()
+        settings: dict = {"batch_size": 5000, "flush_interval_s": 1.0, "backoff": FAST}
+        settings.update(options)
+        self.pipeline = WritePipeline(writer, self.deadletters, Topics(), self.actions.append,
+                                      self.counters, **settings)
+        self.inbox: queue.Queue[Delivery] = queue.Queue()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.pipeline.run, args=(self.inbox, self.stopping))
+        self.thread.start()
+        self.next_mid = 1
+
+    def deliver(self, payload: bytes = PAYLOAD, topic: str = TOPIC) -> int:
+        mid, self.next_mid = self.next_mid, self.next_mid + 1
+        self.inbox.put(Delivery(mid, 1, 1, topic, payload))
+        return mid
+
+    def acked(self) -> list[int]:
+        return [a.mid for a in self.actions if isinstance(a, Ack)]
+
+    def deadletter_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.deadletters.path.read_text().splitlines()]
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    made: list[Harness] = []
+
+    def make(writer: ScriptedWriter, **options: object) -> Harness:
+        made.append(Harness(writer, tmp_path, **options))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.stop()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_written_then_acked_in_arrival_order_with_rejects_in_place(
+        harness: Callable[..., Harness]) -> None:
+    h = harness(ScriptedWriter())
+    h.deliver()
+    h.deliver(b'{"v":1,"gateway":"gw-zamora"')  # not JSON
+    h.deliver(PAYLOAD.replace(b"SAN-01", b"SAN-02"))  # topic says SAN-01
+    h.deliver()
+    wait_for(lambda: len(h.acked()) == 4)
+    assert h.writer.calls == [LINES + LINES]  # one batch: the quiet stream flushed it
+    kinds = [type(a).__name__ for a in h.actions]
+    assert kinds == ["Ack", "PublishDeadLetter", "Ack", "PublishDeadLetter", "Ack", "Ack"]
+    assert h.acked() == [1, 2, 3, 4]
+    published = [json.loads(a.record) for a in h.actions if isinstance(a, PublishDeadLetter)]
+    assert published == h.deadletter_lines()  # the same records in the file and on MQTT
+    assert [d["reason"].split(":")[0] for d in published] == ["not JSON", "topic"]
+    assert published[1]["payload"] == PAYLOAD.replace(b"SAN-01", b"SAN-02").decode()
+    assert all(d["source"] == "ingest-t" and d["topic"] == TOPIC for d in published)
+    stats = h.counters.snapshot()
+    assert (stats["invalid"], stats["deadlettered"], stats["messages_written"],
+            stats["points_written"]) == (2, 2, 2, 10)
+
+
+def test_retryable_failure_holds_acks_and_retries_the_same_batch(
+        harness: Callable[..., Harness]) -> None:
+    h = harness(ScriptedWriter(RetryableWriteError("HTTP 503"), RetryableWriteError("refused")))
+    h.deliver()
+    h.deliver()
+    wait_for(lambda: len(h.writer.calls) >= 2)
+    assert h.acked() == []  # not written yet: not acked
+    wait_for(lambda: len(h.acked()) == 2)
+    assert h.writer.calls == [LINES + LINES] * 3
+    assert h.counters.snapshot()["write_failures"] == 2
+
+
+def test_rejected_batch_is_dead_lettered_and_the_stream_goes_on(
+        harness: Callable[..., Harness]) -> None:
+    h = harness(ScriptedWriter(RejectedWriteError("HTTP 400: partial write: conflict", 400)))
+    h.deliver()
+    wait_for(lambda: h.acked() == [1])
+    [dead] = h.deadletter_lines()
+    assert dead["reason"] == "influx rejected the batch: HTTP 400: partial write: conflict"
+    assert dead["payload"] == PAYLOAD.decode()
+    h.deliver()
+    wait_for(lambda: h.acked() == [1, 2])
+    assert len(h.deadletter_lines()) == 1
+    assert h.counters.snapshot()["rejected_batches"] == 1
+
+
+def test_batch_size_flushes_before_the_stream_goes_quiet(
+        harness: Callable[..., Harness]) -> None:
+    h = harness(ScriptedWriter(), batch_size=len(LINES) * 2, flush_interval_s=30,
+                quiet_flush_s=30)
+    for _ in range(5):
+        h.deliver()
+    wait_for(lambda: len(h.acked()) == 4)
+    time.sleep(0.1)
+    assert h.writer.calls == [LINES * 2] * 2  # a message's lines are never split
+    assert h.acked() == [1, 2, 3, 4]  # the fifth waits for more or for the interval
+
+
+def test_flush_interval_bounds_latency_of_a_steady_stream(
+        harness: Callable[..., Harness]) -> None:
+    h = harness(ScriptedWriter(), flush_interval_s=0.15, quiet_flush_s=30)
+    h.deliver()
+    wait_for(lambda: h.acked() == [1], timeout_s=1.0)
+
+
+def test_stop_while_failing_leaves_messages_unacked(harness: Callable[..., Harness]) -> None:
+    h = harness(ScriptedWriter(*[RetryableWriteError("down")] * 1000))
+    h.deliver()
+    h.deliver()
+    wait_for(lambda: len(h.writer.calls) >= 2)
+    h.stop()
+    assert h.actions == []
+    assert h.counters.snapshot()["abandoned"] == 2
+
+
+def test_stop_writes_what_has_arrived(harness: Callable[..., Harness]) -> None:
+    h = harness(ScriptedWriter(), flush_interval_s=30, quiet_flush_s=30)
+    h.deliver()
+    h.deliver()
+    time.sleep(0.05)
+    h.stop()
+    assert h.acked() == [1, 2]
+
+
+def test_a_writer_bug_does_not_kill_the_worker(harness: Callable[..., Harness]) -> None:
+    h = harness(ScriptedWriter(KeyError("oops")))
+    h.deliver()
+    wait_for(lambda: h.acked() == [1])
+    assert h.thread.is_alive()
+
+
+def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
+    b = Backoff(initial_s=1, max_s=8, max_retry_after_s=60)
+    for attempt, ceiling in [(0, 1), (1, 2), (2, 4), (3, 8), (10, 8)]:
+        delays = {b.delay(attempt) for _ in range(50)}
+        assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(delays) > 1
+    assert b.delay(0, retry_after=30) == 30
+    assert b.delay(0, retry_after=3600) == 60
+    assert 0.5 <= b.delay(0, retry_after=0) <= 1
