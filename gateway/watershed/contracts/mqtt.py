@@ -17,6 +17,7 @@ from .wire import MAX_EXPONENT, MAX_MANTISSA, MISSING, decimal_tuple, value_text
 PAYLOAD_VERSION = 1
 DEFAULT_PREFIX = "watershed"
 QOS = 1
+MAX_TS = 2**33  # year 2242: inside InfluxDB's time range (up to 2262)
 
 
 class Topics:
@@ -127,7 +128,7 @@ def _reading(item: object) -> MessageReading:
         raise PayloadError("readings: every item must be an object")
     seq = _int(item, "seq", 0, 2**63 - 1)
     channel = _ident(item, "channel")
-    ts = _int(item, "ts", 0, 2**40)
+    ts = _int(item, "ts", 0, MAX_TS)
     flags = _int(item, "flags", 0, 255)
     raw = item.get("value", "absent")
     if raw is None:
