@@ -85,9 +85,9 @@ def run_demo(settings: DemoSettings) -> int:
     print(f"  curl -G '{url}/query' --data-urlencode 'db={DATABASE}' --data-urlencode "
           f"\"q=SELECT value, flags FROM readings WHERE station='{station}' AND "
           f"channel='stage_m'\"")
-    if settings.keep:
-        print(f"servers left running (stop them with: kill $(cat {workdir}/*/pid 2>/dev/null) "
-              f"or by their PIDs in {workdir})")
+    if settings.keep and pipeline.mosquitto and pipeline.influxd:
+        print(f"servers left running: stop them with `kill {pipeline.mosquitto.pid} "
+              f"{pipeline.influxd.pid}`")
     else:
         print(f"(servers stopped; rerun with --keep to query them; data stays in {workdir})")
     return 0 if lost == 0 and expected > 0 else 1

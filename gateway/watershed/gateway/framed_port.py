@@ -16,6 +16,8 @@ from watershed.contracts import wire
 
 log = logging.getLogger(__name__)
 
+_MISMATCH_KINDS = (wire.UnsupportedVersion.kind, wire.UnknownFrameType.kind)
+
 # Frame types a station sends; anything else on the line is an echo or another gateway.
 STATION_FRAME_TYPES = frozenset({wire.HELLO, wire.DATA, wire.STATUS, wire.RESULT})
 
@@ -76,8 +78,11 @@ class FramedPort:
             # The whole chunk is decoded before deciding to stop: a reply's frames may share it.
             for item in self.decoder.feed(data):
                 if isinstance(item, wire.FrameError):
-                    log.debug("frame defect (%s) while waiting for address %d: %s", item.kind,
-                              addr, item)
+                    # Noise is routine and only counted; a frame of another protocol version or
+                    # type means mismatched firmware, which an operator must hear about.
+                    level = logging.WARNING if item.kind in _MISMATCH_KINDS else logging.DEBUG
+                    log.log(level, "frame rejected (%s) while waiting for address %d: %s",
+                            item.kind, addr, item)
                 elif item.addr != addr or item.type not in STATION_FRAME_TYPES:
                     self.stats["stray_frames"] += 1
                 else:

@@ -1,0 +1,43 @@
+"""Frame defects on a real pyserial port (loop://): counted, and mismatches said in the log."""
+
+import logging
+import zlib
+from collections import Counter
+
+import serial
+from cobs import cobs
+
+from watershed.contracts import wire
+from watershed.gateway.framed_port import FramedPort
+
+
+def loop_port() -> FramedPort:
+    return FramedPort(serial.serial_for_url("loop://", timeout=0.05), wire.FrameDecoder(),
+                      Counter())
+
+
+def test_noise_is_counted_quietly_and_the_next_frame_still_arrives(caplog) -> None:
+    port = loop_port()
+    hello = wire.Hello(3, "SAN-01", "0.1.0", 1, 1, 1, 1, 0)
+    port.port.write(b"\x13\x37\x00" + wire.encode_frame(hello))
+    with caplog.at_level(logging.DEBUG):
+        frames, complete = port.collect(3, {wire.HELLO}, timeout_s=1)
+    assert complete and frames == [hello]
+    assert port.decoder.errors == {"cobs": 1}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_another_protocol_version_or_frame_type_is_logged_as_a_warning(caplog) -> None:
+    port = loop_port()
+    body = bytearray(wire.encode_body(wire.Hello(3, "SAN-01", "0.1.0", 1, 1, 1, 1, 0)))
+    v2 = bytes([2]) + bytes(body[1:-4])
+    unknown = bytes([1, 0x7E]) + bytes(body[2:-4])
+    for raw in (v2, unknown):
+        port.port.write(cobs.encode(raw + zlib.crc32(raw).to_bytes(4, "little")) + b"\x00")
+    with caplog.at_level(logging.WARNING):
+        frames, complete = port.collect(3, {wire.HELLO}, timeout_s=0.3)
+    assert frames == [] and not complete
+    assert port.decoder.errors == {"version": 1, "unknown_type": 1}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("version" in m and "protocol version 2" in m for m in warnings), warnings
+    assert any("unknown_type" in m and "0x7e" in m for m in warnings), warnings
