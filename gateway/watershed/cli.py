@@ -1,13 +1,22 @@
 """``watershed``: the command line for technicians, gateway operators and hydrologists.
 
-Each subcommand lives in the module that does the work; this file only dispatches.
+Each subcommand lives in the module that does the work; this file only dispatches. An area adds
+its subcommands with a ``register(subparsers)`` function listed in COMMAND_MODULES.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
+
+# Modules with a ``register(subparsers)`` that adds that area's subcommands.
+COMMAND_MODULES = (
+    "watershed.gateway.commands",
+    "watershed.ingest.commands",
+    "watershed_sim.commands",
+)
 
 
 def _gateway(args: argparse.Namespace) -> int:
@@ -72,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                       description="Compile every firmware module to .mpy (what goes on a board).")
     b.add_argument("--out", type=Path, default=Path("build/firmware"), help="output folder")
     b.set_defaults(func=_firmware_build)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

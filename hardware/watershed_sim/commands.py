@@ -1,0 +1,10 @@
+"""Simulation subcommands of ``watershed`` (``sim run``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: "argparse._SubParsersAction[Any]") -> None:
+    """Add this area's subcommands to the ``watershed`` parser (none yet)."""
