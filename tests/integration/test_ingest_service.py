@@ -338,3 +338,34 @@ def test_broker_restart_while_holding_messages(
         assert (stats["connects"], stats["acks_dropped"]) == (2, 2)
     finally:
         setup.close()
+
+
+def test_rejected_points_are_found_by_bisection_and_the_rest_written(
+        setup: Setup, influxd: Influxd) -> None:
+    # InfluxDB 1.x fixes a field's type per shard (a week): a float `seq` written in the week of
+    # BAD makes every reading of that week unwritable, and nothing else.
+    good, bad = 1763676900, 1763676900 + 14 * 86400
+    from watershed.ingest.writer import V1Writer
+    V1Writer(setup.influx_url, setup.database).write(
+        [f"readings,basin=x,channel=x,station=X seq=1.5 {bad}"])
+    ingest = setup.start_ingest()
+    deadletters = setup.subscribe_deadletters()
+    a = readings_message("SAN-01", good, 3)
+    b = readings_message("SAN-02", bad, 2)
+    mixed = ReadingsMessage("gw-zamora", "SAN-03", "santiago", (
+        *readings_message("SAN-03", good, 2).readings,
+        MessageReading(seq=9, channel="stage_m", ts=bad, mantissa=1, exponent=0, flags=0)))
+    for msg in (a, b, mixed):
+        setup.publish(encode_readings(msg), setup.topics.readings(msg.gateway, msg.station))
+    wait_for(lambda: ingest.stats()["acks_sent"] == 3, what="3 acks")
+    wait_for(lambda: len(deadletters) == 2, what="2 dead letters")
+    rows = [r for r in setup.rows() if r["station"] != "X"]
+    assert sorted((r["station"], r["time"]) for r in rows) == [
+        ("SAN-01", good), ("SAN-01", good + 900), ("SAN-01", good + 1800),
+        ("SAN-03", good), ("SAN-03", good + 900)]
+    reasons = sorted(d["reason"] for d in deadletters)
+    assert reasons[0].startswith("influx rejected 1 of 3 points (2 written): ")
+    assert reasons[1].startswith("influx rejected 2 of 2 points (0 written): ")
+    assert "field type conflict" in reasons[0]
+    stats = ingest.stats()
+    assert (stats["points_rejected"], stats["messages_written"]) == (3, 1)

@@ -131,18 +131,57 @@ def test_retryable_failure_holds_acks_and_retries_the_same_batch(
     assert h.counters.snapshot()["write_failures"] == 2
 
 
-def test_rejected_batch_is_dead_lettered_and_the_stream_goes_on(
+class PickyWriter(ScriptedWriter):
+    """Rejects, like InfluxDB, any write containing a line with ``poison`` in it."""
+
+    def write(self, lines: list[str]) -> None:
+        self.calls.append(list(lines))
+        bad = [line for line in lines if "poison" in line]
+        if bad:
+            raise RejectedWriteError(f"HTTP 400: partial write: {bad[0]}", 400)
+
+
+def poisoned(payload: bytes, seq: int) -> bytes:
+    """The vector with reading ``seq``'s channel made unwritable, as the writer sees it."""
+    message = json.loads(payload)
+    message["readings"] = [dict(r, channel="poison") if r["seq"] == seq else r
+                           for r in message["readings"]]
+    return json.dumps(message).encode()
+
+
+def test_rejected_batch_is_bisected_bad_points_dead_lettered_rest_written(
         harness: Callable[..., Harness]) -> None:
+    writer = PickyWriter()
+    h = harness(writer, flush_interval_s=30, quiet_flush_s=30, batch_size=8 * len(LINES))
+    bad_payload = poisoned(PAYLOAD, 43)
+    for i in range(8):
+        h.deliver(bad_payload if i == 5 else PAYLOAD)
+    wait_for(lambda: len(h.acked()) == 8)
+    assert h.acked() == list(range(1, 9))
+    [dead] = h.deadletter_lines()
+    assert dead["payload"] == bad_payload.decode()
+    assert dead["reason"].startswith("influx rejected 1 of 5 points (4 written): ")
+    assert "channel=poison" in dead["reason"]
+    # Every good point reached a successful write (the poisoned message's other 4 points are
+    # the vector's own lines); the bad one never did.
+    written = [line for call in writer.calls if not any("poison" in x for x in call)
+               for line in call]
+    assert set(written) == set(LINES)
+    stats = h.counters.snapshot()
+    assert (stats["rejected_batches"], stats["points_rejected"], stats["deadlettered"],
+            stats["messages_written"]) == (1, 1, 1, 7)
+    # Bisection costs about 2·log2 writes, not one per message.
+    assert stats["bisect_writes"] <= 2 * (3 + 3)
+
+
+def test_a_rejected_write_that_goes_through_in_parts_is_written(
+        harness: Callable[..., Harness]) -> None:
+    # Rejected once, then every part succeeds: nothing is bad, nothing dead-lettered.
     h = harness(ScriptedWriter(RejectedWriteError("HTTP 400: partial write: conflict", 400)))
     h.deliver()
     wait_for(lambda: h.acked() == [1])
-    [dead] = h.deadletter_lines()
-    assert dead["reason"] == "influx rejected the batch: HTTP 400: partial write: conflict"
-    assert dead["payload"] == PAYLOAD.decode()
-    h.deliver()
-    wait_for(lambda: h.acked() == [1, 2])
-    assert len(h.deadletter_lines()) == 1
-    assert h.counters.snapshot()["rejected_batches"] == 1
+    assert h.deadletter_lines() == []
+    assert h.counters.snapshot()["messages_written"] == 1
 
 
 def test_batch_size_flushes_before_the_stream_goes_quiet(

@@ -19,6 +19,8 @@ MEASUREMENT = "readings"
 PRECISION = "s"
 TAGS = ("station", "basin", "channel")
 FIELDS = ("value", "flags", "seq", "gateway")
+DISCHARGE_CHANNEL = "discharge_m3s"
+DERIVED_FIELDS = ("rating_id",)  # only on discharge derived from stage through a rating
 
 
 def reading_point(msg: ReadingsMessage, r: MessageReading) -> Point:
@@ -41,3 +43,25 @@ def reading_point(msg: ReadingsMessage, r: MessageReading) -> Point:
 def message_lines(msg: ReadingsMessage) -> list[str]:
     """Line protocol for every reading of a message, in order."""
     return [reading_point(msg, r).to_line_protocol() for r in msg.readings]
+
+
+def discharge_line(station: str, basin: str, ts: int, value: Decimal | None, flags: int,
+                   seq: int, gateway: str, rating_id: str) -> str:
+    """A discharge point derived from the stage reading (station, ts, seq) through a rating.
+
+    Same series as a measured discharge (channel ``discharge_m3s``), told apart by its
+    ``rating_id`` field; ``seq`` and ``gateway`` are the stage reading's. No ``value`` when the
+    stage is missing or outside the rating (flags say which).
+    """
+    point = (Point(MEASUREMENT)
+             .tag("station", check_id("station", station))
+             .tag("basin", check_id("basin", basin))
+             .tag("channel", DISCHARGE_CHANNEL)
+             .field("flags", flags)
+             .field("seq", seq)
+             .field("gateway", check_id("gateway", gateway))
+             .field("rating_id", check_id("rating_id", rating_id))
+             .time(ts, WritePrecision.S))
+    if value is not None:
+        point.field("value", value)
+    return point.to_line_protocol()

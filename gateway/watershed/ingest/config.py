@@ -59,20 +59,97 @@ class InfluxConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ValidationConfig:
+    # A reading further ahead of our clock than this is a station clock gone wrong. 0 = no
+    # limit, the default because the simulated demo runs its stations' clocks ahead of ours;
+    # deploy/ingest/ingest.toml sets 3600.
+    max_future_s: int = 0
+    # Older than this is rejected too; 0 = no limit (a station may backfill after months away).
+    max_past_s: int = 0
+    # With a station registry: reject stations it does not list (otherwise only ownership of
+    # the listed ones is checked).
+    require_registered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StationEntry:
+    """One station of the registry: who may publish for it and which ratings derive discharge."""
+    id: str
+    gateways: tuple[str, ...] = ()  # empty: any gateway
+    ratings: tuple[Path, ...] = ()  # rating files (USGS RDB or TOML), relative to the config
+    stage_channel: str = "stage_m"
+
+
+@dataclass(frozen=True, slots=True)
 class IngestConfig:
     ingest: IngestSection = IngestSection()
     mqtt: MqttConfig = MqttConfig()
     influx: InfluxConfig = InfluxConfig()
+    validation: ValidationConfig = ValidationConfig()
+    # channel -> (low, high): a value outside is stored with the out_of_range flag added
+    ranges: tuple[tuple[str, float, float], ...] = ()
+    stations: tuple[StationEntry, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> IngestConfig:
-        """Build and validate from parsed TOML; raises ConfigError naming the key."""
+    def from_dict(cls, d: dict[str, Any], base_dir: Path | None = None) -> IngestConfig:
+        """Build and validate from parsed TOML; raises ConfigError naming the key. Relative
+        rating paths are taken from ``base_dir`` (the config file's folder)."""
         _check_keys("", d, {f.name for f in fields(cls)})
         config = cls(ingest=_section(IngestSection, "ingest", d.get("ingest", {})),
                      mqtt=_section(MqttConfig, "mqtt", d.get("mqtt", {})),
-                     influx=_section(InfluxConfig, "influx", d.get("influx", {})))
+                     influx=_section(InfluxConfig, "influx", d.get("influx", {})),
+                     validation=_section(ValidationConfig, "validation",
+                                         d.get("validation", {})),
+                     ranges=_ranges(d.get("ranges", {})),
+                     stations=_stations(d.get("stations", []), base_dir or Path.cwd()))
         _validate(config)
         return config
+
+    def station(self, station_id: str) -> StationEntry | None:
+        for entry in self.stations:
+            if entry.id == station_id:
+                return entry
+        return None
+
+
+def _ranges(d: object) -> tuple[tuple[str, float, float], ...]:
+    if not isinstance(d, dict):
+        raise ConfigError("ranges: expected a table of channel = [low, high]")
+    out = []
+    for channel, bounds in d.items():
+        ok = (is_valid_id(channel) and isinstance(bounds, list) and len(bounds) == 2
+              and all(type(b) in (int, float) for b in bounds) and bounds[0] <= bounds[1])
+        _require(f"ranges.{channel}", ok, "[low, high] for a channel name", bounds)
+        out.append((channel, float(bounds[0]), float(bounds[1])))
+    return tuple(out)
+
+
+def _stations(items: object, base_dir: Path) -> tuple[StationEntry, ...]:
+    _require("stations", isinstance(items, list), "an array of tables [[stations]]", items)
+    assert isinstance(items, list)
+    out: list[StationEntry] = []
+    for n, d in enumerate(items):
+        where = f"stations[{n}]"
+        _check_keys(where, d, {"id", "gateways", "ratings", "stage_channel"})
+        station_id = d.get("id")
+        _require(f"{where}.id", isinstance(station_id, str) and is_valid_id(station_id),
+                 "a station identifier", station_id)
+        _require(f"{where}.id", all(e.id != station_id for e in out), "no duplicate",
+                 station_id)
+        gateways = d.get("gateways", [])
+        _require(f"{where}.gateways", isinstance(gateways, list)
+                 and all(isinstance(g, str) and is_valid_id(g) for g in gateways),
+                 "a list of gateway identifiers", gateways)
+        ratings = d.get("ratings", [])
+        _require(f"{where}.ratings", isinstance(ratings, list)
+                 and all(isinstance(r, str) and r for r in ratings),
+                 "a list of rating file paths", ratings)
+        stage_channel = d.get("stage_channel", "stage_m")
+        _require(f"{where}.stage_channel", isinstance(stage_channel, str)
+                 and is_valid_id(stage_channel), "a channel name", stage_channel)
+        out.append(StationEntry(station_id, tuple(gateways),
+                                tuple(base_dir / r for r in ratings), stage_channel))
+    return tuple(out)
 
 
 def load_config(path: str | Path) -> IngestConfig:
@@ -83,7 +160,7 @@ def load_config(path: str | Path) -> IngestConfig:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return IngestConfig.from_dict(data)
+    return IngestConfig.from_dict(data, Path(path).resolve().parent)
 
 
 S = TypeVar("S")
@@ -112,7 +189,7 @@ def _section(cls: type[S], name: str, d: object) -> S:
     return cls(**d)
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
 def _require(key: str, ok: bool, what: str, value: object) -> None:
@@ -132,6 +209,12 @@ def _validate(c: IngestConfig) -> None:
     _require("mqtt.port", 1 <= c.mqtt.port <= 65535, "a port 1-65535", c.mqtt.port)
     _require("mqtt.password", not c.mqtt.password or bool(c.mqtt.username),
              "to be empty when mqtt.username is", "<hidden>")
+
+    v = c.validation
+    _require("validation.max_future_s", v.max_future_s >= 0, "0 or more seconds",
+             v.max_future_s)
+    _require("validation.max_past_s", v.max_past_s >= 0, "0 (no limit) or more seconds",
+             v.max_past_s)
 
     i = c.influx
     _require("influx.api", i.api in INFLUX_APIS, " or ".join(INFLUX_APIS), i.api)

@@ -35,8 +35,11 @@ QUIET_FLUSH_S = 0.05
 _IDLE_POLL_S = 0.1  # how often an idle worker checks for stop
 
 COUNTERS = ("invalid", "deadlettered", "deadletter_file_errors", "messages_written",
-            "points_written", "batches_written", "write_failures", "rejected_batches",
-            "abandoned")
+            "points_written", "points_rejected", "batches_written", "write_failures",
+            "rejected_batches", "bisect_writes", "abandoned")
+
+# What a write attempt came to: written, rejected by InfluxDB (the error), or given up (stopping).
+_GAVE_UP = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +108,14 @@ class _Batch:
     def lines(self) -> list[str]:
         return [line for e in self.entries if e.reject is None for line in e.lines]
 
-    def reject_all(self, reason: str) -> None:
-        for e in self.entries:
-            if e.reject is None:
-                e.reject = reason
-
 
 class WritePipeline:
     def __init__(self, writer: Writer, deadletters: DeadLetterFile, topics: Topics,
                  emit: Callable[[Action], None], counters: Counters, *, batch_size: int,
                  flush_interval_s: float, backoff: Backoff = Backoff(),
-                 quiet_flush_s: float = QUIET_FLUSH_S) -> None:
+                 quiet_flush_s: float = QUIET_FLUSH_S,
+                 convert: Callable[[str, bytes], list[str]] | None = None,
+                 observe_write: Callable[[int, float], None] | None = None) -> None:
         self._writer = writer
         self._deadletters = deadletters
         self._topics = topics
@@ -126,6 +126,9 @@ class WritePipeline:
         self._backoff = backoff
         self._quiet_flush_s = min(quiet_flush_s, flush_interval_s)
         self._batch = _Batch()
+        # topic, payload -> lines (raises PayloadError); the contract alone unless configured
+        self._convert = convert or (lambda topic, payload: readings_lines(topics, topic, payload))
+        self._observe_write = observe_write  # (points, seconds) of each confirmed write
 
     @property
     def pending(self) -> int:
@@ -159,7 +162,7 @@ class WritePipeline:
 
     def _entry(self, delivery: Delivery) -> _Entry:
         try:
-            return _Entry(delivery, readings_lines(self._topics, delivery.topic, delivery.payload))
+            return _Entry(delivery, self._convert(delivery.topic, delivery.payload))
         except PayloadError as e:
             reason = str(e)
         except Exception as e:  # a bug in conversion must reject one message, not stop the worker
@@ -183,39 +186,99 @@ class WritePipeline:
 
     def _write(self, batch: _Batch, lines: list[str], stopping: threading.Event,
                final: bool) -> bool:
-        """True once the batch is settled (written, or rejected by InfluxDB); False if given up
-        because we are stopping. Retries the same lines for as long as the failure is retryable:
-        holding the acks is what makes the broker keep the messages."""
+        """True once the batch is settled (written, its bad points found and the rest written);
+        False if given up because we are stopping."""
+        outcome = self._attempt(lines, stopping, final)
+        if outcome is _GAVE_UP:
+            return False
+        if outcome is None:
+            self._counters.add("batches_written")
+            return True
+        assert isinstance(outcome, RejectedWriteError)
+        log.error("InfluxDB rejected a batch of %d messages (%s); bisecting for the bad points",
+                  len(batch.entries), outcome)
+        self._counters.add("rejected_batches")
+        return self._bisect([e for e in batch.entries if e.reject is None], outcome, stopping,
+                            final)
+
+    def _bisect(self, entries: list[_Entry], error: RejectedWriteError,
+                stopping: threading.Event, final: bool) -> bool:
+        """``entries`` were rejected together: write halves until each bad message is alone,
+        then find its bad points. InfluxDB 1.x may have stored the good points of a rejected
+        write already; writing them again is harmless (same identity, same point)."""
+        if len(entries) == 1:
+            return self._bisect_points(entries[0], error, stopping, final)
+        middle = len(entries) // 2
+        for half in (entries[:middle], entries[middle:]):
+            lines = [line for e in half for line in e.lines]
+            self._counters.add("bisect_writes")
+            outcome = self._attempt(lines, stopping, final)
+            if outcome is _GAVE_UP:
+                return False
+            if isinstance(outcome, RejectedWriteError) and \
+                    not self._bisect(half, outcome, stopping, final):
+                return False
+        return True
+
+    def _bisect_points(self, entry: _Entry, error: RejectedWriteError,
+                       stopping: threading.Event, final: bool) -> bool:
+        """Write the message's good points; dead-letter the message naming the bad ones."""
+        bad: list[tuple[str, str]] = []  # (line, InfluxDB's message)
+        pending: list[tuple[list[str], RejectedWriteError]] = [(entry.lines, error)]
+        while pending:
+            lines, why = pending.pop()
+            if len(lines) == 1:
+                bad.append((lines[0], why.message))
+                continue
+            middle = len(lines) // 2
+            for half in (lines[:middle], lines[middle:]):
+                self._counters.add("bisect_writes")
+                outcome = self._attempt(half, stopping, final)
+                if outcome is _GAVE_UP:
+                    return False
+                if isinstance(outcome, RejectedWriteError):
+                    pending.append((half, outcome))
+        if not bad:
+            return True  # every part went through on its own: the message is written
+        self._counters.add("points_rejected", len(bad))
+        written = len(entry.lines) - len(bad)
+        details = "; ".join(f"{line!r}: {why}" for line, why in bad[:5])
+        entry.reject = (f"influx rejected {len(bad)} of {len(entry.lines)} points "
+                        f"({written} written): {details}")
+        return True
+
+    def _attempt(self, lines: list[str], stopping: threading.Event,
+                 final: bool) -> RejectedWriteError | None | object:
+        """Write ``lines``, retrying for as long as the failure is retryable (holding the acks
+        is what makes the broker keep the messages). None when written, the RejectedWriteError
+        when InfluxDB refused the data, _GAVE_UP when stopping."""
         attempt = 0
         while True:
+            started = time.monotonic()
             try:
                 self._writer.write(lines)
             except RejectedWriteError as e:
-                # For now the whole batch is dead-lettered, so one bad line never blocks the
-                # stream; a later issue bisects the batch to dead-letter only the bad messages.
-                log.error("InfluxDB rejected a batch of %d messages: %s", len(batch.entries), e)
-                self._counters.add("rejected_batches")
-                batch.reject_all(f"influx rejected the batch: {e.message}")
-                return True
+                return e
             except RetryableWriteError as e:
                 error = e
             except Exception as e:  # a writer bug must not kill the worker (and stall the stream)
                 log.exception("unexpected error writing to InfluxDB")
                 error = RetryableWriteError(repr(e))
             else:
-                self._counters.add("batches_written")
                 self._counters.add("points_written", len(lines))
-                return True
+                if self._observe_write is not None:
+                    self._observe_write(len(lines), time.monotonic() - started)
+                return None
             self._counters.add("write_failures")
             self._counters.set("last_write_error", error.message)
             if final or stopping.is_set():
-                return False
+                return _GAVE_UP
             delay = self._backoff.delay(attempt, error.retry_after)
             attempt += 1
             log.warning("write of %d points failed (%s); retry %d in %.2f s",
                         len(lines), error, attempt, delay)
             if stopping.wait(delay):
-                return False
+                return _GAVE_UP
 
     def _settle(self, batch: _Batch) -> None:
         """Dead-letter the rejects and acknowledge every message, in arrival order."""

@@ -31,6 +31,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from ..contracts.mqtt import QOS, Topics
 from .config import ConfigError, IngestConfig, load_config
 from .deadletter import DeadLetterFile
+from .messages import Converter
+from .ratings_setup import load_station_ratings
 from .pipeline import COUNTERS, Ack, Action, Backoff, Delivery, PublishDeadLetter, WritePipeline
 from .stats import Counters
 from .writer import Writer, make_writer
@@ -81,12 +83,14 @@ class Ingest:
         except OSError as e:
             raise ConfigError(f"ingest.deadletter_file: cannot write {self._deadletters.path}: "
                               f"{e.strerror}") from e
+        converter = Converter(self.config, load_station_ratings(self.config))
         if self._writer is None:
             self._writer = make_writer(self.config.influx)
         self._pipeline = WritePipeline(
             self._writer, self._deadletters, self._topics, self._actions.put, self._counters,
             batch_size=self.config.influx.batch_size,
-            flush_interval_s=self.config.influx.flush_interval_s, backoff=self._backoff)
+            flush_interval_s=self.config.influx.flush_interval_s, backoff=self._backoff,
+            convert=converter.lines)
         self._client = self._make_client()
         self._threads = [
             threading.Thread(target=self._pipeline.run, args=(self._inbox, self._stopping),
