@@ -370,8 +370,9 @@ def test_the_daemon_process_stops_cleanly_on_sigterm_and_its_will_says_offline(
                str(config_file)]
 
     def start() -> subprocess.Popen:
-        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        # Logs go to stdout (journald), in logfmt.
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
 
     process = start()
     try:
@@ -386,9 +387,10 @@ def test_the_daemon_process_stops_cleanly_on_sigterm_and_its_will_says_offline(
         wait_until(all_delivered(bus, subscriber), what="readings after the crash")
         wait_until(lambda: subscriber.gateway_state() == "online", what="online again")
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=15)
-        assert process.returncode == 0, stderr
-        assert "received SIGTERM, stopping" in stderr
+        output, _ = process.communicate(timeout=15)
+        assert process.returncode == 0, output
+        assert 'level=info logger=watershed.gateway.daemon msg="received SIGTERM, stopping"' in (
+            output)
         wait_until(lambda: subscriber.gateway_state() == "offline", what="offline on stop")
     finally:
         if process.poll() is None:

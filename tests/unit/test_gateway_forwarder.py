@@ -164,12 +164,14 @@ def test_inflight_messages_are_bounded(store: Store) -> None:
     client = FakeClient()
     client.pubacks = False
     fill(store, "SAN-01", range(1, 1001))
-    forwarder = start(store, client, max_inflight=3, max_readings_per_message=10)
+    forwarder = start(store, client, max_inflight=3, max_readings_per_message=10,
+                      backlog_readings_per_message=10)
     try:
-        wait_until(lambda: len(client.readings_messages()) == 3)
+        # A backlog leaves one of the three slots free for live readings.
+        wait_until(lambda: len(client.readings_messages()) == 2)
         time.sleep(0.05)
-        assert len(client.readings_messages()) == 3
-        assert forwarder.stats()["inflight"] == 3
+        assert len(client.readings_messages()) == 2
+        assert forwarder.stats()["inflight"] == 2
         client.pubacks = True
         wait_until(lambda: not store.unsent(1))
     finally:
@@ -225,16 +227,16 @@ def test_stop_with_the_broker_down_keeps_readings_and_returns(store: Store) -> N
 
 def test_a_puback_the_store_cannot_record_means_publishing_again(store: Store, monkeypatch) -> None:
     client = FakeClient()
-    real_mark_sent = store.mark_sent
+    real_mark_sent = store.mark_sent_ids
     failures = []
 
-    def mark_sent_failing_once(keys: Any) -> int:
+    def mark_sent_failing_once(ids: Any) -> int:
         if not failures:
             failures.append(1)
             raise OSError(28, "No space left on device")
-        return real_mark_sent(keys)
+        return real_mark_sent(ids)
 
-    monkeypatch.setattr(store, "mark_sent", mark_sent_failing_once)
+    monkeypatch.setattr(store, "mark_sent_ids", mark_sent_failing_once)
     fill(store, "SAN-01", range(1, 4))
     forwarder = start(store, client)
     try:

@@ -43,7 +43,7 @@ def test_readings_survive_reopen_exactly(tmp_path: Path) -> None:
     sent = [reading(1, 150, -2), reading(2, -37, -1, channel="air_temp_c"),
             MessageReading(3, "rain_mm", T0, 0, 0, 1), reading(4, 1500, 0, flags=0x84)]
     with Store(path) as s:
-        assert s.add("SAN-01", "santiago", sent) == (4, 0)
+        assert s.add("SAN-01", "santiago", sent) == (4, 0, 0)
     # Another connection (another process after a power cut) sees the committed rows.
     with Store(path) as s:
         rows = s.unsent(10)
@@ -53,8 +53,8 @@ def test_readings_survive_reopen_exactly(tmp_path: Path) -> None:
 
 
 def test_duplicates_are_suppressed_and_counted(store: Store) -> None:
-    assert store.add("S", "b", readings(1, 2, 3)) == (3, 0)
-    assert store.add("S", "b", readings(2, 3, 4)) == (1, 2)
+    assert store.add("S", "b", readings(1, 2, 3)) == (3, 0, 0)
+    assert store.add("S", "b", readings(2, 3, 4)) == (1, 2, 0)
     assert [r.reading.seq for r in store.unsent(10)] == [1, 2, 3, 4]
     counts = store.counts()
     assert counts["duplicates"] == 2 and counts["conflicts"] == 0
@@ -63,7 +63,7 @@ def test_duplicates_are_suppressed_and_counted(store: Store) -> None:
 
 def test_a_reused_seq_with_other_content_is_kept_as_a_conflict(store: Store) -> None:
     store.add("S", "b", [reading(1, 100)])
-    assert store.add("S", "b", [reading(1, 200)]) == (0, 1)
+    assert store.add("S", "b", [reading(1, 200)]) == (0, 1, 0)
     assert store.counts()["conflicts"] == 1
     kept = store._db.execute("SELECT seq, mantissa FROM conflicts").fetchall()
     assert kept == [(1, 200)]
@@ -71,8 +71,8 @@ def test_a_reused_seq_with_other_content_is_kept_as_a_conflict(store: Store) -> 
 
 
 def test_seqs_are_per_station(store: Store) -> None:
-    assert store.add("A", "b", readings(1, 2)) == (2, 0)
-    assert store.add("B", "b", readings(1, 2)) == (2, 0)
+    assert store.add("A", "b", readings(1, 2)) == (2, 0, 0)
+    assert store.add("B", "b", readings(1, 2)) == (2, 0, 0)
     assert store.ack_ranges("A") == store.ack_ranges("B") == AckRanges(3, ())
 
 

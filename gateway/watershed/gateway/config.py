@@ -4,12 +4,20 @@
     id = "gw-zamora"
     store = "/var/lib/watershed/gateway.db"
     time_sync = true              # this machine's clock is synchronised (NTP/GPS): push TIME
+    store_quota_bytes = 2_000_000_000   # shed by priority beyond this (never a TTL)
+    protected_event_readings = 50_000   # the newest flood-event readings are never shed
+    keep_sent_readings = 10_000   # sent readings kept to recognise a reused seq; older pruned
+    health_interval_s = 60.0      # retained health message
 
     [mqtt]
     host = "127.0.0.1"
     port = 1883
     prefix = "watershed"
     keepalive_s = 30
+    username = "gw-zamora"        # optional, with password
+    password = "..."
+    tls = true                    # optional: ca_file (default: system CAs), cert_file + key_file
+    ca_file = "/etc/watershed/ca.pem"
 
     [[link]]
     port = "/dev/ttyUSB0"         # a device path or a pyserial URL (socket://, rfc2217://, loop://)
@@ -17,12 +25,20 @@
     stations = [1, 2]             # bus addresses polled on this link
     poll_interval_s = 5.0
     reply_timeout_s = 2.0
+    status_interval_s = 300.0     # ask each station for STATUS this often
+    backfill_interval_s = 60.0    # ask a station for its holes at most this often
 
     [[station]]
     id = "SAN-01"
     address = 1
     basin = "santiago"
     channels = { 128 = "stage_backup_m" }
+
+    [[station.alert]]             # edge flood alerts, evaluated at the gateway
+    channel = "stage_m"
+    above = 3.5                   # threshold crossed upwards, and/or
+    rise = 0.5                    # a rise of this much within within_s
+    within_s = 3600
 
 Every problem is reported at once, each naming its key (``link[0].baud: ...``), and unknown keys
 are errors: a misspelt key silently falling back to a default is how a gateway ends up polling
@@ -45,6 +61,8 @@ from watershed.contracts.mqtt import DEFAULT_PREFIX
 DEFAULT_STORE = "/var/lib/watershed/gateway.db"
 UNASSIGNED_BASIN = "unassigned"  # basin of a station that is heard but not in the registry
 MIN_ADDRESS, MAX_ADDRESS = 1, 254  # 0 is the gateway, 255 broadcast (contracts 1.1)
+DEFAULT_QUOTA_BYTES = 2_000_000_000
+MIN_QUOTA_BYTES = 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -67,6 +85,11 @@ class MqttConfig:
     max_inflight: int = 20  # messages published and not yet acknowledged (PUBACK)
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    backlog_readings_per_message: int = 500  # a backlog drains in large messages
+    tls: bool = False
+    ca_file: str = ""  # empty: the system's CA certificates
+    cert_file: str = ""  # client certificate, with key_file
+    key_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,19 @@ class LinkConfig:
     stations: tuple[int, ...] = ()
     poll_interval_s: float = 5.0
     reply_timeout_s: float = 2.0
+    status_interval_s: float = 300.0
+    backfill_interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """Alert when ``channel`` crosses ``above`` upwards, or rises by ``rise`` within
+    ``within_s`` (either may be None, not both)."""
+
+    channel: str
+    above: float | None = None
+    rise: float | None = None
+    within_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +120,7 @@ class StationConfig:
     address: int
     basin: str
     channels: Mapping[int, str] = field(default_factory=lambda: MappingProxyType({}))
+    alerts: tuple[AlertRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +128,10 @@ class GatewayConfig:
     id: str
     store: str = DEFAULT_STORE
     time_sync: bool = True
+    store_quota_bytes: int = DEFAULT_QUOTA_BYTES
+    protected_event_readings: int = 50_000
+    keep_sent_readings: int = 10_000
+    health_interval_s: float = 60.0
     mqtt: MqttConfig = MqttConfig()
     links: tuple[LinkConfig, ...] = ()
     stations: tuple[StationConfig, ...] = ()
@@ -121,15 +162,33 @@ class GatewayConfig:
             max_inflight=mqtt.integer("max_inflight", MqttConfig.max_inflight, 1, 1000),
             reconnect_min_s=mqtt.number("reconnect_min_s", MqttConfig.reconnect_min_s, 0.01, 3600),
             reconnect_max_s=mqtt.number("reconnect_max_s", MqttConfig.reconnect_max_s, 0.01, 3600),
+            backlog_readings_per_message=mqtt.integer(
+                "backlog_readings_per_message", MqttConfig.backlog_readings_per_message, 1,
+                10_000),
+            tls=mqtt.boolean("tls", False),
+            ca_file=mqtt.text("ca_file", "", allow_empty=True),
+            cert_file=mqtt.text("cert_file", "", allow_empty=True),
+            key_file=mqtt.text("key_file", "", allow_empty=True),
         )
         if mqtt_config.reconnect_max_s < mqtt_config.reconnect_min_s:
             problems.append("mqtt.reconnect_max_s: must not be below mqtt.reconnect_min_s")
+        if (mqtt_config.ca_file or mqtt_config.cert_file) and not mqtt_config.tls:
+            problems.append("mqtt.tls: must be true when ca_file or cert_file is set")
+        if bool(mqtt_config.cert_file) != bool(mqtt_config.key_file):
+            problems.append("mqtt.key_file: cert_file and key_file go together")
+        if mqtt_config.password and not mqtt_config.username:
+            problems.append("mqtt.password: set without mqtt.username")
         links = tuple(_link(t) for t in root.tables("link", required=True))
         stations = tuple(_station(t) for t in root.tables("station"))
         config = cls(
             id=gw.ident("id"),
             store=gw.text("store", DEFAULT_STORE),
             time_sync=gw.boolean("time_sync", True),
+            store_quota_bytes=gw.integer("store_quota_bytes", DEFAULT_QUOTA_BYTES,
+                                         MIN_QUOTA_BYTES, 1 << 50),
+            protected_event_readings=gw.integer("protected_event_readings", 50_000, 0, 1 << 40),
+            keep_sent_readings=gw.integer("keep_sent_readings", 10_000, 0, 1 << 40),
+            health_interval_s=gw.number("health_interval_s", 60.0, 0.1, 86400),
             mqtt=mqtt_config,
             links=links,
             stations=stations,
@@ -170,6 +229,10 @@ def _link(t: _Table) -> LinkConfig:
         stations=stations,
         poll_interval_s=t.number("poll_interval_s", LinkConfig.poll_interval_s, 0.01, 86400),
         reply_timeout_s=t.number("reply_timeout_s", LinkConfig.reply_timeout_s, 0.01, 60),
+        status_interval_s=t.number("status_interval_s", LinkConfig.status_interval_s, 0.01,
+                                   86400),
+        backfill_interval_s=t.number("backfill_interval_s", LinkConfig.backfill_interval_s,
+                                     0.01, 86400),
     )
     t.reject_unknown()
     return config
@@ -181,9 +244,23 @@ def _station(t: _Table) -> StationConfig:
         address=t.integer("address", None, MIN_ADDRESS, MAX_ADDRESS),
         basin=t.ident("basin"),
         channels=MappingProxyType(t.channel_names("channels")),
+        alerts=tuple(_alert(a) for a in t.tables("alert")),
     )
     t.reject_unknown()
     return config
+
+
+def _alert(t: _Table) -> AlertRule:
+    rule = AlertRule(
+        channel=t.ident("channel"),
+        above=t.optional_number("above"),
+        rise=t.optional_number("rise", low=1e-9),
+        within_s=t.number("within_s", AlertRule.within_s, 1, 7 * 86400),
+    )
+    if rule.above is None and rule.rise is None:
+        t.problem("above", "an alert needs `above`, `rise` or both")
+    t.reject_unknown()
+    return rule
 
 
 def _check_unique(links: tuple[LinkConfig, ...], stations: tuple[StationConfig, ...],
@@ -275,6 +352,18 @@ class _Table:
             self._problem(key, f"{value!r}: every topic level must be a valid identifier "
                                "(no empty levels, wildcards or spaces)")
         return value
+
+    def problem(self, key: str, message: str) -> None:
+        self._problem(key, message)
+
+    def optional_number(self, key: str, low: float = -1e15, high: float = 1e15) -> float | None:
+        value = self._get(key, None)
+        if value is None:
+            return None
+        if type(value) not in (int, float) or not low <= value <= high:
+            self._problem(key, f"expected a number from {low:g} to {high:g}, got {_kind(value)}")
+            return None
+        return float(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key, default)

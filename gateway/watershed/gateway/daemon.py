@@ -2,10 +2,13 @@
 
     station ─serial─▶ SerialLink ─add─▶ Store ─unsent─▶ Forwarder ─QoS 1─▶ broker
                           ◀── ACK ──┘        ◀── mark_sent on PUBACK ──┘
+                          └─▶ AlertEngine ─▶ store alerts ─▶ (published first)
 
 ``run(config_path)`` is what ``watershed gateway --config FILE`` calls; it blocks until SIGTERM
 or SIGINT and stops cleanly: polling ends first (no reading is left stored but un-ACKed
-mid-exchange), then the forwarder flushes and publishes the offline status.
+mid-exchange), then the forwarder flushes and publishes the offline status. SIGHUP reloads the
+config (a bad file is reported and the running config kept). Under systemd it says READY=1 and
+feeds the watchdog only while every loop has gone round recently.
 """
 
 from __future__ import annotations
@@ -19,10 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import logs
+from .alerts import AlertEngine
 from .config import ConfigError, GatewayConfig, LinkConfig, load_config
 from .forwarder import Forwarder
 from .framed_port import SerialPort
+from .health import gather_health
 from .link import SerialLink, open_serial_port
+from .notify import SystemdNotifier, watchdog_interval_s
+from .remote import RemoteOperations
 from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -30,6 +38,9 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_STORE = 1  # the store cannot be opened (permissions, disk, a newer schema)
 EXIT_CONFIG = 2  # bad configuration: restarting will not help, the supervisor should not loop
+
+HOUSEKEEPING_INTERVAL_S = 30.0
+STALE_LOOP_S = 120.0  # a loop that has not gone round for this long is stuck: starve the watchdog
 
 
 class Gateway:
@@ -47,37 +58,57 @@ class Gateway:
         self._clock = clock
         self.store: Store | None = None
         self.forwarder: Forwarder | None = None
+        self.alerts: AlertEngine | None = None
         self.links: list[SerialLink] = []
         self._started_at: float | None = None
+        self._stopping = threading.Event()
+        self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping",
+                                              daemon=True)
+        self._housekeeping_beat = time.monotonic()
 
     def start(self) -> None:
         config = self.config
-        self.store = Store(config.store, clock=self._clock)
-        self.forwarder = Forwarder(config.id, config.mqtt, self.store, clock=self._clock)
+        self._started_at = time.monotonic()
+        self.store = Store(config.store, clock=self._clock, quota_bytes=config.store_quota_bytes,
+                           protected_events=config.protected_event_readings)
         registry = {station.id: station for station in config.stations}
-        self.links = [SerialLink(link, self.store, registry, time_sync=config.time_sync,
-                                 on_stored=self.forwarder.notify, open_port=self._open_port,
-                                 clock=self._clock)
-                      for link in config.links]
+        remote = RemoteOperations(config, self.links, self._publish_result, self._clock)
+        self.forwarder = Forwarder(config.id, config.mqtt, self.store, clock=self._clock,
+                                   health=self.health, health_interval_s=config.health_interval_s,
+                                   on_command=remote.handle)
+        self.alerts = AlertEngine(config.id, registry, self.store, on_alert=self.forwarder.notify,
+                                  clock=self._clock)
+        self.links.extend(SerialLink(link, self.store, registry, time_sync=config.time_sync,
+                                     on_stored=self.forwarder.notify,
+                                     on_readings=self.alerts.evaluate, open_port=self._open_port,
+                                     clock=self._clock)
+                          for link in config.links)
         self._warn_unpolled_stations()
         backlog = self.store.counts()["unsent"]
-        log.info("gateway %s starting: store %s (%d readings waiting), %d link(s), broker %s:%d",
-                 config.id, config.store, backlog, len(self.links), config.mqtt.host,
-                 config.mqtt.port)
+        log.info("gateway %s starting: store %s (%d readings waiting, quota %d bytes), %d link(s),"
+                 " broker %s:%d", config.id, config.store, backlog, config.store_quota_bytes,
+                 len(self.links), config.mqtt.host, config.mqtt.port)
         self.forwarder.start()
         for link in self.links:
             link.start()
-        self._started_at = time.monotonic()
+        self._housekeeping.start()
 
     def stop(self, flush_timeout_s: float = 5.0) -> None:
+        self._stopping.set()
         for link in self.links:
             link.stop()
         if self.forwarder is not None:
             self.forwarder.stop(flush_timeout_s)
+        if self._housekeeping.is_alive():
+            self._housekeeping.join(10)
         if self.store is not None:
             self.store.close()
             self.store = None
         log.info("gateway %s stopped", self.config.id)
+
+    def _publish_result(self, payload: bytes) -> None:
+        if self.forwarder is not None:
+            self.forwarder.publish_result(payload)
 
     def stats(self) -> dict[str, Any]:
         uptime = 0.0 if self._started_at is None else time.monotonic() - self._started_at
@@ -87,7 +118,38 @@ class Gateway:
             "links": {link.config.port: link.stats() for link in self.links},
             "forwarder": self.forwarder.stats() if self.forwarder else {},
             "store": self.store.counts() if self.store else {},
+            "losses": self.store.loss_ledger() if self.store else {},
         }
+
+    def health(self) -> dict[str, Any]:
+        assert self.store is not None
+        return gather_health(self.config.id, self.store, self.links,
+                             started_monotonic=self._started_at or time.monotonic(),
+                             clock=self._clock)
+
+    def stale_loops(self, now: float | None = None) -> list[str]:
+        """Loops that died or have not gone round for STALE_LOOP_S: empty when healthy."""
+        now = time.monotonic() if now is None else now
+        beats = {f"link {link.config.port}": link.heartbeat for link in self.links}
+        if self.forwarder is not None:
+            beats["forwarder"] = self.forwarder.heartbeat if self.forwarder.running else 0.0
+        beats["housekeeping"] = (self._housekeeping_beat if self._housekeeping.is_alive()
+                                 else 0.0)
+        return [name for name, beat in beats.items() if now - beat > STALE_LOOP_S]
+
+    def _housekeep(self) -> None:
+        """Prune sent readings (the backlog itself never expires)."""
+        while not self._stopping.wait(HOUSEKEEPING_INTERVAL_S):
+            self._housekeeping_beat = time.monotonic()
+            try:
+                assert self.store is not None
+                while not self._stopping.is_set():
+                    if not self.store.prune_sent(self.config.keep_sent_readings):
+                        break
+                    self._housekeeping_beat = time.monotonic()
+            except Exception:
+                log.exception("housekeeping failed; trying again in %.0f s",
+                              HOUSEKEEPING_INTERVAL_S)
 
     def _warn_unpolled_stations(self) -> None:
         polled = {addr for link in self.config.links for addr in link.stations}
@@ -99,19 +161,28 @@ class Gateway:
 
 def run(config_path: str | Path) -> int:
     """Run the gateway until SIGTERM or SIGINT; returns the process exit code."""
-    _configure_logging()
+    logs.configure()
     try:
         config = load_config(config_path)
     except ConfigError as e:
         log.error("%s", e)
         return EXIT_CONFIG
     stop = threading.Event()
+    reload = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
+    def request_reload(signum: int, _frame: object) -> None:
+        log.info("received SIGHUP, reloading %s", config_path)
+        reload.set()
+        stop.set()  # wakes the main loop
+
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, request_reload)
+    notifier = SystemdNotifier()
+    watchdog_s = watchdog_interval_s()
     gateway = Gateway(config)
     try:
         try:
@@ -119,17 +190,44 @@ def run(config_path: str | Path) -> int:
         except (StoreError, OSError, sqlite3.Error) as e:
             log.error("cannot open the store %s: %s", config.store, e)
             return EXIT_STORE
-        while not stop.wait(1.0):
-            pass
+        notifier.notify("READY=1", f"STATUS=gateway {config.id} running")
+        while True:
+            stop.wait(min(watchdog_s or 1.0, 1.0))
+            if reload.is_set():
+                reload.clear()
+                stop.clear()
+                gateway = _reload(gateway, config_path, notifier)
+            if stop.is_set():
+                break
+            stale = gateway.stale_loops()
+            if not stale:
+                notifier.notify("WATCHDOG=1")
+            else:
+                log.error("loops not running: %s; not feeding the watchdog", ", ".join(stale))
     finally:
+        notifier.notify("STOPPING=1")
         gateway.stop()
+        notifier.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return EXIT_OK
 
 
+def _reload(gateway: Gateway, config_path: str | Path, notifier: SystemdNotifier) -> Gateway:
+    """A new gateway on the new config, or the running one if the new config is bad."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        log.error("reload refused, keeping the running configuration: %s", e)
+        return gateway
+    notifier.notify("RELOADING=1")
+    gateway.stop()
+    fresh = Gateway(config)
+    fresh.start()  # a store that cannot be opened now raises: systemd restarts us
+    notifier.notify("READY=1", f"STATUS=gateway {config.id} running (reloaded)")
+    log.info("configuration reloaded")
+    return fresh
+
+
 def _configure_logging() -> None:
-    root = logging.getLogger()
-    if not root.handlers:  # the CLI or a test may have set logging up already
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()

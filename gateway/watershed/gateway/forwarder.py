@@ -5,13 +5,23 @@ makes delivery durable: a row is marked sent in ``on_publish`` for the message t
 it, and anything unmarked when the process dies is published again after a restart
 (at-least-once; consumers key on the reading's identity).
 
+What goes out first, every turn, within ``max_inflight`` messages awaiting PUBACK:
+1. flood alerts (store ``alerts``), ahead of everything;
+2. live readings: stored since the connection came up, in small messages, at once;
+3. the backlog: everything older, streamed from the store by an id cursor in large messages
+   (``backlog_readings_per_message``), never taking the slots kept for live readings. Memory is
+   bounded by the in-flight window, however many readings wait.
+Also retained health every ``health_interval_s``, and the gateway's command topic.
+
 Every paho call, callbacks included, happens on the forwarder's own thread, which drives the
 client with ``loop()``: paho is not safe to publish from several threads (anchors.md). Other
-threads only call ``notify()`` (an Event).
+threads only call ``notify()`` (an Event) or queue a command result.
 """
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
 import socket
 import threading
@@ -33,14 +43,23 @@ log = logging.getLogger(__name__)
 LOOP_WAIT_S = 0.1  # longest paho's network loop waits for traffic in one turn
 LOOK_INTERVAL_S = 1.0  # unprompted, the store is looked at this often (notify() is immediate)
 STOP_WAIT_S = 2.0  # at stop, how long the offline status may take to be acknowledged
+RECONNECT_JITTER = 0.5  # up to half of each reconnect delay is random
 
 Key = tuple[str, int]  # (station, seq)
+HealthSource = Callable[[], dict[str, Any]]
+CommandHandler = Callable[[bytes], None]
 
 
 def group_messages(rows: Iterable[StoredReading], gateway: str, max_per_message: int
                    ) -> list[tuple[ReadingsMessage, list[Key]]]:
     """Readings messages of up to ``max_per_message`` readings of one station and basin, in
     order of the first reading of each, with the store keys each message carries."""
+    return [(message, [r.key for r in chunk])
+            for message, chunk in _grouped(rows, gateway, max_per_message)]
+
+
+def _grouped(rows: Iterable[StoredReading], gateway: str, max_per_message: int
+             ) -> list[tuple[ReadingsMessage, list[StoredReading]]]:
     groups: dict[tuple[str, str], list[StoredReading]] = {}
     for row in rows:
         groups.setdefault((row.station, row.basin), []).append(row)
@@ -48,9 +67,14 @@ def group_messages(rows: Iterable[StoredReading], gateway: str, max_per_message:
     for (station, basin), group in groups.items():
         for i in range(0, len(group), max_per_message):
             chunk = group[i:i + max_per_message]
-            message = ReadingsMessage(gateway, station, basin, tuple(r.reading for r in chunk))
-            messages.append((message, [r.key for r in chunk]))
+            messages.append((ReadingsMessage(gateway, station, basin,
+                                             tuple(r.reading for r in chunk)), chunk))
     return messages
+
+
+def live_reserve(max_inflight: int) -> int:
+    """In-flight slots the backlog leaves free, so a live reading never waits behind it."""
+    return max_inflight // 4 if max_inflight >= 4 else min(1, max_inflight - 1)
 
 
 class Forwarder:
@@ -64,30 +88,48 @@ class Forwarder:
         *,
         clock: Callable[[], float] = time.time,
         client_factory: Callable[[str], mqtt.Client] | None = None,
+        health: HealthSource | None = None,
+        health_interval_s: float = 60.0,
+        on_command: CommandHandler | None = None,
     ) -> None:
         self.gateway_id = gateway_id
         self.config = config
         self._store = store
         self._clock = clock
         self._topics = Topics(config.prefix)
+        self._health = health
+        self._health_interval_s = health_interval_s
+        self._on_command = on_command
         self._client = (client_factory or self._make_client)(gateway_id)
-        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s, RECONNECT_JITTER)
         self._wake = threading.Event()  # new readings stored, or stop requested
         self._stopping = threading.Event()
         self._flush_deadline = 0.0
         self._thread = threading.Thread(target=self._run, name="forwarder", daemon=True)
+        self._results: collections.deque[bytes] = collections.deque(maxlen=1000)
+        self.heartbeat = time.monotonic()  # last turn of the loop: the watchdog's view
         # Owned by the forwarder thread:
         self._socket_open = False
         self._connected = False
         self._next_attempt = 0.0
         self._ever_connected = False
-        self._cursor = 0  # highest store id handed to paho; rows above it are not in flight
+        self._live_from = 0  # rows above this id arrived while connected: live
+        self._live_cursor = 0  # highest live id handed to paho
+        self._backlog_cursor = 0  # highest backlog id handed to paho
+        self._backlog_done = False
+        self._alert_cursor = 0
         self._last_look = 0.0
-        self._inflight: dict[int, list[Key]] = {}  # mid -> keys of the readings it carries
-        self._status_mid: int | None = None
+        self._next_health = 0.0
+        self._inflight: dict[int, list[int]] = {}  # mid -> store ids of the readings it carries
+        self._inflight_ids: set[int] = set()
+        self._inflight_alerts: dict[int, int] = {}  # mid -> alert id
+        self._other_mids: set[int] = set()  # status, health, results: nothing to mark
         self._stats: dict[str, int] = {"messages_published": 0, "messages_acked": 0,
-                                       "readings_acked": 0, "connects": 0, "disconnects": 0,
-                                       "connect_failures": 0, "errors": 0}
+                                       "readings_acked": 0, "live_readings_published": 0,
+                                       "backlog_readings_published": 0, "alerts_published": 0,
+                                       "connects": 0, "disconnects": 0, "connect_failures": 0,
+                                       "errors": 0, "commands_received": 0,
+                                       "commands_rejected": 0}
 
     # --- public, any thread -----------------------------------------------------------
 
@@ -95,11 +137,20 @@ class Forwarder:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def start(self) -> None:
         self._thread.start()
 
     def notify(self) -> None:
-        """New readings are in the store: publish them without waiting for the next look."""
+        """New readings (or an alert) are in the store: publish without waiting."""
+        self._wake.set()
+
+    def publish_result(self, payload: bytes) -> None:
+        """Queue a command result for the ``…/cmd/result`` topic (not stored: best effort)."""
+        self._results.append(payload)
         self._wake.set()
 
     def stop(self, flush_timeout_s: float = 5.0) -> None:
@@ -112,7 +163,8 @@ class Forwarder:
             self._thread.join(flush_timeout_s + STOP_WAIT_S + 5)
 
     def stats(self) -> dict[str, Any]:
-        return {**self._stats, "connected": self._connected, "inflight": len(self._inflight)}
+        return {**self._stats, "connected": self._connected, "inflight": len(self._inflight),
+                "backlog_draining": self._connected and not self._backlog_done}
 
     # --- the client -------------------------------------------------------------------
 
@@ -121,6 +173,10 @@ class Forwarder:
                              protocol=mqtt.MQTTv311)
         if self.config.username:
             client.username_pw_set(self.config.username, self.config.password or None)
+        if self.config.tls:
+            client.tls_set(ca_certs=self.config.ca_file or None,
+                           certfile=self.config.cert_file or None,
+                           keyfile=self.config.key_file or None)
         return client
 
     def _configure(self) -> None:
@@ -132,6 +188,7 @@ class Forwarder:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
 
     def _status(self, state: str) -> bytes:
         return encode_status(self.gateway_id, state, int(self._clock()))
@@ -141,6 +198,7 @@ class Forwarder:
     def _run(self) -> None:
         self._configure()
         while not self._stopping.is_set():
+            self.heartbeat = time.monotonic()
             self._step()
         self._flush()
         self._go_offline()
@@ -161,7 +219,7 @@ class Forwarder:
             # Never let the forwarder die quietly while the links keep storing.
             self._stats["errors"] += 1
             log.exception("forwarder: unexpected error")
-            self._cursor = 0  # look at every unsent row again; in-flight ones are skipped
+            self._restart_cursors()  # look at every unsent row again; in-flight ones skipped
             self._lost_connection("unexpected error")
 
     def _connect_when_due(self) -> None:
@@ -192,6 +250,13 @@ class Forwarder:
         self._connected = False
         self._next_attempt = time.monotonic() + self._backoff.next_delay()
 
+    def _restart_cursors(self) -> None:
+        """What is stored now is backlog; everything after is live."""
+        self._live_from = self._live_cursor = self._store.max_id()
+        self._backlog_cursor = 0
+        self._backlog_done = False
+        self._alert_cursor = 0
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
         if reason_code.is_failure:
@@ -203,9 +268,13 @@ class Forwarder:
         self._stats["connects"] += 1
         self._stats["connect_failures"] = 0
         self._backoff.reset()
+        self._restart_cursors()
         info = client.publish(self._topics.status(self.gateway_id), self._status("online"),
                               qos=QOS, retain=True)
-        self._status_mid = info.mid
+        self._other_mids.add(info.mid)
+        if self._on_command is not None:
+            client.subscribe(self._topics.command(self.gateway_id), qos=QOS)
+        self._next_health = 0.0
         log.info("forwarder: connected to %s:%d (session present: %s), %d messages in flight",
                  self.config.host, self.config.port, flags.session_present, len(self._inflight))
         self._wake.set()
@@ -216,55 +285,141 @@ class Forwarder:
             self._stats["disconnects"] += 1
         self._connected = False
 
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # Only the gateway's own command topic: a retained or stray message elsewhere (a
+        # broker ACL mistake, a wildcard) must never drive its stations.
+        if message.topic != self._topics.command(self.gateway_id) or message.retain:
+            self._stats["commands_rejected"] += 1
+            log.warning("forwarder: ignored a message on %s (retained: %s); commands are taken"
+                        " only from %s", message.topic, bool(message.retain),
+                        self._topics.command(self.gateway_id))
+            return
+        self._stats["commands_received"] += 1
+        if self._on_command is not None:
+            self._on_command(bytes(message.payload))
+
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
                     properties: Any) -> None:
-        if mid == self._status_mid:
-            self._status_mid = None
+        if mid in self._other_mids:
+            self._other_mids.discard(mid)
             return
-        keys = self._inflight.pop(mid, None)
-        if keys is None:
+        alert_id = self._inflight_alerts.pop(mid, None)
+        if alert_id is not None:
+            self._mark(lambda: self._store.mark_alert_sent(alert_id), "an alert")
             return
-        try:
-            self._store.mark_sent(keys)
-        except Exception:
-            # The broker has them, the store does not know: publish again rather than lose.
-            log.exception("forwarder: could not mark %d readings sent; they will be republished",
-                          len(keys))
-            self._cursor = 0
-            self._stats["errors"] += 1
-            self._wake.set()
+        ids = self._inflight.pop(mid, None)
+        if ids is None:
             return
-        self._stats["messages_acked"] += 1
-        self._stats["readings_acked"] += len(keys)
+        self._inflight_ids.difference_update(ids)
+        if self._mark(lambda: self._store.mark_sent_ids(ids), f"{len(ids)} readings"):
+            self._stats["messages_acked"] += 1
+            self._stats["readings_acked"] += len(ids)
         self._wake.set()
 
+    def _mark(self, action: Callable[[], object], what: str) -> bool:
+        try:
+            action()
+            return True
+        except Exception:
+            # The broker has them, the store does not know: publish again rather than lose.
+            log.exception("forwarder: could not mark %s sent; republishing", what)
+            self._restart_cursors()
+            self._stats["errors"] += 1
+            self._wake.set()
+            return False
+
+    # --- what to publish --------------------------------------------------------------
+
     def _publish_pending(self) -> None:
-        room = self.config.max_inflight - len(self._inflight)
+        self._publish_results()
+        self._publish_health_if_due()
         due = self._wake.is_set() or time.monotonic() - self._last_look >= LOOK_INTERVAL_S
-        if room <= 0 or not due:
+        if not due:
             return
         self._wake.clear()
         self._last_look = time.monotonic()
-        rows = self._store.unsent(room * self.config.max_readings_per_message,
-                                  after_id=self._cursor)
-        inflight_keys = {key for keys in self._inflight.values() for key in keys} if (
-            self._cursor == 0 and self._inflight) else set()
-        rows = [row for row in rows if row.key not in inflight_keys]
-        if not rows:
+        self._publish_alerts()
+        self._publish_live()
+        self._publish_backlog()
+
+    def _room(self) -> int:
+        return self.config.max_inflight - len(self._inflight) - len(self._inflight_alerts)
+
+    def _publish_alerts(self) -> None:
+        room = self._room()
+        if room <= 0:
             return
-        for message, keys in group_messages(rows, self.gateway_id,
-                                            self.config.max_readings_per_message):
+        for alert_id, station, payload in self._store.unsent_alerts(room, self._alert_cursor):
+            if alert_id in self._inflight_alerts.values():
+                continue
+            info = self._client.publish(self._topics.alert(self.gateway_id, station),
+                                        payload.encode(), qos=QOS)
+            self._inflight_alerts[info.mid] = alert_id
+            self._alert_cursor = alert_id
+            self._stats["alerts_published"] += 1
+
+    def _publish_live(self) -> None:
+        room = self._room()
+        if room <= 0:
+            return
+        per_message = self.config.max_readings_per_message
+        rows = self._store.unsent(room * per_message, after_id=self._live_cursor)
+        if rows:
+            self._live_cursor = rows[-1].id
+            self._stats["live_readings_published"] += self._publish_rows(rows, per_message)
+
+    def _publish_backlog(self) -> None:
+        room = self._room() - live_reserve(self.config.max_inflight)
+        if room <= 0 or self._backlog_done:
+            return
+        per_message = self.config.backlog_readings_per_message
+        rows = self._store.unsent(room * per_message, after_id=self._backlog_cursor,
+                                  up_to_id=self._live_from)
+        if not rows:
+            self._backlog_done = True
+            return
+        self._backlog_cursor = rows[-1].id
+        self._stats["backlog_readings_published"] += self._publish_rows(rows, per_message)
+
+    def _publish_rows(self, rows: list[StoredReading], per_message: int) -> int:
+        # A row already in flight (published before a reconnect; paho resends it) is skipped.
+        rows = [row for row in rows if row.id not in self._inflight_ids]
+        for message, chunk in _grouped(rows, self.gateway_id, per_message):
             info = self._client.publish(self._topics.readings(self.gateway_id, message.station),
                                         encode_readings(message), qos=QOS)
-            self._inflight[info.mid] = keys
+            ids = [r.id for r in chunk]
+            self._inflight[info.mid] = ids
+            self._inflight_ids.update(ids)
             self._stats["messages_published"] += 1
-        self._cursor = rows[-1].id
+        return len(rows)
+
+    def _publish_results(self) -> None:
+        while self._results:
+            info = self._client.publish(self._topics.command_result(self.gateway_id),
+                                        self._results.popleft(), qos=QOS)
+            self._other_mids.add(info.mid)
+
+    def _publish_health_if_due(self) -> None:
+        if self._health is None or time.monotonic() < self._next_health:
+            return
+        self._next_health = time.monotonic() + self._health_interval_s
+        try:
+            health = self._health()
+        except Exception:
+            log.exception("forwarder: could not gather health")
+            return
+        health["forwarder"] = self.stats()
+        info = self._client.publish(self._topics.health(self.gateway_id),
+                                    json.dumps(health, separators=(",", ":")).encode(),
+                                    qos=QOS, retain=True)
+        self._other_mids.add(info.mid)
 
     # --- stopping ---------------------------------------------------------------------
 
     def _flush(self) -> None:
         """Keep publishing until the store is drained and acknowledged, or time is up."""
         while time.monotonic() < self._flush_deadline and self._socket_open:
+            self._wake.set()
             self._step()
             if self._connected and not self._inflight and not self._store.unsent(1):
                 return
@@ -276,9 +431,9 @@ class Forwarder:
         if self._connected:
             info = self._client.publish(self._topics.status(self.gateway_id),
                                         self._status("offline"), qos=QOS, retain=True)
-            self._status_mid = info.mid
+            self._other_mids.add(info.mid)
             deadline = time.monotonic() + STOP_WAIT_S
-            while self._status_mid is not None and self._connected and time.monotonic() < deadline:
+            while info.mid in self._other_mids and self._connected and time.monotonic() < deadline:
                 self._client.loop(timeout=LOOP_WAIT_S)
             self._client.disconnect()
             self._client.loop(timeout=0)

@@ -9,6 +9,7 @@ anywhere only delays them.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter
@@ -26,6 +27,10 @@ from .poller import Poller
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+# A remote operation run on the link's thread between polls: it gets the open port and the
+# poller, or None for the port when the link is down.
+PortOperation = Callable[[FramedPort | None, Poller], None]
 
 READ_SLICE_S = 0.02  # port read timeout: how often a waiting reader checks its deadline
 WRITE_TIMEOUT_S = 2.0
@@ -49,6 +54,7 @@ class SerialLink:
         *,
         time_sync: bool,
         on_stored: Callable[[], None] = lambda: None,
+        on_readings: Callable[[str, list[Any]], object] = lambda station, readings: None,
         open_port: Callable[[LinkConfig], SerialPort] = open_serial_port,
         clock: Callable[[], float] = time.time,
         reopen_backoff: Backoff | None = None,
@@ -59,7 +65,11 @@ class SerialLink:
         self._decoder = wire.FrameDecoder()
         self._poller = Poller(store, registry, self._counters,
                               reply_timeout_s=config.reply_timeout_s, time_sync=time_sync,
-                              on_stored=on_stored, clock=clock)
+                              on_stored=on_stored, on_readings=on_readings, clock=clock,
+                              status_interval_s=config.status_interval_s,
+                              backfill_interval_s=config.backfill_interval_s)
+        self._operations: queue.Queue[PortOperation] = queue.Queue()
+        self.heartbeat = time.monotonic()  # last time the loop went round: the watchdog's view
         self._backoff = reopen_backoff or Backoff(0.5, 30.0)
         self._port: FramedPort | None = None
         self._stopping = threading.Event()
@@ -81,6 +91,19 @@ class SerialLink:
                 log.error("link %s: polling thread did not stop within %.0f s", self.config.port,
                           timeout_s)
 
+    def link_quality(self) -> dict[str, float]:
+        return self._poller.link_quality()
+
+    def polls_address(self, addr: int) -> bool:
+        return addr in self.config.stations
+
+    def station_at(self, addr: int) -> str | None:
+        return self._poller.station_at(addr)
+
+    def submit(self, operation: PortOperation) -> None:
+        """Run ``operation`` on this link's thread before its next poll (any thread)."""
+        self._operations.put(operation)
+
     def stats(self) -> dict[str, Any]:
         counters: dict[str, Any] = dict(self._counters)
         counters["frames_ok"] = self._decoder.frames
@@ -95,6 +118,8 @@ class SerialLink:
                  list(self.config.stations), self.config.poll_interval_s)
         next_cycle = time.monotonic()
         while not self._stopping.is_set():
+            self.heartbeat = time.monotonic()
+            self._run_operations()
             try:
                 if self._port is None:
                     self._open()
@@ -105,19 +130,46 @@ class SerialLink:
                 delay = self._backoff.next_delay()
                 log.warning("link %s: %s; reopening in %.1f s", self.config.port, e, delay)
                 self._close()
-                self._stopping.wait(delay)
+                self._wait_until(time.monotonic() + delay)
                 continue
             except Exception:
                 self._counters["internal_errors"] += 1
                 delay = self._backoff.next_delay()
                 log.exception("link %s: unexpected error; polling again in %.1f s",
                               self.config.port, delay)
-                self._stopping.wait(delay)
+                self._wait_until(time.monotonic() + delay)
                 continue
             next_cycle = max(next_cycle + self.config.poll_interval_s, time.monotonic())
-            self._stopping.wait(next_cycle - time.monotonic())
+            self._wait_until(next_cycle)
         self._close()
         log.info("link %s: stopped", self.config.port)
+
+    def _wait_until(self, deadline: float) -> None:
+        """Sleep until the next cycle, waking for remote operations and to beat the heart."""
+        while not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stopping.wait(min(left, 1.0))
+            self.heartbeat = time.monotonic()
+            self._run_operations()
+
+    def _run_operations(self) -> None:
+        while True:
+            try:
+                operation = self._operations.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                operation(self._port, self._poller)
+            except (serial.SerialException, OSError) as e:
+                self._counters["port_errors"] += 1
+                log.warning("link %s: port failed during a remote operation: %s",
+                            self.config.port, e)
+                self._close()
+            except Exception:
+                self._counters["internal_errors"] += 1
+                log.exception("link %s: remote operation failed", self.config.port)
 
     def _open(self) -> None:
         port = self._open_port(self.config)

@@ -5,7 +5,13 @@
     store the readings durably, then
     ACK cumulative + ranges       computed from the store, never from what was just received
     TIME                          after a HELLO, only while this machine's clock is synchronised
-        <- RESULT
+        <- RESULT                 (and again when a STATUS shows the station's clock drifted)
+
+Every ``status_interval_s`` the POLL also asks for STATUS: battery, clock, and ``oldest_seq``,
+below which the station holds nothing; holes in what the gateway received that lie below it
+are gone for good and go into the store's loss ledger. When a station says it has nothing more
+to send, holes in its sequence above that are asked for with a backfill POLL (contracts 1.3),
+at most every ``backfill_interval_s`` while the station has none of them to give.
 
 Readings from an address are accepted only after that station's HELLO on this link: the
 sequence numbers belong to the station id, and an address alone does not say which station
@@ -17,9 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from watershed.contracts import wire
 from watershed.contracts.channels import channel_name
@@ -32,6 +38,10 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 MAX_ACK_RANGES = 16  # a bounded ACK; more holes than this mean a backfill is due anyway
+QUALITY_WINDOW = 50  # polls over which a station's link quality is measured
+MAX_CLOCK_OFFSET_S = 5.0  # a station clock further off than this is set again (if we may)
+
+ReadingsHook = Callable[[str, list[MessageReading]], object]
 
 
 @dataclass
@@ -41,6 +51,9 @@ class _Session:
     station_id: str | None = None
     needs_hello: bool = True
     needs_time: bool = False  # set by a HELLO; cleared when the station answers TIME
+    next_status_at: float = 0.0  # monotonic; 0: at the first poll
+    next_backfill_at: float = 0.0
+    requested: list[tuple[int, int]] = field(default_factory=list)  # remote backfill requests
 
 
 class Poller:
@@ -53,9 +66,17 @@ class Poller:
         reply_timeout_s: float,
         time_sync: bool,
         on_stored: Callable[[], None] = lambda: None,
+        on_readings: ReadingsHook = lambda station, readings: None,
         clock: Callable[[], float] = time.time,
+        status_interval_s: float = 300.0,
+        backfill_interval_s: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        self._on_readings = on_readings
+        self._status_interval_s = status_interval_s
+        self._backfill_interval_s = backfill_interval_s
+        self._monotonic = monotonic
         self._registry = registry
         self._stats = stats
         self._reply_timeout_s = reply_timeout_s
@@ -63,21 +84,52 @@ class Poller:
         self._on_stored = on_stored
         self._clock = clock
         self._sessions: dict[int, _Session] = {}
+        self._recent: dict[str, deque[bool]] = {}  # per station: did recent polls get answers
         self._warned: set[tuple[str, str]] = set()
 
     def forget_sessions(self) -> None:
         """After the port was lost: every station must say HELLO again before its DATA counts."""
         self._sessions.clear()
 
+    def link_quality(self) -> dict[str, float]:
+        """Per station, the share of its recent polls that got a complete answer."""
+        return {station: round(sum(recent) / len(recent), 3)
+                for station, recent in list(self._recent.items()) if recent}
+
+    def station_at(self, addr: int) -> str | None:
+        session = self._sessions.get(addr)
+        return None if session is None else session.station_id
+
+    def request_backfill(self, addr: int, first: int, end: int) -> None:
+        """An operator asked for ``[first, end)`` again: sent with the next poll of ``addr``."""
+        self._session(addr).requested.append((first, end))
+
+    def _session(self, addr: int) -> _Session:
+        session = self._sessions.get(addr)
+        if session is None:
+            # The first STATUS one interval after the link opens: the first exchanges are
+            # for readings.
+            session = self._sessions[addr] = _Session(
+                next_status_at=self._monotonic() + self._status_interval_s)
+        return session
+
     def poll(self, port: FramedPort, addr: int) -> bool:
         """One exchange with the station at ``addr``; True if it sent readings (more may wait)."""
-        session = self._sessions.setdefault(addr, _Session())
-        want = wire.WANT_DATA | (wire.WANT_HELLO if session.needs_hello else 0)
-        wanted = {wire.DATA} | ({wire.HELLO} if session.needs_hello else set())
+        session = self._session(addr)
+        if session.requested and session.station_id is not None:
+            return self._backfill(port, session, addr, session.requested.pop(0))
+        status_due = self._monotonic() >= session.next_status_at
+        want = (wire.WANT_DATA | (wire.WANT_HELLO if session.needs_hello else 0)
+                | (wire.WANT_STATUS if status_due else 0))
+        wanted = ({wire.DATA} | ({wire.HELLO} if session.needs_hello else set())
+                  | ({wire.STATUS} if status_due else set()))
         port.discard_stale()
         port.send(wire.Poll(addr, want))
         self._stats["polls"] += 1
         frames, complete = port.collect(addr, wanted, self._reply_timeout_s)
+        if session.station_id is not None:
+            self._recent.setdefault(session.station_id, deque(maxlen=QUALITY_WINDOW)).append(
+                complete)
         if not complete:
             self._stats["timeouts"] += 1
             # Silence may be a reboot or a swapped station: ask who it is next time.
@@ -86,12 +138,108 @@ class Poller:
         hellos = [f for f in frames if isinstance(f, wire.Hello)]
         for hello in hellos:  # HELLO first whatever the order: it names whose DATA this is
             self._on_hello(session, hello)
-        got_readings = False
+        if status_due and complete:
+            session.next_status_at = self._monotonic() + self._status_interval_s
+        for status in (f for f in frames if isinstance(f, wire.Status)):
+            self._on_status(session, status)
+        got_readings = drained = False
         for data in (f for f in frames if isinstance(f, wire.Data)):
             got_readings |= self._on_data(port, session, data)
+            drained |= not data.readings
         if session.needs_time and complete:
             self._send_time(port, session, addr)
+        if drained and session.station_id is not None and not got_readings:
+            return self._fill_holes(port, session, addr)
         return got_readings
+
+    # --- remote operations (run on the link's thread) ----------------------------------
+
+    def backfill_now(self, port: FramedPort, addr: int, first: int, end: int) -> int:
+        """Ask ``addr`` for ``[first, end)`` until it sends nothing new; readings stored."""
+        session = self._session(addr)
+        if session.station_id is None:
+            raise LookupError(f"no station has said HELLO at address {addr} yet")
+        before = self._stats["readings_new"]
+        while self._backfill(port, session, addr, (first, end)):
+            pass
+        return self._stats["readings_new"] - before
+
+    def push_config(self, port: FramedPort, addr: int, blob: bytes) -> wire.Result | None:
+        """Send a station config in chunks (contracts 1.3 CONFIG); the station's RESULT after
+        the last chunk, or None if it did not answer."""
+        config_hash = wire.config_hash(blob)
+        offset = 0
+        while True:
+            chunk = _fitting_chunk(addr, config_hash, blob, offset)
+            port.discard_stale()
+            port.send(wire.ConfigChunk(addr, config_hash, len(blob), offset, chunk))
+            offset += len(chunk)
+            if offset >= len(blob):
+                break
+        self._stats["configs_pushed"] += 1
+        return self._result(port, addr, wire.CONFIG)
+
+    def send_command(self, port: FramedPort, addr: int, code: int, args: bytes = b""
+                     ) -> wire.Result | None:
+        port.discard_stale()
+        port.send(wire.Command(addr, code, args))
+        self._stats["commands_sent"] += 1
+        result = self._result(port, addr, wire.COMMAND)
+        if code == wire.CMD_REBOOT:
+            self._session(addr).needs_hello = True  # it comes back as a new boot
+        return result
+
+    def _result(self, port: FramedPort, addr: int, ref_type: int) -> wire.Result | None:
+        frames, _ = port.collect(addr, {wire.RESULT}, self._reply_timeout_s)
+        results = [f for f in frames if isinstance(f, wire.Result) and f.ref_type == ref_type]
+        return results[0] if results else None
+
+    # --- STATUS, holes and backfill -----------------------------------------------------
+
+    def _on_status(self, session: _Session, status: wire.Status) -> None:
+        if session.station_id is None:
+            return  # whose status is unknown until HELLO; asked again next time
+        self._stats["statuses"] += 1
+        station_id = session.station_id
+        self._store.record_status(station_id, status)
+        self._stats["readings_lost"] += self._store.settle_lost(station_id, status.oldest_seq)
+        if status.clock and abs(status.clock - self._clock()) > MAX_CLOCK_OFFSET_S:
+            self._stats["clock_drifts"] += 1
+            log.info("station %s clock is %+.0f s off", station_id, status.clock - self._clock())
+            session.needs_time = self._time_sync
+
+    def _fill_holes(self, port: FramedPort, session: _Session, addr: int) -> bool:
+        """The station has nothing unacknowledged left: whatever is missing below its next seq
+        is a hole. Ask for the lowest one; True if readings came back."""
+        now = self._monotonic()
+        if now < session.next_backfill_at:
+            return False
+        assert session.station_id is not None
+        holes = self._store.holes(session.station_id)
+        if not holes:
+            return False
+        return self._backfill(port, session, addr, holes[0])
+
+    def _backfill(self, port: FramedPort, session: _Session, addr: int,
+                  hole: tuple[int, int]) -> bool:
+        port.discard_stale()
+        port.send(wire.Poll(addr, wire.WANT_DATA, 0, hole))
+        self._stats["backfill_polls"] += 1
+        log.info("station %s: asking again for seqs %d-%d", session.station_id, hole[0],
+                 hole[1] - 1)
+        frames, _ = port.collect(addr, {wire.DATA}, self._reply_timeout_s)
+        before = self._stats["readings_new"]
+        for data in (f for f in frames if isinstance(f, wire.Data)):
+            self._on_data(port, session, data, backfill=True)
+        # Only new readings count: a station repeating what is stored must not keep us here.
+        got = self._stats["readings_new"] > before
+        if got:
+            session.next_backfill_at = 0.0  # more may follow: keep going while it answers
+        else:
+            # Nothing of it left at the station? Its next STATUS (due now) says if it is gone.
+            session.next_backfill_at = self._monotonic() + self._backfill_interval_s
+            session.next_status_at = 0.0
+        return got
 
     # --- HELLO ------------------------------------------------------------------------
 
@@ -143,12 +291,15 @@ class Poller:
 
     # --- DATA -------------------------------------------------------------------------
 
-    def _on_data(self, port: FramedPort, session: _Session, data: wire.Data) -> bool:
+    def _on_data(self, port: FramedPort, session: _Session, data: wire.Data,
+                 backfill: bool = False) -> bool:
         if session.station_id is None:
             self._stats["data_before_hello"] += 1
             session.needs_hello = True
             return False
         if not data.readings:
+            if data.next_seq:
+                self._store.record_next_seq(session.station_id, data.next_seq)
             return False
         station_id = session.station_id
         registered = self._registry.get(station_id)
@@ -163,7 +314,11 @@ class Poller:
         added = self._store.add(station_id, basin, readings)  # durable before the ACK goes out
         self._stats["readings_new"] += added.new
         self._stats["readings_duplicate"] += added.duplicate
+        self._stats["readings_shed"] += added.shed
+        if backfill:
+            self._stats["readings_backfilled"] += added.new
         if added.new:
+            self._on_readings(station_id, readings)
             self._on_stored()
         port.send(self._ack(data.addr, station_id))
         self._stats["acks"] += 1
@@ -185,3 +340,16 @@ class Poller:
         if (station_id, what) not in self._warned:
             self._warned.add((station_id, what))
             log.warning(message, *args)
+
+
+def _fitting_chunk(addr: int, config_hash: int, blob: bytes, offset: int) -> bytes:
+    """The longest piece of ``blob`` from ``offset`` that fits one CONFIG frame."""
+    size = min(len(blob) - offset, wire.MAX_BODY)
+    while size > 0:
+        chunk = blob[offset:offset + size]
+        try:
+            wire.encode_body(wire.ConfigChunk(addr, config_hash, len(blob), offset, chunk))
+            return chunk
+        except ValueError:
+            size -= 8
+    raise ValueError("a CONFIG frame has no room for config bytes")

@@ -12,7 +12,20 @@ Tables
 - ``stations``: what each station last said in its HELLO, and its ACK floor.
 - ``conflicts``: a reading whose (station, seq) was already stored with different content: a
   station that reused sequence numbers. Kept, never forwarded silently as a duplicate.
-- ``counters``: totals that must survive restarts.
+- ``counters``: totals that must survive restarts, and ``stored_bytes``, the store's own
+  account of what its readings take (the quota is enforced against it).
+- ``lost_runs``: per station, holes found to be gone for good (below the station's
+  ``oldest_seq``): settled, so they are counted once and never asked for again.
+- ``losses``: the loss ledger, readings lost per station and reason (``gone_from_station``,
+  ``shed_<priority>``). A loss is never silent: health publishes it.
+- ``alerts``: edge flood alerts, kept until the broker acknowledged them.
+
+The quota: every row is accounted a fixed overhead plus its text, a little more than SQLite
+spends on it with its indexes, and the rows get the quota less STORE_BASE_BYTES, so the file
+stays under the quota. When an ``add`` would go over,
+rows are shed in this order: readings already sent, then unsent by priority (priorities.py),
+oldest first; the newest ``protected_events`` flood-event readings never. If that is still not
+enough the ``add`` fails with StoreFull: nothing is ACKed and the station keeps its readings.
 
 One connection guarded by a lock: every thread (links, forwarder) goes through it, so SQLite
 never answers "database is locked", and a read never sees a half-written batch.
@@ -28,14 +41,21 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from watershed.contracts.mqtt import MessageReading
-from watershed.contracts.wire import Hello
+from watershed.contracts.wire import Hello, Status
+
+from . import priorities
+from .runs import Run, gaps, merged, runs_of, size
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+ROW_OVERHEAD_BYTES = 100  # per stored reading, beyond its text (measured: ~85 with indexes)
+STORE_BASE_BYTES = 128 * 1024  # the file's own pages (schema, empty tables): ~56 KB, doubled
+SHED_SLACK = 0.02  # shed this fraction of the quota more than needed: shed in chunks, not per add
+DEFAULT_PROTECTED_EVENTS = 50_000  # newest flood-event readings never shed (~8 MB)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -51,9 +71,11 @@ CREATE TABLE IF NOT EXISTS readings (
     basin       TEXT    NOT NULL,
     received_at REAL    NOT NULL,
     sent        INTEGER NOT NULL DEFAULT 0,
+    priority    INTEGER NOT NULL DEFAULT 3,  -- priorities.py: lowest is shed first
     UNIQUE (station, seq)
 );
 CREATE INDEX IF NOT EXISTS readings_unsent ON readings (id) WHERE sent = 0;
+CREATE INDEX IF NOT EXISTS readings_shed ON readings (priority, id) WHERE sent = 0;
 CREATE TABLE IF NOT EXISTS received_runs (
     station   TEXT    NOT NULL,
     first_seq INTEGER NOT NULL,
@@ -70,7 +92,17 @@ CREATE TABLE IF NOT EXISTS stations (
     boot_count    INTEGER,
     next_seq      INTEGER,   -- as the station reported it in its last HELLO
     station_clock INTEGER,
-    hello_at      REAL
+    hello_at      REAL,
+    last_seen     REAL,
+    known_next_seq INTEGER,  -- highest next_seq the station ever reported (HELLO, STATUS, DATA)
+    battery_mv    INTEGER,
+    outbox_depth  INTEGER,
+    oldest_seq    INTEGER,
+    lost_overwritten INTEGER,  -- the station's own loss totals, as its last STATUS said
+    lost_corrupt  INTEGER,
+    sensor_errors INTEGER,
+    clock_offset_s REAL,     -- station clock minus gateway clock at its last STATUS
+    status_at     REAL
 );
 CREATE TABLE IF NOT EXISTS conflicts (
     station     TEXT    NOT NULL,
@@ -87,16 +119,59 @@ CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lost_runs (
+    station   TEXT    NOT NULL,
+    first_seq INTEGER NOT NULL,
+    end_seq   INTEGER NOT NULL,
+    found_at  REAL    NOT NULL,
+    PRIMARY KEY (station, first_seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS losses (
+    station  TEXT    NOT NULL,
+    reason   TEXT    NOT NULL,
+    readings INTEGER NOT NULL,
+    PRIMARY KEY (station, reason)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerts (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    station   TEXT    NOT NULL,
+    payload   TEXT    NOT NULL,
+    raised_at REAL    NOT NULL,
+    sent      INTEGER NOT NULL DEFAULT 0
+);
 """
+
+# Columns added by schema 2 to tables of schema 1 (CREATE IF NOT EXISTS leaves those alone).
+_V2_COLUMNS = {
+    "readings": ["priority INTEGER NOT NULL DEFAULT 3"],
+    "stations": ["last_seen REAL", "known_next_seq INTEGER", "battery_mv INTEGER",
+                 "outbox_depth INTEGER", "oldest_seq INTEGER", "lost_overwritten INTEGER",
+                 "lost_corrupt INTEGER", "sensor_errors INTEGER", "clock_offset_s REAL",
+                 "status_at REAL"],
+}
+
+# What a row is accounted in the quota (see the module docstring).
+_ROW_COST_SQL = (f"({ROW_OVERHEAD_BYTES} + 2 * length(station) + length(channel)"
+                 " + length(basin))")
+
+
+def row_cost(station: str, channel: str, basin: str) -> int:
+    return ROW_OVERHEAD_BYTES + 2 * len(station) + len(channel) + len(basin)
 
 
 class StoreError(RuntimeError):
     """The store file cannot be used (wrong schema version, not a gateway store)."""
 
 
+class StoreFull(StoreError):
+    """No room for a batch even after shedding all that may be shed: nothing of it is stored,
+    so the readings are not ACKed and stay safe in the station's flash."""
+
+
 class Added(NamedTuple):
     new: int
     duplicate: int  # already stored (retransmits); includes any conflicts
+    shed: int = 0  # unsent readings (of any station) dropped to make room, each in the ledger
 
 
 class AckRanges(NamedTuple):
@@ -129,14 +204,34 @@ class StationInfo:
     next_seq: int | None
     station_clock: int | None
     hello_at: float | None
+    last_seen: float | None = None
+    known_next_seq: int | None = None
+    battery_mv: int | None = None
+    outbox_depth: int | None = None
+    oldest_seq: int | None = None
+    lost_overwritten: int | None = None
+    lost_corrupt: int | None = None
+    sensor_errors: int | None = None
+    clock_offset_s: float | None = None
+    status_at: float | None = None
+
+
+_STATION_COLUMNS = ", ".join(StationInfo.__dataclass_fields__)
+GONE_FROM_STATION = "gone_from_station"  # a hole below the station's oldest_seq
+SHED_REASONS = {p: f"shed_{name}" for p, name in priorities.NAMES.items()}
+_SHED_BATCH = 2000
 
 
 class Store:
     """The durable reading store; thread-safe. See the module docstring."""
 
-    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, *,
+                 quota_bytes: int | None = None,
+                 protected_events: int = DEFAULT_PROTECTED_EVENTS) -> None:
         self.path = str(path)
         self._clock = clock
+        self.quota_bytes = quota_bytes
+        self.protected_events = protected_events
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
@@ -145,6 +240,8 @@ class Store:
         self._db.execute("PRAGMA busy_timeout = 10000")  # another process reading the file
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")  # an ACKed reading survives power loss
+        # After a checkpoint the WAL is cut back to this, so a burst does not keep SD space.
+        self._db.execute("PRAGMA journal_size_limit = 4194304")
         self._migrate()
 
     def close(self) -> None:
@@ -160,16 +257,40 @@ class Store:
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if version not in (0, 1, SCHEMA_VERSION):
                 raise StoreError(f"{self.path}: store schema version {version}, this gateway "
                                  f"speaks {SCHEMA_VERSION}")
             try:
-                self._db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}"
-                                       f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                # Idempotent: columns a schema-1 store lacks, then whatever table is missing.
+                self._db.executescript(f"BEGIN IMMEDIATE; {self._missing_columns_sql()}"
+                                       f" {_SCHEMA} COMMIT;")
+                if version != SCHEMA_VERSION:
+                    self._db.execute("BEGIN IMMEDIATE")
+                    self._upgrade_rows(self._db)
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    self._db.execute("COMMIT")
             except sqlite3.Error:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+
+    def _missing_columns_sql(self) -> str:
+        statements = []
+        for table, columns in _V2_COLUMNS.items():
+            existing = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if existing:  # a schema-1 table; a new store gets the columns from _SCHEMA
+                statements += [f"ALTER TABLE {table} ADD COLUMN {c};" for c in columns
+                               if c.split()[0] not in existing]
+        return " ".join(statements)
+
+    @staticmethod
+    def _upgrade_rows(db: sqlite3.Connection) -> None:
+        """Rows of a schema-1 store: their shed priority and their share of the quota."""
+        for channel, flags in db.execute("SELECT DISTINCT channel, flags FROM readings").fetchall():
+            db.execute("UPDATE readings SET priority = ? WHERE channel = ? AND flags = ?",
+                       (priorities.shed_priority(channel, flags), channel, flags))
+        total = db.execute(f"SELECT COALESCE(SUM({_ROW_COST_SQL}), 0) FROM readings").fetchone()
+        db.execute("INSERT OR REPLACE INTO counters VALUES ('stored_bytes', ?)", (total[0],))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -185,21 +306,25 @@ class Store:
     # --- readings in ------------------------------------------------------------------
 
     def add(self, station: str, basin: str, readings: Sequence[MessageReading]) -> Added:
-        """Store one station's readings in one transaction, durable on return."""
+        """Store one station's readings in one transaction, durable on return.
+
+        Raises StoreFull (storing nothing) when the quota leaves no room even after shedding."""
         now = self._clock()
         new_seqs: list[int] = []
-        duplicates = conflicts = 0
+        duplicates = conflicts = added_bytes = 0
         with self._transaction() as db:
             for r in readings:
                 row = (station, r.seq, r.channel, r.ts, r.mantissa, r.exponent, r.flags, basin, now)
-                # ON CONFLICT DO NOTHING, not INSERT OR IGNORE: only a duplicate key is
-                # ignored; OR IGNORE would also swallow a NOT NULL violation as a "duplicate".
-                inserted = db.execute(
+                # A seq in a received run was stored once: it is here, or was sent and pruned,
+                # or shed and counted. Storing it again would publish a duplicate.
+                inserted = 0 if self._received(db, station, r.seq) else db.execute(
                     "INSERT INTO readings (station, seq, channel, ts, mantissa, exponent, flags,"
-                    " basin, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (station, seq) DO NOTHING", row).rowcount
+                    " basin, received_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (station, seq) DO NOTHING",
+                    row + (priorities.shed_priority(r.channel, r.flags),)).rowcount
                 if inserted:
                     new_seqs.append(r.seq)
+                    added_bytes += row_cost(station, r.channel, basin)
                     continue
                 duplicates += 1
                 if self._conflicts_with_stored(db, station, r):
@@ -208,16 +333,27 @@ class Store:
                     log.warning("station %s sent seq %d again with different content (%s at %d);"
                                 " kept in the conflicts table, not forwarded", station, r.seq,
                                 r.channel, r.ts)
+            db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
+            db.execute("UPDATE stations SET last_seen = ? WHERE station = ?", (now, station))
+            shed = 0
             if new_seqs:
                 # The first readings this store takes from a station set its ACK floor.
-                db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
                 db.execute("UPDATE stations SET ack_floor = ? WHERE station = ? AND ack_floor IS"
                            " NULL", (min(new_seqs), station))
                 self._extend_runs(db, station, new_seqs)
+                self._unlose(db, station, new_seqs)
+                self._bump(db, "stored_bytes", added_bytes)
+                shed = self._enforce_quota(db)
             self._bump(db, "duplicates", duplicates)
             self._bump(db, "conflicts", conflicts)
             self._bump(db, "readings_received", len(new_seqs))
-        return Added(len(new_seqs), duplicates)
+        return Added(len(new_seqs), duplicates, shed)
+
+    @staticmethod
+    def _received(db: sqlite3.Connection, station: str, seq: int) -> bool:
+        row = db.execute("SELECT end_seq FROM received_runs WHERE station = ? AND first_seq <= ?"
+                         " ORDER BY first_seq DESC LIMIT 1", (station, seq)).fetchone()
+        return row is not None and row[0] > seq
 
     @staticmethod
     def _conflicts_with_stored(db: sqlite3.Connection, station: str, r: MessageReading) -> bool:
@@ -228,7 +364,7 @@ class Store:
 
     @staticmethod
     def _extend_runs(db: sqlite3.Connection, station: str, seqs: list[int]) -> None:
-        for first, end in _runs_of(seqs):
+        for first, end in runs_of(seqs):
             # Merge with every stored run that overlaps or touches [first, end).
             touching = db.execute(
                 "SELECT first_seq, end_seq FROM received_runs WHERE station = ? AND first_seq <= ?"
@@ -239,31 +375,139 @@ class Store:
                        " end_seq >= ?", (station, end, first))
             db.execute("INSERT INTO received_runs VALUES (?, ?, ?)", (station, first, end))
 
+    def _unlose(self, db: sqlite3.Connection, station: str, seqs: list[int]) -> None:
+        """Readings counted lost that turn up after all (another path, a late frame): the
+        ledger takes them back, so its count stays exact."""
+        low, high = min(seqs), max(seqs) + 1
+        lost = db.execute("SELECT first_seq, end_seq, found_at FROM lost_runs WHERE station = ?"
+                          " AND first_seq < ? AND end_seq > ?", (station, high, low)).fetchall()
+        if not lost:
+            return
+        found = set(seqs)
+        returned = 0
+        for first, end, found_at in lost:
+            db.execute("DELETE FROM lost_runs WHERE station = ? AND first_seq = ?",
+                       (station, first))
+            still_lost = [s for s in range(first, end) if s not in found]
+            returned += (end - first) - len(still_lost)
+            for run in runs_of(still_lost):
+                db.execute("INSERT INTO lost_runs VALUES (?, ?, ?, ?)", (station, *run, found_at))
+        self._count_loss(db, station, GONE_FROM_STATION, -returned)
+
+    # --- the quota --------------------------------------------------------------------
+
+    def _enforce_quota(self, db: sqlite3.Connection) -> int:
+        """Shed until the store is within its quota; returns the unsent readings dropped."""
+        if self.quota_bytes is None:
+            return 0
+        budget = self.quota_bytes - STORE_BASE_BYTES
+        stored = self._counter(db, "stored_bytes")
+        if stored <= budget:
+            return 0
+        need = stored - budget + int(budget * SHED_SLACK)
+        freed, _ = self._shed_rows(db, "sent = 1", (), need)
+        need -= freed
+        dropped = 0
+        for priority in sorted(priorities.NAMES):
+            if need <= 0:
+                break
+            where = "sent = 0 AND priority = ?"
+            args: tuple[Any, ...] = (priority,)
+            if priority == priorities.FLOOD_EVENT:
+                boundary = self._protected_event_boundary(db)
+                if boundary is None:
+                    break
+                where, args = where + " AND id < ?", args + (boundary,)
+            freed, per_station = self._shed_rows(db, where, args, need)
+            need -= freed
+            reason = SHED_REASONS[priority]
+            for station, count in per_station.items():
+                self._count_loss(db, station, reason, count)
+                dropped += count
+                log.warning("store full (quota %d bytes): shed %d unsent %s readings of station"
+                            " %s, oldest first; counted in the loss ledger", self.quota_bytes,
+                            count, priorities.NAMES[priority], station)
+        self._bump(db, "readings_shed", dropped)
+        if self._counter(db, "stored_bytes") > budget:
+            raise StoreFull(f"{self.path}: quota of {self.quota_bytes} bytes is taken by readings"
+                            " that may not be shed (the newest flood-event readings)")
+        return dropped
+
+    def _protected_event_boundary(self, db: sqlite3.Connection) -> int | None:
+        """Flood-event readings with an id below this may be shed; None: none may."""
+        if self.protected_events <= 0:
+            return 1 << 62
+        row = db.execute("SELECT id FROM readings WHERE sent = 0 AND priority = ? ORDER BY id DESC"
+                         " LIMIT 1 OFFSET ?", (priorities.FLOOD_EVENT,
+                                               self.protected_events - 1)).fetchone()
+        return None if row is None else int(row[0])
+
+    def _shed_rows(self, db: sqlite3.Connection, where: str, args: tuple, need: int
+                   ) -> tuple[int, dict[str, int]]:
+        """Delete rows matching ``where``, oldest first, until ``need`` bytes are freed.
+        Returns the bytes freed and the rows deleted per station."""
+        freed = 0
+        per_station: dict[str, int] = {}
+        while freed < need:
+            rows = db.execute(f"SELECT id, station, {_ROW_COST_SQL} FROM readings WHERE {where}"
+                              " ORDER BY id LIMIT ?", args + (_SHED_BATCH,)).fetchall()
+            if not rows:
+                break
+            victims: list[int] = []
+            for row_id, station, cost in rows:
+                if freed >= need:
+                    break
+                victims.append(row_id)
+                freed += cost
+                per_station[station] = per_station.get(station, 0) + 1
+            db.executemany("DELETE FROM readings WHERE id = ?", ((i,) for i in victims))
+        self._bump(db, "stored_bytes", -freed)
+        return freed, per_station
+
+    def set_quota(self, quota_bytes: int | None, protected_events: int) -> None:
+        """A reloaded configuration's quota; applied on the next ``add``."""
+        with self._lock:
+            self.quota_bytes = quota_bytes
+            self.protected_events = protected_events
+
     # --- what to ACK ------------------------------------------------------------------
 
+    def _settled_runs(self, db: sqlite3.Connection, station: str) -> list[Run]:
+        """Received and lost runs together: what the gateway will never ask for again."""
+        rows = db.execute("SELECT first_seq, end_seq FROM received_runs WHERE station = ? UNION ALL"
+                          " SELECT first_seq, end_seq FROM lost_runs WHERE station = ?",
+                          (station, station)).fetchall()
+        return merged(rows)
+
     def ack_ranges(self, station: str) -> AckRanges:
-        """The cumulative point and the selective ranges of everything stored for ``station``.
+        """The cumulative point and the selective ranges of everything settled for ``station``.
 
         The floor is the first seq this store ever took from the station: a station sends its
         oldest unacknowledged readings first, so nothing below that floor still waits for an
         ACK from us (it was acknowledged by an earlier store, or lost and counted by the station).
+        Holes known to be lost count as settled: the station no longer holds them, and leaving
+        the cumulative point below them would make every later ACK carry one more range.
         """
         with self._lock:
-            row = self._db.execute("SELECT ack_floor FROM stations WHERE station = ?",
-                                   (station,)).fetchone()
-            if row is None or row[0] is None:
+            floor = self._ack_floor(self._db, station)
+            if floor is None:
                 return AckRanges(1, ())
-            cumulative = row[0]
-            runs = self._db.execute(
-                "SELECT first_seq, end_seq FROM received_runs WHERE station = ? AND end_seq > ?"
-                " ORDER BY first_seq", (station, cumulative)).fetchall()
+            runs = self._settled_runs(self._db, station)
+        cumulative = floor
         ranges = []
         for first, end in runs:
+            if end <= cumulative:
+                continue
             if first <= cumulative:
                 cumulative = end
             else:
                 ranges.append((first, end))
         return AckRanges(cumulative, tuple(ranges))
+
+    @staticmethod
+    def _ack_floor(db: sqlite3.Connection, station: str) -> int | None:
+        row = db.execute("SELECT ack_floor FROM stations WHERE station = ?", (station,)).fetchone()
+        return None if row is None else row[0]
 
     def highest_seq(self, station: str) -> int | None:
         with self._lock:
@@ -271,20 +515,86 @@ class Store:
                                    (station,)).fetchone()
         return None if row[0] is None else row[0] - 1
 
+    # --- holes and the loss ledger ----------------------------------------------------
+
+    def holes(self, station: str, below: int | None = None) -> list[Run]:
+        """Seq ranges above the ACK floor and below ``below`` (default: the highest next_seq the
+        station reported) that were neither received nor found lost, ascending."""
+        with self._lock:
+            floor = self._ack_floor(self._db, station)
+            if below is None:
+                row = self._db.execute("SELECT known_next_seq FROM stations WHERE station = ?",
+                                       (station,)).fetchone()
+                below = None if row is None else row[0]
+            if floor is None or below is None:
+                return []
+            return gaps(self._settled_runs(self._db, station), floor, below)
+
+    def settle_lost(self, station: str, oldest_held: int) -> int:
+        """The station holds nothing below ``oldest_held``: every hole under it is gone for
+        good. Records them in the ledger (once) and returns how many readings that is."""
+        with self._transaction() as db:
+            floor = self._ack_floor(db, station)
+            if floor is None or oldest_held <= floor:
+                return 0
+            lost = gaps(self._settled_runs(db, station), floor, oldest_held)
+            now = self._clock()
+            for first, end in lost:
+                db.execute("INSERT INTO lost_runs VALUES (?, ?, ?, ?)", (station, first, end, now))
+            count = size(lost)
+            self._count_loss(db, station, GONE_FROM_STATION, count)
+        if count:
+            log.warning("station %s no longer holds seqs %s that never reached this gateway: %d "
+                        "readings lost, counted in the loss ledger", station,
+                        ", ".join(f"{a}-{b - 1}" for a, b in lost), count)
+        return count
+
+    def _count_loss(self, db: sqlite3.Connection, station: str, reason: str, count: int) -> None:
+        if count:
+            db.execute("INSERT INTO losses VALUES (?, ?, ?) ON CONFLICT (station, reason) DO UPDATE"
+                       " SET readings = readings + excluded.readings", (station, reason, count))
+
+    def loss_ledger(self) -> dict[str, dict[str, int]]:
+        """Readings lost per station and reason, since the store was created."""
+        with self._lock:
+            rows = self._db.execute("SELECT station, reason, readings FROM losses WHERE readings"
+                                    " != 0 ORDER BY station, reason").fetchall()
+        ledger: dict[str, dict[str, int]] = {}
+        for station, reason, count in rows:
+            ledger.setdefault(station, {})[reason] = count
+        return ledger
+
+    def lost_runs(self, station: str) -> list[Run]:
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
+                "SELECT first_seq, end_seq FROM lost_runs WHERE station = ? ORDER BY first_seq",
+                (station,))]
+
     # --- readings out -----------------------------------------------------------------
 
-    def unsent(self, limit: int, after_id: int = 0, station: str | None = None
-               ) -> list[StoredReading]:
-        """Readings the broker has not acknowledged, oldest first, with ids above ``after_id``."""
+    def unsent(self, limit: int, after_id: int = 0, station: str | None = None,
+               up_to_id: int | None = None) -> list[StoredReading]:
+        """Readings the broker has not acknowledged, oldest first, with ids above ``after_id``
+        (and at most ``up_to_id``): a cursor, so a backlog of any size streams in pages."""
         query = ("SELECT id, station, basin, seq, channel, ts, mantissa, exponent, flags"
                  " FROM readings WHERE sent = 0 AND id > ?")
         args: tuple = (after_id,)
+        if up_to_id is not None:
+            query += " AND id <= ?"
+            args += (up_to_id,)
         if station is not None:
             query += " AND station = ?"
             args += (station,)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY id LIMIT ?", args + (limit,)).fetchall()
         return [StoredReading(row[0], row[1], row[2], MessageReading(*row[3:])) for row in rows]
+
+    def max_id(self) -> int:
+        """The newest reading's id (0 if none): ids above it arrive after this call."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'"
+                                   ).fetchone()
+        return 0 if row is None else row[0]
 
     def mark_sent(self, keys: Iterable[tuple[str, int]]) -> int:
         """Flag readings as delivered to the broker; returns how many rows changed."""
@@ -296,32 +606,109 @@ class Store:
             self._bump(db, "readings_sent", changed)
         return changed
 
+    def mark_sent_ids(self, ids: Iterable[int]) -> int:
+        """Like ``mark_sent``, by store id (what the forwarder keeps per message)."""
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("UPDATE readings SET sent = 1 WHERE id = ? AND sent = 0",
+                           ((i,) for i in ids))
+            changed = db.total_changes - before
+            self._bump(db, "readings_sent", changed)
+        return changed
+
+    def prune_sent(self, keep: int, batch: int = 10_000) -> int:
+        """Delete sent readings but the newest ``keep`` (kept to recognise a reused seq), at most
+        ``batch`` per call so the lock is never held long. Returns how many were deleted."""
+        with self._transaction() as db:
+            row = db.execute("SELECT id FROM readings WHERE sent = 1 ORDER BY id DESC LIMIT 1"
+                             " OFFSET ?", (keep,)).fetchone()
+            if row is None:
+                return 0
+            victims = db.execute(f"SELECT id, {_ROW_COST_SQL} FROM readings WHERE sent = 1 AND"
+                                 " id <= ? ORDER BY id LIMIT ?", (row[0], batch)).fetchall()
+            db.executemany("DELETE FROM readings WHERE id = ?", ((v[0],) for v in victims))
+            self._bump(db, "stored_bytes", -sum(v[1] for v in victims))
+            # Acknowledged alerts are history once a month old.
+            db.execute("DELETE FROM alerts WHERE sent = 1 AND raised_at < ?",
+                       (self._clock() - 30 * 86400,))
+        return len(victims)
+
     # --- stations ---------------------------------------------------------------------
 
     def record_hello(self, hello: Hello) -> StationInfo | None:
         """Remember what a station said in its HELLO; returns what it said before, if anything."""
+        now = self._clock()
         with self._transaction() as db:
             previous = self._station_info(db, hello.station_id)
             db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (hello.station_id,))
             db.execute(
                 "UPDATE stations SET address = ?, firmware = ?, config_hash = ?, reset_cause = ?,"
-                " boot_count = ?, next_seq = ?, station_clock = ?, hello_at = ? WHERE station = ?",
+                " boot_count = ?, next_seq = ?, station_clock = ?, hello_at = ?, last_seen = ?,"
+                " known_next_seq = MAX(COALESCE(known_next_seq, 0), ?) WHERE station = ?",
                 (hello.addr, hello.firmware, hello.config_hash, hello.reset_cause,
-                 hello.boot_count, hello.next_seq, hello.clock, self._clock(), hello.station_id))
+                 hello.boot_count, hello.next_seq, hello.clock, now, now, hello.next_seq,
+                 hello.station_id))
         return previous
+
+    def record_next_seq(self, station: str, next_seq: int) -> None:
+        """The station said it has nothing to send and will number its next reading so."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
+            db.execute("UPDATE stations SET last_seen = ?, known_next_seq ="
+                       " MAX(COALESCE(known_next_seq, 0), ?) WHERE station = ?",
+                       (self._clock(), next_seq, station))
+
+    def record_status(self, station: str, status: Status) -> None:
+        """What a station's STATUS said; its clock offset is taken against this machine's."""
+        now = self._clock()
+        offset = status.clock - now if status.clock else None
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
+            db.execute(
+                "UPDATE stations SET last_seen = ?, battery_mv = ?, outbox_depth = ?,"
+                " oldest_seq = ?, lost_overwritten = ?, lost_corrupt = ?, sensor_errors = ?,"
+                " clock_offset_s = ?, status_at = ?,"
+                " known_next_seq = MAX(COALESCE(known_next_seq, 0), ?) WHERE station = ?",
+                (now, status.battery_mv, status.outbox_depth, status.oldest_seq,
+                 status.lost_overwritten, status.lost_corrupt, status.sensor_errors, offset, now,
+                 status.next_seq, station))
 
     def station(self, station: str) -> StationInfo | None:
         """What the station said in its last HELLO, or None if it never said HELLO here."""
         with self._lock:
             return self._station_info(self._db, station)
 
+    def stations(self) -> list[StationInfo]:
+        """Every station this store has heard of, HELLO or not, by id."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_STATION_COLUMNS} FROM stations ORDER BY station"
+                                    ).fetchall()
+        return [StationInfo(*row) for row in rows]
+
     @staticmethod
     def _station_info(db: sqlite3.Connection, station: str) -> StationInfo | None:
-        row = db.execute(
-            "SELECT station, address, firmware, config_hash, reset_cause, boot_count, next_seq,"
-            " station_clock, hello_at FROM stations WHERE station = ? AND hello_at IS NOT NULL",
-            (station,)).fetchone()
+        row = db.execute(f"SELECT {_STATION_COLUMNS} FROM stations WHERE station = ? AND"
+                         " hello_at IS NOT NULL", (station,)).fetchone()
         return None if row is None else StationInfo(*row)
+
+    # --- alerts -----------------------------------------------------------------------
+
+    def add_alert(self, station: str, payload: str) -> int:
+        """Keep an alert until the broker acknowledges it (logged here while the uplink is down)."""
+        with self._transaction() as db:
+            return int(db.execute("INSERT INTO alerts (station, payload, raised_at) VALUES"
+                                  " (?, ?, ?)", (station, payload, self._clock())).lastrowid or 0)
+
+    def unsent_alerts(self, limit: int, after_id: int = 0) -> list[tuple[int, str, str]]:
+        """``(id, station, payload)`` of alerts not yet acknowledged by the broker, oldest first."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
+                "SELECT id, station, payload FROM alerts WHERE sent = 0 AND id > ? ORDER BY id"
+                " LIMIT ?", (after_id, limit))]
+
+    def mark_alert_sent(self, alert_id: int) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE alerts SET sent = 1 WHERE id = ?", (alert_id,))
 
     # --- counts -----------------------------------------------------------------------
 
@@ -331,24 +718,32 @@ class Store:
             db.execute("INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET"
                        " value = value + excluded.value", (name, by))
 
+    @staticmethod
+    def _counter(db: sqlite3.Connection, name: str) -> int:
+        row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def counts(self) -> dict[str, int]:
         """Totals since the store was created, and what is waiting now."""
         with self._lock:
             totals = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
             unsent = self._db.execute("SELECT COUNT(*) FROM readings WHERE sent = 0").fetchone()[0]
             stations = self._db.execute("SELECT COUNT(*) FROM stations").fetchone()[0]
+            alerts = self._db.execute("SELECT COUNT(*) FROM alerts WHERE sent = 0").fetchone()[0]
         out = {name: totals.get(name, 0) for name in
-               ("readings_received", "readings_sent", "duplicates", "conflicts")}
-        out.update(unsent=unsent, stations=stations)
+               ("readings_received", "readings_sent", "duplicates", "conflicts", "readings_shed",
+                "stored_bytes")}
+        out.update(unsent=unsent, stations=stations, alerts_unsent=alerts)
         return out
+
+    def oldest_unsent_received_at(self) -> float | None:
+        """When the oldest reading still waiting for the broker arrived (None: nothing waits)."""
+        with self._lock:
+            row = self._db.execute("SELECT received_at FROM readings WHERE sent = 0 ORDER BY id"
+                                   " LIMIT 1").fetchone()
+        return None if row is None else float(row[0])
 
 
 def _runs_of(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Collapse sequence numbers into ascending ``[first, end)`` runs."""
-    runs: list[tuple[int, int]] = []
-    for seq in sorted(set(seqs)):
-        if runs and runs[-1][1] == seq:
-            runs[-1] = (runs[-1][0], seq + 1)
-        else:
-            runs.append((seq, seq + 1))
-    return runs
+    """Kept for callers of the first version; see runs.runs_of."""
+    return runs_of(seqs)

@@ -1,0 +1,111 @@
+"""Edge flood alerts: per-station rules evaluated at the gateway as readings arrive.
+
+Two kinds of rule (config ``[[station.alert]]``), both edge-triggered so one flood is one alert
+and not one per reading:
+- ``above``: the channel's value crosses the threshold upwards; re-armed once it falls below.
+- ``rise`` within ``within_s``: the value is at least ``rise`` above the lowest value of that
+  channel in the preceding ``within_s`` seconds; re-armed once the rise falls below it.
+
+An alert goes into the store first (so it survives a restart and waits out an uplink outage,
+logged here meanwhile), then the forwarder publishes it ahead of any reading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from watershed.contracts.mqtt import PAYLOAD_VERSION, MessageReading
+
+from .config import AlertRule, StationConfig
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _RuleState:
+    armed: bool = True
+    window: deque[tuple[int, float]] = field(default_factory=deque)  # (ts, value), ascending
+    last_ts: int | None = None  # readings at or before this were evaluated already
+
+
+class AlertEngine:
+    """Evaluates each station's rules on its readings; thread-safe (links call it)."""
+
+    def __init__(self, gateway_id: str, registry: Mapping[str, StationConfig], store: Store, *,
+                 on_alert: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._gateway_id = gateway_id
+        self._registry = registry
+        self._store = store
+        self._on_alert = on_alert
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._states: dict[tuple[str, int], _RuleState] = {}
+        self.raised = 0
+
+    def evaluate(self, station: str, readings: list[MessageReading]) -> int:
+        """Run ``station``'s rules over newly stored readings; returns alerts raised."""
+        config = self._registry.get(station)
+        if config is None or not config.alerts:
+            return 0
+        raised = 0
+        with self._lock:
+            for index, rule in enumerate(config.alerts):
+                state = self._states.setdefault((station, index), _RuleState())
+                for reading in sorted((r for r in readings if r.channel == rule.channel
+                                       and not r.missing), key=lambda r: r.ts):
+                    if state.last_ts is not None and reading.ts <= state.last_ts:
+                        continue  # a backfilled or repeated reading: history, not news
+                    state.last_ts = reading.ts
+                    detail = _check(rule, state, reading)
+                    if detail is not None:
+                        self._raise(config, rule, reading, detail)
+                        raised += 1
+        if raised:
+            self._on_alert()
+        return raised
+
+    def _raise(self, config: StationConfig, rule: AlertRule, reading: MessageReading,
+               detail: dict[str, object]) -> None:
+        value = reading.value_text
+        body = {"v": PAYLOAD_VERSION, "gateway": self._gateway_id, "station": config.id,
+                "basin": config.basin, "channel": rule.channel, "seq": reading.seq,
+                "ts": reading.ts, "value": "__VALUE__", "flags": reading.flags, **detail,
+                "raised_at": int(self._clock())}
+        # The value keeps its exact decimal text, as in a readings message.
+        payload = json.dumps(body, separators=(",", ":")).replace('"__VALUE__"', str(value))
+        self._store.add_alert(config.id, payload)
+        self.raised += 1
+        log.warning("FLOOD ALERT station %s %s = %s at %d: %s", config.id, rule.channel, value,
+                    reading.ts, detail)
+
+
+def _check(rule: AlertRule, state: _RuleState, reading: MessageReading) -> dict[str, object] | None:
+    """Update ``state`` with ``reading``; the alert's detail if the rule fires now."""
+    value = float(reading.value or 0)
+    firing: dict[str, object] | None = None
+    if rule.above is not None and value >= rule.above:
+        firing = {"rule": "above", "limit": rule.above}
+    if rule.rise is not None:
+        window = state.window
+        while window and window[0][0] < reading.ts - rule.within_s:
+            window.popleft()
+        lowest = min((v for _, v in window), default=value)
+        window.append((reading.ts, value))
+        if value - lowest >= rule.rise and firing is None:
+            firing = {"rule": "rise", "limit": rule.rise, "within_s": rule.within_s,
+                      "rise": round(value - lowest, 9)}
+    if firing is None:
+        state.armed = True
+        return None
+    if not state.armed:
+        return None
+    state.armed = False
+    return firing

@@ -1,0 +1,71 @@
+"""The gateway's health message (retained on ``<prefix>/v1/<gw>/health``): enough for someone
+far away to see, without a visit, whether readings flow, what waits, and what was lost."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from watershed import __version__
+from watershed.contracts.mqtt import PAYLOAD_VERSION
+
+from .link import SerialLink
+from .store import Store
+
+
+def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
+                  started_monotonic: float, clock: Callable[[], float] = time.time
+                  ) -> dict[str, Any]:
+    now = clock()
+    links = list(links)
+    counts = store.counts()
+    oldest = store.oldest_unsent_received_at()
+    quality: dict[str, float] = {}
+    for link in links:
+        quality.update(link.link_quality())
+    ledger = store.loss_ledger()
+    stations: dict[str, Any] = {}
+    for info in store.stations():
+        losses = ledger.get(info.station, {})
+        stations[info.station] = {
+            "last_seen": _round(info.last_seen),
+            "battery_mv": info.battery_mv,
+            "link_quality": quality.get(info.station),
+            "clock_offset_s": _round(info.clock_offset_s),
+            "firmware": info.firmware,
+            "boot_count": info.boot_count,
+            "outbox_depth": info.outbox_depth,
+            "losses": {"total": sum(losses.values()), **losses},
+            # The station's own totals (flash full, corrupt segment), as its STATUS said.
+            "station_reported_losses": {"overwritten": info.lost_overwritten,
+                                        "corrupt": info.lost_corrupt},
+        }
+    return {
+        "v": PAYLOAD_VERSION,
+        "gateway": gateway_id,
+        "version": __version__,
+        "at": int(now),
+        "uptime_s": round(time.monotonic() - started_monotonic, 1),
+        "queue": {"unsent": counts["unsent"],
+                  "oldest_unsent_age_s": None if oldest is None else round(now - oldest, 1),
+                  "alerts_unsent": counts["alerts_unsent"]},
+        "store": {**counts, "quota_bytes": store.quota_bytes,
+                  "losses_total": sum(sum(r.values()) for r in ledger.values())},
+        "disk_free_bytes": _disk_free(store.path),
+        "stations": stations,
+        "links": {link.config.port: link.stats() for link in links},
+    }
+
+
+def _disk_free(path: str) -> int | None:
+    try:
+        return shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        return None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
