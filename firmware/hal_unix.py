@@ -7,15 +7,41 @@ What cannot exist on a PC sits here, at the lowest level, and nowhere above it:
   harness runs hours of station time in minutes; the gateway is given the same clock;
 - flash is a directory (``data_dir``).
 
+- SDI-12 ports (``Sdi12Port``) are ptys too, 8-bit clean: a **break** is the byte 0x00 (what a
+  Linux UART delivers for a break without PARMRK; SDI-12 data is printable ASCII) and a byte with
+  bit 7 set is one received with a **parity error** (a real 7E1 UART flags those). The
+  simulator on the other end (watershed_sim.devices.sdi12) speaks the same convention;
+- I2C is a register image per device, ``<io_dir>/i2c<bus>_<addr>.bin`` (up to 256 bytes, the
+  register at its offset), written by the harness; the firmware's writes go into it too. A
+  missing file is a device that does not acknowledge (OSError ENODEV);
+- pin edges come from the harness as lines ``<pin>\n`` appended to ``<io_dir>/edges``; the board
+  hands them to the handler given to ``Pin.irq`` whenever the firmware waits in the HAL
+  (``sleep_ms``, ``lightsleep``, ``Uart.readinto``) or calls ``Board.run_irqs()`` — as an IRQ
+  that fired while the CPU slept, one call per edge. Edges written before the board started
+  are ignored (the board was off);
+- the watchdog is a counter (``watchdog_feeds``); sleeps follow the simulated clock.
+
 Board config keys (the ``board`` object of config.json): ``name`` = "unix", ``data_dir``,
 ``io_dir``, ``sim_epoch``, ``wall_epoch`` (wall-clock Unix seconds at which the simulated clock
 read ``sim_epoch``), ``speed``.
 """
 
+import os
 import select
 import time
 
 _POLL_IN = select.POLLIN
+_BREAK = b"\x00"
+_MARK_MS = 9  # marking after a break before the address (>= 8.33 ms)
+_ENODEV = 19
+_IRQ_FALLING = 2
+_IRQ_RISING = 1
+_edge_sources = []  # type: list[Board]  # boards whose pin edges a wait in the HAL delivers
+
+
+def _run_irqs():
+    for board in _edge_sources:
+        board.run_irqs()
 
 
 def _wall_ms():
@@ -64,6 +90,8 @@ class Uart:
         n = 0
         one = self._one
         timeout = timeout_ms
+        if _edge_sources:
+            _run_irqs()
         while n < len(buf) and self._poller.poll(timeout):
             if not self._port.readinto(one):
                 break
@@ -77,6 +105,78 @@ class Uart:
 
     def close(self):
         self._port.close()
+
+
+class Sdi12Port(Uart):
+    """An SDI-12 line on a pty (see the module docstring for the break and parity markers)."""
+
+    def __init__(self, path):
+        super().__init__(path, 1200)
+
+    def send_break(self):
+        """A break, then the marking a sensor needs before the address."""
+        self._port.write(_BREAK)
+        time.sleep_ms(_MARK_MS)
+
+    def drain(self):
+        """Throw away whatever has arrived and not been read."""
+        while self._poller.poll(0):
+            if not self._port.readinto(self._one):
+                break
+
+
+class I2C:
+    """I2C through register images (see the module docstring), machine.I2C's memory methods."""
+
+    def __init__(self, io_dir, bus):
+        self._prefix = "%s/i2c%d_" % (io_dir, bus)
+
+    def _path(self, addr):
+        return "%s%02x.bin" % (self._prefix, addr)
+
+    def readfrom_mem_into(self, addr, reg, buf):
+        try:
+            with open(self._path(addr), "rb") as f:
+                f.seek(reg)
+                n = f.readinto(buf)
+        except OSError:
+            raise OSError(_ENODEV)
+        for i in range(n, len(buf)):
+            buf[i] = 0
+
+    def readfrom_mem(self, addr, reg, nbytes):
+        buf = bytearray(nbytes)
+        self.readfrom_mem_into(addr, reg, buf)
+        return buf
+
+    def writeto_mem(self, addr, reg, data):
+        try:
+            with open(self._path(addr), "r+b") as f:
+                f.seek(reg)
+                f.write(data)
+        except OSError:
+            raise OSError(_ENODEV)
+
+
+class Pin:
+    """An input pin whose edges the harness sends (module docstring); ``value()`` is 1."""
+
+    IRQ_FALLING = _IRQ_FALLING
+    IRQ_RISING = _IRQ_RISING
+
+    def __init__(self, board, no):
+        self.no = no
+        self._board = board
+        self.handler = None
+
+    def irq(self, handler=None, trigger=_IRQ_FALLING):
+        self.handler = handler
+        self._board._irq_pins[self.no] = self
+        if self._board not in _edge_sources:
+            _edge_sources.append(self._board)
+
+    def value(self):
+        return 1
 
 
 class ADC:
@@ -97,12 +197,60 @@ class Board:
         self.data_dir = cfg["data_dir"]
         self._io_dir = cfg["io_dir"]
         self.clock = Clock(cfg["sim_epoch"], cfg["wall_epoch"], cfg.get("speed", 1))
+        self.watchdog_feeds = 0
+        self._irq_pins = {}
+        try:  # edges from before this boot came while the board was off: lost
+            self._edges_read = os.stat(self._io_dir + "/edges")[6]
+        except OSError:
+            self._edges_read = 0
 
     def uart(self, port, baud):
         return Uart(port, baud)
 
+    def sdi12(self, port):
+        return Sdi12Port(port)
+
     def adc(self, pin):
         return ADC(self._io_dir, pin)
+
+    def i2c(self, bus=0, scl=None, sda=None, freq=100000):
+        return I2C(self._io_dir, bus)
+
+    def pin(self, no, pull_up=True):
+        return Pin(self, no)
+
+    def run_irqs(self):
+        """Hand the edges the harness has sent since the last call to their pins' handlers."""
+        try:
+            with open(self._io_dir + "/edges") as f:
+                f.seek(self._edges_read)
+                text = f.read()
+        except OSError:
+            return
+        end = text.rfind("\n") + 1  # a line still being written waits for the next call
+        self._edges_read += end
+        for line in text[:end].split():
+            pin = self._irq_pins.get(int(line))
+            if pin is not None and pin.handler is not None:
+                pin.handler(pin)
+
+    def feed_watchdog(self):
+        self.watchdog_feeds += 1
+
+    def sleep_ms(self, station_ms):
+        """Sleep ``station_ms`` of station time (real time is shorter when speed > 1)."""
+        if _edge_sources:
+            _run_irqs()
+        time.sleep_ms(self.clock.wait_ms(station_ms))
+        if _edge_sources:
+            _run_irqs()
+
+    def lightsleep(self, station_ms):
+        self.sleep_ms(station_ms)
+
+    def persistent_dir(self):
+        """Where state that must survive a reset lives (RTC memory has no unix counterpart)."""
+        return self.data_dir
 
     def reset_cause(self):
         return 1  # power-on: every start of the unix port is a cold start

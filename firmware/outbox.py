@@ -1,118 +1,439 @@
 """Durable outbox: every reading is in flash before it is offered, and leaves only on ACK.
 
-Readings are appended as fixed-size records to one log file; the state file holds the next
-sequence number and the cumulative ACK, replaced atomically (write, then rename) so a power cut
-leaves either the old or the new state. When every reading is acknowledged the log is dropped.
-Selective ACKs are kept in RAM only: after a reset those readings are offered again and the
-gateway, which keys readings by (station, seq), drops the duplicates.
+Layout. A ring of append-only segment files ``<data_dir>/ob<NNNNNN>`` (numbers never reused),
+each of at most ``segment_records`` fixed 24-byte records::
+
+    kind:u8 channel:u8 flags:u8 exponent:i8 seq:u32le time:u32le mantissa:i64le crc32:u32le
+
+with a CRC-32 over the first 20 bytes. Kinds:
+
+    READING  a reading (seq, channel, time, mantissa, exponent, flags)
+    HEAD     first record of every segment, and a state checkpoint: seq = next_seq,
+             time = acked_below, mantissa = lost_overwritten << 32 | lost_corrupt
+    CUM      a cumulative ACK: every seq below ``seq`` is acknowledged
+    RANGE    a selective ACK of [seq, time)
+    HOLE     readings [seq, time) found lost to corruption, ``mantissa`` of them counted, so a
+             later boot does not count them again
+
+No record is ever rewritten: a sample appends 24 bytes to the newest segment (flushed, which on
+littlefs commits it), an ACK appends one record per new fact. ACK records always follow the
+readings they cover, so dropping the oldest segments (a prefix of the log) never brings an
+acknowledged reading back.
+
+Boot replays every segment. A record with a bad CRC is skipped (records are fixed-size, so the
+rest of the segment still reads); holes in the sequence of readings are lost readings, counted
+once in ``lost_corrupt`` and remembered with a HOLE record. Bad records at the end of the newest
+segment are a torn append (power cut mid-write: that reading was never confirmed, so nothing is
+lost); the station then starts a fresh segment rather than appending after them. If the newest
+segment is damaged elsewhere, ``next_seq`` skips ahead by a whole segment so a sequence number
+is never reused.
+
+Bounded by ``budget_bytes`` of flash: at most ``budget_bytes // segment_bytes - 1`` segments
+(one more exists for a moment while the ring turns). When the newest is full and the ring is
+full, the oldest segment is dropped; its unacknowledged readings are counted in
+``lost_overwritten``. Acknowledged readings stay until their segment is dropped, for backfill.
+
+Cost: appending allocates nothing but the record's flush; RAM holds one index entry per segment
+and at most _MAX_RANGES selective-ACK ranges.
 """
 
 import os
 import struct
 
-_RECORD = "<IBIBbq"  # seq, channel, time, flags, exponent, mantissa
-_RECORD_SIZE = struct.calcsize(_RECORD)
+from wire import crc32
 
+try:
+    from micropython import const
+except ImportError:  # CPython, for tools
+    def const(x):
+        return x
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
+_REC = "<BBBbIIqI"
+_REC_SIZE = const(24)
+_BODY = const(20)
+_READING = const(0xA5)
+_HEAD = const(0x5A)
+_CUM = const(0xC3)
+_RANGE = const(0x3C)
+_HOLE = const(0x96)
+_MAX_RANGES = const(24)  # selective ACK ranges kept in RAM; more only cost resends
+_WBUF_RECORDS = const(8)
+_PREFIX = "ob"
 
 
 class Outbox:
-    def __init__(self, data_dir):
-        self._log = data_dir + "/outbox.log"
-        self._state = data_dir + "/outbox.state"
-        self._buf = bytearray(_RECORD_SIZE)
+    def __init__(self, data_dir, budget_bytes=65536, segment_records=128):
+        self._dir = data_dir
+        self._seg_records = max(4, segment_records)
+        self.max_segments = max(2, budget_bytes // (self._seg_records * _REC_SIZE) - 1)
+        self._buf = bytearray(_REC_SIZE)
+        self._body = memoryview(self._buf)[:_BODY]
+        self._wbuf = bytearray(_REC_SIZE * _WBUF_RECORDS)
+        self._wview = memoryview(self._wbuf)
+        self._wn = 0
         self.next_seq = 1
-        self.acked_below = 1
-        self._acked = set()  # selectively acked seqs above acked_below
+        self.acked_below = 1  # every seq below is acknowledged (or gone): never offered again
+        self.lost_overwritten = 0
+        self.lost_corrupt = 0
+        self.last_time = {}  # channel -> time of its newest reading in the outbox
+        self._ranges = []  # [first, end) not pending above acked_below: ascending, disjoint
+        self._segs = []  # [segment number, first seq, end seq] of each segment, oldest first
+        self._head = None  # the newest segment, open for appending
+        self._head_records = 0
         self._load()
 
+    # --- files ------------------------------------------------------------------------------
+
+    def _path(self, number):
+        return "%s/%s%06d" % (self._dir, _PREFIX, number)
+
+    def _numbers(self):
+        found = []
+        for name in os.listdir(self._dir):
+            if name.startswith(_PREFIX) and len(name) == 8:
+                try:
+                    found.append(int(name[2:]))
+                except ValueError:
+                    pass
+        found.sort()
+        return found
+
+    def _valid(self):
+        buf = self._buf
+        if buf[0] not in (_READING, _HEAD, _CUM, _RANGE, _HOLE):
+            return False
+        crc = buf[20] | (buf[21] << 8) | (buf[22] << 16) | (buf[23] << 24)
+        return crc32(self._body) == crc
+
+    def _put(self, kind, channel, flags, exponent, seq, time, mantissa):
+        """Add one record to the write buffer; _flush writes the buffer in one append."""
+        if self._wn == _WBUF_RECORDS:
+            self._write_buffer()
+        at = self._wn * _REC_SIZE
+        struct.pack_into(_REC, self._wbuf, at, kind, channel, flags, exponent, seq, time,
+                         mantissa, 0)
+        struct.pack_into("<I", self._wbuf, at + _BODY,
+                         crc32(self._wview[at:at + _BODY]))
+        self._wn += 1
+
+    # --- boot -------------------------------------------------------------------------------
+
     def _load(self):
-        if _exists(self._state):
-            with open(self._state) as f:
-                parts = f.read().split()
-            self.next_seq, self.acked_below = int(parts[0]), int(parts[1])
-        if not _exists(self._log):
+        numbers = self._numbers()
+        last = 0  # seq of the last good reading, in log order
+        holes = []  # [first, end) gaps in the readings
+        known = []  # holes already counted at an earlier boot
+        fresh_head = False  # start a new segment rather than append to the newest
+        tail_lost = 0
+        for i, number in enumerate(numbers):
+            newest = i == len(numbers) - 1
+            first = end = 0
+            bad_run = 0  # bad records since the last good one
+            with open(self._path(number), "rb") as f:
+                while True:
+                    n = f.readinto(self._buf)
+                    if not n:
+                        break
+                    if n < _REC_SIZE or not self._valid():
+                        bad_run += 1
+                        if n < _REC_SIZE:
+                            break
+                        continue
+                    bad_run = 0
+                    kind, channel, _, _, seq, time, mantissa, _ = struct.unpack(_REC, self._buf)
+                    if kind == _READING:
+                        if last and seq > last + 1:
+                            holes.append((last + 1, seq))
+                        if seq > last:
+                            last = seq
+                        if not first:
+                            first = seq
+                        end = seq + 1
+                        if seq >= self.next_seq:
+                            self.next_seq = seq + 1
+                        if time > self.last_time.get(channel, -1):
+                            self.last_time[channel] = time
+                    elif kind == _HEAD:
+                        if not first:
+                            first = end = seq
+                        self._checkpoint(seq, time, mantissa)
+                    elif kind == _CUM:
+                        if seq > self.acked_below:
+                            self.acked_below = seq
+                    elif kind == _RANGE:
+                        self._add_range(seq, time)
+                    elif kind == _HOLE:
+                        known.append((seq, time))
+            if newest and bad_run:
+                # One bad record at the end is a torn append, never confirmed: nothing lost.
+                # More is damage: its readings' seqs are unknown.
+                fresh_head = True
+                if bad_run > 1:
+                    tail_lost = bad_run
+            if first:
+                self._segs.append([number, first, end])
+            else:
+                os.remove(self._path(number))  # nothing readable in it
+        lost = 0
+        for first, end in holes:
+            counted = False
+            for h in known:
+                if h[0] <= first and end <= h[1]:
+                    counted = True
+            if not counted:
+                lost += end - first
+                self._put(_HOLE, 0, 0, 0, first, end, end - first)
+        for h in known:
+            self._add_range(h[0], h[1])
+        for first, end in holes:
+            self._add_range(first, end)
+        if tail_lost:
+            # Skip a whole segment's worth of seqs so that none of the lost ones is reused.
+            jump_from = self.next_seq
+            self.next_seq += self._seg_records
+            lost += tail_lost
+            self._put(_HOLE, 0, 0, 0, jump_from, self.next_seq, tail_lost)
+            self._add_range(jump_from, self.next_seq)
+        self.lost_corrupt += lost
+        if self._segs and self.acked_below < self._segs[0][1]:
+            self.acked_below = self._segs[0][1]  # below the oldest segment nothing is held
+        if self.acked_below > self.next_seq:
+            self.acked_below = self.next_seq
+        self._trim_ranges()
+        if not self._segs or fresh_head:
+            self._open_new_segment()  # keeps the HOLE records waiting in the write buffer
+        else:
+            self._open_head()
+        if self._wn:
+            self._put(_HEAD, 0, 0, 0, self.next_seq, self.acked_below, self._counters())
+            self._write_buffer()
+        while len(self._segs) > self.max_segments:  # a smaller budget, or a ring turning
+            self._drop_oldest()
+
+    def _checkpoint(self, seq, acked_below, counters):
+        if seq > self.next_seq:
+            self.next_seq = seq
+        if acked_below > self.acked_below:
+            self.acked_below = acked_below
+        lost_o = counters >> 32
+        lost_c = counters & 0xFFFFFFFF
+        if lost_o > self.lost_overwritten:
+            self.lost_overwritten = lost_o
+        if lost_c > self.lost_corrupt:
+            self.lost_corrupt = lost_c
+
+    def _counters(self):
+        return (self.lost_overwritten << 32) | (self.lost_corrupt & 0xFFFFFFFF)
+
+    def _open_head(self):
+        last = self._segs[-1]
+        self._head = open(self._path(last[0]), "ab")
+        self._head_records = os.stat(self._path(last[0]))[6] // _REC_SIZE
+
+    def _open_new_segment(self):
+        """Start the next segment with a HEAD record (the state checkpoint)."""
+        number = self._segs[-1][0] + 1 if self._segs else 1
+        for n in self._numbers():  # a dropped-but-unreadable newest segment keeps its number
+            if n >= number:
+                number = n + 1
+        if self._head is not None:
+            self._head.close()
+        self._head = open(self._path(number), "wb")
+        self._head_records = 0
+        self._segs.append([number, self.next_seq, self.next_seq])
+        saved = self._wn
+        keep = bytes(self._wview[:saved * _REC_SIZE]) if saved else None
+        self._wn = 0
+        self._put(_HEAD, 0, 0, 0, self.next_seq, self.acked_below, self._counters())
+        self._write_buffer()
+        if keep:
+            self._wbuf[:len(keep)] = keep
+            self._wn = saved
+
+    def _write_buffer(self):
+        """Append the write buffer to the head, turning the ring first if it would not fit."""
+        n = self._wn
+        if not n:
             return
-        size = os.stat(self._log)[6]
-        if size % _RECORD_SIZE:
-            self._drop_torn_tail(size - size % _RECORD_SIZE)
-        if size >= _RECORD_SIZE:
-            with open(self._log, "rb") as f:
-                f.seek((size // _RECORD_SIZE - 1) * _RECORD_SIZE)
-                last = struct.unpack(_RECORD, f.read(_RECORD_SIZE))[0]
-            if last >= self.next_seq:
-                self.next_seq = last + 1
+        if self._head_records + n > self._seg_records:
+            self._rotate()
+        self._head.write(self._wview[:n * _REC_SIZE])
+        self._head.flush()
+        self._head_records += n
+        self._wn = 0
 
-    def _drop_torn_tail(self, keep):
-        # A power cut during an append leaves part of a record: keep only whole ones.
-        tmp = self._log + ".tmp"
-        with open(self._log, "rb") as src, open(tmp, "wb") as dst:
-            while keep > 0:
-                chunk = src.read(min(keep, 512))
-                dst.write(chunk)
-                keep -= len(chunk)
-        os.rename(tmp, self._log)
+    def _rotate(self):
+        # Checkpointing in the new segment's HEAD record first, then deleting the oldest,
+        # means a power cut between the two loses no count: the checkpoint's acked_below
+        # already covers the dropped segment, so dropping it again counts nothing.
+        drop = len(self._segs) >= self.max_segments
+        if drop:
+            self._account_oldest()
+        self._open_new_segment()
+        if drop:
+            self._remove_oldest()
 
-    def _save_state(self):
-        tmp = self._state + ".tmp"
-        with open(tmp, "w") as f:
-            f.write("%d %d\n" % (self.next_seq, self.acked_below))
-        os.rename(tmp, self._state)
+    def _account_oldest(self):
+        first, end = self._segs[0][1], self._segs[0][2]
+        if len(self._segs) > 1:
+            end = self._segs[1][1]
+        self.lost_overwritten += self._unacked(first, end)
+        if end > self.acked_below:
+            self.acked_below = end
+        self._trim_ranges()
+
+    def _remove_oldest(self):
+        number = self._segs.pop(0)[0]
+        try:
+            os.remove(self._path(number))
+        except OSError:
+            pass
+
+    def _drop_oldest(self):
+        self._account_oldest()
+        self._put(_HEAD, 0, 0, 0, self.next_seq, self.acked_below, self._counters())
+        self._write_buffer()
+        self._remove_oldest()
+
+    # --- acknowledgement state --------------------------------------------------------------
+
+    def _add_range(self, first, end):
+        """Merge [first, end) into the ranges; True if it covered anything new."""
+        if first < self.acked_below:
+            first = self.acked_below
+        if end <= first:
+            return False
+        ranges = self._ranges
+        i = 0
+        while i < len(ranges) and ranges[i][1] < first:
+            i += 1
+        if i < len(ranges) and ranges[i][0] <= first and end <= ranges[i][1]:
+            return False  # already known
+        if i < len(ranges) and ranges[i][0] <= end:
+            r = ranges[i]
+            if first < r[0]:
+                r[0] = first
+            if end > r[1]:
+                r[1] = end
+            while i + 1 < len(ranges) and ranges[i + 1][0] <= r[1]:
+                if ranges[i + 1][1] > r[1]:
+                    r[1] = ranges[i + 1][1]
+                ranges.pop(i + 1)
+        else:
+            ranges.insert(i, [first, end])
+            if len(ranges) > _MAX_RANGES:
+                ranges.pop()  # forget the highest: those readings are only sent again
+        return True
+
+    def _trim_ranges(self):
+        ranges = self._ranges
+        while ranges and ranges[0][0] <= self.acked_below:
+            if ranges[0][1] > self.acked_below:
+                self.acked_below = ranges[0][1]
+            ranges.pop(0)
+
+    def _acked(self, seq):
+        if seq < self.acked_below:
+            return True
+        for r in self._ranges:
+            if r[0] <= seq < r[1]:
+                return True
+            if seq < r[0]:
+                break
+        return False
+
+    def _unacked(self, first, end):
+        if first < self.acked_below:
+            first = self.acked_below
+        if end > self.next_seq:
+            end = self.next_seq
+        if end <= first:
+            return 0
+        n = end - first
+        for r in self._ranges:
+            lo = r[0] if r[0] > first else first
+            hi = r[1] if r[1] < end else end
+            if hi > lo:
+                n -= hi - lo
+        return n
+
+    # --- the outbox's API -------------------------------------------------------------------
 
     def append(self, channel, time, mantissa, exponent, flags):
         """Store one reading; returns its sequence number. Never reused, even across resets."""
         seq = self.next_seq
-        struct.pack_into(_RECORD, self._buf, 0, seq, channel, time, flags, exponent, mantissa)
-        with open(self._log, "ab") as f:
-            f.write(self._buf)
+        self._put(_READING, channel, flags, exponent, seq, time, mantissa)
+        self._write_buffer()  # durable before the seq is returned (and so before it is offered)
         self.next_seq = seq + 1
+        self._segs[-1][2] = seq + 1
+        if time > self.last_time.get(channel, -1):
+            self.last_time[channel] = time
         return seq
 
-    def _records(self):
-        if not _exists(self._log):
-            return
-        buf = self._buf
-        with open(self._log, "rb") as f:
-            while f.readinto(buf) == _RECORD_SIZE:
-                seq, channel, time, flags, exponent, mantissa = struct.unpack(_RECORD, buf)
-                yield (seq, channel, time, mantissa, exponent, flags)
+    def ack(self, cumulative, ranges=()):
+        """Apply the gateway's ACK: everything below ``cumulative`` and each [first, end) range.
+
+        What is new is appended to flash before this returns."""
+        if cumulative > self.next_seq:
+            cumulative = self.next_seq
+        if cumulative > self.acked_below:
+            self.acked_below = cumulative
+            self._put(_CUM, 0, 0, 0, cumulative, 0, 0)
+        for first, end in ranges:
+            if end > self.next_seq:
+                end = self.next_seq
+            if self._add_range(first, end):
+                self._put(_RANGE, 0, 0, 0, first if first > self.acked_below else
+                          self.acked_below, end, 0)
+        self._trim_ranges()
+        self._write_buffer()
 
     def pending(self, limit, first=0, end=0):
-        """Up to ``limit`` unacked readings, oldest first; or, with ``end``, those in [first, end)."""
+        """Up to ``limit`` unacked readings, oldest first; or, with ``end``, the readings of
+        [first, end) still held, acked or not (a backfill). Read from flash."""
         out = []
-        for r in self._records():
-            seq = r[0]
-            if end:
-                if seq < first or seq >= end:
-                    continue
-            elif seq < self.acked_below or seq in self._acked:
+        backfill = end > 0
+        start = first if backfill else self.acked_below
+        buf = self._buf
+        for seg in self._segs:
+            if seg[2] <= start:
                 continue
-            out.append(r)
-            if len(out) >= limit:
-                break
+            f = open(self._path(seg[0]), "rb")
+            try:
+                while f.readinto(buf) == _REC_SIZE:
+                    if buf[0] != _READING or not self._valid():
+                        continue
+                    r = struct.unpack(_REC, buf)
+                    seq = r[4]
+                    if seq < start:
+                        continue
+                    if backfill:
+                        if seq >= end:
+                            return out
+                    elif self._acked(seq):
+                        continue
+                    out.append((seq, r[1], r[5], r[6], r[3], r[2]))
+                    if len(out) >= limit:
+                        return out
+            finally:
+                f.close()
         return out
 
     def depth(self):
-        return self.next_seq - self.acked_below - len(self._acked)
+        """Readings held and not yet acknowledged."""
+        return self._unacked(self.oldest_seq(), self.next_seq)
 
-    def ack(self, cumulative, ranges):
-        """Apply the gateway's ACK: everything below ``cumulative`` and each [first, end) range."""
-        cumulative = min(cumulative, self.next_seq)
-        for first, end in ranges:
-            for seq in range(max(first, cumulative), min(end, self.next_seq)):
-                self._acked.add(seq)
-        while cumulative in self._acked:  # selective acks that have become contiguous
-            cumulative += 1
-        if cumulative <= self.acked_below:
-            return
-        self.acked_below = cumulative
-        self._acked = set(s for s in self._acked if s >= cumulative)
-        self._save_state()
-        if self.acked_below >= self.next_seq and _exists(self._log):
-            os.remove(self._log)  # state is saved first, so next_seq survives the removal
+    def oldest_seq(self):
+        """The oldest seq still held (acked or not); next_seq when none is."""
+        for seg in self._segs:
+            if seg[2] > seg[1]:
+                return seg[1]
+        return self.next_seq
+
+    def segments(self):
+        return len(self._segs)
+
+    def close(self):
+        if self._head is not None:
+            self._head.close()
+            self._head = None

