@@ -32,5 +32,10 @@ demo: deps
 bench: deps
 	$(PY) -m tests.bench --out .bench
 
+# mypy on the firmware against the esp32, rp2 and unix MicroPython stubs (installed once into
+# .stubs/<board>); tests/firmware/test_typecheck.py runs the same, so `make test` includes it.
+typecheck-firmware: venv
+	$(PY) scripts/typecheck_firmware.py
+
 clean:
 	rm -rf $(VENV) .bench .demo .stubs

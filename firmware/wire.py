@@ -50,7 +50,7 @@ port; compiling this source on the device needs about 60 KB there, so deploy it 
 try:
     from micropython import const
 except ImportError:  # CPython, for tests and tools
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 PROTOCOL_VERSION = const(1)

@@ -43,6 +43,7 @@ On the unix board the I2C device is a register image file the harness writes (ha
 """
 
 import time
+from array import array
 
 from micropython import const
 
@@ -72,6 +73,25 @@ _P_MIN = const(30000)
 _P_MAX = const(110000)
 
 _OSRS = (0, 1, 2, 4, 8, 16)  # register code = index
+# trimming parameters: their index in the calibration array
+_T1 = const(0)
+_T2 = const(1)
+_T3 = const(2)
+_P1 = const(3)
+_P2 = const(4)
+_P3 = const(5)
+_P4 = const(6)
+_P5 = const(7)
+_P6 = const(8)
+_P7 = const(9)
+_P8 = const(10)
+_P9 = const(11)
+_H1 = const(12)
+_H2 = const(13)
+_H3 = const(14)
+_H4 = const(15)
+_H5 = const(16)
+_H6 = const(17)
 
 
 def _u16(b, i):
@@ -114,6 +134,7 @@ class BME280:
         self.measure_ms = (us + 999) // 1000
         self._raw = bytearray(8)
         self._one = bytearray(1)
+        self._cal = array("i", bytes(4 * 18))  # dig_T1 … dig_H6, in the order of _T1 … _H6
         self._calibrated = False
         self.errors = 0  # failed reads (for the technician)
         self.t_fine = 0
@@ -126,29 +147,23 @@ class BME280:
         self.i2c.readfrom_mem_into(self.address, _REG_CHIP_ID, one)
         if one[0] != _CHIP_ID:
             raise OSError(_ENODEV)
+        c = self._cal
         b = bytearray(26)
         self.i2c.readfrom_mem_into(self.address, _REG_CALIB_TP, b)
-        self.T1 = _u16(b, 0)
-        self.T2 = _s16(b, 2)
-        self.T3 = _s16(b, 4)
-        self.P1 = _u16(b, 6)
-        self.P2 = _s16(b, 8)
-        self.P3 = _s16(b, 10)
-        self.P4 = _s16(b, 12)
-        self.P5 = _s16(b, 14)
-        self.P6 = _s16(b, 16)
-        self.P7 = _s16(b, 18)
-        self.P8 = _s16(b, 20)
-        self.P9 = _s16(b, 22)
-        self.H1 = b[25]
-        h = bytearray(7)
+        c[_T1] = _u16(b, 0)
+        c[_P1] = _u16(b, 6)
+        for i in range(2, 24, 2):  # dig_T2, dig_T3, dig_P2 … dig_P9: signed
+            if i != 6:
+                c[i // 2] = _s16(b, i)
+        c[_H1] = b[25]
+        h = b  # 7 more bytes into the same buffer
         self.i2c.readfrom_mem_into(self.address, _REG_CALIB_H, h)
-        self.H2 = _s16(h, 0)
-        self.H3 = h[2]
-        self.H4 = _s12((h[3] << 4) | (h[4] & 0x0F))
-        self.H5 = _s12((h[5] << 4) | (h[4] >> 4))
-        self.H6 = h[6] - 0x100 if h[6] & 0x80 else h[6]
-        if self.P1 == 0 or self.T1 == 0:
+        c[_H2] = _s16(h, 0)
+        c[_H3] = h[2]
+        c[_H4] = _s12((h[3] << 4) | (h[4] & 0x0F))
+        c[_H5] = _s12((h[5] << 4) | (h[4] >> 4))
+        c[_H6] = h[6] - 0x100 if h[6] & 0x80 else h[6]
+        if c[_P1] == 0 or c[_T1] == 0:
             raise OSError(_EIO)  # erased or unreadable trimming: no number would be right
         self._calibrated = True
 
@@ -175,37 +190,40 @@ class BME280:
 
     def temperature(self, adc_t):
         """0.01 °C; sets ``t_fine`` for the other two."""
-        var1 = (((adc_t >> 3) - (self.T1 << 1)) * self.T2) >> 11
-        d = (adc_t >> 4) - self.T1
-        var2 = (((d * d) >> 12) * self.T3) >> 14
+        c = self._cal
+        var1 = (((adc_t >> 3) - (c[_T1] << 1)) * c[_T2]) >> 11
+        d = (adc_t >> 4) - c[_T1]
+        var2 = (((d * d) >> 12) * c[_T3]) >> 14
         self.t_fine = var1 + var2
         return (self.t_fine * 5 + 128) >> 8
 
     def pressure_q24_8(self, adc_p):
         """Pa × 256 (Q24.8); 0 when the calibration makes it undefined."""
+        c = self._cal
         var1 = self.t_fine - 128000
-        var2 = var1 * var1 * self.P6
-        var2 += (var1 * self.P5) << 17
-        var2 += self.P4 << 35
-        var1 = ((var1 * var1 * self.P3) >> 8) + ((var1 * self.P2) << 12)
-        var1 = (((1 << 47) + var1) * self.P1) >> 33
+        var2 = var1 * var1 * c[_P6]
+        var2 += (var1 * c[_P5]) << 17
+        var2 += c[_P4] << 35
+        var1 = ((var1 * var1 * c[_P3]) >> 8) + ((var1 * c[_P2]) << 12)
+        var1 = (((1 << 47) + var1) * c[_P1]) >> 33
         if var1 == 0:
             return 0
         p = 1048576 - adc_p
         num = ((p << 31) - var2) * 3125
         # C's int64 division truncates toward zero
         p = num // var1 if (num >= 0) == (var1 > 0) else -(-num // var1)
-        var1 = (self.P9 * (p >> 13) * (p >> 13)) >> 25
-        var2 = (self.P8 * p) >> 19
-        return ((p + var1 + var2) >> 8) + (self.P7 << 4)
+        var1 = (c[_P9] * (p >> 13) * (p >> 13)) >> 25
+        var2 = (c[_P8] * p) >> 19
+        return ((p + var1 + var2) >> 8) + (c[_P7] << 4)
 
     def humidity_q22_10(self, adc_h):
         """%RH × 1024 (Q22.10), 0 … 102400."""
+        c = self._cal
         v = self.t_fine - 76800
-        v = ((((adc_h << 14) - (self.H4 << 20) - (self.H5 * v)) + 16384) >> 15) * (
-            ((((((v * self.H6) >> 10) * (((v * self.H3) >> 11) + 32768)) >> 10) + 2097152)
-             * self.H2 + 8192) >> 14)
-        v -= ((((v >> 15) * (v >> 15)) >> 7) * self.H1) >> 4
+        v = ((((adc_h << 14) - (c[_H4] << 20) - (c[_H5] * v)) + 16384) >> 15) * (
+            ((((((v * c[_H6]) >> 10) * (((v * c[_H3]) >> 11) + 32768)) >> 10) + 2097152)
+             * c[_H2] + 8192) >> 14)
+        v -= ((((v >> 15) * (v >> 15)) >> 7) * c[_H1]) >> 4
         if v < 0:
             v = 0
         elif v > 419430400:
