@@ -25,6 +25,7 @@ except ImportError:  # CPython, for tools
     def const(x):
         return x
 
+import log
 import wire
 
 MIN_VALID_S = const(1735689600)  # 2025-01-01T00:00:00Z
@@ -101,4 +102,4 @@ class StationClock:
         self.steps += 1
         self.last_step_ms = step_ms
         self._step_at = self.rtc.now()
-        print("E clock stepped by", step_ms // 1000, "s")
+        log.e("clock stepped by", step_ms // 1000, "s")

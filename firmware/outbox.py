@@ -39,6 +39,7 @@ and at most _MAX_RANGES selective-ACK ranges.
 
 import os
 import struct
+import sys
 
 from wire import crc32
 
@@ -119,116 +120,13 @@ class Outbox:
     # --- boot -------------------------------------------------------------------------------
 
     def _load(self):
-        numbers = self._numbers()
-        last = 0  # seq of the last good reading, in log order
-        holes = []  # [first, end) gaps in the readings
-        known = []  # holes already counted at an earlier boot
-        fresh_head = False  # start a new segment rather than append to the newest
-        tail_lost = 0
-        for i, number in enumerate(numbers):
-            newest = i == len(numbers) - 1
-            first = end = 0
-            bad_run = 0  # bad records since the last good one
-            with open(self._path(number), "rb") as f:
-                while True:
-                    n = f.readinto(self._buf)
-                    if not n:
-                        break
-                    if n < _REC_SIZE or not self._valid():
-                        bad_run += 1
-                        if n < _REC_SIZE:
-                            break
-                        continue
-                    bad_run = 0
-                    kind, channel, _, _, seq, time, mantissa, _ = struct.unpack(_REC, self._buf)
-                    if kind == _READING:
-                        if last and seq > last + 1:
-                            holes.append((last + 1, seq))
-                        if seq > last:
-                            last = seq
-                        if not first:
-                            first = seq
-                        end = seq + 1
-                        if seq >= self.next_seq:
-                            self.next_seq = seq + 1
-                        if time > self.last_time.get(channel, -1):
-                            self.last_time[channel] = time
-                    elif kind == _HEAD:
-                        if not first:
-                            first = end = seq
-                        self._checkpoint(seq, time, mantissa)
-                    elif kind == _CUM:
-                        if seq > self.acked_below:
-                            self.acked_below = seq
-                    elif kind == _RANGE:
-                        self._add_range(seq, time)
-                    elif kind == _HOLE:
-                        known.append((seq, time))
-            if newest and bad_run:
-                # One bad record at the end is a torn append, never confirmed: nothing lost.
-                # More is damage: its readings' seqs are unknown.
-                fresh_head = True
-                if bad_run > 1:
-                    tail_lost = bad_run
-            if first:
-                self._segs.append([number, first, end])
-            else:
-                os.remove(self._path(number))  # nothing readable in it
-        lost = 0
-        for first, end in holes:
-            counted = False
-            for h in known:
-                if h[0] <= first and end <= h[1]:
-                    counted = True
-            if not counted:
-                lost += end - first
-                self._put(_HOLE, 0, 0, 0, first, end, end - first)
-        for h in known:
-            self._add_range(h[0], h[1])
-        for first, end in holes:
-            self._add_range(first, end)
-        if tail_lost:
-            # Skip a whole segment's worth of seqs so that none of the lost ones is reused.
-            jump_from = self.next_seq
-            self.next_seq += self._seg_records
-            lost += tail_lost
-            self._put(_HOLE, 0, 0, 0, jump_from, self.next_seq, tail_lost)
-            self._add_range(jump_from, self.next_seq)
-        self.lost_corrupt += lost
-        if self._segs and self.acked_below < self._segs[0][1]:
-            self.acked_below = self._segs[0][1]  # below the oldest segment nothing is held
-        if self.acked_below > self.next_seq:
-            self.acked_below = self.next_seq
-        self._trim_ranges()
-        if not self._segs or fresh_head:
-            self._open_new_segment()  # keeps the HOLE records waiting in the write buffer
-        else:
-            self._open_head()
-        if self._wn:
-            self._put(_HEAD, 0, 0, 0, self.next_seq, self.acked_below, self._counters())
-            self._write_buffer()
-        while len(self._segs) > self.max_segments:  # a smaller budget, or a ring turning
-            self._drop_oldest()
-
-    def _checkpoint(self, seq, acked_below, counters):
-        if seq > self.next_seq:
-            self.next_seq = seq
-        if acked_below > self.acked_below:
-            self.acked_below = acked_below
-        lost_o = counters >> 32
-        lost_c = counters & 0xFFFFFFFF
-        if lost_o > self.lost_overwritten:
-            self.lost_overwritten = lost_o
-        if lost_c > self.lost_corrupt:
-            self.lost_corrupt = lost_c
+        # Boot-only code lives in its own module, dropped after the replay: RAM is scarce.
+        import outbox_boot
+        outbox_boot.load(self)
+        del sys.modules["outbox_boot"]
 
     def _counters(self):
         return (self.lost_overwritten << 32) | (self.lost_corrupt & 0xFFFFFFFF)
-
-    def _open_head(self):
-        last = self._segs[-1]
-        self._head = open(self._path(last[0]), "ab")
-        self._head_records = os.stat(self._path(last[0]))[6] // _REC_SIZE
 
     def _open_new_segment(self):
         """Start the next segment with a HEAD record (the state checkpoint)."""
@@ -288,12 +186,6 @@ class Outbox:
             os.remove(self._path(number))
         except OSError:
             pass
-
-    def _drop_oldest(self):
-        self._account_oldest()
-        self._put(_HEAD, 0, 0, 0, self.next_seq, self.acked_below, self._counters())
-        self._write_buffer()
-        self._remove_oldest()
 
     # --- acknowledgement state --------------------------------------------------------------
 

@@ -2,85 +2,70 @@
 
 Everything here is the same on every board; hardware comes from the board module named in the
 config (``hal_<name>.py``). The station speaks only when polled (docs/contracts.md, 1.5).
+Sampling is sampler.py; config loading, checking and applying is config.py and the technician's
+commands are console.py, both imported only while they work (RAM is the scarce thing).
 
 Console lines (the technician's USB serial, and the test harness's truth record):
     R <seq> <channel> <time> <mantissa> <exponent> <flags>     a reading was stored
     E <message>                                                 something went wrong
+    I <message>                                                 something worth knowing
 """
 
 import gc
-import json
 import os
 import sys
 
+from micropython import const
+
+import log
 import wire
-from clock import MIN_VALID_S, StationClock
+from clock import StationClock
 from outbox import Outbox
+from sampler import Sampler
 
-FIRMWARE_VERSION = "0.1.0"
-_MAX_WAIT_MS = 200  # longest real-time wait for gateway bytes before re-checking the schedule
-_MAX_READINGS = 30  # readings offered per DATA frame when the POLL does not say
-
-
-class Channel:
-    """An analog channel: value = offset + raw * scale_num // scale_den, times 10**exponent.
-
-    Integer arithmetic on the ADC count, so the same count always gives the same exact decimal.
-    """
-
-    def __init__(self, cfg, board):
-        self.no = cfg["no"]
-        self.interval_s = cfg["interval_s"]
-        self.adc = board.adc(cfg["pin"])
-        self.offset = cfg.get("offset", 0)
-        self.scale_num = cfg.get("scale_num", 1)
-        self.scale_den = cfg.get("scale_den", 1)
-        self.exponent = cfg.get("exponent", 0)
-        self.next_due = 0
-        self.last_slot = 0  # the time of this channel's newest reading: slots only ascend
-        self.jump = False  # flag the next reading CLOCK_JUMP
-
-    def schedule(self, now):
-        # Aligned to the clock: a 900 s channel samples at :00, :15, :30, :45. Never at or before
-        # the last slot sampled (contracts 1.4): after a backward step the channel waits. An
-        # impossible clock (before MIN_VALID_S) cannot collide with a real slot, so it does not
-        # wait for one: a flood is sampled whatever the clock says.
-        iv = self.interval_s
-        due = (now // iv + 1) * iv
-        if (now >= MIN_VALID_S) == (self.last_slot >= MIN_VALID_S) and due <= self.last_slot:
-            due = (self.last_slot // iv + 1) * iv
-        self.next_due = due
-
-    def read(self):
-        raw = self.adc.read_u16()
-        return self.offset + raw * self.scale_num // self.scale_den, self.exponent
+FIRMWARE_VERSION = "0.2.0"
+_MAX_WAIT_MS = const(200)  # longest real-time wait for gateway bytes before re-checking
+_MAX_READINGS = const(30)  # readings offered per DATA frame when the POLL does not say
 
 
 class Station:
-    def __init__(self, cfg, board):
-        self.cfg = cfg
+    def __init__(self, cfg, config_hash, board, path, uart=None, boot_count=0):
         self.board = board
+        self.path = path  # the config file on flash
         self.clock = StationClock(board.clock, cfg.get("clock_jump_s", 5))
         self.address = cfg["address"]
         self.station_id = cfg["station"]
-        self.config_hash = wire.crc32(json.dumps(cfg).encode())
+        self.config_hash = config_hash
+        self.config_error = False
         ob = cfg.get("outbox", {})
         self.outbox = Outbox(board.data_dir, ob.get("budget_bytes", 65536),
                              ob.get("segment_records", 128))
-        self.channels = [Channel(c, board) for c in cfg["channels"]]
-        for ch in self.channels:  # the slots already taken, from flash: they survive a reboot
-            ch.last_slot = self.outbox.last_time.get(ch.no, 0)
+        self.sampler = Sampler(cfg, board, self.outbox.last_time)
+        for i, e in self.sampler.errors:
+            log.e("config: channels.%d:" % i, e)
+            self.config_error = True
+        self.sampler.errors = []
         self._steps = 0
-        link = cfg["link"]
-        self.uart = board.uart(link["port"], link.get("baud", 9600))
+        if uart is None:
+            link = cfg["link"]
+            uart = board.uart(link["port"], link.get("baud", 9600))
+        self.uart = uart
         self.decoder = wire.Decoder()
-        self.sensor_errors = 0
-        self.boot_count = _count_boot(board.data_dir)
-        self._hello_due = True  # the first answer after boot says who we are: a reboot shows
+        self.boot_count = boot_count or _count_boot(board.data_dir)
+        self._hello_due = not boot_count  # the first answer after boot says who we are
         self._rx = bytearray(64)
-        now = self.clock.now()
-        for ch in self.channels:
-            ch.schedule(now)
+        self._cfg_got = 0  # bytes of a CONFIG received so far
+        self.reload = False  # a new config is in force: main() builds the station again
+        self._started = board.clock.now()
+        self._console = None
+        try:
+            import select
+            p = select.poll()
+            p.register(sys.stdin, select.POLLIN)
+            self._console = p
+        except Exception:  # no console on this port
+            pass
+        self.sampler.schedule(self.clock.now())
 
     # --- sampling ---------------------------------------------------------------------------
 
@@ -90,37 +75,18 @@ class Station:
         now = clock.now()
         if clock.steps != self._steps:  # the clock stepped: new slots, flag the next readings
             self._steps = clock.steps
-            for ch in self.channels:
-                ch.jump = True
-                ch.schedule(now)
-        for ch in self.channels:
-            if ch.next_due <= now:
-                # The latest slot due: slots missed while busy or skipped by a forward step
-                # cannot be measured any more.
-                at = now // ch.interval_s * ch.interval_s
-                if at < ch.next_due:
-                    at = ch.next_due
-                self.sample(ch, at)
-                ch.last_slot = at
-                ch.schedule(now)
+            self.sampler.clock_stepped(now)
+        self.sampler.run_due(now, clock, self.store)
 
-    def sample(self, ch, at):
-        flags = self.clock.flags(at)
-        if ch.jump:
-            flags |= wire.CLOCK_JUMP
-            ch.jump = False
-        try:
-            mantissa, exponent = ch.read()
-        except (OSError, ValueError) as e:
-            self.sensor_errors += 1
-            print("E channel", ch.no, "read failed:", e)
-            mantissa, exponent, flags = 0, 0, flags | wire.MISSING
-        seq = self.outbox.append(ch.no, at, mantissa, exponent, flags)
-        print("R", seq, ch.no, at, mantissa, exponent, flags)
+    def store(self, ch, at, m, e, f):
+        seq = self.outbox.append(ch, at, m, e, f)
+        print("R", seq, ch, at, m, e, f)
 
     def ms_until_next_sample(self):
-        due = min(ch.next_due for ch in self.channels) * 1000
-        return max(0, due - self.clock.now_ms())
+        due = self.sampler.next_due()
+        if not due:
+            return 60000
+        return max(0, due * 1000 - self.clock.now_ms())
 
     # --- gateway ----------------------------------------------------------------------------
 
@@ -136,9 +102,25 @@ class Station:
             self.clock.set_ms(frame[2])
             if addr == self.address:  # a broadcast TIME gets no answer: stations would collide
                 self.send(wire.encode_result(self.address, wire.TIME, wire.RESULT_OK))
-        elif ftype in (wire.CONFIG, wire.COMMAND):
-            self.send(wire.encode_result(self.address, ftype, wire.RESULT_REJECTED,
-                                         "not supported by this firmware"))
+        elif addr != self.address:
+            return
+        elif ftype == wire.CONFIG:
+            self.config_chunk(frame[2], frame[3], frame[4], frame[5])
+        elif ftype == wire.COMMAND:
+            if frame[2] == wire.CMD_SAMPLE_NOW:
+                for s in self.sampler.slots:
+                    s.next_due = 0  # due now: the next loop samples every sensor
+                self.result(wire.COMMAND, wire.RESULT_OK)
+            else:
+                self.result(wire.COMMAND, wire.RESULT_REJECTED, "not supported")
+
+    def result(self, ref, status, detail=""):
+        self.send(wire.encode_result(self.address, ref, status, detail))
+
+    def config_chunk(self, config_hash, total, offset, chunk):
+        import config
+        config.chunk(self, config_hash, total, offset, chunk)
+        del sys.modules["config"]
 
     def answer_poll(self, want, max_readings, backfill):
         if want & wire.WANT_HELLO or self._hello_due:
@@ -157,11 +139,35 @@ class Station:
                                         self.clock.now())
             self.send(frame)
         if want & wire.WANT_STATUS:
-            state = wire.STATE_CLOCK_SYNCED if self.clock.synced_now() else 0
+            ob = self.outbox
             self.send(wire.encode_status(
-                self.address, 0, self.clock.now(), state, 0, self.outbox.depth(),
-                self.outbox.oldest_seq(), self.outbox.next_seq, self.outbox.lost_overwritten,
-                self.outbox.lost_corrupt, self.sensor_errors, self.board.free_heap()))
+                self.address, self.uptime(), self.clock.now(), self.state(), self.battery_mv(),
+                ob.depth(), ob.oldest_seq(), ob.next_seq, ob.lost_overwritten, ob.lost_corrupt,
+                self.sampler.sensor_errors, self.board.free_heap()))
+
+    def state(self):
+        s = wire.STATE_CLOCK_SYNCED if self.clock.synced_now() else 0
+        if self.sampler.event:
+            s |= wire.STATE_EVENT_MODE
+        if self.config_error:
+            s |= wire.STATE_CONFIG_ERROR
+        return s
+
+    def uptime(self):
+        return max(0, self.board.clock.now() - self._started)
+
+    def battery_mv(self):
+        r = self.sampler.last.get(32)  # battery_v
+        if r is None or r[3] & wire.MISSING:
+            return 0
+        m, e = r[1], r[2] + 3
+        while e > 0:
+            m *= 10
+            e -= 1
+        while e < 0:
+            m //= 10
+            e += 1
+        return max(0, m)
 
     def send(self, frame):
         self.uart.write(frame)
@@ -169,18 +175,36 @@ class Station:
     # --- main loop --------------------------------------------------------------------------
 
     def step(self):
+        self.board.feed_watchdog()
         self.sample_due()
         wait = min(self.clock.wait_ms(self.ms_until_next_sample()), _MAX_WAIT_MS)
+        if self._console is not None and self._console.poll(0):
+            self.console()
+        # Waiting on the link is the station's sleep: a board waits in lightsleep with the
+        # UART as a wake source, the unix board in poll() on the pty (simulated clock).
         n = self.uart.readinto(self._rx, wait)
         if n:
             for item in self.decoder.feed(memoryview(self._rx)[:n]):
                 if isinstance(item, str):
-                    print("E frame rejected:", item)
+                    log.e("frame rejected:", item)
                 else:
                     self.handle(item)
 
+    def console(self):
+        line = sys.stdin.readline()
+        if not line:  # end of input: no technician on this port
+            self._console = None
+            return
+        import console
+        try:
+            console.run(self, line.split())
+        except Exception as e:
+            log.e("console:", e)
+        del sys.modules["console"]
+        gc.collect()
+
     def run(self):
-        while True:
+        while not self.reload:
             self.step()
 
 
@@ -204,15 +228,42 @@ def load_board(cfg):
     return hal.Board(cfg["board"])
 
 
+def _load(path):
+    import config
+    try:
+        return config.load(path)
+    finally:
+        del sys.modules["config"]
+
+
+def build(path, board=None, uart=None, boot_count=0):
+    """Load the config (config.py, dropped afterwards) and build the station on it."""
+    cfg, config_hash, defects = _load(path)
+    gc.collect()  # config.py is gone now: its code never shares the heap with the drivers
+    if board is None:
+        board = load_board(cfg)
+    st = Station(cfg, config_hash, board, path, uart, boot_count)
+    if defects:
+        st.config_error = True
+    return st
+
+
 def main(config_path="config.json"):
-    with open(config_path) as f:
-        cfg = json.load(f)
     gc.collect()  # a 48 KB heap: start the station on a compacted heap
-    station = Station(cfg, load_board(cfg))
+    station = build(config_path)
     gc.collect()
     print("station", station.station_id, "address", station.address, "next seq",
-          station.outbox.next_seq)
-    station.run()
+          station.outbox.next_seq, "free", gc.mem_free())
+    while True:
+        station.run()
+        # A new config is in force: the same board, link and boot, the new channels.
+        board, uart, boots = station.board, station.uart, station.boot_count
+        station.outbox.close()
+        station = None
+        gc.collect()
+        station = build(config_path, board, uart, boots)
+        gc.collect()
+        print("I config", "%08x" % station.config_hash, "in force")
 
 
 if __name__ == "__main__":

@@ -7,34 +7,75 @@ from __future__ import annotations
 
 import base64
 import json
+import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 Row = dict[str, Any]
+
+# No proxies from the environment: the database is reached directly (as the writers do).
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class QueryError(RuntimeError):
     """InfluxDB answered the query with an error."""
 
 
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier (database, retention policy, measurement) in double quotes."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_string(text: str) -> str:
+    """An InfluxQL string literal in single quotes."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    name: str  # the measurement (for SHOW CONTINUOUS QUERIES: the database)
+    tags: dict[str, str]
+    rows: list[Row]
+
+
 def query(url: str, database: str, q: str, *, epoch: str = "s", username: str = "",
           password: str = "", timeout_s: float = 30) -> list[tuple[dict[str, str], list[Row]]]:
     """Run ``q``; returns one ``(tags, rows)`` per series, rows as column → value dicts."""
+    return [(s.tags, s.rows) for s in query_series(url, database, q, epoch=epoch,
+                                                    username=username, password=password,
+                                                    timeout_s=timeout_s)]
+
+
+def query_series(url: str, database: str, q: str, *, epoch: str = "s", username: str = "",
+                 password: str = "", timeout_s: float = 30) -> list[Series]:
+    """Run ``q`` (one or more statements, ``;``-separated); every series of every result.
+    Raises QueryError when InfluxDB reports an error, OSError when it cannot be reached."""
     params = urllib.parse.urlencode({"db": database, "q": q, "epoch": epoch})
     request = urllib.request.Request(f"{url.rstrip('/')}/query?{params}", method="POST")
     if username:
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        body = json.loads(response.read(), parse_float=Decimal)
+    try:
+        with _OPENER.open(request, timeout=timeout_s) as response:
+            body = json.loads(response.read(), parse_float=Decimal)
+    except urllib.error.HTTPError as e:
+        # 1.x answers a statement it cannot parse, or a missing database, with 4xx {"error": …}
+        with e:
+            raw = e.read().decode(errors="replace")
+        try:
+            message = json.loads(raw).get("error") or raw
+        except (ValueError, AttributeError):
+            message = raw.strip() or str(e.reason)
+        raise QueryError(f"HTTP {e.code}: {message}") from None
     series_out = []
     for result in body.get("results", []):
         if "error" in result:
             raise QueryError(result["error"])
         for series in result.get("series", []):
             columns = series["columns"]
-            rows = [dict(zip(columns, values)) for values in series["values"]]
-            series_out.append((series.get("tags", {}), rows))
+            rows = [dict(zip(columns, values)) for values in series.get("values", [])]
+            series_out.append(Series(series.get("name", ""), series.get("tags", {}), rows))
     return series_out

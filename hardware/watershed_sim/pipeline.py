@@ -1,14 +1,15 @@
-"""The whole chain on one machine: simulated stations → gateway → mosquitto → ingest → influxd.
+"""The whole chain on one machine: simulated stations → links → gateway → mosquitto → ingest → influxd.
 
 Every part is the real one: the firmware in the MicroPython unix port, the gateway and ingest
-of the watershed package, the Debian mosquitto and influxd on loopback ports. Only the ADC
-counts and the clock come from the harness. Used by the demo and the end-to-end tests.
+of the watershed package, the Debian mosquitto and influxd on loopback ports. The harness
+supplies only what a site would: the sensors' truth (environment or replayed records), the
+links between stations and gateway (RS-485 bus or radio, with their faults), power cuts, and
+one simulated clock shared by the stations and the gateway. A Scenario says what to build.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import urllib.parse
@@ -23,10 +24,17 @@ from watershed.gateway.daemon import Gateway
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.service import Ingest
 
+from .analog_input import AdcScale, AnalogInput, Truth
 from .clock import SimClock
+from .environment import Catchment, RainEvent, Weather
+from .line_noise import NoiseSettings
 from .micropython import compile_firmware
+from .radio_link import RadioLink, RadioSettings
 from .report import ChannelReport, compare
+from .scenario import GatewaySpec, LinkSpec, Scenario, SensorSpec, StationSpec
+from .shared_bus import SharedBus
 from .station_process import SimStation
+from .timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -39,37 +47,51 @@ BASINS = ("santiago", "mayo-chinchipe", "catamayo-chira")
 STAGE = (1, 26, 900, 5000, -3)  # 0-5 m pressure transducer, mm resolution
 WATER_TEMP = (3, 27, 900, 4000, -2)  # 0-40 °C, 0.01 °C
 BATTERY = (32, 28, 3600, 16500, -3)  # 0-16.5 V divider, mV
+_DEMO_SOURCES = {STAGE: "stage_m", WATER_TEMP: "water_temp_c", BATTERY: "battery_v"}
+
+Link = RadioLink | SharedBus
 
 
-def channel_config(spec: tuple[int, int, int, int, int]) -> dict[str, Any]:
+def demo_sensor(spec: tuple[int, int, int, int, int]) -> SensorSpec:
     number, pin, interval_s, full_scale, exponent = spec
-    return {"no": number, "pin": pin, "interval_s": interval_s, "scale_num": full_scale,
-            "scale_den": 65535, "exponent": exponent}
+    return SensorSpec(channel=number, kind="analog", pin=pin, interval_s=interval_s,
+                      exponent=exponent, scale_num=full_scale, scale_den=65535, offset=0,
+                      source=_DEMO_SOURCES[spec])
 
 
-def hydrograph_m(t: float, start: float, station_index: int) -> float:
-    """Stage of a flashy headwater river: base flow, then a storm's rise and recession."""
-    storm_at = start + 3600 * (1.5 + station_index)
-    peak_after_s = 2400.0
-    base = 0.42 + 0.05 * station_index
-    if t <= storm_at:
-        return base
-    x = (t - storm_at) / peak_after_s
-    return base + 1.9 * x * math.exp(1 - x)
-
-
-def counts(value: float, full_scale_units: int, exponent: int) -> int:
-    return max(0, min(65535, round(value / (full_scale_units * 10.0 ** exponent) * 65535)))
+def demo_scenario(stations: int = 3, hours: float = 6.0, speed: int = 720,
+                  start: int = 0) -> Scenario:
+    """The built-in storm: ``stations`` on one RS-485 bus, a storm two hours in."""
+    start = start or int(time.time()) // 3600 * 3600
+    specs = tuple(
+        StationSpec(id=f"{BASINS[i % 3][:3].upper()}-{i + 1:02d}", address=i + 1,
+                    basin=BASINS[i % 3], link="bus", sensors=tuple(
+                        demo_sensor(c) for c in (STAGE, WATER_TEMP, BATTERY)))
+        for i in range(stations))
+    storm = RainEvent(start + 2 * 3600, 2 * 3600, 25.0)
+    return Scenario(name="demo-storm", path=None, start=start, duration_s=hours * 3600,
+                    speed=speed, seed=1, gateway=GatewaySpec(),
+                    links=(LinkSpec("bus", "bus", 9600, 0.0, NoiseSettings()),),
+                    stations=specs, catchment=Catchment(rain=(storm,)), weather=Weather())
 
 
 @dataclass
 class PipelineSettings:
+    """The demo's knobs; ``scenario`` replaces the built-in storm when given."""
+
     workdir: Path
     stations: int = 3
     speed: int = 720
     sim_epoch: int = 0  # 0: the current hour
     poll_interval_s: float = 0.5
     database: str = DEFAULT_DATABASE
+    scenario: Scenario | None = None
+    hours: float = 6.0
+
+    def resolved(self) -> Scenario:
+        if self.scenario is not None:
+            return self.scenario
+        return demo_scenario(self.stations, self.hours, self.speed, self.sim_epoch)
 
 
 @dataclass
@@ -81,14 +103,17 @@ class Pipeline:
     ingest: Ingest | None = None
     stations: list[SimStation] = field(default_factory=list)
     clock: SimClock | None = None
-    _stop_environment: threading.Event = field(default_factory=threading.Event)
-    _environment: threading.Thread | None = None
+    links: dict[str, Link] = field(default_factory=dict)
+    inputs: dict[str, list[AnalogInput]] = field(default_factory=dict)
+    scenario: Scenario | None = None
+    timeline: Timeline | None = None
     _own_servers: bool = False
 
     def start(self) -> None:
         """Start everything; servers given at construction (test fixtures) are used as they
         are and left running at stop."""
         s = self.settings
+        scenario = self.scenario = s.resolved()
         s.workdir.mkdir(parents=True, exist_ok=True)
         if self.mosquitto is None or self.influxd is None:
             self._own_servers = True
@@ -98,23 +123,46 @@ class Pipeline:
             self.influxd.start()
         self._create_database()
         firmware = compile_firmware(s.workdir / "firmware")
-        sim_epoch = s.sim_epoch or int(time.time()) // 3600 * 3600
-        self.clock = SimClock(sim_epoch=sim_epoch, speed=s.speed)
-        for i in range(s.stations):
+        # The clock reads the scenario's start one wall second from now: time for the stations
+        # to boot, and a whole wall second, which is what the unix board's clock takes.
+        self.clock = SimClock(sim_epoch=scenario.start, speed=scenario.speed,
+                              wall_epoch=int(time.time()) + 1)
+        for i, spec in enumerate(scenario.links):
+            self.links[spec.name] = self._make_link(spec, scenario, seed=scenario.seed + 101 * i)
+        environment = scenario.environment()
+        for spec in scenario.stations:
             station = SimStation(
-                s.workdir / f"station{i + 1}", firmware, self.clock,
-                station_id=f"{BASINS[i % 3][:3].upper()}-{i + 1:02d}", address=i + 1,
-                basin=BASINS[i % 3],
-                channels=[channel_config(c) for c in (STAGE, WATER_TEMP, BATTERY)])
+                s.workdir / spec.id, firmware, self.clock, station_id=spec.id,
+                address=spec.address, basin=spec.basin,
+                channels=[_channel_config(sensor) for sensor in spec.sensors],
+                port=self.links[spec.link].port_for(spec.id))
+            self.inputs[spec.id] = [
+                AnalogInput(station.io_dir, sensor.pin, sensor.interval_s, _scale(sensor),
+                            _truth(sensor, environment, scenario), self.clock.now)
+                for sensor in spec.sensors]
+            for analog in self.inputs[spec.id]:
+                analog.start()
             self.stations.append(station)
-            self._drive_sensors(i, station)
             station.start()
-        self._environment = threading.Thread(target=self._environment_loop, daemon=True)
-        self._environment.start()
         self.gateway = Gateway(self._gateway_config(), clock=self.clock.now)
         self.gateway.start()
         self.ingest = Ingest(self._ingest_config())
         self.ingest.start()
+        self.timeline = Timeline(self.clock)
+        for spec, station in zip(scenario.stations, self.stations):
+            for cut in spec.power_cuts:
+                self.timeline.add(cut.start, f"{spec.id} power off", _power_off(station))
+                self.timeline.add(cut.end, f"{spec.id} power on",
+                                  _power_on(station, self.inputs[spec.id]))
+        self.timeline.start()
+
+    def _make_link(self, spec: LinkSpec, scenario: Scenario, seed: int) -> Link:
+        assert self.clock is not None
+        if spec.kind == "radio":
+            return RadioLink(RadioSettings(spec.baud, spec.latency_s, spec.noise),
+                             clock=self.clock.now, speed=scenario.speed, seed=seed)
+        return SharedBus([st.id for st in scenario.stations_on(spec.name)], baud=spec.baud,
+                         noise=spec.noise, clock=self.clock.now, speed=scenario.speed, seed=seed)
 
     def _create_database(self) -> None:
         assert self.influxd is not None
@@ -122,15 +170,19 @@ class Pipeline:
         urllib.request.urlopen(f"{self.influxd.url}/query", data=body, timeout=10).read()
 
     def _gateway_config(self) -> GatewayConfig:
-        assert self.mosquitto is not None
+        assert self.mosquitto is not None and self.scenario is not None
+        scenario = self.scenario
+        gw = scenario.gateway
+        poll_s = self.settings.poll_interval_s if scenario.path is None else gw.poll_interval_s
         return GatewayConfig.from_dict({
             "gateway": {"id": GATEWAY_ID, "store": str(self.settings.workdir / "gateway.db")},
             "mqtt": {"host": "127.0.0.1", "port": self.mosquitto.port},
-            "link": [{"port": st.gateway_port, "baud": 9600, "stations": [st.address],
-                      "poll_interval_s": self.settings.poll_interval_s, "reply_timeout_s": 1.0}
-                     for st in self.stations],
-            "station": [{"id": st.station_id, "address": st.address, "basin": st.basin}
-                        for st in self.stations],
+            "link": [{"port": self.links[spec.name].gateway_path, "baud": spec.baud,
+                      "stations": [st.address for st in scenario.stations_on(spec.name)],
+                      "poll_interval_s": poll_s, "reply_timeout_s": gw.reply_timeout_s}
+                     for spec in scenario.links if scenario.stations_on(spec.name)],
+            "station": [{"id": st.id, "address": st.address, "basin": st.basin}
+                        for st in scenario.stations],
         })
 
     def _ingest_config(self) -> IngestConfig:
@@ -143,28 +195,17 @@ class Pipeline:
                        "flush_interval_s": 0.2},
         })
 
-    # --- environment ------------------------------------------------------------------------
-
-    def _drive_sensors(self, index: int, station: SimStation) -> None:
-        assert self.clock is not None
-        t = self.clock.now()
-        stage = hydrograph_m(t, self.clock.sim_epoch, index)
-        station.set_adc(STAGE[1], counts(stage, STAGE[3], STAGE[4]))
-        water_c = 14.0 + 3.0 * math.sin(2 * math.pi * (t % 86400) / 86400) - 2.0 * (stage - 0.4)
-        station.set_adc(WATER_TEMP[1], counts(water_c, WATER_TEMP[3], WATER_TEMP[4]))
-        battery_v = 12.4 + 0.6 * max(0.0, math.sin(2 * math.pi * ((t % 86400) / 86400 - 0.25)))
-        station.set_adc(BATTERY[1], counts(battery_v, BATTERY[3], BATTERY[4]))
-
-    def _environment_loop(self) -> None:
-        while not self._stop_environment.wait(0.1):
-            for i, station in enumerate(self.stations):
-                self._drive_sensors(i, station)
-
     # --- running and checking ---------------------------------------------------------------
 
     def run_for(self, sim_seconds: float) -> None:
+        """Sleep while ``sim_seconds`` pass from the scenario's start (or from now, if later)."""
+        assert self.clock is not None and self.scenario is not None
+        self.run_until(max(self.clock.now(), self.scenario.start) + sim_seconds)
+
+    def run_until(self, sim_time: float) -> None:
         assert self.clock is not None
-        time.sleep(self.clock.wall_seconds(sim_seconds))
+        while (left := sim_time - self.clock.now()) > 0:
+            time.sleep(min(1.0, self.clock.wall_seconds(left)))
 
     def produced(self) -> dict[str, list[Any]]:
         """What every station has stored so far: the truth to check InfluxDB against. The
@@ -183,17 +224,69 @@ class Pipeline:
             reports = self.report(produced)
             if all(not r.missing for r in reports) or time.monotonic() > deadline:
                 return reports
-            time.sleep(0.5)
+            time.sleep(1.0)
+
+    def link_stats(self) -> dict[str, Any]:
+        return {name: link.stats() for name, link in self.links.items()}
 
     def stop(self, keep_servers: bool = False) -> None:
-        self._stop_environment.set()
+        if self.timeline:
+            self.timeline.stop()
         for station in self.stations:
             station.close()
+        for inputs in self.inputs.values():
+            for analog in inputs:
+                analog.stop()
         if self.gateway:
             self.gateway.stop()
+        for link in self.links.values():
+            link.close()
         if self.ingest:
             self.ingest.stop()
         if self._own_servers and not keep_servers:
             for server in (self.mosquitto, self.influxd):
                 if server:
                     server.stop()
+
+
+def _channel_config(sensor: SensorSpec) -> dict[str, Any]:
+    return {"no": sensor.channel, "pin": sensor.pin, "interval_s": sensor.interval_s,
+            "scale_num": sensor.scale_num, "scale_den": sensor.scale_den,
+            "exponent": sensor.exponent, "offset": sensor.offset}
+
+
+def _scale(sensor: SensorSpec) -> AdcScale:
+    return AdcScale(sensor.exponent, sensor.scale_num, sensor.scale_den, sensor.offset)
+
+
+def _truth(sensor: SensorSpec, environment: Any, scenario: Scenario) -> Truth:
+    if sensor.source.startswith("replay:"):
+        series = scenario.replays[sensor.source[len("replay:"):]]
+        value_of: Truth = series.value_at
+    else:
+        quantity = sensor.source
+
+        def value_of(t: int) -> float:
+            return environment.value(quantity, t)
+
+    if not sensor.dropouts:
+        return value_of
+
+    def with_dropouts(t: int) -> Any:
+        if any(w.covers(t) for w in sensor.dropouts):
+            return None
+        return value_of(t)
+
+    return with_dropouts
+
+
+def _power_off(station: SimStation) -> Any:
+    return lambda: station.stop(kill=True)
+
+
+def _power_on(station: SimStation, inputs: list[AnalogInput]) -> Any:
+    def on() -> None:
+        for analog in inputs:
+            analog.restarted()
+        station.start()
+    return on

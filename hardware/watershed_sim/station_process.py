@@ -26,8 +26,10 @@ Produced = tuple[int, int, int, int, int, int]  # seq, channel, time, mantissa, 
 
 class SimStation:
     def __init__(self, workdir: Path, firmware: Path, clock: SimClock, *, station_id: str,
-                 address: int, basin: str, channels: list[dict[str, Any]], heap: str = "48K",
-                 link: VirtualSerialLink | None = None) -> None:
+                 address: int, basin: str, channels: list[dict[str, Any]], heap: str = "64K",
+                 link: VirtualSerialLink | None = None, port: str | None = None) -> None:
+        """``port``: the station end of a link the caller owns (a bus, a radio); otherwise the
+        station gets a VirtualSerialLink of its own (``link``), closed with it."""
         self.workdir = workdir
         self.firmware = firmware  # folder of compiled .mpy modules
         self.clock = clock
@@ -36,7 +38,8 @@ class SimStation:
         self.basin = basin
         self.channels = channels
         self.heap = heap
-        self.link = link or VirtualSerialLink()
+        self.link = None if port else (link or VirtualSerialLink())
+        self.port = port or self.link.station_path  # type: ignore[union-attr]
         self.data_dir = workdir / "flash"
         self.io_dir = workdir / "io"
         self.produced: list[Produced] = []
@@ -48,6 +51,8 @@ class SimStation:
 
     @property
     def gateway_port(self) -> str:
+        if self.link is None:
+            raise ValueError(f"{self.station_id}: its link is owned elsewhere")
         return self.link.gateway_path
 
     def set_adc(self, pin: int, raw: int) -> None:
@@ -61,7 +66,7 @@ class SimStation:
             "station": self.station_id, "address": self.address, "basin": self.basin,
             "board": {"name": "unix", "data_dir": str(self.data_dir), "io_dir": str(self.io_dir),
                       **self.clock.board_config()},
-            "link": {"port": self.link.station_path, "baud": 9600},
+            "link": {"port": self.port, "baud": 9600},
             "channels": self.channels,
         }
 
@@ -108,4 +113,5 @@ class SimStation:
 
     def close(self) -> None:
         self.stop()
-        self.link.close()
+        if self.link is not None:
+            self.link.close()

@@ -1,4 +1,5 @@
-"""Hydrologists' and ingest operators' subcommands of ``watershed`` (rating, recompute)."""
+"""Hydrologists' and ingest operators' subcommands of ``watershed``: rating, recompute, influx
+(database setup, rollup backfill) and query."""
 
 from __future__ import annotations
 
@@ -39,6 +40,48 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
                    help="first time (Unix s or ISO 8601)")
     r.add_argument("--end", type=unix_time, required=True, help="end time, exclusive")
     r.set_defaults(func=_recompute)
+
+    p = sub.add_parser("influx", help="InfluxDB database setup: retention, hourly rollups")
+    influx = p.add_subparsers(dest="influx_command", required=True, metavar="ACTION")
+    s = influx.add_parser("setup", help="create the database, retention policies and "
+                                        "continuous queries (1.x); idempotent",
+                          description="Bring the InfluxDB 1.x database to the ingest config: "
+                                      "database, retention policies ([retention]) and the "
+                                      "hourly rollup continuous queries. Changes only what "
+                                      "differs. For 2.x see deploy/influxdb/README.md.")
+    s.add_argument("--config", "-c", type=Path, required=True, help="ingest TOML config file")
+    s.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    s.set_defaults(func=_influx_setup)
+    b = influx.add_parser("downsample", help="run the hourly rollups once over a time range",
+                          description="For backfills older than retention.resample_for, which "
+                                      "the continuous queries no longer revisit.")
+    b.add_argument("--config", "-c", type=Path, required=True, help="ingest TOML config file")
+    b.add_argument("--start", type=unix_time, required=True, help="Unix s or ISO 8601")
+    b.add_argument("--end", type=unix_time, required=True, help="end time, exclusive")
+    b.set_defaults(func=_influx_downsample)
+
+    q = sub.add_parser("query", help="readings for hydrologists: raw or per time window",
+                       description="Query readings by station, basin, channel and time range "
+                                   "through InfluxQL /query; values print exactly as stored.")
+    where = q.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", "-c", type=Path, help="ingest TOML config (InfluxDB address)")
+    where.add_argument("--url", help="InfluxDB URL, e.g. http://127.0.0.1:8086")
+    q.add_argument("--db", default="watershed", help="database (with --url; default watershed)")
+    q.add_argument("--rp", default="", help="retention policy (default: the database's)")
+    q.add_argument("--user", default="", help="InfluxDB user (with --url)")
+    q.add_argument("--password", default="", help="InfluxDB password (with --url)")
+    q.add_argument("--station", action="append", default=[], help="station id (repeatable)")
+    q.add_argument("--basin", action="append", default=[], help="basin (repeatable)")
+    q.add_argument("--channel", action="append", default=[], help="channel (repeatable)")
+    q.add_argument("--start", type=unix_time, required=True, help="Unix s or ISO 8601")
+    q.add_argument("--end", type=unix_time, help="end time, exclusive (default now)")
+    q.add_argument("--every", help="aggregation window: 15m, 1h, 1d (default: raw readings)")
+    q.add_argument("--agg", choices=("mean", "min", "max", "sum"), default="mean",
+                   help="aggregate per window (default mean; sum for rain)")
+    q.add_argument("--clean", action="store_true",
+                   help="only values without a quality flag (flags 0 or the event bit only)")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    q.set_defaults(func=_query)
 
 
 def _decimal(text: str) -> Decimal:
@@ -83,6 +126,7 @@ def _rating_discharge(args: argparse.Namespace) -> int:
 
 
 def _recompute(args: argparse.Namespace) -> int:
+    from ..influxql import QueryError
     from .config import ConfigError, load_config
     from .recompute import recompute
     from .writer import WriteError
@@ -91,10 +135,76 @@ def _recompute(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as e:
         print(f"watershed recompute: {e}", file=sys.stderr)
         return 2
-    except (WriteError, OSError) as e:
+    except (WriteError, QueryError, OSError) as e:
         print(f"watershed recompute: {e}", file=sys.stderr)
         return 1
     print(f"station {args.station}: {report.stages} stage points, {report.written} discharge "
           f"points written ({report.out_of_range} out of range), {report.no_rating} without "
           f"an effective rating; ratings: {', '.join(report.ratings) or 'none'}")
+    return 0
+
+
+def _influx_setup(args: argparse.Namespace) -> int:
+    from ..influxql import QueryError
+    from .config import ConfigError, load_config
+    from .influx_setup import setup
+    try:
+        config = load_config(args.config)
+        done = setup(config, dry_run=args.dry_run)
+    except ConfigError as e:
+        print(f"watershed influx setup: {e}", file=sys.stderr)
+        return 2
+    except (QueryError, OSError) as e:
+        print(f"watershed influx setup: {config.influx.url}: {e}", file=sys.stderr)
+        return 1
+    verb = "would run" if args.dry_run else "ran"
+    for statement in done:
+        print(f"{verb}: {statement}")
+    print(f"database {config.influx.database}: "
+          f"{'up to date' if not done else f'{len(done)} changes'}")
+    return 0
+
+
+def _influx_downsample(args: argparse.Namespace) -> int:
+    from ..influxql import QueryError
+    from .config import ConfigError, load_config
+    from .influx_setup import downsample
+    try:
+        config = load_config(args.config)
+        for statement in downsample(config, args.start, args.end):
+            print(f"ran: {statement}")
+    except ConfigError as e:
+        print(f"watershed influx downsample: {e}", file=sys.stderr)
+        return 2
+    except (QueryError, OSError) as e:
+        print(f"watershed influx downsample: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    import time
+
+    from ..influxql import QueryError
+    from .config import ConfigError, load_config
+    from .hydro_query import ReadingsQuery, format_records, run_query
+    try:
+        if args.config:
+            i = load_config(args.config).influx
+            url, db, rp, user, password = (i.url, i.database, args.rp or i.retention_policy,
+                                           i.username, i.password)
+        else:
+            url, db, rp, user, password = args.url, args.db, args.rp, args.user, args.password
+        q = ReadingsQuery(args.start, args.end if args.end is not None else int(time.time()) + 1,
+                          tuple(args.station), tuple(args.basin), tuple(args.channel),
+                          args.every, args.agg, args.clean, rp)
+    except (ConfigError, ValueError) as e:
+        print(f"watershed query: {e}", file=sys.stderr)
+        return 2
+    try:
+        records = run_query(url, db, q, username=user, password=password)
+    except (QueryError, OSError) as e:
+        print(f"watershed query: {url}: {e}", file=sys.stderr)
+        return 1
+    sys.stdout.write(format_records(records, args.format, aggregated=args.every is not None))
     return 0

@@ -7,6 +7,7 @@ A ``ConfigError`` names the key (``influx.batch_size``) and says what it should 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -28,6 +29,8 @@ class IngestSection:
     id: str = "ingest-1"  # also the MQTT client id and the dead-letter source
     group: str = "ingest"  # shared-subscription group: instances of one group split the stream
     deadletter_file: str = "/var/lib/watershed/deadletter.jsonl"
+    status_interval_s: float = 10.0  # retained status on <prefix>/v1/ingest/<id>/status
+    log_interval_s: float = 60.0  # the same numbers as a log line
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,18 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionConfig:
+    """What `watershed influx setup` creates: how long data is kept, and the hourly rollups."""
+    raw: str = "INF"  # raw readings: forever unless an InfluxQL duration (520w) says otherwise
+    hourly: str = "INF"  # the hourly rollups (retention policy "hourly", measurement
+    # readings_hourly)
+    # Each hourly run recomputes this much of the past, so readings a gateway delivers late
+    # (after an outage) still reach the rollups; older backfills: `watershed influx downsample`.
+    resample_for: str = "2d"
+    sum_channels: tuple[str, ...] = ("rain_mm",)  # rolled up by sum; the others by mean/min/max
+
+
+@dataclass(frozen=True, slots=True)
 class StationEntry:
     """One station of the registry: who may publish for it and which ratings derive discharge."""
     id: str
@@ -86,6 +101,7 @@ class IngestConfig:
     mqtt: MqttConfig = MqttConfig()
     influx: InfluxConfig = InfluxConfig()
     validation: ValidationConfig = ValidationConfig()
+    retention: RetentionConfig = RetentionConfig()
     # channel -> (low, high): a value outside is stored with the out_of_range flag added
     ranges: tuple[tuple[str, float, float], ...] = ()
     stations: tuple[StationEntry, ...] = ()
@@ -100,6 +116,7 @@ class IngestConfig:
                      influx=_section(InfluxConfig, "influx", d.get("influx", {})),
                      validation=_section(ValidationConfig, "validation",
                                          d.get("validation", {})),
+                     retention=_section(RetentionConfig, "retention", d.get("retention", {})),
                      ranges=_ranges(d.get("ranges", {})),
                      stations=_stations(d.get("stations", []), base_dir or Path.cwd()))
         _validate(config)
@@ -180,16 +197,24 @@ def _section(cls: type[S], name: str, d: object) -> S:
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     _check_keys(name, d, set(known))
     assert isinstance(d, dict)
+    values = dict(d)
     for key, value in d.items():
         expected = type(known[key].default)
         ok = (type(value) is expected
               or (expected is float and type(value) is int))  # `timeout_s = 10` is fine
+        if expected is tuple:  # a list of strings in TOML
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            values[key] = tuple(value) if ok else value
         if not ok:
             raise ConfigError(f"{name}.{key}: expected {_TYPE_NAMES[expected]}, got {value!r}")
-    return cls(**d)
+    return cls(**values)
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               tuple: "a list of strings"}
+
+# InfluxQL duration literals: INF, or units such as 52w, 30d, 1h30m
+_DURATION = re.compile(r"INF|(?:[0-9]+(?:ns|u|µ|ms|s|m|h|d|w))+")
 
 
 def _require(key: str, ok: bool, what: str, value: object) -> None:
@@ -205,6 +230,9 @@ def _validate(c: IngestConfig) -> None:
         _require(key, is_valid_id(value), "an identifier (1-32 of A-Z a-z 0-9 _ . -)", value)
     _require("ingest.deadletter_file", bool(c.ingest.deadletter_file), "a file path",
              c.ingest.deadletter_file)
+    for key in ("status_interval_s", "log_interval_s"):
+        _require(f"ingest.{key}", getattr(c.ingest, key) > 0, "a positive number",
+                 getattr(c.ingest, key))
     _require("mqtt.host", bool(c.mqtt.host), "a host name", c.mqtt.host)
     _require("mqtt.port", 1 <= c.mqtt.port <= 65535, "a port 1-65535", c.mqtt.port)
     _require("mqtt.password", not c.mqtt.password or bool(c.mqtt.username),
@@ -215,6 +243,16 @@ def _validate(c: IngestConfig) -> None:
              v.max_future_s)
     _require("validation.max_past_s", v.max_past_s >= 0, "0 (no limit) or more seconds",
              v.max_past_s)
+
+    r = c.retention
+    for key in ("raw", "hourly", "resample_for"):
+        value = getattr(r, key)
+        _require(f"retention.{key}", bool(_DURATION.fullmatch(value))
+                 and (key != "resample_for" or value != "INF"),
+                 "INF or an InfluxQL duration such as 520w, 30d, 12h"
+                 if key != "resample_for" else "an InfluxQL duration such as 2d", value)
+    _require("retention.sum_channels", all(is_valid_id(ch) for ch in r.sum_channels),
+             "a list of channel names", list(r.sum_channels))
 
     i = c.influx
     _require("influx.api", i.api in INFLUX_APIS, " or ".join(INFLUX_APIS), i.api)

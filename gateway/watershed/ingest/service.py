@@ -22,6 +22,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from ..contracts.mqtt import QOS, Topics
 from .config import ConfigError, IngestConfig, load_config
 from .deadletter import DeadLetterFile
 from .messages import Converter
+from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
 from .ratings_setup import load_station_ratings
 from .pipeline import COUNTERS, Ack, Action, Backoff, Delivery, PublishDeadLetter, WritePipeline
 from .stats import Counters
@@ -69,6 +71,12 @@ class Ingest:
         self._client: mqtt.Client | None = None
         self._pipeline: WritePipeline | None = None
         self._threads: list[threading.Thread] = []
+        self.status_topic = self._topics.ingest_status(config.ingest.id)
+        self._writes = WriteWindow()
+        self._unacked = Unacked()  # network thread only
+        self._since = int(time.time())
+        self._next_status = 0.0  # network thread only: monotonic time of the next status
+        self._next_log = time.monotonic() + config.ingest.log_interval_s
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -90,7 +98,7 @@ class Ingest:
             self._writer, self._deadletters, self._topics, self._actions.put, self._counters,
             batch_size=self.config.influx.batch_size,
             flush_interval_s=self.config.influx.flush_interval_s, backoff=self._backoff,
-            convert=converter.lines)
+            convert=converter.lines, observe_write=self._writes.observe)
         self._client = self._make_client()
         self._threads = [
             threading.Thread(target=self._pipeline.run, args=(self._inbox, self._stopping),
@@ -127,6 +135,12 @@ class Ingest:
         values["subscribed"] = self._subscribed
         return values
 
+    def status(self, state: str = "online") -> dict[str, Any]:
+        """The status document (metrics.status_document) as of now."""
+        return status_document(self.config.ingest.id, state, self._since, self.stats(),
+                               self._writes.summary(), len(self._unacked),
+                               self._unacked.oldest_age_s())
+
     # -- network thread ------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
@@ -140,6 +154,9 @@ class Ingest:
         client.on_subscribe = self._on_subscribe
         # on_message, not message_callback_add: $share filters do not match it (paho #472).
         client.on_message = self._on_message
+        # A crash leaves "offline" as the retained status, not the last numbers posing as live.
+        client.will_set(self.status_topic, encode_status(self.status("offline")), qos=QOS,
+                        retain=True)
         client.connect_async(c.mqtt.host, c.mqtt.port, keepalive=KEEPALIVE_S)
         return client
 
@@ -151,8 +168,12 @@ class Ingest:
                 continue
             client.loop(timeout=_LOOP_TIMEOUT_S)
             self._perform_actions(client)
+            self._report(client)
         self._perform_actions(client)  # the worker's last acks, before we go
         if client.socket() is not None:
+            if self._connected:
+                client.publish(self.status_topic, encode_status(self.status("offline")),
+                               qos=QOS, retain=True)
             client.disconnect()
             for _ in range(50):  # until DISCONNECT is out and paho has closed the socket
                 if client.loop(timeout=_LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS \
@@ -182,6 +203,7 @@ class Ingest:
             except queue.Empty:
                 return
             if isinstance(action, Ack):
+                self._unacked.settle(action.session, action.mid)
                 if self._connected and action.session == self._session:
                     client.ack(action.mid, action.qos)
                     self._counters.add("acks_sent")
@@ -190,12 +212,27 @@ class Ingest:
             elif isinstance(action, PublishDeadLetter):
                 client.publish(self.deadletter_topic, action.record, qos=QOS)
 
+    def _report(self, client: mqtt.Client) -> None:
+        """The periodic retained status message and log line."""
+        now = time.monotonic()
+        if now < self._next_status and now < self._next_log:
+            return
+        document = self.status()
+        if now >= self._next_status and self._connected:
+            client.publish(self.status_topic, encode_status(document), qos=QOS, retain=True)
+            self._next_status = now + self.config.ingest.status_interval_s
+        if now >= self._next_log:
+            log.info("%s", log_line(document))
+            self._next_log = now + self.config.ingest.log_interval_s
+
     def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
                     reason_code: Any, properties: object) -> None:
         if reason_code.is_failure:
             log.error("MQTT broker refused the connection: %s", reason_code)
             return
         self._session += 1
+        self._unacked.forget_sessions_before(self._session)
+        self._next_status = 0.0  # at once: replace the "offline" a last will may have left
         self._connected = True
         self._failed_connects = 0
         self._counters.add("connects")
@@ -224,12 +261,16 @@ class Ingest:
         except UnicodeDecodeError:
             topic = "<topic not UTF-8>"  # rejected downstream like any other bad message
         self._counters.add("received")
+        self._unacked.add(self._session, message.mid)
         self._inbox.put(Delivery(message.mid, message.qos, self._session, topic,
                                  bytes(message.payload)))
 
 
 def run(config_path: str | Path) -> int:
     """Run until SIGTERM or SIGINT; the exit status (2: bad config, 1: a thread died)."""
+    if not logging.getLogger().handlers:  # run as a command: the periodic status line shows
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         ingest = Ingest(load_config(config_path))
         ingest.start()

@@ -1,0 +1,155 @@
+"""Several raw ptys joined by one relay thread through a Medium that decides when bytes arrive.
+
+An endpoint (a station's firmware, the gateway) opens ``hub.path(name)``. What it writes is
+handed to ``medium.transmit(name, data, now)``; the medium answers later, from ``medium.due(now)``,
+with the bytes each endpoint receives and when. That is where a radio adds latency and noise,
+and where a shared bus paces bytes at its baud rate and garbles two talkers at once.
+
+The gateway end is held as in VirtualSerialLink: pyserial flushes its input when it opens, so
+bytes for it wait in the relay until the relay sees that flush (pty packet mode).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import struct
+import termios
+import threading
+import time
+from typing import Protocol
+
+from .serial_link import RawPty
+
+_READ_SIZE = 4096
+_JOIN_TIMEOUT_S = 5.0
+
+
+class Medium(Protocol):
+    def transmit(self, source: str, data: bytes, now: float) -> None:
+        """``source`` wrote ``data`` at wall time ``now``."""
+
+    def due(self, now: float) -> list[tuple[str, bytes]]:
+        """Bytes that have arrived by ``now``, as (destination, bytes), in arrival order."""
+
+    def next_due(self) -> float | None:
+        """Wall time of the next arrival, None if nothing is in the air."""
+
+
+class _Endpoint:
+    def __init__(self, name: str, held: bool) -> None:
+        self.name = name
+        self.pty = RawPty()
+        os.set_blocking(self.pty.master_fd, False)
+        fcntl.ioctl(self.pty.master_fd, termios.TIOCPKT, struct.pack("i", 1))
+        self.held = held
+        self.pending = bytearray()
+        self.delivered = 0
+
+
+class PtyHub:
+    def __init__(self, names: list[str], medium: Medium, *, hold: tuple[str, ...] = ()) -> None:
+        self.medium = medium
+        self._endpoints = {name: _Endpoint(name, name in hold) for name in names}
+        self._by_fd = {e.pty.master_fd: e for e in self._endpoints.values()}
+        self._lock = threading.Lock()  # guards the medium: transmit() comes from the relay only,
+        # but tests and fault timelines may read its counters while it runs
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stopping = False
+        self._closed = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="pty-hub", daemon=True)
+        self._thread.start()
+
+    def path(self, name: str) -> str:
+        return self._endpoints[name].pty.path
+
+    def delivered(self, name: str) -> int:
+        return self._endpoints[name].delivered
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping = True
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass
+        self._thread.join(_JOIN_TIMEOUT_S)
+        for e in self._endpoints.values():
+            e.pty.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self.error is not None:
+            raise RuntimeError("pty hub relay failed") from self.error
+
+    # --- relay thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._relay()
+        except BaseException as exc:  # re-raised by close() in the caller's thread
+            self.error = exc
+
+    def _relay(self) -> None:
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        while not self._stopping:
+            for e in self._endpoints.values():
+                room = select.POLLOUT if e.pending and not e.held else 0
+                poller.register(e.pty.master_fd, select.POLLIN | room)
+            with self._lock:
+                next_due = self.medium.next_due()
+            timeout_ms = -1 if next_due is None else max(0, (next_due - time.time()) * 1000)
+            for fd, _ in poller.poll(None if timeout_ms < 0 else int(timeout_ms) + 1):
+                if fd == self._wake_r:
+                    try:
+                        while os.read(self._wake_r, _READ_SIZE):
+                            pass
+                    except BlockingIOError:
+                        pass
+                else:
+                    self._read(self._by_fd[fd])
+            with self._lock:
+                arrived = self.medium.due(time.time())
+            for name, data in arrived:
+                self._endpoints[name].pending += data
+            for e in self._endpoints.values():
+                self._write_pending(e)
+
+    def _read(self, e: _Endpoint) -> None:
+        try:
+            packet = os.read(e.pty.master_fd, _READ_SIZE + 1)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return
+            raise
+        if not packet:
+            return
+        status, payload = packet[0], packet[1:]
+        if status == 0 and payload:
+            with self._lock:
+                self.medium.transmit(e.name, payload, time.time())
+        elif status & termios.TIOCPKT_FLUSHREAD:
+            e.held = False  # pyserial has finished opening this end
+
+    def _write_pending(self, e: _Endpoint) -> None:
+        if e.held or not e.pending:
+            return
+        try:
+            written = os.write(e.pty.master_fd, e.pending)
+        except BlockingIOError:
+            return
+        del e.pending[:written]
+        e.delivered += written

@@ -1,0 +1,535 @@
+"""Scenario files (TOML): the stations, their sensors and links, faults on a timeline, the
+environment or recorded series they see, and how long and how fast to run.
+
+    [scenario]
+    name = "storm"
+    start = 2024-03-01T00:00:00Z   # optional; default: the current hour
+    duration = "6h"                # "90s", "15m", "6h", "30d" or seconds
+    speed = 720                    # simulated seconds per wall second (1: real time)
+    seed = 1
+
+    [gateway]
+    poll_interval_s = 0.5          # wall seconds
+    reply_timeout_s = 1.0
+
+    [environment]                  # all optional: catchment, rating, weather
+    area_km2 = 45.0
+    reservoir_k = "3h"
+    runoff_coeff = 0.6
+    base_flow_m3s = 1.2
+    rating = { c = 12.0, e = 0.15, b = 1.6 }
+    utc_offset_h = -5
+    [[environment.rain]]
+    at = "1h"                      # from the start
+    duration = "2h"
+    intensity_mm_h = 20
+
+    [[replay]]                     # a recorded series as truth
+    name = "agua_fria"
+    format = "usgs_rdb"            # usgs_rdb | csv | toa5
+    path = "data/usgs_09512500_iv_discharge.rdb"   # relative to this file
+    column = "01_00060"            # optional for usgs_rdb
+    align = "start"                # "start": moved to begin at the scenario start; "recorded"
+
+    [[link]]
+    name = "bus-1"
+    kind = "bus"                   # bus (RS-485 multi-drop) | radio (point to point)
+    baud = 9600
+    ber = 1e-6                     # bit-error rate
+    burst_loss = 0.001             # fraction of bytes lost in bursts
+    mean_burst_bytes = 20
+    latency_s = 0.0                # radio only, one way, simulated seconds
+    [[link.outage]]
+    at = "3d"
+    duration = "2h"
+
+    [[station]]
+    id = "SAN-01"
+    address = 1
+    basin = "santiago"
+    link = "bus-1"
+    [[station.power_cut]]          # the station is off (SIGKILL, then a cold start)
+    at = "5d"
+    duration = "1h"
+    [[station.sensor]]
+    channel = "stage_m"            # catalogue name or number
+    kind = "analog"                # the only kind today; SDI-12 and serial sensors plug in here
+    pin = 26
+    interval_s = 900
+    exponent = -3
+    full_scale = 5000              # value at count 65535, in units of 10^exponent
+    source = "stage_m"             # an environment quantity, or "replay:<name>"
+    [[station.sensor.dropout]]     # the sensor gives nothing: readings flagged missing
+    at = "2d"
+    duration = "30m"
+
+Every problem is reported with the file, the line and the key: ``storm.toml:31: station[0].
+sensor[1].pin: must be 0-255, not 300``. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watershed.contracts.channels import NUMBERS
+from watershed.contracts.ids import is_valid_id
+
+from .environment import Catchment, Environment, RainEvent, Rating, River, Weather
+from .line_noise import NoiseSettings, Outage
+from .replay import ReplayError, Series, read_csv, read_toa5, read_usgs_rdb
+from .toml_lines import KeyPath, key_lines, line_of
+
+LINK_KINDS = ("bus", "radio")
+SENSOR_KINDS = ("analog",)  # the seam: SDI-12 / serial sensor kinds are added here
+REPLAY_FORMATS = ("usgs_rdb", "csv", "toa5")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ScenarioError(ValueError):
+    """A scenario file cannot be run; ``problems`` are ``file:line: key: what`` strings."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Window:
+    """From ``start`` for ``duration_s``, in simulated Unix seconds."""
+
+    start: float
+    duration_s: float
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration_s
+
+    def covers(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+@dataclass(frozen=True)
+class SensorSpec:
+    channel: int
+    kind: str
+    pin: int
+    interval_s: int
+    exponent: int
+    scale_num: int
+    scale_den: int
+    offset: int
+    source: str  # environment quantity or "replay:<name>"
+    dropouts: tuple[Window, ...] = ()
+
+
+@dataclass(frozen=True)
+class StationSpec:
+    id: str
+    address: int
+    basin: str
+    link: str
+    sensors: tuple[SensorSpec, ...]
+    power_cuts: tuple[Window, ...] = ()
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    name: str
+    kind: str
+    baud: int
+    latency_s: float
+    noise: NoiseSettings
+
+
+@dataclass(frozen=True)
+class GatewaySpec:
+    poll_interval_s: float = 0.5
+    reply_timeout_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path | None
+    start: int
+    duration_s: float
+    speed: int
+    seed: int
+    gateway: GatewaySpec
+    links: tuple[LinkSpec, ...]
+    stations: tuple[StationSpec, ...]
+    catchment: Catchment
+    weather: Weather
+    replays: Mapping[str, Series] = field(default_factory=dict)
+
+    def environment(self) -> Environment:
+        return Environment(River(self.catchment, self.start), self.weather)
+
+    def stations_on(self, link: str) -> list[StationSpec]:
+        return [s for s in self.stations if s.link == link]
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ScenarioError([f"{path}: cannot read: {e.strerror or e}"]) from e
+    return parse_scenario(text, path)
+
+
+def parse_scenario(text: str, path: Path | None = None, now: float | None = None) -> Scenario:
+    source = str(path) if path else "<scenario>"
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        # tomllib's message ends "(at line N, column M)": put the line where a reader looks.
+        m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        where = f"{source}:{m.group(1)}" if m else source
+        raise ScenarioError([f"{where}: not valid TOML: {str(e).split(' (at line')[0]}"]) from e
+    reader = _Reader(document, (), _Problems(source, key_lines(text)))
+    scenario = _scenario(reader, path, now if now is not None else time.time())
+    if reader.problems.items:
+        raise ScenarioError(reader.problems.items)
+    assert scenario is not None
+    return scenario
+
+
+# --- reading with positions -----------------------------------------------------------------
+
+
+class _Problems:
+    def __init__(self, source: str, lines: dict[KeyPath, int]) -> None:
+        self.source = source
+        self.lines = lines
+        self.items: list[str] = []
+
+    def add(self, path: KeyPath, message: str) -> None:
+        line = line_of(self.lines, path)
+        where = f"{self.source}:{line}" if line else self.source
+        self.items.append(f"{where}: {_dotted(path) or '(top level)'}: {message}")
+
+
+def _dotted(path: KeyPath) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+_MISSING = object()
+
+
+class _Reader:
+    """One table of the document: typed getters that record problems instead of raising."""
+
+    def __init__(self, table: Mapping[str, Any], path: KeyPath, problems: _Problems) -> None:
+        self.table = table
+        self.path = path
+        self.problems = problems
+        self._used: set[str] = set()
+
+    def problem(self, key: str | None, message: str) -> None:
+        self.problems.add((*self.path, key) if key else self.path, message)
+
+    def _get(self, key: str, default: Any) -> Any:
+        self._used.add(key)
+        value = self.table.get(key, _MISSING)
+        if value is _MISSING:
+            if default is _MISSING:
+                self.problem(key, "is required")
+                return None
+            return default
+        return value
+
+    def integer(self, key: str, default: Any = _MISSING, lo: int | None = None,
+                hi: int | None = None) -> int:
+        value = self._get(key, default)
+        if value is None or value is default:
+            return value
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.problem(key, f"must be an integer, not {value!r}")
+            return default if default is not _MISSING else 0
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            self.problem(key, f"must be {lo}-{hi}, not {value}")
+        return value
+
+    def number(self, key: str, default: Any = _MISSING, lo: float | None = None,
+               hi: float | None = None) -> float:
+        value = self._get(key, default)
+        if value is None or value is default:
+            return value
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            self.problem(key, f"must be a number, not {value!r}")
+            return default if default is not _MISSING else 0.0
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            self.problem(key, f"must be between {lo} and {hi}, not {value}")
+        return float(value)
+
+    def text(self, key: str, default: Any = _MISSING) -> str:
+        value = self._get(key, default)
+        if value is not None and not isinstance(value, str):
+            self.problem(key, f"must be a string, not {value!r}")
+            return ""
+        return value
+
+    def ident(self, key: str) -> str:
+        value = self.text(key)
+        if value and not is_valid_id(value):
+            self.problem(key, f"{value!r} is not an identifier (1-32 of A-Z a-z 0-9 _ . -)")
+        return value or ""
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
+        value = self.text(key, default)
+        if value is not None and value not in choices:
+            self.problem(key, f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def duration(self, key: str, default: Any = _MISSING) -> float:
+        """Seconds, from a number or text such as "90s", "15m", "6h", "30d"."""
+        value = self._get(key, default)
+        if value is None or value is default:
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        m = _DURATION.match(value) if isinstance(value, str) else None
+        if not m:
+            self.problem(key, f"must be a duration such as \"90s\", \"15m\", \"6h\", \"30d\" "
+                              f"or seconds, not {value!r}")
+            return 0.0
+        return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+    def sub(self, key: str, required: bool = False) -> _Reader:
+        value = self._get(key, _MISSING if required else {})
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            self.problem(key, "must be a table")
+            value = {}
+        return _Reader(value, (*self.path, key), self.problems)
+
+    def subs(self, key: str) -> list[_Reader]:
+        value = self._get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.problem(key, f"must be an array of tables ([[{_dotted((*self.path, key))}]])")
+            return []
+        return [_Reader(v, (*self.path, key, i), self.problems) for i, v in enumerate(value)]
+
+    def done(self) -> None:
+        for key in self.table:
+            if key not in self._used:
+                self.problem(key, "unknown key")
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+def _scenario(root: _Reader, path: Path | None, now: float) -> Scenario | None:
+    head = root.sub("scenario", required=True)
+    name = head.ident("name")
+    start_value = head._get("start", None)
+    if start_value is None:
+        start = int(now) // 3600 * 3600
+    elif isinstance(start_value, dt.datetime) and start_value.tzinfo is not None:
+        start = int(start_value.timestamp())
+    else:
+        head.problem("start", "must be a date-time with its offset, e.g. 2024-03-01T00:00:00Z")
+        start = 0
+    duration_s = head.duration("duration")
+    if duration_s == 0 and not isinstance(head.table.get("duration"), str):
+        head.problem("duration", "must be longer than 0")
+    speed = head.integer("speed", 1, 1, 1_000_000)
+    seed = head.integer("seed", 0)
+    head.text("description", "")
+    head.done()
+
+    gw = root.sub("gateway")
+    gateway = GatewaySpec(
+        poll_interval_s=gw.number("poll_interval_s", GatewaySpec.poll_interval_s, 0.01, 3600),
+        reply_timeout_s=gw.number("reply_timeout_s", GatewaySpec.reply_timeout_s, 0.01, 60))
+    gw.done()
+
+    catchment, weather = _environment(root.sub("environment"), start)
+    replays = {}
+    for r in root.subs("replay"):
+        name_r, series = _replay(r, path, start)
+        if name_r in replays:
+            r.problem("name", f"{name_r!r} is used by an earlier replay")
+        if series is not None:
+            replays[name_r] = series
+
+    links = tuple(_link(r, start) for r in root.subs("link"))
+    link_names = [link.name for link in links]
+    for i, name_l in enumerate(link_names):
+        if name_l in link_names[:i]:
+            root.problems.add(("link", i, "name"), f"{name_l!r} is used by an earlier link")
+    stations = tuple(_station(r, start, link_names, replays) for r in root.subs("station"))
+    _check_stations(root, stations, links)
+    root.done()
+    return Scenario(name=name, path=path, start=start, duration_s=duration_s or 0.0, speed=speed,
+                    seed=seed, gateway=gateway, links=links, stations=stations,
+                    catchment=catchment, weather=weather, replays=replays)
+
+
+def _environment(env: _Reader, start: int) -> tuple[Catchment, Weather]:
+    rain = []
+    for r in env.subs("rain"):
+        rain.append(RainEvent(start + (r.duration("at") or 0), r.duration("duration") or 0,
+                              r.number("intensity_mm_h", lo=0, hi=500) or 0))
+        r.done()
+    rating_r = env.sub("rating")
+    rating = Rating(c=rating_r.number("c", Rating.c, 1e-6), e=rating_r.number("e", Rating.e),
+                    b=rating_r.number("b", Rating.b, 0.1, 10))
+    rating_r.done()
+    catchment = Catchment(
+        area_km2=env.number("area_km2", Catchment.area_km2, 0.01, 1e6),
+        k_s=env.duration("reservoir_k", Catchment.k_s) or Catchment.k_s,
+        runoff_coeff=env.number("runoff_coeff", Catchment.runoff_coeff, 0, 1),
+        base_m3s=env.number("base_flow_m3s", Catchment.base_m3s, 0),
+        rain=tuple(rain), rating=rating)
+    weather = Weather(utc_offset_h=env.number("utc_offset_h", Weather.utc_offset_h, -12, 14),
+                      mean_air_c=env.number("mean_air_c", Weather.mean_air_c, -40, 50),
+                      pressure_hpa=env.number("pressure_hpa", Weather.pressure_hpa, 300, 1100))
+    env.done()
+    return catchment, weather
+
+
+def _replay(r: _Reader, path: Path | None, start: int) -> tuple[str, Series | None]:
+    name = r.ident("name")
+    fmt = r.choice("format", REPLAY_FORMATS)
+    file_text = r.text("path")
+    column = r.text("column", None)
+    align = r.choice("align", ("start", "recorded"), "start")
+    offset_h = r.number("utc_offset_h", 0.0, -12, 14)
+    r.done()
+    if not file_text or fmt not in REPLAY_FORMATS:
+        return name, None
+    file = Path(file_text)
+    if not file.is_absolute() and path is not None:
+        file = path.parent / file
+    if fmt != "usgs_rdb" and not column:
+        r.problem("column", f"is required for format {fmt!r}")
+        return name, None
+    try:
+        if fmt == "usgs_rdb":
+            series = read_usgs_rdb(file, column)
+        elif fmt == "csv":
+            series = read_csv(file, column or "", utc_offset_h=offset_h)
+        else:
+            series = read_toa5(file, column or "", utc_offset_h=offset_h)
+    except (OSError, ReplayError) as e:
+        r.problem("path", str(e))
+        return name, None
+    return name, series.shifted(start) if align == "start" else series
+
+
+def _window(r: _Reader, start: int) -> Window:
+    window = Window(start + (r.duration("at") or 0), r.duration("duration") or 0)
+    r.done()
+    return window
+
+
+def _link(r: _Reader, start: int) -> LinkSpec:
+    name = r.ident("name")
+    kind = r.choice("kind", LINK_KINDS)
+    baud = r.integer("baud", 9600, 300, 4_000_000)
+    latency = r.duration("latency_s", 0.0)
+    if kind == "bus" and latency:
+        r.problem("latency_s", "a bus has no latency; only a radio link does")
+    outages = tuple(Outage(w.start, w.end) for w in (_window(o, start) for o in r.subs("outage")))
+    try:
+        noise = NoiseSettings(ber=r.number("ber", 0.0), burst_loss=r.number("burst_loss", 0.0),
+                              mean_burst_bytes=r.number("mean_burst_bytes", 20.0),
+                              outages=outages)
+    except ValueError as e:
+        r.problem(None, str(e))
+        noise = NoiseSettings(outages=outages)
+    r.done()
+    return LinkSpec(name, kind, baud, latency, noise)
+
+
+def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Series]
+             ) -> StationSpec:
+    spec = StationSpec(
+        id=r.ident("id"), address=r.integer("address", lo=1, hi=254), basin=r.ident("basin"),
+        link=r.text("link"),
+        power_cuts=tuple(_window(w, start) for w in r.subs("power_cut")),
+        sensors=tuple(_sensor(s, start, replays) for s in r.subs("sensor")))
+    if spec.link and spec.link not in links:
+        r.problem("link", f"no [[link]] is named {spec.link!r}")
+    if not spec.sensors:
+        r.problem(None, "has no [[station.sensor]]")
+    pins = [s.pin for s in spec.sensors]
+    channels = [s.channel for s in spec.sensors]
+    for i, s in enumerate(spec.sensors):
+        if s.pin in pins[:i]:
+            r.problems.add((*r.path, "sensor", i, "pin"), f"pin {s.pin} is used by an earlier sensor")
+        if s.channel in channels[:i]:
+            r.problems.add((*r.path, "sensor", i, "channel"),
+                           f"channel {s.channel} is used by an earlier sensor")
+    r.done()
+    return spec
+
+
+def _sensor(r: _Reader, start: int, replays: Mapping[str, Series]) -> SensorSpec:
+    channel_value = r._get("channel", _MISSING)
+    channel = 0
+    if isinstance(channel_value, str):
+        channel = NUMBERS.get(channel_value, 0)
+        if not channel:
+            r.problem("channel", f"{channel_value!r} is not in the channel catalogue")
+    elif isinstance(channel_value, int) and 1 <= channel_value <= 255:
+        channel = channel_value
+    elif channel_value is not None:
+        r.problem("channel", f"must be a catalogue name or 1-255, not {channel_value!r}")
+    kind = r.choice("kind", SENSOR_KINDS, "analog")
+    exponent = r.integer("exponent", 0, -20, 20)
+    full_scale = r.integer("full_scale", None, 1)
+    scale_num = r.integer("scale_num", None, 1)
+    scale_den = r.integer("scale_den", None, 1)
+    if full_scale is not None and (scale_num is not None or scale_den is not None):
+        r.problem("full_scale", "give full_scale or scale_num/scale_den, not both")
+    if full_scale is not None:
+        scale_num, scale_den = full_scale, 65535
+    source = r.text("source")
+    environment_source = source in Environment.QUANTITIES
+    if source and source.startswith("replay:"):
+        if source[7:] not in replays:
+            r.problem("source", f"no [[replay]] is named {source[7:]!r}")
+    elif source and not environment_source:
+        r.problem("source", f"must be one of {', '.join(Environment.QUANTITIES)} or "
+                            f"\"replay:<name>\", not {source!r}")
+    spec = SensorSpec(channel=channel, kind=kind, pin=r.integer("pin", lo=0, hi=255),
+                      interval_s=r.integer("interval_s", 900, 1, 86400), exponent=exponent,
+                      scale_num=scale_num or 1, scale_den=scale_den or 1,
+                      offset=r.integer("offset", 0), source=source or "",
+                      dropouts=tuple(_window(w, start) for w in r.subs("dropout")))
+    r.done()
+    return spec
+
+
+def _check_stations(root: _Reader, stations: tuple[StationSpec, ...],
+                    links: tuple[LinkSpec, ...]) -> None:
+    ids = [s.id for s in stations]
+    for i, s in enumerate(stations):
+        if s.id in ids[:i]:
+            root.problems.add(("station", i, "id"), f"{s.id!r} is used by an earlier station")
+        same_link = [o for o in stations[:i] if o.link == s.link]
+        if s.address in [o.address for o in same_link]:
+            root.problems.add(("station", i, "address"),
+                              f"address {s.address} is used by an earlier station on {s.link!r}")
+    for i, link in enumerate(links):
+        on_link = [s for s in stations if s.link == link.name]
+        if link.kind == "radio" and len(on_link) > 1:
+            root.problems.add(("link", i, "kind"),
+                              f"a radio link joins one station, {len(on_link)} use {link.name!r}")
+    if not stations:
+        root.problem("station", "a scenario needs at least one [[station]]")

@@ -1,0 +1,124 @@
+"""A half-duplex RS-485 multi-drop bus: one gateway port, several stations, one pair of wires.
+
+Every byte occupies the bus for its airtime at the baud rate. Everyone else on the bus hears it
+(stations ignore frames for other addresses, as on the real bus). When two talkers' bytes are on
+the wires at the same time, both are garbled for every listener: that is what a collision does
+to differential signalling, and why the gateway polls one station at a time.
+
+    station A ── pty ─┐
+    station B ── pty ─┼─ PtyHub ── BusMedium ── pty ── gateway (pyserial)
+    station C ── pty ─┘
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .airtime import Uart, byte_time_s
+from .line_noise import LineNoise, NoiseSettings
+from .pty_hub import PtyHub
+
+GATEWAY = "gateway"
+
+
+@dataclass
+class _AirByte:
+    source: str
+    start: float
+    end: float
+    value: int
+    garbled: bool = False
+
+
+class BusMedium:
+    def __init__(self, talkers: list[str], baud: int, noise: NoiseSettings,
+                 clock: Callable[[], float], speed: float, seed: int) -> None:
+        bt = byte_time_s(baud, speed)
+        self._talkers = talkers
+        self._uarts = {name: Uart(bt) for name in talkers}
+        self._noise = LineNoise(noise, seed, clock)
+        self._rng = random.Random(seed + 7919)
+        self._in_air: list[_AirByte] = []  # bytes whose last bit has not arrived yet
+        self.counters: Counter[str] = Counter()
+
+    def transmit(self, source: str, data: bytes, now: float) -> None:
+        slots = self._uarts[source].schedule(len(data), now)
+        new = [_AirByte(source, s, e, b) for (s, e), b in zip(slots, data)]
+        first, last = new[0].start, new[-1].end
+        others = [a for a in self._in_air if a.source != source and a.start < last and first < a.end]
+        for mine in new:
+            for theirs in others:
+                if mine.start < theirs.end and theirs.start < mine.end:
+                    mine.garbled = theirs.garbled = True
+        self.counters["bytes_sent"] += len(data)
+        self._in_air.extend(new)
+
+    def due(self, now: float) -> list[tuple[str, bytes]]:
+        arrived = [a for a in self._in_air if a.end <= now]
+        if not arrived:
+            return []
+        self._in_air = [a for a in self._in_air if a.end > now]
+        arrived.sort(key=lambda a: a.end)
+        out: list[tuple[str, bytes]] = []
+        for a in arrived:
+            value: int | None = a.value
+            if a.garbled:
+                self.counters["bytes_collided"] += 1
+                value = a.value ^ self._rng.randrange(1, 256)
+            value = self._noise.pass_byte(value)
+            if value is None:
+                continue
+            for listener in self._talkers:
+                if listener != a.source:  # a transmitter's receiver is disabled while it talks
+                    out.append((listener, bytes((value,))))
+        return _merge(out)
+
+    def next_due(self) -> float | None:
+        return min((a.end for a in self._in_air), default=None)
+
+    def counts(self) -> dict[str, int]:
+        return {**self.counters, **self._noise.counts}
+
+
+def _merge(parts: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """One chunk per listener, order kept: fewer writes into the ptys."""
+    by_dest: dict[str, bytearray] = {}
+    for dest, data in parts:
+        by_dest.setdefault(dest, bytearray()).extend(data)
+    return [(dest, bytes(data)) for dest, data in by_dest.items()]
+
+
+class SharedBus:
+    """A bus with a gateway end and one end per named station; see the module docstring."""
+
+    def __init__(self, stations: list[str], *, baud: int = 9600,
+                 noise: NoiseSettings = NoiseSettings(), clock: Callable[[], float] | None = None,
+                 speed: float = 1.0, seed: int = 0) -> None:
+        self.baud = baud
+        self.medium = BusMedium([GATEWAY, *stations], baud, noise, clock or (lambda: 0.0),
+                                speed, seed)
+        self._hub = PtyHub([GATEWAY, *stations], self.medium, hold=(GATEWAY,))
+
+    @property
+    def gateway_path(self) -> str:
+        return self._hub.path(GATEWAY)
+
+    def port_for(self, station: str) -> str:
+        return self._hub.path(station)
+
+    def stats(self) -> dict[str, Any]:
+        with self._hub._lock:
+            return self.medium.counts()
+
+    def close(self) -> None:
+        self._hub.close()
+
+    def __enter__(self) -> SharedBus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,482 @@
+"""Gateway: readings/s from serial decode to PUBACK, drain rate and peak RSS of a 1,000,000-reading
+backlog, and CPU use when idle with 50 stations at one reading a minute.
+
+Everything is real but the stations: a private mosquitto (watershed.devservers), the gateway
+daemon as its own process (``python -m watershed.cli gateway``, so its RSS and CPU time are its
+own), its SQLite store on this machine's disk, and virtual serial links (raw ptys,
+hardware/watershed_sim/serial_link.py) to stations simulated in this process with the contract
+codec. The ptys have no baud rate: the serial figure is what the gateway's CPU and fsyncs allow,
+far above a real 9600-baud line (~100 readings/s a link at 9.25 wire bytes a reading).
+
+Figures on a shared 2-core machine are noisy; targets (issue 5): drain >= 20,000 readings/s,
+peak RSS <= 40 MB, idle CPU < 1%.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import os
+import select
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from watershed.contracts import wire
+from watershed.contracts.mqtt import MessageReading, Topics
+from watershed.contracts.wire import Reading
+from watershed.devservers import Mosquitto
+from watershed.gateway.config import LinkConfig
+from watershed.gateway.store import Store
+from watershed_sim.serial_link import VirtualSerialLink
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = 1763676900
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# (a) serial decode to PUBACK
+SERIAL_LINKS = 4
+SERIAL_STATIONS_PER_LINK = 4
+SERIAL_READINGS_PER_STATION = 8000
+# (b), (c) the backlog
+BACKLOG_READINGS = 1_000_000
+BACKLOG_STATIONS = 50
+# (d) idle
+IDLE_BUSES = 5
+IDLE_STATIONS_PER_BUS = 10
+IDLE_WARMUP_S = 8.0
+IDLE_MEASURE_S = 45.0
+IDLE_READING_INTERVAL_S = 60.0
+
+
+# --- simulated stations ---------------------------------------------------------------
+
+
+class BenchStation:
+    """A station as the contract asks (answers POLL, keeps readings until ACKed, answers TIME
+    and STATUS), cheap enough that the station side never limits the gateway: its outbox is a
+    deque in seq order and a DATA frame is built from its head only."""
+
+    def __init__(self, addr: int, station_id: str) -> None:
+        self.addr = addr
+        self.station_id = station_id
+        self.next_seq = 1
+        self.outbox: collections.deque[Reading] = collections.deque()
+        self.just_booted = True
+        self._fit = 40  # readings tried in one DATA frame; shrinks to what fits
+        self._lock = threading.Lock()
+
+    def sample(self, count: int, channel: int = 1) -> None:
+        with self._lock:
+            for _ in range(count):
+                seq = self.next_seq
+                self.outbox.append(Reading(seq, channel, T0 + 60 * seq, 1000 + seq % 997, -3, 0))
+                self.next_seq += 1
+
+    def _data(self) -> wire.Data:
+        if not self.outbox:
+            return wire.Data(self.addr, (), self.next_seq, int(time.time()))
+        while True:
+            frame = wire.Data(self.addr, tuple(itertools.islice(self.outbox, self._fit)))
+            try:
+                wire.encode_body(frame)
+                return frame
+            except ValueError:
+                self._fit -= 1
+
+    def answer(self, frame: wire.Frame) -> list[wire.Frame]:
+        with self._lock:
+            if isinstance(frame, wire.Poll):
+                replies: list[wire.Frame] = []
+                if frame.backfill is not None:  # nothing is ever missing here
+                    return [wire.Data(self.addr, (), self.next_seq, int(time.time()))]
+                if frame.want & wire.WANT_HELLO or self.just_booted:
+                    replies.append(wire.Hello(self.addr, self.station_id, "bench-1", 0, 1, 1,
+                                              self.next_seq, int(time.time())))
+                    self.just_booted = False
+                if frame.want & wire.WANT_DATA:
+                    replies.append(self._data())
+                if frame.want & wire.WANT_STATUS:
+                    oldest = self.outbox[0].seq if self.outbox else self.next_seq
+                    replies.append(wire.Status(self.addr, 60, int(time.time()), 1, 12700,
+                                               len(self.outbox), oldest, self.next_seq,
+                                               0, 0, 0, 30000))
+                return replies
+            if isinstance(frame, wire.Ack):
+                while self.outbox and (self.outbox[0].seq < frame.cumulative or any(
+                        a <= self.outbox[0].seq < b for a, b in frame.ranges)):
+                    self.outbox.popleft()
+                return []
+            if isinstance(frame, wire.TimeSync):
+                return [wire.Result(self.addr, wire.TIME, wire.RESULT_OK)]
+            return []
+
+
+class BenchBus:
+    """Stations sharing the station end of one virtual serial link."""
+
+    def __init__(self, path: str, stations: list[BenchStation]) -> None:
+        self.stations = {s.addr: s for s in stations}
+        self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        self._decoder = wire.FrameDecoder()
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name="bench-bus", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            ready, _, _ = select.select([self._fd, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return
+            for frame in self._decoder.feed(os.read(self._fd, 4096)):
+                station = (None if isinstance(frame, wire.FrameError)
+                           else self.stations.get(frame.addr))
+                if station is None:
+                    continue
+                replies = station.answer(frame)
+                if replies:
+                    os.write(self._fd, b"".join(wire.encode_frame(f) for f in replies))
+
+    def close(self) -> None:
+        os.write(self._stop_w, b"x")
+        self._thread.join(5)
+        for fd in (self._fd, self._stop_r, self._stop_w):
+            os.close(fd)
+
+
+class Buses:
+    """``count`` virtual links with ``per_bus`` stations each, addresses 1..per_bus."""
+
+    def __init__(self, count: int, per_bus: int, prefix: str) -> None:
+        self.links = [VirtualSerialLink() for _ in range(count)]
+        self.stations = [[BenchStation(addr, f"{prefix}-{b:02d}-{addr:02d}")
+                          for addr in range(1, per_bus + 1)] for b in range(count)]
+        self.buses = [BenchBus(link.station_path, stations)
+                      for link, stations in zip(self.links, self.stations, strict=True)]
+
+    def all_stations(self) -> list[BenchStation]:
+        return [s for group in self.stations for s in group]
+
+    def close(self) -> None:
+        for bus in self.buses:
+            bus.close()
+        for link in self.links:
+            link.close()
+
+
+# --- the gateway process --------------------------------------------------------------
+
+
+def _toml(d: dict) -> str:
+    def value(v: object) -> str:
+        return json.dumps(list(v) if isinstance(v, tuple) else v)
+    lines = []
+    for section, body in d.items():
+        for table in body if isinstance(body, list) else [body]:
+            lines.append(f"[[{section}]]" if isinstance(body, list) else f"[{section}]")
+            lines += [f"{k} = {value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def gateway_config(work: Path, gateway_id: str, broker: Mosquitto, links: list[str],
+                   stations_per_link: int, *, link: dict | None = None,
+                   mqtt: dict | None = None) -> Path:
+    d = {
+        "gateway": {"id": gateway_id, "store": str(work / f"{gateway_id}.db"),
+                    "store_quota_bytes": 8_000_000_000},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port, **(mqtt or {})},
+        "link": [{"port": path, "stations": list(range(1, stations_per_link + 1)),
+                  **(link or {})} for path in links],
+    }
+    path = work / f"{gateway_id}.toml"
+    path.write_text(_toml(d))
+    return path
+
+
+class GatewayProcess:
+    """``watershed gateway --config FILE`` as a child process, with /proc readings of it."""
+
+    def __init__(self, config: Path) -> None:
+        self.log = config.with_suffix(".log")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(REPO / "gateway"), str(REPO / "hardware"), str(REPO)])}
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "watershed.cli", "gateway", "--config", str(config)],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.pid = self.process.pid
+
+    def cpu_s(self) -> float:
+        """User + system CPU time of the gateway so far."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (14, 15)
+
+    def memory_kb(self) -> dict[str, int]:
+        out = {}
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(("VmHWM:", "VmRSS:")):
+                    out[line.split(":")[0]] = int(line.split()[1])
+        return out
+
+    def disk_writes(self) -> dict[str, int]:
+        """Bytes the gateway caused to be written to storage, and its write calls, so far."""
+        with open(f"/proc/{self.pid}/io") as f:
+            io = dict(line.split(": ") for line in f.read().splitlines())
+        return {"write_bytes": int(io["write_bytes"]), "syscw": int(io["syscw"])}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.returncode not in (0, -15):
+            raise RuntimeError(f"gateway exited with {self.process.returncode}: "
+                               f"{self.log.read_text()[-2000:]}")
+
+
+def store_counter(db: Path, name: str) -> int:
+    """A counter of the gateway's store, read by a second connection (WAL: never blocks it)."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    except sqlite3.OperationalError:
+        return 0
+    try:
+        row = con.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        con.close()
+    return 0 if row is None else int(row[0])
+
+
+class ReadingCounter:
+    """A subscriber counting the readings one gateway publishes."""
+
+    def __init__(self, port: int, gateway_id: str) -> None:
+        self.readings = 0
+        self.messages = 0
+        ready = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"count-{gateway_id}")
+        topic = Topics().readings(gateway_id, "+")
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port, keepalive=30)
+        self.client.loop_start()
+        if not ready.wait(10):
+            raise RuntimeError("counting subscriber could not subscribe")
+
+    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.readings += message.payload.count(b'"seq":')
+        self.messages += 1
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait_for(condition, timeout_s: float, what: str, interval_s: float = 0.02) -> float:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+    return time.monotonic()
+
+
+# --- (a) serial decode to PUBACK ------------------------------------------------------
+
+
+def serial_to_puback(work: Path, broker: Mosquitto) -> dict:
+    gateway_id = "gw-bench-serial"
+    buses = Buses(SERIAL_LINKS, SERIAL_STATIONS_PER_LINK, "SER")
+    total = SERIAL_LINKS * SERIAL_STATIONS_PER_LINK * SERIAL_READINGS_PER_STATION
+    for station in buses.all_stations():
+        station.sample(SERIAL_READINGS_PER_STATION)
+    config = gateway_config(work, gateway_id, broker, [link.gateway_path for link in buses.links],
+                            SERIAL_STATIONS_PER_LINK,
+                            link={"poll_interval_s": 0.05, "reply_timeout_s": 1.0})
+    db = work / f"{gateway_id}.db"
+    counter = ReadingCounter(broker.port, gateway_id)
+    gateway = GatewayProcess(config)
+    try:
+        t_first = wait_for(lambda: store_counter(db, "readings_sent") > 0, 30, "a first PUBACK")
+        cpu_first = gateway.cpu_s()
+        sent_first = store_counter(db, "readings_sent")
+        t_all = wait_for(lambda: store_counter(db, "readings_sent") >= total, 120,
+                         "every reading acknowledged by the broker")
+        cpu_all = gateway.cpu_s()
+        wait_for(lambda: counter.readings >= total, 30, "every reading at the subscriber")
+        outboxes_left = sum(len(s.outbox) for s in buses.all_stations())
+    finally:
+        gateway.stop()
+        counter.close()
+        buses.close()
+    elapsed = t_all - t_first
+    return {
+        "serial_links": SERIAL_LINKS,
+        "serial_stations": SERIAL_LINKS * SERIAL_STATIONS_PER_LINK,
+        "serial_readings": total,
+        "serial_seconds": round(elapsed, 2),
+        "serial_readings_per_s": round((total - sent_first) / elapsed),
+        "serial_gateway_cpu_ms_per_1000_readings": round(
+            1e6 * (cpu_all - cpu_first) / max(1, total - sent_first), 1),
+        "serial_subscriber_readings": counter.readings,
+        "serial_station_outboxes_left": outboxes_left,
+    }
+
+
+# --- (b), (c) a 1,000,000-reading backlog ---------------------------------------------
+
+
+def fill_backlog(db: Path) -> float:
+    started = time.monotonic()
+    per_station = BACKLOG_READINGS // BACKLOG_STATIONS
+    with Store(db, quota_bytes=None) as store:
+        for s in range(BACKLOG_STATIONS):
+            readings = [MessageReading(seq, "stage_m", T0 + 900 * seq, 1000 + seq % 997, -3, 0)
+                        for seq in range(1, per_station + 1)]
+            for i in range(0, per_station, 20_000):
+                store.add(f"OLD-{s:02d}", "santiago", readings[i:i + 20_000])
+    return time.monotonic() - started
+
+
+def backlog_drain(work: Path, broker: Mosquitto) -> dict:
+    gateway_id = "gw-bench-drain"
+    db = work / f"{gateway_id}.db"
+    fill_s = fill_backlog(db)
+    store_mb = sum(p.stat().st_size for p in work.glob(f"{gateway_id}.db*")) / 1e6
+    link = VirtualSerialLink()  # one station on one link, quiet: the drain is all there is
+    bus = BenchBus(link.station_path, [BenchStation(1, "LIVE-01")])
+    config = gateway_config(work, gateway_id, broker, [link.gateway_path], 1)
+    counter = ReadingCounter(broker.port, gateway_id)
+    gateway = GatewayProcess(config)
+    peak = {"VmHWM": 0, "VmRSS": 0}
+    samples = 0
+
+    def sample_memory() -> bool:
+        nonlocal samples
+        memory = gateway.memory_kb()
+        samples += 1
+        for key in peak:
+            peak[key] = max(peak[key], memory.get(key, 0))
+        return False
+
+    try:
+        t_spawn = time.monotonic()
+        t_first = wait_for(lambda: sample_memory() or store_counter(db, "readings_sent") > 0,
+                           60, "the first PUBACK")
+        sent_first = store_counter(db, "readings_sent")
+        cpu_first = gateway.cpu_s()
+        t_all = wait_for(lambda: sample_memory() or store_counter(db, "readings_sent")
+                         >= BACKLOG_READINGS, 300, "the whole backlog acknowledged")
+        cpu_all = gateway.cpu_s()
+        sample_memory()
+        t_sub = wait_for(lambda: counter.readings >= BACKLOG_READINGS, 120,
+                         "the whole backlog at the subscriber")
+    finally:
+        gateway.stop()
+        counter.close()
+        bus.close()
+        link.close()
+    drained = BACKLOG_READINGS - sent_first
+    return {
+        "backlog_readings": BACKLOG_READINGS,
+        "backlog_fill_s": round(fill_s, 1),
+        "backlog_store_mb": round(store_mb, 1),
+        "drain_seconds": round(t_all - t_first, 2),
+        "drain_readings_per_s": round(drained / (t_all - t_first)),
+        "drain_readings_per_s_from_process_start": round(BACKLOG_READINGS / (t_all - t_spawn)),
+        "drain_subscriber_readings": counter.readings,
+        "drain_subscriber_messages": counter.messages,
+        "drain_subscriber_lag_s": round(t_sub - t_all, 2),
+        "drain_gateway_cpu_ms_per_1000_readings": round(
+            1e6 * (cpu_all - cpu_first) / max(1, drained), 1),
+        "target_drain_readings_per_s": 20_000,
+        "peak_rss_mb": round(peak["VmHWM"] / 1024, 1),
+        "max_sampled_rss_mb": round(peak["VmRSS"] / 1024, 1),
+        "rss_samples": samples,
+        "target_peak_rss_mb": 40,
+    }
+
+
+# --- (d) idle -------------------------------------------------------------------------
+
+
+def idle_cpu(work: Path, broker: Mosquitto) -> dict:
+    gateway_id = "gw-bench-idle"
+    buses = Buses(IDLE_BUSES, IDLE_STATIONS_PER_BUS, "IDL")
+    stations = buses.all_stations()
+    stop = threading.Event()
+
+    def sampler() -> None:
+        # One reading a minute per station, spread over the minute.
+        step = IDLE_READING_INTERVAL_S / len(stations)
+        started = time.monotonic()
+        i = 0
+        while not stop.wait(max(0.0, started + i * step - time.monotonic())):
+            stations[i % len(stations)].sample(1)
+            i += 1
+
+    thread = threading.Thread(target=sampler, name="idle-sampler", daemon=True)
+    config = gateway_config(work, gateway_id, broker, [link.gateway_path for link in buses.links],
+                            IDLE_STATIONS_PER_BUS)  # every link setting at its default
+    gateway = GatewayProcess(config)
+    db = work / f"{gateway_id}.db"
+    try:
+        thread.start()
+        time.sleep(IDLE_WARMUP_S)  # start-up, first HELLOs and TIME
+        cpu0, t0, sent0 = gateway.cpu_s(), time.monotonic(), store_counter(db, "readings_sent")
+        io0 = gateway.disk_writes()
+        time.sleep(IDLE_MEASURE_S)
+        cpu1, t1, sent1 = gateway.cpu_s(), time.monotonic(), store_counter(db, "readings_sent")
+        io1 = gateway.disk_writes()
+        memory = gateway.memory_kb()
+    finally:
+        stop.set()
+        thread.join(5)
+        gateway.stop()
+        buses.close()
+    return {
+        "idle_stations": len(stations),
+        "idle_links": IDLE_BUSES,
+        "idle_poll_interval_s": LinkConfig.poll_interval_s,
+        "idle_measured_s": round(t1 - t0, 1),
+        "idle_readings_forwarded": sent1 - sent0,
+        "idle_cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
+        # Every poll of a station with nothing new still commits (last_seen, next_seq): SD wear.
+        "idle_disk_write_kb_per_min": round(
+            (io1["write_bytes"] - io0["write_bytes"]) / 1024 * 60 / (t1 - t0)),
+        "idle_rss_mb": round(memory["VmRSS"] / 1024, 1),
+        "target_idle_cpu_percent": 1,
+    }
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(work / "mosquitto").start()
+        try:
+            figures: dict[str, Any] = {}
+            figures.update(serial_to_puback(work, broker))
+            figures.update(backlog_drain(work, broker))
+            figures.update(idle_cpu(work, broker))
+        finally:
+            broker.stop()
+    figures["note"] = ("shared 2-core VM, other work running: figures are noisy; store on the VM "
+                       "disk (fsync real), not an SD card; ptys have no baud limit")
+    return figures

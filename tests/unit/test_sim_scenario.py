@@ -1,0 +1,102 @@
+"""Scenario files: what they build, and bad files rejected with file, line and what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from watershed_sim.scenario import ScenarioError, load_scenario, parse_scenario
+from watershed_sim.toml_lines import key_lines
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+GOOD = """\
+[scenario]
+name = "small"
+start = 2026-03-01T00:00:00Z
+duration = "2d"
+speed = 3600
+
+[[link]]
+name = "bus-1"
+kind = "bus"
+
+[[link.outage]]
+at = "1d"
+duration = "2h"
+
+[[station]]
+id = "SAN-01"
+address = 1
+basin = "santiago"
+link = "bus-1"
+
+[[station.sensor]]
+channel = "stage_m"
+pin = 26
+exponent = -3
+full_scale = 5000
+source = "stage_m"
+
+[[station.sensor]]
+channel = 3
+pin = 27
+exponent = -2
+full_scale = 4000
+source = "water_temp_c"
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(text, Path("s.toml"))
+    return e.value.problems
+
+
+def test_a_good_scenario_builds_what_it_says() -> None:
+    s = parse_scenario(GOOD, Path("s.toml"))
+    assert s.start == 1772323200 and s.duration_s == 2 * 86400 and s.speed == 3600
+    assert s.links[0].noise.outages[0].start == s.start + 86400
+    assert s.links[0].noise.outages[0].end == s.start + 86400 + 7200
+    assert [x.channel for x in s.stations[0].sensors] == [1, 3]
+    assert s.stations[0].sensors[0].scale_num == 5000
+    assert s.stations[0].sensors[0].scale_den == 65535
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_scenario_loads(path: Path) -> None:
+    assert load_scenario(path).stations
+
+
+def test_a_syntax_error_names_file_and_line() -> None:
+    [problem] = problems(GOOD.replace('kind = "bus"', 'kind = "bus'))
+    assert problem.startswith("s.toml:9: not valid TOML")
+
+
+@pytest.mark.parametrize("change,expected", [
+    (('pin = 27', 'pin = 300'), "s.toml:30: station[0].sensor[1].pin: must be 0-255, not 300"),
+    (('source = "water_temp_c"', 'source = "wind"'), "s.toml:33: station[0].sensor[1].source:"),
+    (('link = "bus-1"', 'link = "bus-2"'), "s.toml:19: station[0].link: no [[link]] is named 'bus-2'"),
+    (('duration = "2h"', 'duration = "2 hours"'), "s.toml:13: link[0].outage[0].duration: must be a duration"),
+    (('kind = "bus"', 'kind = "carrier pigeon"'), "s.toml:9: link[0].kind: must be one of bus, radio"),
+    (('channel = 3', 'channel = "depth_ft"'), "s.toml:29: station[0].sensor[1].channel: 'depth_ft' is not in"),
+    (('speed = 3600', 'sped = 3600'), "s.toml:5: scenario.sped: unknown key"),
+    (('address = 1', 'address = 0'), "s.toml:17: station[0].address: must be 1-254, not 0"),
+])
+def test_a_semantic_error_names_file_line_and_key(change: tuple[str, str], expected: str) -> None:
+    found = problems(GOOD.replace(*change))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(GOOD.replace("pin = 27", "pin = 26").replace('basin = "santiago"', 'basin = "a b"'))
+    assert len(found) == 2
+    assert any("pin 26 is used by an earlier sensor" in p for p in found)
+
+
+def test_key_lines_number_arrays_of_tables_like_tomllib() -> None:
+    lines = key_lines(GOOD)
+    assert lines[("station", 0, "sensor", 1, "pin")] == 30
+    assert lines[("link", 0, "outage", 0, "at")] == 12
+    assert lines[("scenario", "speed")] == 5
