@@ -30,6 +30,10 @@ MESSAGES = 2000
 READINGS_PER_MESSAGE = 25  # a gateway's batch: several stations' channels for a few periods
 LATENCY_SAMPLES = 100
 BATCH_LINES = 5000
+# The broker setting deploy/mosquitto/watershed.conf recommends: the ingest acks a message only
+# once written, so the broker's window of unacked messages per subscriber (mosquitto's default
+# 20 for MQTT 3.1.1 clients) must hold a few write batches, or the ingest waits on the broker.
+BROKER_CONFIG = "max_inflight_messages 1000"
 T0 = 1763676900
 CHANNELS = ("stage_m", "rain_mm", "water_temp_c", "air_temp_c", "battery_v")
 
@@ -124,7 +128,7 @@ def latency_ms(broker: Mosquitto, influx: Influxd, config: IngestConfig) -> list
 
 def run() -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        with Mosquitto(Path(tmp) / "mosquitto") as broker, Influxd(Path(tmp) / "influxd") as influx:
+        with Mosquitto(Path(tmp) / "mosquitto", config_extra=BROKER_CONFIG) as broker, Influxd(Path(tmp) / "influxd") as influx:
             influx.query('CREATE DATABASE "watershed"')
             config = IngestConfig.from_dict({
                 "ingest": {"id": "bench-ingest", "group": "bench",

@@ -5,27 +5,18 @@ other point, series, tag or field ever appears."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from watershed.contracts.mqtt import encode_readings
-from watershed.devservers import Influxd, Mosquitto
+from watershed.devservers import Influxd
 
+from .test_ingest_service import setup  # noqa: F401 (the fixture, shared)
 from .test_ingest_service import Setup, by_identity, expected_rows, readings_message, wait_for
 
 pytestmark = pytest.mark.integration
 
 TS = 1763676900
-
-
-@pytest.fixture
-def setup(mosquitto: Mosquitto, influxd: Influxd, fresh_influx_db: str,
-          tmp_path: Path) -> Iterator[Setup]:
-    s = Setup(mosquitto, influxd.url, fresh_influx_db, tmp_path)
-    yield s
-    s.close()
 
 
 def payload(gateway: str = "gw-zamora", station: str = "SAN-01", basin: str = "santiago",

@@ -26,8 +26,9 @@ import pytest
 from watershed.contracts.mqtt import ReadingsMessage, encode_readings
 from watershed.devservers import Influxd, Mosquitto
 
+from .test_ingest_service import setup  # noqa: F401 (the fixture, shared)
 from .test_ingest_service import (Setup, by_identity, expected_rows, readings_message, run_cli,
-                                  wait_for)
+                                  wait_for, write_cli_config)
 
 pytestmark = pytest.mark.integration
 
@@ -107,21 +108,9 @@ class IngestProcess:
     """One `watershed ingest --config FILE` subprocess, configured for a test."""
 
     def __init__(self, setup: Setup, tmp_path: Path, influx_url: str, ingest_id: str) -> None:
-        self.config_path = tmp_path / f"{ingest_id}.toml"
-        self.config_path.write_text(f"""
-[ingest]
-id = "{ingest_id}"
-group = "{setup.config.ingest.group}"
-deadletter_file = "{tmp_path / (ingest_id + '-deadletter.jsonl')}"
-[mqtt]
-port = {setup.mosquitto.port}
-prefix = "{setup.prefix}"
-[influx]
-url = "{influx_url}"
-database = "{setup.database}"
-flush_interval_s = 0.2
-timeout_s = 30.0
-""")
+        self.config_path = write_cli_config(
+            tmp_path / f"{ingest_id}.toml", ingest_id, setup,
+            tmp_path / (ingest_id + "-deadletter.jsonl"), influx_url, "timeout_s = 30.0\n")
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> IngestProcess:
@@ -141,14 +130,6 @@ timeout_s = 30.0
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.communicate()
-
-
-@pytest.fixture
-def setup(mosquitto: Mosquitto, influxd: Influxd, fresh_influx_db: str,
-          tmp_path: Path) -> Iterator[Setup]:
-    s = Setup(mosquitto, influxd.url, fresh_influx_db, tmp_path)
-    yield s
-    s.close()
 
 
 @pytest.fixture

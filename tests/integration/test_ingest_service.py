@@ -248,6 +248,25 @@ def test_unwritten_messages_are_redelivered_after_the_ingest_dies(
     wait_for(lambda: second.stats()["acks_sent"] == 2, what="acks of the redelivered messages")
 
 
+def write_cli_config(path: Path, ingest_id: str, setup: Setup, deadletter_file: str | Path,
+                     influx_url: str, influx_extra: str = "") -> Path:
+    """A `watershed ingest --config` file for ``setup``'s broker, prefix, group and database."""
+    path.write_text(f"""
+[ingest]
+id = "{ingest_id}"
+group = "{setup.config.ingest.group}"
+deadletter_file = "{deadletter_file}"
+[mqtt]
+port = {setup.mosquitto.port}
+prefix = "{setup.prefix}"
+[influx]
+url = "{influx_url}"
+database = "{setup.database}"
+flush_interval_s = 0.2
+{influx_extra}""")
+    return path
+
+
 def run_cli(config_path: Path) -> subprocess.Popen[str]:
     """`watershed ingest --config FILE` in its own process, as an operator runs it."""
     code = "import sys; from watershed.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -259,19 +278,7 @@ def run_cli(config_path: Path) -> subprocess.Popen[str]:
 def test_cli_runs_until_sigterm(setup: Setup, tmp_path: Path) -> None:
     config_path = tmp_path / "ingest.toml"
     c = setup.config
-    config_path.write_text(f"""
-[ingest]
-id = "{c.ingest.id}"
-group = "{c.ingest.group}"
-deadletter_file = "{c.ingest.deadletter_file}"
-[mqtt]
-port = {c.mqtt.port}
-prefix = "{c.mqtt.prefix}"
-[influx]
-url = "{c.influx.url}"
-database = "{c.influx.database}"
-flush_interval_s = 0.2
-""")
+    write_cli_config(config_path, c.ingest.id, setup, c.ingest.deadletter_file, c.influx.url)
     process = run_cli(config_path)
     try:
         # Until the service has subscribed, a publish reaches nobody; resending is harmless

@@ -8,7 +8,9 @@ that care about exactness parse it as a decimal (``json.loads(parse_float=Decima
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from decimal import Decimal
 
 from .ids import check_id, is_valid_id
@@ -123,13 +125,43 @@ def _ident(obj: dict, key: str) -> str:
     return v
 
 
-def _reading(item: object) -> MessageReading:
+class _Number(str):
+    """The text of a JSON number with a fraction or exponent, exactly as sent (json.loads
+    ``parse_float``): a value's decimal text is kept, never a binary float, and a JSON string
+    (a plain ``str``) is told apart from a number."""
+    __slots__ = ()
+
+
+_MAX_SEQ = 2**63 - 1
+# Longer number text cannot fit MAX_MANTISSA and MAX_EXPONENT, and int() of thousands of digits
+# is slow (and refused beyond sys.get_int_max_str_digits()).
+_MAX_NUMBER_TEXT = 64
+
+
+def _number(raw: _Number) -> tuple[int, int]:
+    """``(mantissa, exponent)`` of a JSON number's text: ``1.50`` -> ``(150, -2)``."""
+    if len(raw) > _MAX_NUMBER_TEXT:
+        raise PayloadError(f"value: {raw} has more digits than the contract allows")
+    if "e" in raw or "E" in raw:
+        return decimal_tuple(Decimal(raw))
+    whole, _, fraction = raw.partition(".")
+    return int(whole + fraction), -len(fraction)
+
+
+def _reading(item: object, channels: dict[str, str]) -> MessageReading:
     if not isinstance(item, dict):
         raise PayloadError("readings: every item must be an object")
-    seq = _int(item, "seq", 0, 2**63 - 1)
-    channel = _ident(item, "channel")
-    ts = _int(item, "ts", 0, MAX_TS)
-    flags = _int(item, "flags", 0, 255)
+    get: Callable[[str], Any] = item.get
+    seq, channel, ts, flags = get("seq"), get("channel"), get("ts"), get("flags")
+    # The fast checks; the helpers again, for the reason, when one fails.
+    if type(seq) is not int or not 0 <= seq <= _MAX_SEQ:
+        _int(item, "seq", 0, _MAX_SEQ)
+    if type(channel) is not str or channel not in channels:  # each name checked once a message
+        channels[_ident(item, "channel")] = channel
+    if type(ts) is not int or not 0 <= ts <= MAX_TS:
+        _int(item, "ts", 0, MAX_TS)
+    if type(flags) is not int or not 0 <= flags <= 255:
+        _int(item, "flags", 0, 255)
     raw = item.get("value", "absent")
     if raw is None:
         if not flags & MISSING:
@@ -137,13 +169,13 @@ def _reading(item: object) -> MessageReading:
         return MessageReading(seq, channel, ts, 0, 0, flags)
     if flags & MISSING:
         raise PayloadError("value: a missing reading must have value null")
-    if type(raw) is int:
+    if type(raw) is _Number:
+        mantissa, exponent = _number(raw)
+    elif type(raw) is int:
         mantissa, exponent = raw, 0
-    elif isinstance(raw, Decimal) and raw.is_finite():
-        mantissa, exponent = decimal_tuple(raw)
     else:
         raise PayloadError(f"value: expected a number or null, got {raw!r}")
-    if abs(mantissa) > MAX_MANTISSA or abs(exponent) > MAX_EXPONENT:
+    if not -MAX_MANTISSA <= mantissa <= MAX_MANTISSA or not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
         raise PayloadError(f"value: {raw} has more digits than the contract allows")
     return MessageReading(seq, channel, ts, mantissa, exponent, flags)
 
@@ -151,7 +183,7 @@ def _reading(item: object) -> MessageReading:
 def decode_readings(payload: bytes) -> ReadingsMessage:
     """Parse and validate a readings payload; raises PayloadError with the reason."""
     try:
-        obj = json.loads(payload, parse_float=Decimal)
+        obj = json.loads(payload, parse_float=_Number, parse_constant=_not_a_number)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PayloadError(f"not JSON: {e}") from e
     if not isinstance(obj, dict):
@@ -161,8 +193,14 @@ def decode_readings(payload: bytes) -> ReadingsMessage:
     readings = obj.get("readings")
     if not isinstance(readings, list) or not readings:
         raise PayloadError("readings: expected a non-empty list")
+    channels: dict[str, str] = {}
     return ReadingsMessage(_ident(obj, "gateway"), _ident(obj, "station"), _ident(obj, "basin"),
-                           tuple(_reading(item) for item in readings))
+                           tuple([_reading(item, channels) for item in readings]))
+
+
+def _not_a_number(text: str) -> object:
+    """``NaN``, ``Infinity``: not JSON numbers, refused as values like any other non-number."""
+    return text  # a plain str: "expected a number or null"
 
 
 def encode_status(gateway: str, state: str, since: int) -> bytes:

@@ -94,6 +94,12 @@ def _decimal(text: str) -> Decimal:
     return value
 
 
+def _fail(command: str, error: object, status: int) -> int:
+    """Say why ``watershed COMMAND`` failed, on stderr; the exit status (2 usage, 1 runtime)."""
+    print(f"watershed {command}: {error}", file=sys.stderr)
+    return status
+
+
 def _rating_table(args: argparse.Namespace) -> int:
     from ..ratings.load import load_rating
     from ..ratings.model import RatingError
@@ -101,8 +107,7 @@ def _rating_table(args: argparse.Namespace) -> int:
     try:
         sys.stdout.write(format_exsa(load_rating(args.rating), args.step, args.at))
     except (RatingError, ValueError) as e:
-        print(f"watershed rating: {e}", file=sys.stderr)
-        return 2
+        return _fail("rating", e, 2)
     return 0
 
 
@@ -112,8 +117,7 @@ def _rating_discharge(args: argparse.Namespace) -> int:
     try:
         rating = load_rating(args.rating)
     except RatingError as e:
-        print(f"watershed rating: {e}", file=sys.stderr)
-        return 2
+        return _fail("rating", e, 2)
     print(f"# rating {rating.rating_id}: stage {rating.stage_unit}, "
           f"discharge {rating.discharge_unit}")
     print("stage\tshift\tdischarge\tflag")
@@ -133,11 +137,9 @@ def _recompute(args: argparse.Namespace) -> int:
     try:
         report = recompute(load_config(args.config), args.station, args.start, args.end)
     except (ConfigError, ValueError) as e:
-        print(f"watershed recompute: {e}", file=sys.stderr)
-        return 2
+        return _fail("recompute", e, 2)
     except (WriteError, QueryError, OSError) as e:
-        print(f"watershed recompute: {e}", file=sys.stderr)
-        return 1
+        return _fail("recompute", e, 1)
     print(f"station {args.station}: {report.stages} stage points, {report.written} discharge "
           f"points written ({report.out_of_range} out of range), {report.no_rating} without "
           f"an effective rating; ratings: {', '.join(report.ratings) or 'none'}")
@@ -152,11 +154,9 @@ def _influx_setup(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         done = setup(config, dry_run=args.dry_run)
     except ConfigError as e:
-        print(f"watershed influx setup: {e}", file=sys.stderr)
-        return 2
+        return _fail("influx setup", e, 2)
     except (QueryError, OSError) as e:
-        print(f"watershed influx setup: {config.influx.url}: {e}", file=sys.stderr)
-        return 1
+        return _fail("influx setup", f"{config.influx.url}: {e}", 1)
     verb = "would run" if args.dry_run else "ran"
     for statement in done:
         print(f"{verb}: {statement}")
@@ -174,11 +174,9 @@ def _influx_downsample(args: argparse.Namespace) -> int:
         for statement in downsample(config, args.start, args.end):
             print(f"ran: {statement}")
     except ConfigError as e:
-        print(f"watershed influx downsample: {e}", file=sys.stderr)
-        return 2
+        return _fail("influx downsample", e, 2)
     except (QueryError, OSError) as e:
-        print(f"watershed influx downsample: {e}", file=sys.stderr)
-        return 1
+        return _fail("influx downsample", e, 1)
     return 0
 
 
@@ -199,12 +197,10 @@ def _query(args: argparse.Namespace) -> int:
                           tuple(args.station), tuple(args.basin), tuple(args.channel),
                           args.every, args.agg, args.clean, rp)
     except (ConfigError, ValueError) as e:
-        print(f"watershed query: {e}", file=sys.stderr)
-        return 2
+        return _fail("query", e, 2)
     try:
         records = run_query(url, db, q, username=user, password=password)
     except (QueryError, OSError) as e:
-        print(f"watershed query: {url}: {e}", file=sys.stderr)
-        return 1
+        return _fail("query", f"{url}: {e}", 1)
     sys.stdout.write(format_records(records, args.format, aggregated=args.every is not None))
     return 0

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 # Write as soon as no message has arrived for this long. Besides cutting latency, this is what
 # keeps throughput up: the broker sends only a window of unacknowledged messages (mosquitto's
-# max_inflight_messages, 20 by default), and acks come only after a write, so once the window is
-# full nothing more arrives until we write; waiting out flush_interval_s would stall each window.
+# max_inflight_messages, 20 by default; deploy/mosquitto/watershed.conf raises it to 1000), and
+# acks come only after a write, so once the window is full nothing more arrives until we write;
+# waiting out flush_interval_s would stall each window.
 QUIET_FLUSH_S = 0.05
 _IDLE_POLL_S = 0.1  # how often an idle worker checks for stop
 
