@@ -5,8 +5,9 @@ Everything is real but the stations: a private mosquitto (watershed.devservers),
 daemon as its own process (``python -m watershed.cli gateway``, so its RSS and CPU time are its
 own), its SQLite store on this machine's disk, and virtual serial links (raw ptys,
 hardware/watershed_sim/serial_link.py) to stations simulated in this process with the contract
-codec. The ptys have no baud rate: the serial figure is what the gateway's CPU and fsyncs allow,
-far above a real 9600-baud line (~100 readings/s a link at 9.25 wire bytes a reading).
+codec (hardware/watershed_sim/py_station.py). The ptys have no baud rate: the serial figure is
+what the gateway's CPU and fsyncs allow, far above a real 9600-baud line (~100 readings/s a
+link at 9.25 wire bytes a reading).
 
 Figures on a shared 2-core machine are noisy; targets (issue 5): drain >= 20,000 readings/s,
 peak RSS <= 40 MB, idle CPU < 1%.
@@ -14,11 +15,7 @@ peak RSS <= 40 MB, idle CPU < 1%.
 
 from __future__ import annotations
 
-import collections
-import itertools
-import json
 import os
-import select
 import sqlite3
 import subprocess
 import sys
@@ -31,16 +28,16 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from watershed.contracts import wire
 from watershed.contracts.mqtt import MessageReading, Topics
-from watershed.contracts.wire import Reading
 from watershed.devservers import Mosquitto
 from watershed.gateway.config import LinkConfig
 from watershed.gateway.store import Store
+from watershed_sim.py_station import T0, PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
+from tests.integration.test_gateway_end_to_end import _toml  # the gateway tests' config writer
+
 REPO = Path(__file__).resolve().parents[2]
-T0 = 1763676900
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # (a) serial decode to PUBACK
@@ -61,110 +58,18 @@ IDLE_READING_INTERVAL_S = 60.0
 # --- simulated stations ---------------------------------------------------------------
 
 
-class BenchStation:
-    """A station as the contract asks (answers POLL, keeps readings until ACKed, answers TIME
-    and STATUS), cheap enough that the station side never limits the gateway: its outbox is a
-    deque in seq order and a DATA frame is built from its head only."""
-
-    def __init__(self, addr: int, station_id: str) -> None:
-        self.addr = addr
-        self.station_id = station_id
-        self.next_seq = 1
-        self.outbox: collections.deque[Reading] = collections.deque()
-        self.just_booted = True
-        self._fit = 40  # readings tried in one DATA frame; shrinks to what fits
-        self._lock = threading.Lock()
-
-    def sample(self, count: int, channel: int = 1) -> None:
-        with self._lock:
-            for _ in range(count):
-                seq = self.next_seq
-                self.outbox.append(Reading(seq, channel, T0 + 60 * seq, 1000 + seq % 997, -3, 0))
-                self.next_seq += 1
-
-    def _data(self) -> wire.Data:
-        if not self.outbox:
-            return wire.Data(self.addr, (), self.next_seq, int(time.time()))
-        while True:
-            frame = wire.Data(self.addr, tuple(itertools.islice(self.outbox, self._fit)))
-            try:
-                wire.encode_body(frame)
-                return frame
-            except ValueError:
-                self._fit -= 1
-
-    def answer(self, frame: wire.Frame) -> list[wire.Frame]:
-        with self._lock:
-            if isinstance(frame, wire.Poll):
-                replies: list[wire.Frame] = []
-                if frame.backfill is not None:  # nothing is ever missing here
-                    return [wire.Data(self.addr, (), self.next_seq, int(time.time()))]
-                if frame.want & wire.WANT_HELLO or self.just_booted:
-                    replies.append(wire.Hello(self.addr, self.station_id, "bench-1", 0, 1, 1,
-                                              self.next_seq, int(time.time())))
-                    self.just_booted = False
-                if frame.want & wire.WANT_DATA:
-                    replies.append(self._data())
-                if frame.want & wire.WANT_STATUS:
-                    oldest = self.outbox[0].seq if self.outbox else self.next_seq
-                    replies.append(wire.Status(self.addr, 60, int(time.time()), 1, 12700,
-                                               len(self.outbox), oldest, self.next_seq,
-                                               0, 0, 0, 30000))
-                return replies
-            if isinstance(frame, wire.Ack):
-                while self.outbox and (self.outbox[0].seq < frame.cumulative or any(
-                        a <= self.outbox[0].seq < b for a, b in frame.ranges)):
-                    self.outbox.popleft()
-                return []
-            if isinstance(frame, wire.TimeSync):
-                return [wire.Result(self.addr, wire.TIME, wire.RESULT_OK)]
-            return []
-
-
-class BenchBus:
-    """Stations sharing the station end of one virtual serial link."""
-
-    def __init__(self, path: str, stations: list[BenchStation]) -> None:
-        self.stations = {s.addr: s for s in stations}
-        self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-        self._decoder = wire.FrameDecoder()
-        self._stop_r, self._stop_w = os.pipe()
-        self._thread = threading.Thread(target=self._run, name="bench-bus", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            ready, _, _ = select.select([self._fd, self._stop_r], [], [])
-            if self._stop_r in ready:
-                return
-            for frame in self._decoder.feed(os.read(self._fd, 4096)):
-                station = (None if isinstance(frame, wire.FrameError)
-                           else self.stations.get(frame.addr))
-                if station is None:
-                    continue
-                replies = station.answer(frame)
-                if replies:
-                    os.write(self._fd, b"".join(wire.encode_frame(f) for f in replies))
-
-    def close(self) -> None:
-        os.write(self._stop_w, b"x")
-        self._thread.join(5)
-        for fd in (self._fd, self._stop_r, self._stop_w):
-            os.close(fd)
-
-
 class Buses:
     """``count`` virtual links with ``per_bus`` stations each, addresses 1..per_bus."""
 
     def __init__(self, count: int, per_bus: int, prefix: str) -> None:
         self.links = [VirtualSerialLink() for _ in range(count)]
-        self.stations = [[BenchStation(addr, f"{prefix}-{b:02d}-{addr:02d}")
-                          for addr in range(1, per_bus + 1)] for b in range(count)]
-        self.buses = [BenchBus(link.station_path, stations)
-                      for link, stations in zip(self.links, self.stations, strict=True)]
+        self.buses = [StationBus(link.station_path,
+                                 *(PyStation(addr, f"{prefix}-{b:02d}-{addr:02d}")
+                                   for addr in range(1, per_bus + 1)))
+                      for b, link in enumerate(self.links)]
 
-    def all_stations(self) -> list[BenchStation]:
-        return [s for group in self.stations for s in group]
+    def all_stations(self) -> list[tuple[StationBus, PyStation]]:
+        return [(bus, s) for bus in self.buses for s in bus.stations.values()]
 
     def close(self) -> None:
         for bus in self.buses:
@@ -174,17 +79,6 @@ class Buses:
 
 
 # --- the gateway process --------------------------------------------------------------
-
-
-def _toml(d: dict) -> str:
-    def value(v: object) -> str:
-        return json.dumps(list(v) if isinstance(v, tuple) else v)
-    lines = []
-    for section, body in d.items():
-        for table in body if isinstance(body, list) else [body]:
-            lines.append(f"[[{section}]]" if isinstance(body, list) else f"[{section}]")
-            lines += [f"{k} = {value(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
 
 
 def gateway_config(work: Path, gateway_id: str, broker: Mosquitto, links: list[str],
@@ -305,8 +199,8 @@ def serial_to_puback(work: Path, broker: Mosquitto) -> dict:
     gateway_id = "gw-bench-serial"
     buses = Buses(SERIAL_LINKS, SERIAL_STATIONS_PER_LINK, "SER")
     total = SERIAL_LINKS * SERIAL_STATIONS_PER_LINK * SERIAL_READINGS_PER_STATION
-    for station in buses.all_stations():
-        station.sample(SERIAL_READINGS_PER_STATION)
+    for _, station in buses.all_stations():
+        station.take(SERIAL_READINGS_PER_STATION)
     config = gateway_config(work, gateway_id, broker, [link.gateway_path for link in buses.links],
                             SERIAL_STATIONS_PER_LINK,
                             link={"poll_interval_s": 0.05, "reply_timeout_s": 1.0})
@@ -321,7 +215,7 @@ def serial_to_puback(work: Path, broker: Mosquitto) -> dict:
                          "every reading acknowledged by the broker")
         cpu_all = gateway.cpu_s()
         wait_for(lambda: counter.readings >= total, 30, "every reading at the subscriber")
-        outboxes_left = sum(len(s.outbox) for s in buses.all_stations())
+        outboxes_left = sum(len(s.outbox) for _, s in buses.all_stations())
     finally:
         gateway.stop()
         counter.close()
@@ -361,7 +255,7 @@ def backlog_drain(work: Path, broker: Mosquitto) -> dict:
     fill_s = fill_backlog(db)
     store_mb = sum(p.stat().st_size for p in work.glob(f"{gateway_id}.db*")) / 1e6
     link = VirtualSerialLink()  # one station on one link, quiet: the drain is all there is
-    bus = BenchBus(link.station_path, [BenchStation(1, "LIVE-01")])
+    bus = StationBus(link.station_path, PyStation(1, "LIVE-01"))
     config = gateway_config(work, gateway_id, broker, [link.gateway_path], 1)
     counter = ReadingCounter(broker.port, gateway_id)
     gateway = GatewayProcess(config)
@@ -429,7 +323,9 @@ def idle_cpu(work: Path, broker: Mosquitto) -> dict:
         started = time.monotonic()
         i = 0
         while not stop.wait(max(0.0, started + i * step - time.monotonic())):
-            stations[i % len(stations)].sample(1)
+            bus, station = stations[i % len(stations)]
+            with bus.lock:
+                station.take(1)
             i += 1
 
     thread = threading.Thread(target=sampler, name="idle-sampler", daemon=True)
@@ -458,9 +354,12 @@ def idle_cpu(work: Path, broker: Mosquitto) -> dict:
         "idle_measured_s": round(t1 - t0, 1),
         "idle_readings_forwarded": sent1 - sent0,
         "idle_cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
-        # Every poll of a station with nothing new still commits (last_seen, next_seq): SD wear.
+        # SD wear. A poll with nothing new writes nothing (store.py: station facts are batched
+        # once a minute); what is written is the readings, each stored, then marked sent.
         "idle_disk_write_kb_per_min": round(
             (io1["write_bytes"] - io0["write_bytes"]) / 1024 * 60 / (t1 - t0)),
+        "idle_disk_write_kb_per_reading": round(
+            (io1["write_bytes"] - io0["write_bytes"]) / 1024 / max(1, sent1 - sent0), 1),
         "idle_rss_mb": round(memory["VmRSS"] / 1024, 1),
         "target_idle_cpu_percent": 1,
     }

@@ -1,7 +1,7 @@
 """The gateway end to end: stations simulated in CPython on a virtual serial bus, a real
 mosquitto, and a paho subscriber that must receive every reading exactly as the station took it.
 
-The simulated stations speak the contract codec (watershed.contracts.wire) and behave as the
+The simulated stations (watershed_sim.py_station) speak the contract codec and behave as the
 contract asks of firmware: answer POLL, send the oldest unacknowledged readings first, delete a
 reading only when an ACK covers it, resend the rest, answer TIME with RESULT.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -24,111 +23,19 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from watershed.contracts import wire
 from watershed.contracts.channels import channel_name
 from watershed.contracts.mqtt import MessageReading, Topics, decode_readings
-from watershed.contracts.wire import Reading
 from watershed.gateway.config import GatewayConfig
 from watershed.gateway.daemon import Gateway
+from watershed_sim.py_station import PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
 pytestmark = pytest.mark.integration
 
-T0 = 1763676900
 REPO = Path(__file__).resolve().parents[2]
 
 # Readings whose decimal text must survive unchanged: trailing zeros, negatives, integers.
 TEXTS = ["+1.234", "1.50", "-3.7", "1013.25", "0.000", "1500", "-0.001", "12345.6789", None]
-
-
-# --- stations on a bus ----------------------------------------------------------------
-
-
-class SimStation:
-    """One station's state: outbox, sequence numbers, boot count, clock."""
-
-    def __init__(self, addr: int, station_id: str) -> None:
-        self.addr = addr
-        self.station_id = station_id
-        self.next_seq = 1
-        self.boot_count = 1
-        self.just_booted = True  # a station answers its first poll after boot with HELLO
-        self.outbox: dict[int, Reading] = {}
-        self.produced: list[Reading] = []
-        self.clock_ms: int | None = None
-
-    def sample(self, texts: list[str | None], channel: int = 1) -> None:
-        for text in texts:
-            seq, ts = self.next_seq, T0 + 60 * self.next_seq
-            r = (Reading.missing_reading(seq, channel, ts) if text is None
-                 else Reading.from_text(seq, channel, ts, text))
-            self.outbox[seq] = r
-            self.produced.append(r)
-            self.next_seq += 1
-
-    def reboot(self) -> None:
-        self.boot_count += 1
-        self.just_booted = True
-
-    def answer(self, frame: wire.Frame) -> list[wire.Frame]:
-        if isinstance(frame, wire.Poll):
-            replies: list[wire.Frame] = []
-            if frame.want & wire.WANT_DATA:  # the contract's order: DATA, STATUS, HELLO
-                unacked = [self.outbox[s] for s in sorted(self.outbox)]
-                replies.append(wire.readings_per_frame(unacked, self.addr)[0] if unacked
-                               else wire.Data(self.addr, (), self.next_seq, T0))
-            if frame.want & wire.WANT_HELLO or self.just_booted:
-                replies.append(wire.Hello(self.addr, self.station_id, "sim-1", 0, 1,
-                                          self.boot_count, self.next_seq, 0))
-                self.just_booted = False
-            return replies
-        if isinstance(frame, wire.Ack):
-            covered = [s for s in self.outbox if s < frame.cumulative
-                       or any(a <= s < b for a, b in frame.ranges)]
-            for s in covered:
-                del self.outbox[s]
-            return []
-        if isinstance(frame, wire.TimeSync):
-            self.clock_ms = frame.unix_ms
-            return [wire.Result(self.addr, wire.TIME, wire.RESULT_OK)]
-        return []
-
-
-class SimBus:
-    """Stations sharing one serial line (an RS-485 bus), on the station end of a virtual link."""
-
-    def __init__(self, path: str, *stations: SimStation) -> None:
-        self.stations = {s.addr: s for s in stations}
-        self.lock = threading.Lock()  # held while a frame is handled; tests take it to sample
-        self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-        self._decoder = wire.FrameDecoder()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sim-bus", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._fd], [], [], 0.05)
-            if not ready:
-                continue
-            for frame in self._decoder.feed(os.read(self._fd, 4096)):
-                station = (None if isinstance(frame, wire.FrameError)
-                           else self.stations.get(frame.addr))
-                if station is None:
-                    continue
-                with self.lock:
-                    replies = station.answer(frame)
-                if replies:
-                    os.write(self._fd, b"".join(wire.encode_frame(f) for f in replies))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        os.close(self._fd)
-
-    def outbox_empty(self) -> bool:
-        with self.lock:
-            return all(not s.outbox for s in self.stations.values())
 
 
 # --- the consumer ---------------------------------------------------------------------
@@ -213,8 +120,9 @@ def link() -> Iterator[VirtualSerialLink]:
 
 
 @pytest.fixture
-def bus(link: VirtualSerialLink) -> Iterator[SimBus]:
-    b = SimBus(link.station_path, SimStation(SAN, "SAN-01"), SimStation(UNREGISTERED, "UNREG-9"))
+def bus(link: VirtualSerialLink) -> Iterator[StationBus]:
+    b = StationBus(link.station_path, PyStation(SAN, "SAN-01"),
+                   PyStation(UNREGISTERED, "UNREG-9"))
     yield b
     b.close()
 
@@ -264,7 +172,7 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10, what: str =
 REGISTERED_CHANNELS = {"SAN-01": {128: "stage_backup_m"}}
 
 
-def expected(bus: SimBus) -> dict[tuple[str, int], tuple[str, int, int, int, int]]:
+def expected(bus: StationBus) -> dict[tuple[str, int], tuple[str, int, int, int, int]]:
     """What each station produced: (channel, ts, mantissa, exponent, flags) per (station, seq)."""
     with bus.lock:
         return {(s.station_id, r.seq): (channel_name(r.channel,
@@ -278,19 +186,19 @@ def received(subscriber: Subscriber) -> dict[tuple[str, int], tuple[str, int, in
             for station, _, r in subscriber.readings()}
 
 
-def sample(bus: SimBus, addr: int, texts: list[str | None], channel: int = 1) -> None:
+def sample(bus: StationBus, addr: int, texts: list[str | None], channel: int = 1) -> None:
     with bus.lock:
         bus.stations[addr].sample(texts, channel)
 
 
-def all_delivered(bus: SimBus, subscriber: Subscriber) -> Callable[[], bool]:
+def all_delivered(bus: StationBus, subscriber: Subscriber) -> Callable[[], bool]:
     return lambda: set(received(subscriber)) >= set(expected(bus))
 
 
 # --- tests ----------------------------------------------------------------------------
 
 
-def test_every_reading_reaches_the_subscriber_exactly(bus: SimBus, gateway: Gateway,
+def test_every_reading_reaches_the_subscriber_exactly(bus: StationBus, gateway: Gateway,
                                                       subscriber: Subscriber) -> None:
     sample(bus, SAN, TEXTS)
     sample(bus, SAN, ["2.5", "0.75"], channel=128)
@@ -317,7 +225,7 @@ def test_every_reading_reaches_the_subscriber_exactly(bus: SimBus, gateway: Gate
 
 
 @pytest.mark.parametrize("broker", ["private"], indirect=True)
-def test_a_broker_outage_loses_nothing(bus: SimBus, gateway: Gateway, subscriber: Subscriber,
+def test_a_broker_outage_loses_nothing(bus: StationBus, gateway: Gateway, subscriber: Subscriber,
                                        broker) -> None:
     sample(bus, SAN, TEXTS[:4])
     wait_until(all_delivered(bus, subscriber), what="the first readings")
@@ -335,7 +243,7 @@ def test_a_broker_outage_loses_nothing(bus: SimBus, gateway: Gateway, subscriber
 
 
 def test_a_gateway_restart_on_the_same_store_loses_and_repeats_nothing(
-        bus: SimBus, gateway_config: GatewayConfig, subscriber: Subscriber) -> None:
+        bus: StationBus, gateway_config: GatewayConfig, subscriber: Subscriber) -> None:
     first = Gateway(gateway_config)
     first.start()
     sample(bus, SAN, TEXTS[:5])
@@ -358,7 +266,7 @@ def test_a_gateway_restart_on_the_same_store_loses_and_repeats_nothing(
 
 
 def test_the_daemon_process_stops_cleanly_on_sigterm_and_its_will_says_offline(
-        tmp_path: Path, bus: SimBus, link: VirtualSerialLink, broker, gateway_id: str,
+        tmp_path: Path, bus: StationBus, link: VirtualSerialLink, broker, gateway_id: str,
         subscriber: Subscriber) -> None:
     config_file = tmp_path / "gateway.toml"
     d = config_dict(tmp_path, gateway_id, broker.port, link.gateway_path)

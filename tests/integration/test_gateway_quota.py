@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from watershed.contracts import wire
-from watershed.contracts.wire import EVENT, Reading
+from watershed.contracts.wire import EVENT
 from watershed.gateway.config import GatewayConfig
 from watershed.gateway.daemon import Gateway
+from watershed_sim.py_station import PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
 from .test_gateway_end_to_end import (
     SAN,
-    T0,
-    SimBus,
-    SimStation,
     Subscriber,
     config_dict,
     wait_until,
@@ -36,31 +33,6 @@ HOUSEKEEPING, WEATHER, RIVER, FLOOD = 1500, 1500, 7500, 30
 CHANNELS = {32: "battery_v", 16: "rain_mm", 1: "stage_m"}
 
 
-class BacklogStation(SimStation):
-    """A SimStation with a large outbox: it builds its DATA from the oldest readings only."""
-
-    def answer(self, frame: wire.Frame) -> list[wire.Frame]:
-        if isinstance(frame, wire.Poll) and frame.want & wire.WANT_DATA and self.outbox:
-            head = [self.outbox[s] for s in sorted(self.outbox)[:40]]
-            replies: list[wire.Frame] = [wire.readings_per_frame(head, self.addr)[0]]
-            if frame.want & wire.WANT_HELLO or self.just_booted:
-                replies.append(wire.Hello(self.addr, self.station_id, "sim-1", 0, 1,
-                                          self.boot_count, self.next_seq, 0))
-                self.just_booted = False
-            return replies
-        return super().answer(frame)
-
-    def take(self, count: int, channel: int, flags: int = 0) -> range:
-        first = self.next_seq
-        for _ in range(count):
-            seq = self.next_seq
-            r = Reading(seq, channel, T0 + 60 * seq, 1000 + seq % 900, -3, flags)
-            self.outbox[seq] = r
-            self.produced.append(r)
-            self.next_seq += 1
-        return range(first, self.next_seq)
-
-
 @pytest.fixture
 def link() -> Iterator[VirtualSerialLink]:
     with VirtualSerialLink() as vl:
@@ -74,13 +46,13 @@ def test_a_full_store_sheds_by_priority_and_the_ledger_in_health_is_exact(
     subscriber = Subscriber(broker.port, gateway_id)  # persistent session, kept while down
     broker.stop()  # the uplink is down the whole time the store fills
 
-    station = BacklogStation(SAN, "SAN-01")
+    station = PyStation(SAN, "SAN-01")
     housekeeping = station.take(HOUSEKEEPING, 32)
     weather = station.take(WEATHER, 16)
     river = station.take(RIVER, 1)
     flood = station.take(FLOOD, 1, EVENT)
     produced = station.next_seq - 1
-    bus = SimBus(link.station_path, station)
+    bus = StationBus(link.station_path, station)
 
     d = config_dict(tmp_path, gateway_id, broker.port, link.gateway_path)
     d["link"][0]["stations"] = [SAN]

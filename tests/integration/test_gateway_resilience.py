@@ -23,14 +23,12 @@ from watershed.contracts.mqtt import MessageReading, Topics
 from watershed.gateway.config import GatewayConfig
 from watershed.gateway.daemon import EXIT_CONFIG, Gateway
 from watershed.gateway.store import Store
+from watershed_sim.py_station import T0, PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
 from .test_gateway_end_to_end import (
     REPO,
     SAN,
-    T0,
-    SimBus,
-    SimStation,
     Subscriber,
     _toml,
     config_dict,
@@ -41,57 +39,6 @@ from .test_gateway_end_to_end import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-class FieldStation(SimStation):
-    """A SimStation that also answers STATUS, backfill POLLs, CONFIG and COMMAND, with a clock
-    that may be skewed and flash that may have wrapped (``oldest_seq``)."""
-
-    def __init__(self, addr: int, station_id: str, clock_skew_s: int = 0) -> None:
-        super().__init__(addr, station_id)
-        self.clock_skew_s = clock_skew_s
-        self.oldest_seq = 1
-        self.configs: list[bytes] = []
-        self.commands: list[int] = []
-        self._config_parts = bytearray()
-
-    def clock(self) -> int:
-        if self.clock_ms is not None:
-            return self.clock_ms // 1000
-        return int(time.time()) + self.clock_skew_s
-
-    def answer(self, frame: wire.Frame) -> list[wire.Frame]:
-        if isinstance(frame, wire.Poll):
-            replies: list[wire.Frame] = []
-            if frame.backfill is not None:
-                first, end = frame.backfill
-                held = [r for r in self.produced if first <= r.seq < end
-                        and r.seq >= self.oldest_seq]
-                replies.append(wire.readings_per_frame(held, self.addr)[0] if held
-                               else wire.Data(self.addr, (), self.next_seq, self.clock()))
-                return replies
-            replies = super().answer(wire.Poll(frame.addr, frame.want & ~wire.WANT_STATUS))
-            if frame.want & wire.WANT_STATUS:
-                replies.append(wire.Status(self.addr, 60, self.clock(), 1, 12700,
-                                           len(self.outbox), self.oldest_seq, self.next_seq,
-                                           0, 0, 0, 30000))
-            return replies
-        if isinstance(frame, wire.ConfigChunk):
-            if frame.offset == 0:
-                self._config_parts = bytearray()
-            self._config_parts += frame.chunk
-            if len(self._config_parts) == frame.total_len:
-                self.configs.append(bytes(self._config_parts))
-                ok = wire.config_hash(bytes(self._config_parts)) == frame.config_hash
-                return [wire.Result(self.addr, wire.CONFIG,
-                                    wire.RESULT_OK if ok else wire.RESULT_BAD_REQUEST)]
-            return []
-        if isinstance(frame, wire.Command):
-            self.commands.append(frame.code)
-            if frame.code == wire.CMD_REBOOT:
-                self.reboot()
-            return [wire.Result(self.addr, wire.COMMAND, wire.RESULT_OK, "rebooting")]
-        return super().answer(frame)
 
 
 @pytest.fixture
@@ -106,13 +53,13 @@ def link() -> Iterator[VirtualSerialLink]:
 
 
 @pytest.fixture
-def station() -> FieldStation:
-    return FieldStation(SAN, "SAN-01")
+def station() -> PyStation:
+    return PyStation(SAN, "SAN-01")
 
 
 @pytest.fixture
-def bus(link: VirtualSerialLink, station: FieldStation) -> Iterator[SimBus]:
-    b = SimBus(link.station_path, station)
+def bus(link: VirtualSerialLink, station: PyStation) -> Iterator[StationBus]:
+    b = StationBus(link.station_path, station)
     yield b
     b.close()
 
@@ -159,7 +106,7 @@ class Watcher:
 
 def test_a_long_outage_drains_the_backlog_with_live_readings_first(
         tmp_path: Path, mosquitto_factory, gateway_id: str, link: VirtualSerialLink,
-        bus: SimBus) -> None:
+        bus: StationBus) -> None:
     broker = mosquitto_factory()
     d = make_config(tmp_path, gateway_id, broker.port, link.gateway_path)
     d["mqtt"].update(max_readings_per_message=20, backlog_readings_per_message=200,
@@ -194,7 +141,7 @@ def test_a_long_outage_drains_the_backlog_with_live_readings_first(
 
 
 def test_the_gateway_process_killed_again_and_again_loses_and_mangles_nothing(
-        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: SimBus
+        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: StationBus
         ) -> None:
     config_file = tmp_path / "gateway.toml"
     config_file.write_text(_toml(make_config(tmp_path, gateway_id, mosquitto.port,
@@ -240,8 +187,8 @@ def test_an_unplugged_port_is_reopened_when_it_comes_back(
     by_id = tmp_path / "usb-FTDI-if00"
     first = VirtualSerialLink()
     by_id.symlink_to(first.gateway_path)
-    station = FieldStation(SAN, "SAN-01")
-    bus = SimBus(first.station_path, station)
+    station = PyStation(SAN, "SAN-01")
+    bus = StationBus(first.station_path, station)
     subscriber = Subscriber(mosquitto.port, gateway_id)
     d = make_config(tmp_path, gateway_id, mosquitto.port, str(by_id))
     gateway = Gateway(GatewayConfig.from_dict(d))
@@ -258,7 +205,7 @@ def test_an_unplugged_port_is_reopened_when_it_comes_back(
         second = VirtualSerialLink()
         by_id.unlink()
         by_id.symlink_to(second.gateway_path)
-        bus = SimBus(second.station_path, station)
+        bus = StationBus(second.station_path, station)
         sample(bus, SAN, ["1.4"])
         wait_until(lambda: len(received(subscriber)) == 5, timeout_s=30,
                    what="readings after the replug")
@@ -273,8 +220,8 @@ def test_an_unplugged_port_is_reopened_when_it_comes_back(
 
 
 def test_a_station_rebooting_mid_transfer_loses_nothing(
-        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: SimBus,
-        station: FieldStation) -> None:
+        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: StationBus,
+        station: PyStation) -> None:
     subscriber = Subscriber(mosquitto.port, gateway_id)
     gateway = Gateway(GatewayConfig.from_dict(make_config(tmp_path, gateway_id, mosquitto.port,
                                                           link.gateway_path)))
@@ -295,8 +242,8 @@ def test_a_station_rebooting_mid_transfer_loses_nothing(
 
 
 def test_holes_are_backfilled_and_readings_gone_from_the_station_are_in_the_ledger(
-        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: SimBus,
-        station: FieldStation) -> None:
+        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: StationBus,
+        station: PyStation) -> None:
     d = make_config(tmp_path, gateway_id, mosquitto.port, link.gateway_path)
     d["link"][0].update(status_interval_s=0.3, backfill_interval_s=0.2)
     watcher = Watcher(mosquitto.port, gateway_id)
@@ -328,8 +275,8 @@ def _poke(gateway: Gateway) -> bool:
 
 def test_a_skewed_station_clock_is_reported_and_set(
         tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink) -> None:
-    station = FieldStation(SAN, "SAN-01", clock_skew_s=-7200)
-    bus = SimBus(link.station_path, station)
+    station = PyStation(SAN, "SAN-01", clock_skew_s=-7200)
+    bus = StationBus(link.station_path, station)
     d = make_config(tmp_path, gateway_id, mosquitto.port, link.gateway_path)
     d["link"][0]["status_interval_s"] = 0.2
     gateway = Gateway(GatewayConfig.from_dict(d))
@@ -354,8 +301,8 @@ def test_a_skewed_station_clock_is_reported_and_set(
 
 
 def test_alerts_health_and_remote_operations(
-        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: SimBus,
-        station: FieldStation) -> None:
+        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: StationBus,
+        station: PyStation) -> None:
     d = make_config(tmp_path, gateway_id, mosquitto.port, link.gateway_path,
                     health_interval_s=0.5)
     d["station"][0]["alert"] = [{"channel": "stage_m", "above": 3.5}]
@@ -408,7 +355,7 @@ def test_alerts_health_and_remote_operations(
 
 
 def test_a_malformed_config_is_refused_naming_the_key_and_a_bad_reload_is_survived(
-        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: SimBus
+        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: StationBus
         ) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO / "gateway"), str(REPO / "hardware"), str(REPO)])}

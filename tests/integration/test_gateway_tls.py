@@ -15,12 +15,11 @@ import pytest
 from watershed.devservers import free_port
 from watershed.gateway.config import GatewayConfig
 from watershed.gateway.daemon import Gateway
+from watershed_sim.py_station import PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
 from .test_gateway_end_to_end import (
     SAN,
-    SimBus,
-    SimStation,
     Subscriber,
     config_dict,
     expected,
@@ -105,7 +104,7 @@ def tls_config(tmp_path: Path, gateway_id: str, port: int, serial: str, ca: Path
 def test_readings_go_over_tls_with_a_client_certificate(
         tmp_path: Path, tls_broker, pki: dict[str, Path], link: VirtualSerialLink) -> None:
     gateway_id = f"gw-{uuid.uuid4().hex[:8]}"
-    bus = SimBus(link.station_path, SimStation(SAN, "SAN-01"))
+    bus = StationBus(link.station_path, PyStation(SAN, "SAN-01"))
     subscriber = Subscriber(tls_broker.port, gateway_id)  # on the plain listener
     gateway = Gateway(tls_config(tmp_path, gateway_id, tls_broker.tls_port, link.gateway_path,
                                  pki["ca"], pki))
@@ -126,7 +125,7 @@ def test_readings_go_over_tls_with_a_client_certificate(
 def test_a_broker_whose_certificate_is_not_trusted_gets_nothing(
         tmp_path: Path, tls_broker, pki: dict[str, Path], link: VirtualSerialLink) -> None:
     gateway_id = f"gw-{uuid.uuid4().hex[:8]}"
-    bus = SimBus(link.station_path, SimStation(SAN, "SAN-01"))
+    bus = StationBus(link.station_path, PyStation(SAN, "SAN-01"))
     subscriber = Subscriber(tls_broker.port, gateway_id)
     gateway = Gateway(tls_config(tmp_path, gateway_id, tls_broker.tls_port, link.gateway_path,
                                  pki["other_ca"], pki))

@@ -317,3 +317,16 @@ def test_unanswered_time_is_sent_again_after_the_next_reply(store: Store) -> Non
     poller.poll(framed(port, stats), ADDR)
     assert len(port.sent(wire.TimeSync)) == 2
     assert stats["time_sync_unanswered"] == 1
+
+
+def test_idle_polls_do_not_write_to_the_store(store: Store) -> None:
+    poller, stats = make_poller(store)
+    idle = [wire.Data(ADDR, (), next_seq=44, base_time=T0)]
+    port = ScriptedPort(station({HELLO_DATA: [hello(), *idle], wire.WANT_DATA: idle}))
+    poller.poll(framed(port, stats), ADDR)
+    wal = Path(store.path + "-wal")
+    before = store._db.total_changes, wal.stat().st_size, wal.stat().st_mtime_ns
+    for _ in range(20):
+        assert poller.poll(framed(port, stats), ADDR) is False
+    assert (store._db.total_changes, wal.stat().st_size, wal.stat().st_mtime_ns) == before
+    assert stats["polls"] == 21 and stats["timeouts"] == 0

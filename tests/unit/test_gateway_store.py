@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watershed.contracts.mqtt import MessageReading
-from watershed.contracts.wire import Hello
+from watershed.contracts.wire import Hello, Status
 from watershed.gateway.store import AckRanges, Store, StoreError
 
 T0 = 1763676900
@@ -194,3 +194,58 @@ def test_a_store_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
     sqlite3.connect(path).execute("PRAGMA user_version = 99")
     with pytest.raises(StoreError, match="schema version 99"):
         Store(path)
+
+
+# --- station facts: an idle gateway does not write ------------------------------------
+
+
+def store_writes(store: Store) -> tuple[int, int, int]:
+    """Rows this connection changed, and the sizes of the database file and its WAL."""
+    wal = Path(store.path + "-wal")
+    return (store._db.total_changes, Path(store.path).stat().st_size,
+            wal.stat().st_size if wal.exists() else 0)
+
+
+def test_polls_with_nothing_new_are_kept_in_memory_not_written(tmp_path: Path) -> None:
+    now = [T0 + 0.0]
+    with Store(tmp_path / "gw.db", clock=lambda: now[0]) as store:
+
+        def status() -> Status:
+            return Status(3, 100, int(now[0]) - 2, 1, 12600, 0, 41, 41, 0, 0, 0, 20000)
+
+        store.record_hello(Hello(3, "SAN-01", "1.0.0", 1, 1, 7, 41, T0))
+        store.record_status("SAN-01", status())
+        before = store_writes(store)
+        for _ in range(50):
+            now[0] += 5
+            store.record_next_seq("SAN-01", 41)
+            store.record_status("SAN-01", status())
+        assert store_writes(store) == before
+        info = store.station("SAN-01")  # health still sees the latest, from memory
+        assert info is not None
+        assert (info.last_seen, info.clock_offset_s, info.battery_mv) == (T0 + 250, -2.0, 12600)
+        assert store.stations() == [info]
+    with Store(tmp_path / "gw.db") as reopened:  # closing wrote them
+        assert reopened.station("SAN-01") == info
+
+
+def test_what_matters_is_written_at_once(tmp_path: Path) -> None:
+    with Store(tmp_path / "gw.db") as store:
+        store.record_hello(Hello(3, "SAN-01", "1.0.0", 1, 1, 7, 41, T0))
+        before = store_writes(store)[0]
+        store.record_next_seq("SAN-01", 45)  # a new next_seq bounds the holes to ask for
+        assert store_writes(store)[0] > before
+        before = store_writes(store)[0]
+        store.record_status("SAN-01", Status(3, 100, T0, 1, 12600, 0, 41, 45, 3, 0, 0, 20000))
+        assert store_writes(store)[0] > before  # the station lost readings: never hidden
+        written = sqlite3.connect(store.path).execute(
+            "SELECT known_next_seq, lost_overwritten FROM stations").fetchall()
+        assert written == [(45, 3)]
+
+
+def test_station_facts_are_written_in_batches(tmp_path: Path) -> None:
+    with Store(tmp_path / "gw.db", facts_interval_s=0) as store:
+        store.record_hello(Hello(3, "SAN-01", "1.0.0", 1, 1, 7, 41, T0))
+        before = store_writes(store)[0]
+        store.record_next_seq("SAN-01", 41)
+        assert store_writes(store)[0] > before  # the batch is due: written

@@ -227,7 +227,3 @@ def _reload(gateway: Gateway, config_path: str | Path, notifier: SystemdNotifier
     notifier.notify("READY=1", f"STATUS=gateway {config.id} running (reloaded)")
     log.info("configuration reloaded")
     return fresh
-
-
-def _configure_logging() -> None:
-    logs.configure()

@@ -278,16 +278,15 @@ class Poller:
         port.send(wire.TimeSync(addr, int(self._clock() * 1000)))
         self._stats["time_syncs"] += 1
         # Wait for the RESULT: on a shared bus nobody else may be polled while it is talking.
-        frames, _ = port.collect(addr, {wire.RESULT}, self._reply_timeout_s)
-        results = [f for f in frames if isinstance(f, wire.Result) and f.ref_type == wire.TIME]
-        if not results:
+        result = self._result(port, addr, wire.TIME)
+        if result is None:
             self._stats["time_sync_unanswered"] += 1  # tried again after the next good reply
             log.debug("address %d: no RESULT to TIME", addr)
             return
         session.needs_time = False
-        if results[0].status != wire.RESULT_OK:
+        if result.status != wire.RESULT_OK:
             log.warning("station %s refused TIME (status %d: %s)", session.station_id,
-                        results[0].status, results[0].detail)
+                        result.status, result.detail)
 
     # --- DATA -------------------------------------------------------------------------
 

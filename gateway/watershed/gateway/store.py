@@ -9,7 +9,13 @@ Tables
   when the broker acknowledged the message carrying it.
 - ``received_runs``: per station, the contiguous runs of seqs stored, ``[first_seq, end_seq)``.
   ACKs are computed from it; it stays small (one row per hole + 1) however many readings arrive.
-- ``stations``: what each station last said in its HELLO, and its ACK floor.
+- ``stations``: what each station last said in its HELLO, and its ACK floor. The facts that
+  change at every poll but matter for no reading (last seen, battery, clock offset, outbox
+  depth) are kept in memory and written at most every ``facts_interval_s``, all stations in one
+  transaction: an idle gateway polling every few seconds must not wear out its SD card. A fact
+  that matters is written at once: a higher ``next_seq`` (it bounds the holes to ask for), a
+  HELLO, a change in the station's own loss totals. A power cut loses at most one interval of
+  the others, which the next poll or STATUS says again.
 - ``conflicts``: a reading whose (station, seq) was already stored with different content: a
   station that reused sequence numbers. Kept, never forwarded silently as a duplicate.
 - ``counters``: totals that must survive restarts, and ``stored_bytes``, the store's own
@@ -39,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -56,6 +62,7 @@ ROW_OVERHEAD_BYTES = 100  # per stored reading, beyond its text (measured: ~85 w
 STORE_BASE_BYTES = 128 * 1024  # the file's own pages (schema, empty tables): ~56 KB, doubled
 SHED_SLACK = 0.02  # shed this fraction of the quota more than needed: shed in chunks, not per add
 DEFAULT_PROTECTED_EVENTS = 50_000  # newest flood-event readings never shed (~8 MB)
+FACTS_INTERVAL_S = 60.0  # station facts that matter for no reading are written this often
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -217,6 +224,9 @@ class StationInfo:
 
 
 _STATION_COLUMNS = ", ".join(StationInfo.__dataclass_fields__)
+# Station facts a power cut may lose (the next poll says them again): written in batches.
+_VOLATILE_FACTS = frozenset({"last_seen", "battery_mv", "outbox_depth", "oldest_seq",
+                             "sensor_errors", "clock_offset_s", "status_at"})
 GONE_FROM_STATION = "gone_from_station"  # a hole below the station's oldest_seq
 SHED_REASONS = {p: f"shed_{name}" for p, name in priorities.NAMES.items()}
 _SHED_BATCH = 2000
@@ -227,11 +237,15 @@ class Store:
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, *,
                  quota_bytes: int | None = None,
-                 protected_events: int = DEFAULT_PROTECTED_EVENTS) -> None:
+                 protected_events: int = DEFAULT_PROTECTED_EVENTS,
+                 facts_interval_s: float = FACTS_INTERVAL_S) -> None:
         self.path = str(path)
         self._clock = clock
         self.quota_bytes = quota_bytes
         self.protected_events = protected_events
+        self._facts_interval_s = facts_interval_s
+        self._facts_due = time.monotonic() + facts_interval_s
+        self._pending: dict[str, dict[str, Any]] = {}  # station facts not written yet
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
@@ -246,7 +260,10 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            try:
+                self._write_facts()
+            finally:
+                self._db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -294,14 +311,19 @@ class Store:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, self._locked_transaction() as db:
+            yield db
+
+    @contextmanager
+    def _locked_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A transaction for a caller that holds the lock."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # --- readings in ------------------------------------------------------------------
 
@@ -335,6 +357,7 @@ class Store:
                                 r.channel, r.ts)
             db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
             db.execute("UPDATE stations SET last_seen = ? WHERE station = ?", (now, station))
+            self._pending.get(station, {}).pop("last_seen", None)  # older than this one
             shed = 0
             if new_seqs:
                 # The first readings this store takes from a station set its ACK floor.
@@ -636,42 +659,63 @@ class Store:
     # --- stations ---------------------------------------------------------------------
 
     def record_hello(self, hello: Hello) -> StationInfo | None:
-        """Remember what a station said in its HELLO; returns what it said before, if anything."""
+        """Remember what a station said in its HELLO (at once); returns what it said before,
+        if anything."""
         now = self._clock()
-        with self._transaction() as db:
-            previous = self._station_info(db, hello.station_id)
-            db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (hello.station_id,))
-            db.execute(
-                "UPDATE stations SET address = ?, firmware = ?, config_hash = ?, reset_cause = ?,"
-                " boot_count = ?, next_seq = ?, station_clock = ?, hello_at = ?, last_seen = ?,"
-                " known_next_seq = MAX(COALESCE(known_next_seq, 0), ?) WHERE station = ?",
-                (hello.addr, hello.firmware, hello.config_hash, hello.reset_cause,
-                 hello.boot_count, hello.next_seq, hello.clock, now, now, hello.next_seq,
-                 hello.station_id))
+        with self._lock:
+            previous = self._station_info(self._db, hello.station_id)
+            self._record(hello.station_id, durable=True, address=hello.addr,
+                         firmware=hello.firmware, config_hash=hello.config_hash,
+                         reset_cause=hello.reset_cause, boot_count=hello.boot_count,
+                         next_seq=hello.next_seq, station_clock=hello.clock, hello_at=now,
+                         last_seen=now, known_next_seq=hello.next_seq)
         return previous
 
     def record_next_seq(self, station: str, next_seq: int) -> None:
-        """The station said it has nothing to send and will number its next reading so."""
-        with self._transaction() as db:
-            db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
-            db.execute("UPDATE stations SET last_seen = ?, known_next_seq ="
-                       " MAX(COALESCE(known_next_seq, 0), ?) WHERE station = ?",
-                       (self._clock(), next_seq, station))
+        """The station said it has nothing to send and will number its next reading so.
+        Written at once only if that is news; otherwise it is a poll like the last one."""
+        with self._lock:
+            self._record(station, last_seen=self._clock(), known_next_seq=next_seq)
 
     def record_status(self, station: str, status: Status) -> None:
         """What a station's STATUS said; its clock offset is taken against this machine's."""
         now = self._clock()
-        offset = status.clock - now if status.clock else None
-        with self._transaction() as db:
-            db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
-            db.execute(
-                "UPDATE stations SET last_seen = ?, battery_mv = ?, outbox_depth = ?,"
-                " oldest_seq = ?, lost_overwritten = ?, lost_corrupt = ?, sensor_errors = ?,"
-                " clock_offset_s = ?, status_at = ?,"
-                " known_next_seq = MAX(COALESCE(known_next_seq, 0), ?) WHERE station = ?",
-                (now, status.battery_mv, status.outbox_depth, status.oldest_seq,
-                 status.lost_overwritten, status.lost_corrupt, status.sensor_errors, offset, now,
-                 status.next_seq, station))
+        with self._lock:
+            self._record(station, last_seen=now, battery_mv=status.battery_mv,
+                         outbox_depth=status.outbox_depth, oldest_seq=status.oldest_seq,
+                         lost_overwritten=status.lost_overwritten,
+                         lost_corrupt=status.lost_corrupt, sensor_errors=status.sensor_errors,
+                         clock_offset_s=status.clock - now if status.clock else None,
+                         status_at=now, known_next_seq=status.next_seq)
+
+    def _record(self, station: str, *, durable: bool = False, **facts: Any) -> None:
+        """Note facts (``stations`` columns) of a station; with the lock held. They are written
+        at once if ``durable`` or if they change anything but the volatile facts (a higher
+        ``known_next_seq``, the station's loss totals), else with the next batch."""
+        self._pending.setdefault(station, {}).update(facts)
+        if not durable:
+            stored = self._station_row(self._db, station)
+            durable = stored is None or any(
+                (value or 0) > (getattr(stored, name) or 0) if name == "known_next_seq"
+                else value != getattr(stored, name)
+                for name, value in facts.items() if name not in _VOLATILE_FACTS)
+        if durable or time.monotonic() >= self._facts_due:
+            self._write_facts()
+
+    def _write_facts(self) -> None:
+        """Write every station's pending facts in one transaction; with the lock held."""
+        self._facts_due = time.monotonic() + self._facts_interval_s
+        if not self._pending:
+            return
+        with self._locked_transaction() as db:
+            for station, facts in self._pending.items():
+                db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
+                columns = ", ".join(
+                    f"{name} = MAX(COALESCE({name}, 0), ?)" if name == "known_next_seq"
+                    else f"{name} = ?" for name in facts)
+                db.execute(f"UPDATE stations SET {columns} WHERE station = ?",
+                           (*facts.values(), station))
+        self._pending.clear()
 
     def station(self, station: str) -> StationInfo | None:
         """What the station said in its last HELLO, or None if it never said HELLO here."""
@@ -679,17 +723,32 @@ class Store:
             return self._station_info(self._db, station)
 
     def stations(self) -> list[StationInfo]:
-        """Every station this store has heard of, HELLO or not, by id."""
+        """Every station this store has heard of, HELLO or not, by id, with the latest facts."""
         with self._lock:
             rows = self._db.execute(f"SELECT {_STATION_COLUMNS} FROM stations ORDER BY station"
                                     ).fetchall()
-        return [StationInfo(*row) for row in rows]
+            return [self._latest(StationInfo(*row)) for row in rows]
+
+    def _station_info(self, db: sqlite3.Connection, station: str) -> StationInfo | None:
+        info = self._station_row(db, station)
+        return None if info is None or info.hello_at is None else self._latest(info)
 
     @staticmethod
-    def _station_info(db: sqlite3.Connection, station: str) -> StationInfo | None:
-        row = db.execute(f"SELECT {_STATION_COLUMNS} FROM stations WHERE station = ? AND"
-                         " hello_at IS NOT NULL", (station,)).fetchone()
+    def _station_row(db: sqlite3.Connection, station: str) -> StationInfo | None:
+        """The station as written in the store (without facts not written yet)."""
+        row = db.execute(f"SELECT {_STATION_COLUMNS} FROM stations WHERE station = ?",
+                         (station,)).fetchone()
         return None if row is None else StationInfo(*row)
+
+    def _latest(self, info: StationInfo) -> StationInfo:
+        """``info`` with the station's facts not written yet."""
+        pending = self._pending.get(info.station)
+        if not pending:
+            return info
+        if "known_next_seq" in pending:
+            pending = {**pending, "known_next_seq": max(pending["known_next_seq"] or 0,
+                                                        info.known_next_seq or 0)}
+        return replace(info, **pending)
 
     # --- alerts -----------------------------------------------------------------------
 
@@ -743,7 +802,3 @@ class Store:
                                    " LIMIT 1").fetchone()
         return None if row is None else float(row[0])
 
-
-def _runs_of(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Kept for callers of the first version; see runs.runs_of."""
-    return runs_of(seqs)

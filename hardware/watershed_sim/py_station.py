@@ -1,0 +1,185 @@
+"""Stations simulated in CPython with the contract codec, for gateway tests and benchmarks.
+
+A ``PyStation`` behaves as the contract asks of firmware (contracts 1.3-1.5): it answers POLL
+with HELLO (also first after every boot), DATA from its oldest unacknowledged readings and
+STATUS; deletes a reading from its outbox only when an ACK covers it and sends the rest again;
+answers a backfill POLL from the readings its flash still holds (``oldest_seq`` and above);
+answers TIME, CONFIG (after the last chunk) and COMMAND with RESULT. Cheap enough that the
+station side never limits a gateway under test: a DATA frame is built from the outbox's head.
+
+A ``StationBus`` puts stations on the station end of one virtual serial link (an RS-485 bus):
+a thread hands each frame to the station at its address and writes the replies. Its ``lock``
+is held while a frame is handled; take it to change a station while the bus runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import select
+import threading
+import time
+from collections.abc import Iterable
+
+from watershed.contracts import wire
+from watershed.contracts.wire import Reading
+
+T0 = 1763676900  # a station's reading ``seq`` is stamped T0 + 60 * seq
+FIRST_FIT = 40  # readings first tried in one DATA frame; shrinks to what fits
+
+
+class PyStation:
+    """One station's state: outbox, sequence numbers, boot count, clock; see the module."""
+
+    def __init__(self, addr: int, station_id: str, clock_skew_s: int = 0) -> None:
+        self.addr = addr
+        self.station_id = station_id
+        self.next_seq = 1
+        self.boot_count = 1
+        self.just_booted = True  # a station answers its first poll after boot with HELLO
+        self.outbox: dict[int, Reading] = {}  # unacknowledged, ascending (seqs only grow)
+        self.produced: list[Reading] = []  # every reading taken, acknowledged or not
+        self.oldest_seq = 1  # the flash holds produced readings from this seq on
+        self.clock_ms: int | None = None  # as the last TIME set it
+        self.clock_skew_s = clock_skew_s  # of the clock before any TIME
+        self.configs: list[bytes] = []  # complete configs received
+        self.commands: list[int] = []  # command codes received
+        self._config_parts = bytearray()
+        self._fit = FIRST_FIT
+
+    # --- taking readings --------------------------------------------------------------
+
+    def _keep(self, reading: Reading) -> None:
+        self.outbox[reading.seq] = reading
+        self.produced.append(reading)
+        self.next_seq += 1
+
+    def sample(self, texts: list[str | None], channel: int = 1) -> None:
+        """One reading per decimal text (None: a missing value)."""
+        for text in texts:
+            seq, ts = self.next_seq, T0 + 60 * self.next_seq
+            self._keep(Reading.missing_reading(seq, channel, ts) if text is None
+                       else Reading.from_text(seq, channel, ts, text))
+
+    def take(self, count: int, channel: int = 1, flags: int = 0) -> range:
+        """``count`` readings of ``channel``; returns their seqs."""
+        first = self.next_seq
+        for _ in range(count):
+            seq = self.next_seq
+            self._keep(Reading(seq, channel, T0 + 60 * seq, 1000 + seq % 900, -3, flags))
+        return range(first, self.next_seq)
+
+    def reboot(self) -> None:
+        self.boot_count += 1
+        self.just_booted = True
+
+    def clock(self) -> int:
+        if self.clock_ms is not None:
+            return self.clock_ms // 1000
+        return int(time.time()) + self.clock_skew_s
+
+    # --- the protocol -----------------------------------------------------------------
+
+    def answer(self, frame: wire.Frame) -> list[wire.Frame]:
+        if isinstance(frame, wire.Poll):
+            return self._answer_poll(frame)
+        if isinstance(frame, wire.Ack):
+            for seq in list(itertools.takewhile(lambda s: s < frame.cumulative, self.outbox)):
+                del self.outbox[seq]
+            for first, end in frame.ranges:
+                for seq in range(first, min(end, self.next_seq)):
+                    self.outbox.pop(seq, None)
+            return []
+        if isinstance(frame, wire.TimeSync):
+            self.clock_ms = frame.unix_ms
+            return [wire.Result(self.addr, wire.TIME, wire.RESULT_OK)]
+        if isinstance(frame, wire.ConfigChunk):
+            return self._config(frame)
+        if isinstance(frame, wire.Command):
+            self.commands.append(frame.code)
+            if frame.code == wire.CMD_REBOOT:
+                self.reboot()
+            return [wire.Result(self.addr, wire.COMMAND, wire.RESULT_OK, "rebooting")]
+        return []
+
+    def _answer_poll(self, poll: wire.Poll) -> list[wire.Frame]:
+        if poll.backfill is not None:
+            first, end = poll.backfill
+            return [self._data(r for r in self.produced
+                               if first <= r.seq < end and r.seq >= self.oldest_seq)]
+        replies: list[wire.Frame] = []
+        if poll.want & wire.WANT_HELLO or self.just_booted:
+            replies.append(wire.Hello(self.addr, self.station_id, "py-1", 0, 1, self.boot_count,
+                                      self.next_seq, self.clock()))
+            self.just_booted = False
+        if poll.want & wire.WANT_DATA:
+            replies.append(self._data(self.outbox.values()))
+        if poll.want & wire.WANT_STATUS:
+            replies.append(wire.Status(self.addr, 60, self.clock(), 1, 12700, len(self.outbox),
+                                       self.oldest_seq, self.next_seq, 0, 0, 0, 30000))
+        return replies
+
+    def _data(self, readings: Iterable[Reading]) -> wire.Data:
+        """The first of ``readings`` (ascending) that fit one DATA frame; none: next_seq."""
+        head = tuple(itertools.islice(readings, self._fit))
+        if not head:
+            return wire.Data(self.addr, (), self.next_seq, self.clock())
+        while True:
+            frame = wire.Data(self.addr, head)
+            try:
+                wire.encode_body(frame)
+                return frame
+            except ValueError:
+                head = head[:-1]
+                self._fit = len(head)
+
+    def _config(self, chunk: wire.ConfigChunk) -> list[wire.Frame]:
+        if chunk.offset == 0:
+            self._config_parts = bytearray()
+        self._config_parts += chunk.chunk
+        if len(self._config_parts) < chunk.total_len:
+            return []
+        blob = bytes(self._config_parts)
+        self.configs.append(blob)
+        ok = wire.config_hash(blob) == chunk.config_hash
+        return [wire.Result(self.addr, wire.CONFIG,
+                            wire.RESULT_OK if ok else wire.RESULT_BAD_REQUEST)]
+
+
+class StationBus:
+    """Stations sharing the station end of one serial link; see the module docstring."""
+
+    def __init__(self, path: str, *stations: PyStation) -> None:
+        self.stations = {s.addr: s for s in stations}
+        self.lock = threading.Lock()
+        self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        self._decoder = wire.FrameDecoder()
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = threading.Thread(target=self._run, name="station-bus", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            ready, _, _ = select.select([self._fd, self._stop_r], [], [])
+            if self._stop_r in ready:
+                return
+            for frame in self._decoder.feed(os.read(self._fd, 4096)):
+                if isinstance(frame, wire.FrameError):
+                    continue
+                station = self.stations.get(frame.addr)
+                if station is None:
+                    continue
+                with self.lock:
+                    replies = station.answer(frame)
+                if replies:
+                    os.write(self._fd, b"".join(wire.encode_frame(f) for f in replies))
+
+    def outbox_empty(self) -> bool:
+        with self.lock:
+            return all(not s.outbox for s in self.stations.values())
+
+    def close(self) -> None:
+        os.write(self._stop_w, b"x")
+        self._thread.join(5)
+        for fd in (self._fd, self._stop_r, self._stop_w):
+            os.close(fd)
