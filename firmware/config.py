@@ -1,7 +1,8 @@
 """Station config on flash: load and validate at boot, canonical bytes and hash, atomic apply.
 
 Imported when needed (boot, a CONFIG frame, the console's ``set``) and dropped afterwards, so
-its code does not stay in RAM while the station samples.
+its code does not stay in RAM while the station samples. Building the station on a loaded
+config is startup.py's work.
 
 - ``load(path)``: the config at ``path``, or the last good one (``path + ".bak"``) when it is
   missing, not JSON or lacks what the station cannot run without. Every defect is printed as
@@ -10,8 +11,8 @@ its code does not stay in RAM while the station samples.
   (``json.dumps(cfg, sort_keys=True, separators=(",", ":"))``); ``config_hash`` (HELLO) is its
   CRC-32.
 - ``apply(path, tmp_path, config_hash)``: a new config already written whole to ``tmp_path``
-  (CONFIG chunks or ``set``) replaces ``path`` only if its CRC-32 equals ``config_hash`` and it
-  validates: the old one becomes ``path + ".bak"`` and the new one is renamed in place (the
+  (CONFIG chunks or ``set``) replaces ``path`` only if its CRC-32 equals ``config_hash``, it
+  validates and it is in the canonical form: the old one becomes ``path + ".bak"`` and the new one is renamed in place (the
   commit). Until then the old config stays in force.
 """
 
@@ -166,6 +167,10 @@ def apply(path, tmp, config_hash):
     bad, _ = check(cfg)
     if bad:
         return "config: %s: %s" % bad[0]
+    # The hash in HELLO is that of the canonical form: other bytes (MicroPython's json also
+    # takes a document cut short) would announce a hash the gateway never pushed.
+    if hash_of(cfg) != config_hash:
+        return "config not in canonical form"
     try:
         os.rename(path, path + ".bak")
     except OSError:
@@ -209,3 +214,4 @@ def chunk(st, config_hash, total, offset, data):
     else:
         st.result(wire.CONFIG, wire.RESULT_OK)
         st.reload = True
+

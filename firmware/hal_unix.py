@@ -11,7 +11,8 @@ What cannot exist on a PC sits here, at the lowest level, and nowhere above it:
   Linux UART delivers for a break without PARMRK; SDI-12 data is printable ASCII) and a byte with
   bit 7 set is one received with a **parity error** (a real 7E1 UART flags those). The
   simulator on the other end (watershed_sim.devices.sdi12) speaks the same convention;
-- I2C is a register image per device, ``<io_dir>/i2c<bus>_<addr>.bin`` (up to 256 bytes, the
+- I2C (hal_unix_i2c.py, imported by ``Board.i2c``) is a register image per device,
+  ``<io_dir>/i2c<bus>_<addr>.bin`` (up to 256 bytes, the
   register at its offset), written by the harness; the firmware's writes go into it too. A
   missing file is a device that does not acknowledge (OSError ENODEV);
 - pin edges come from the harness as lines ``<pin>\n`` appended to ``<io_dir>/edges``; the board
@@ -30,12 +31,13 @@ import os
 import select
 import time
 
+from micropython import const
+
 _POLL_IN = select.POLLIN
 _BREAK = b"\x00"
-_MARK_MS = 9  # marking after a break before the address (>= 8.33 ms)
-_ENODEV = 19
-_IRQ_FALLING = 2
-_IRQ_RISING = 1
+_MARK_MS = const(9)  # marking after a break before the address (>= 8.33 ms)
+_IRQ_FALLING = const(2)
+_IRQ_RISING = const(1)
 _edge_sources = []  # type: list[Board]  # boards whose pin edges a wait in the HAL delivers
 
 
@@ -125,39 +127,6 @@ class Sdi12Port(Uart):
                 break
 
 
-class I2C:
-    """I2C through register images (see the module docstring), machine.I2C's memory methods."""
-
-    def __init__(self, io_dir, bus):
-        self._prefix = "%s/i2c%d_" % (io_dir, bus)
-
-    def _path(self, addr):
-        return "%s%02x.bin" % (self._prefix, addr)
-
-    def readfrom_mem_into(self, addr, reg, buf):
-        try:
-            with open(self._path(addr), "rb") as f:
-                f.seek(reg)
-                n = f.readinto(buf)
-        except OSError:
-            raise OSError(_ENODEV)
-        for i in range(n, len(buf)):
-            buf[i] = 0
-
-    def readfrom_mem(self, addr, reg, nbytes):
-        buf = bytearray(nbytes)
-        self.readfrom_mem_into(addr, reg, buf)
-        return buf
-
-    def writeto_mem(self, addr, reg, data):
-        try:
-            with open(self._path(addr), "r+b") as f:
-                f.seek(reg)
-                f.write(data)
-        except OSError:
-            raise OSError(_ENODEV)
-
-
 class Pin:
     """An input pin whose edges the harness sends (module docstring); ``value()`` is 1."""
 
@@ -186,8 +155,8 @@ class ADC:
         self._path = "%s/adc%d" % (io_dir, pin)
 
     def read_u16(self):
-        with open(self._path) as f:
-            return int(f.read().strip())
+        with open(self._path) as f:  # a bounded read: read() starts a 256-byte buffer
+            return int(f.read(12).strip())
 
 
 class Board:
@@ -214,6 +183,7 @@ class Board:
         return ADC(self._io_dir, pin)
 
     def i2c(self, bus=0, scl=None, sda=None, freq=100000):
+        from hal_unix_i2c import I2C  # only a station with an I2C sensor carries it
         return I2C(self._io_dir, bus)
 
     def pin(self, no, pull_up=True):
@@ -221,10 +191,14 @@ class Board:
 
     def run_irqs(self):
         """Hand the edges the harness has sent since the last call to their pins' handlers."""
+        path = self._io_dir + "/edges"
         try:
-            with open(self._io_dir + "/edges") as f:
+            n = os.stat(path)[6] - self._edges_read
+            if n <= 0:  # nothing new: called on every wait, so no file opened, no buffer
+                return
+            with open(path) as f:
                 f.seek(self._edges_read)
-                text = f.read()
+                text = f.read(n)  # just the new bytes (read() would start a 256-byte buffer)
         except OSError:
             return
         end = text.rfind("\n") + 1  # a line still being written waits for the next call

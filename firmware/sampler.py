@@ -3,6 +3,7 @@
 One ``Slot`` per sensor entry of the config's ``channels`` list; its driver comes from
 ``drivers.make_driver`` (kinds analog, sdi12, serial_level, rain, bme280). An entry without
 ``"sensor"`` is the older analog form ``{"no", "pin", "interval_s", "scale_num", ...}``.
+The config is read at boot by startup.py (dropped afterwards); this module only samples.
 
 Entry keys used here (the driver's own keys are in its module)::
 
@@ -26,7 +27,6 @@ and the other sensors go on.
 
 from micropython import const
 
-import drivers
 import log
 import wire
 from clock import MIN_VALID_S
@@ -35,20 +35,16 @@ _MAX_BURST = const(15)
 
 
 class Slot:
-    def __init__(self, c, board):
-        if "sensor" not in c:  # the older analog entry
-            c["sensor"] = "analog"
-            c["channel"] = c["no"]
-            if "samples" not in c:
-                c["samples"] = 1
-        self.drv = drivers.make_driver(c, board)
-        self.chans = self.drv.channels
-        self.normal_s = c["interval_s"]
-        self.event_s = c.get("event_s", self.normal_s)
-        self.iv = self.normal_s
-        n = c.get("burst", 1)
-        self.burst = n if 1 < n <= _MAX_BURST else 0
-        self.spread = c.get("spread", 0)
+    """One sensor entry: its driver and schedule (built at boot by startup.py)."""
+
+    def __init__(self, drv, normal_s, event_s, burst, spread):
+        self.drv = drv
+        self.chans = drv.channels
+        self.normal_s = normal_s
+        self.event_s = event_s
+        self.iv = normal_s
+        self.burst = burst if 1 < burst <= _MAX_BURST else 0
+        self.spread = spread
         self.next_due = 0
         self.last_slot = 0  # the time of this slot's newest reading: slots only ascend
         self.jump = False  # flag the next readings CLOCK_JUMP
@@ -108,35 +104,15 @@ class Slot:
 
 
 class Sampler:
-    def __init__(self, cfg, board, last_time):
+    """The slots, the quality limits per channel and the event rule (built by startup.py from
+    the config: ``qc`` maps a channel to ``[min, max, spike, flat_n, None, 0]``, ``event`` is
+    ``(stage channel, rise, rain channel, rain_mm, hold_s)``)."""
+
+    def __init__(self, board, slots, qc, event):
         self.board = board
-        self.slots = []
-        self.errors = []  # config entries that could not be built: (index, message)
-        for i, c in enumerate(cfg["channels"]):
-            try:
-                s = Slot(c, board)
-            except Exception as e:  # a bad entry must not stop the other channels
-                self.errors.append((i, e))
-                continue
-            t = 0
-            for ch in s.chans:
-                t = max(t, last_time.get(ch, 0))
-            if s.spread:
-                t = max(t, last_time.get(s.spread, 0))
-            s.last_slot = t
-            self.slots.append(s)
-        q = cfg.get("quality", {})
-        self.qc = {}  # channel -> [min, max, spike, flat_n, previous value, same count]
-        for k in q:
-            d = q[k]
-            self.qc[int(k)] = [d.get("valid_min"), d.get("valid_max"), d.get("spike"),
-                               d.get("flat_n", 0), None, 0]
-        ev = cfg.get("event", {})
-        self.ev_stage = ev.get("stage", 0)
-        self.ev_rise = ev.get("rise")
-        self.ev_rain = ev.get("rain", 0)
-        self.ev_rain_mm = ev.get("rain_mm")
-        self.hold_s = ev.get("hold_s", 3600)
+        self.slots = slots
+        self.qc = qc  # channel -> [min, max, spike, flat_n, previous value, same count]
+        self.ev_stage, self.ev_rise, self.ev_rain, self.ev_rain_mm, self.hold_s = event
         self.event_until = 0  # event mode while the clock is before this
         self.event = False
         self.sensor_errors = 0
@@ -160,9 +136,12 @@ class Sampler:
         return due
 
     def run_due(self, now, clock, store):
-        """Sample every slot that is due; ``store(channel, at, mantissa, exponent, flags)``."""
+        """Sample every slot that is due; ``store(channel, at, mantissa, exponent, flags)``.
+        Returns how many were."""
+        n = 0
         for s in self.slots:
             if s.next_due <= now:
+                n += 1
                 # The latest slot due: slots missed while busy or skipped by a forward step
                 # cannot be measured any more.
                 at = now // s.iv * s.iv
@@ -173,6 +152,7 @@ class Sampler:
                 s.schedule(now)
         if self.event and now >= self.event_until:
             self._mode(False, now)
+        return n
 
     def sample(self, s, at, clock, store):
         flags = clock.flags(at)
@@ -186,7 +166,9 @@ class Sampler:
         except Exception as err:  # OSError from the sensor, or a driver's bug: never a number
             self.sensor_errors += 1
             log.e("sensor", s.chans[0] if s.chans else 0, "read failed:", err)
-            readings = drivers.missing(s.drv)
+            readings = [(ch, 0, 0, wire.MISSING) for ch in s.chans if ch]
+            if s.spread:  # the spread of a burst not taken is missing too, never a 0
+                readings.append((s.spread, 0, 0, wire.MISSING))
         for ch, m, e, f in readings:
             if f & wire.MISSING:
                 m = e = 0

@@ -12,16 +12,12 @@ Console lines (the technician's USB serial, and the test harness's truth record)
 """
 
 import gc
-import os
 import sys
 
 from micropython import const
 
 import log
 import wire
-from clock import StationClock
-from outbox import Outbox
-from sampler import Sampler
 
 FIRMWARE_VERSION = "0.2.0"
 _MAX_WAIT_MS = const(200)  # longest real-time wait for gateway bytes before re-checking
@@ -29,30 +25,23 @@ _MAX_READINGS = const(30)  # readings offered per DATA frame when the POLL does 
 
 
 class Station:
-    def __init__(self, cfg, config_hash, board, path, uart=None, boot_count=0):
+    def __init__(self, board, path, address, station_id, config_hash, clock, outbox, sampler,
+                 uart, boot_count, first):
+        """The parts come from startup.py (boot only): see ``build``."""
         self.board = board
         self.path = path  # the config file on flash
-        self.clock = StationClock(board.clock, cfg.get("clock_jump_s", 5))
-        self.address = cfg["address"]
-        self.station_id = cfg["station"]
+        self.address = address
+        self.station_id = station_id
         self.config_hash = config_hash
         self.config_error = False
-        ob = cfg.get("outbox", {})
-        self.outbox = Outbox(board.data_dir, ob.get("budget_bytes", 65536),
-                             ob.get("segment_records", 128))
-        self.sampler = Sampler(cfg, board, self.outbox.last_time)
-        for i, e in self.sampler.errors:
-            log.e("config: channels.%d:" % i, e)
-            self.config_error = True
-        self.sampler.errors = []
+        self.clock = clock
+        self.outbox = outbox
+        self.sampler = sampler
         self._steps = 0
-        if uart is None:
-            link = cfg["link"]
-            uart = board.uart(link["port"], link.get("baud", 9600))
         self.uart = uart
         self.decoder = wire.Decoder()
-        self.boot_count = boot_count or _count_boot(board.data_dir)
-        self._hello_due = not boot_count  # the first answer after boot says who we are
+        self.boot_count = boot_count
+        self._hello_due = first  # the first answer after boot says who we are
         self._rx = bytearray(64)
         self._cfg_got = 0  # bytes of a CONFIG received so far
         self.reload = False  # a new config is in force: main() builds the station again
@@ -76,7 +65,7 @@ class Station:
         if clock.steps != self._steps:  # the clock stepped: new slots, flag the next readings
             self._steps = clock.steps
             self.sampler.clock_stepped(now)
-        self.sampler.run_due(now, clock, self.store)
+        return self.sampler.run_due(now, clock, self.store)
 
     def store(self, ch, at, m, e, f):
         seq = self.outbox.append(ch, at, m, e, f)
@@ -176,7 +165,7 @@ class Station:
 
     def step(self):
         self.board.feed_watchdog()
-        self.sample_due()
+        busy = self.sample_due()
         wait = min(self.clock.wait_ms(self.ms_until_next_sample()), _MAX_WAIT_MS)
         if self._console is not None and self._console.poll(0):
             self.console()
@@ -189,6 +178,11 @@ class Station:
                     log.e("frame rejected:", item)
                 else:
                     self.handle(item)
+            busy = True
+        if busy:
+            # Collect after each cycle's work, before the next wait: the garbage of one cycle
+            # never piles up into fragments, and the free heap between cycles is the live heap.
+            gc.collect()
 
     def console(self):
         line = sys.stdin.readline()
@@ -208,41 +202,29 @@ class Station:
             self.step()
 
 
-def _count_boot(data_dir):
-    """Add one to the boot counter in flash (write, then rename: a power cut keeps a count)."""
-    path = data_dir + "/boot_count"
-    try:
-        with open(path) as f:
-            count = int(f.read()) + 1
-    except (OSError, ValueError):
-        count = 1
-    with open(path + ".tmp", "w") as f:
-        f.write("%d\n" % count)
-    os.rename(path + ".tmp", path)
-    return count
-
-
-def load_board(cfg):
-    name = cfg["board"]["name"]
-    hal = __import__("hal_" + name)
-    return hal.Board(cfg["board"])
-
-
-def _load(path):
+def build(path, board=None, uart=None, boot_count=0):
+    """Load the config (config.py), the board (``hal_<name>.py``) and the outbox, then build the
+    station on them (startup.py). The boot-only modules (config, outbox_boot, startup) are
+    dropped after their work, one at a time, so none shares the heap with the station running."""
     import config
     try:
-        return config.load(path)
+        cfg, config_hash, defects = config.load(path)
     finally:
         del sys.modules["config"]
-
-
-def build(path, board=None, uart=None, boot_count=0):
-    """Load the config (config.py, dropped afterwards) and build the station on it."""
-    cfg, config_hash, defects = _load(path)
-    gc.collect()  # config.py is gone now: its code never shares the heap with the drivers
+    gc.collect()
     if board is None:
-        board = load_board(cfg)
-    st = Station(cfg, config_hash, board, path, uart, boot_count)
+        board = __import__("hal_" + cfg["board"]["name"]).Board(cfg["board"])
+    # The outbox's boot replay (outbox_boot.py, dropped after it), before the drivers load.
+    from outbox import Outbox
+    ob = cfg.get("outbox", {})
+    outbox = Outbox(board.data_dir, ob.get("budget_bytes", 65536), ob.get("segment_records", 128))
+    ob = None
+    gc.collect()
+    import startup
+    try:
+        st = startup.station(cfg, config_hash, path, board, uart, boot_count, outbox)
+    finally:
+        del sys.modules["startup"]
     if defects:
         st.config_error = True
     return st

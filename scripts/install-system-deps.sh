@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the project needs: the real servers the pipeline and the tests
 # talk to (mosquitto, influxd 1.x), Python's venv, the toolchain that builds the MicroPython unix
-# port, and systemd (for `systemd-analyze verify` of the units in deploy/).
+# port (32-bit: gcc-multilib), and systemd (for `systemd-analyze verify` of the units in deploy/).
 # Idempotent: installs only what is missing. Needs root (or sudo).
 set -euo pipefail
 
-packages=(mosquitto influxdb python3 python3-venv python3-dev dpkg-dev build-essential pkg-config
-          libffi-dev git ca-certificates systemd)
+packages=(mosquitto influxdb python3 python3-venv python3-dev dpkg-dev build-essential gcc-multilib
+          pkg-config libffi-dev git ca-certificates openssl systemd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,7 +22,9 @@ it is checked — printable 7-bit characters only (bit 7 = parity error), ``<CR>
 the address of the sensor asked, the CRC on the ``…C`` commands, the shape of the reply — and a
 reply that fails any check is retried after ≥16.67 ms, ``retries`` times (default 3), then
 ``OSError(ETIMEDOUT)`` (no reply) or ``OSError(EIO)`` (bad replies). Every timeout uses
-``ticks_diff``. Waits for a service request (``aM!`` with ttt > 0) or for a concurrent
+``ticks_diff``. The installation commands (``a!``, ``aI!``, ``aAb!``) are in sdi12_setup.py,
+imported only by whoever installs a sensor, so the sampling path does not carry them. Waits for a
+service request (``aM!`` with ttt > 0) or for a concurrent
 measurement (``aC!``) call ``idle()`` at least every second, so a watchdog can be fed.
 
 Config (sensor kind ``"sdi12"``, one entry per sensor; entries with the same ``port`` share
@@ -181,24 +183,7 @@ class SDI12Master:
             if self.idle:
                 self.idle()
 
-    # --- the SDI-12 commands ---------------------------------------------------------------
-
-    def acknowledge(self, addr):
-        """``a!``: True if the sensor answers."""
-        try:
-            return self.command(_addr(addr), b"") == 1
-        except OSError:
-            return False
-
-    def identify(self, addr):
-        """``aI!``: the identification text after the address (version, vendor, model…)."""
-        n = self.command(_addr(addr), b"I")
-        return bytes(self._rx[1:n])
-
-    def change_address(self, addr, new):
-        n = self.command(_addr(addr), b"A" + bytes((_addr(new),)))
-        if n != 1 or self._rx[0] != _addr(new):
-            raise OSError(_EIO)
+    # --- the SDI-12 commands (a!, aI!, aAb! for installing: drivers/sdi12_setup.py) ----------
 
     def measure(self, addr, kind=b"M", index=b"", crc=True):
         """Start a measurement (M, C or V), wait until it is ready, collect it with D0…D9.

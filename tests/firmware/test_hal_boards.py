@@ -93,7 +93,7 @@ def test_the_api_reader_sees_the_unix_board() -> None:
 
 @pytest.mark.parametrize("board,module", [("esp32", "hal_esp32"), ("rp2", "hal_rp2")])
 def test_board_is_named_as_station_loads_it(board: str, module: str) -> None:
-    # station.load_board imports "hal_" + the config's board name and builds its Board
+    # config.board (at boot) imports "hal_" + the config's board name and builds its Board
     tree = classes(module)["Board"]
     names = [node for node in tree.body if isinstance(node, ast.Assign)
              and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "name"]

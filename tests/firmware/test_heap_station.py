@@ -1,74 +1,113 @@
-"""Issue 3, item 9 (heap): the station runs a full analog set (stage with burst and spread,
-battery, rain gauge) in a 48 KB heap through normal and event (flood) rates, and after warm-up
-its heap does not grow from cycle to cycle. Runs the real firmware in the MicroPython unix port
-(tests/firmware/heap_station_mp.py drives it cycle by cycle on a manual clock)."""
+"""Issue 3, item 9 (heap): the station runs its analog set — stage with a 5-sample burst and
+spread, battery, rain gauge — for 30 simulated days in a 48 KB heap through normal and event
+(flood) rates, with at least 4 KB free after every cycle (the harness's code counted as used),
+and after warm-up its heap does not grow from cycle to cycle. With an SDI-12 weather sensor
+added (a simulated one on a pty) it does not fit yet (xfail below). Runs the real firmware in
+the MicroPython unix port built 32-bit like the boards' MCUs (tests/firmware/heap_station_mp.py
+boots it and heap_loop_mp.py drives it cycle by cycle on a manual clock)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.firmware.drivers_harness import compile_tree
+from watershed.contracts import wire as gw
 from tests.fixtures.micropython import MicroPythonRunner
+from watershed_sim.devices import DevicePty, SDI12Bus, WeatherSensor
 from watershed_sim.micropython import mpy_cross
 
 pytestmark = pytest.mark.firmware
 
 HERE = Path(__file__).parent
 T0 = 1763676000  # 2025-11-20T22:00:00Z
+HEAP = "48K"
+HEADROOM = 4096  # the live heap after every cycle leaves this much free
+BALLAST = 0  # heap held through the 30-day run (heap_station_mp.py); 1-3 KB of it in small
+# blocks made 256-byte allocations fail on a fragmented heap in some runs: not yet comfortable
+WEATHER = [23, 0, 20, 21, 22, 17, 24, 19, 18]  # the CV50's M set; its rain is not kept
+SDI12_INTERVAL_S = 3600  # real pty round trips: hourly keeps 30 days under a minute
 
 
-def station_config(tmp_path: Path) -> dict[str, Any]:
+def station_config(tmp_path: Path, sdi12_port: str | None = None) -> dict[str, Any]:
     data, io = tmp_path / "flash", tmp_path / "io"
     data.mkdir(exist_ok=True)
     io.mkdir(exist_ok=True)
+    channels: list[dict[str, Any]] = [
+        {"sensor": "analog", "pin": 26, "channel": 1, "interval_s": 900, "event_s": 300,
+         "burst": 5, "spread": 2, "scale_num": 5000, "scale_den": 65535, "exponent": -3,
+         "samples": 1},
+        {"sensor": "analog", "pin": 28, "channel": 32, "interval_s": 3600,
+         "scale_num": 16500, "scale_den": 65535, "exponent": -3, "samples": 1},
+        # the harness sends tips faster than real time: no debounce
+        {"sensor": "rain", "pin": 27, "channel": 16, "interval_s": 300, "event_s": 60,
+         "debounce_ms": 0},
+    ]
+    if sdi12_port:
+        # kPa -> hPa: shift 1; a generous first-byte timeout: the cores are shared
+        channels.append({"sensor": "sdi12", "port": sdi12_port, "address": "1",
+                         "channels": WEATHER, "shift": [0, 0, 0, 0, 0, 0, 0, 1, 0],
+                         "interval_s": SDI12_INTERVAL_S, "response_ms": 150})
     return {
         "station": "HEAP-01", "address": 9, "basin": "santiago",
         "board": {"name": "unix", "data_dir": str(data), "io_dir": str(io), "sim_epoch": T0,
                   "wall_epoch": T0, "speed": 1},
         "link": {"port": "unused", "baud": 9600},
-        "channels": [
-            {"sensor": "analog", "pin": 26, "channel": 1, "interval_s": 900, "event_s": 300,
-             "burst": 5, "spread": 2, "scale_num": 5000, "scale_den": 65535, "exponent": -3,
-             "samples": 1},
-            {"sensor": "analog", "pin": 28, "channel": 32, "interval_s": 3600,
-             "scale_num": 16500, "scale_den": 65535, "exponent": -3, "samples": 1},
-            {"sensor": "rain", "pin": 27, "channel": 16, "interval_s": 300, "event_s": 60},
-        ],
+        # The harness moves the clock by hand; a pause of the process (shared cores) must not
+        # look like a clock step to StationClock.check (log lines, rescheduling): no steps here.
+        "clock_jump_s": 1000000000,
+        "channels": channels,
         "quality": {"1": {"valid_min": 0, "valid_max": 4.5, "spike": 1.0, "flat_n": 200}},
         "event": {"stage": 1, "rise": 0.05, "rain": 16, "rain_mm": 4, "hold_s": 3600},
         "outbox": {"budget_bytes": 24576, "segment_records": 64},
     }
 
 
+@pytest.fixture
+def weather_pty() -> Iterator[DevicePty]:
+    with DevicePty(SDI12Bus([WeatherSensor("1", measure_s=0)])) as pty:
+        yield pty
+
+
 def run_station(micropython: MicroPythonRunner, tmp_path: Path, days: float, event_day: float,
-                heap: str = "48K", timeout: float = 300) -> tuple[list[dict], dict]:
+                heap: str = HEAP, timeout: float = 300, sdi12_port: str | None = None,
+                ballast: int = 0) -> tuple[list[dict], dict, list[list[int]]]:
+    """(hourly lines, summary, readings stored as [seq, ch, time, mantissa, exp, flags])."""
     compiled = compile_tree(tmp_path / "mpy")
     # precompiled like the firmware: compiling the driver script itself would need the heap
-    subprocess.run([mpy_cross(), "-o", str(compiled / "heap_station_mp.mpy"),
-                    str(HERE / "heap_station_mp.py")], check=True)
+    for name in ("heap_station_mp", "heap_loop_mp"):
+        subprocess.run([mpy_cross(), "-o", str(compiled / f"{name}.mpy"),
+                        str(HERE / f"{name}.py")], check=True)
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(station_config(tmp_path)))
+    cfg = station_config(tmp_path, sdi12_port)
+    config.write_text(json.dumps(cfg))
+    (tmp_path / "io" / "adc26").write_text("12000\n")
+    (tmp_path / "io" / "adc28").write_text("50000\n")
+    # the gateway's frames, made by its codec: POLL DATA|STATUS, then an ACK of everything
+    poll = gw.encode_frame(gw.Poll(cfg["address"], gw.WANT_DATA | gw.WANT_STATUS))
+    ack = gw.encode_frame(gw.Ack(cfg["address"], 1 << 40))
+    frames = tmp_path / "frames.bin"
+    frames.write_bytes(poll + ack)
     result = micropython.run(code="import heap_station_mp",
-                             args=[config, str(days), str(event_day)], path=[compiled],
-                             heap=heap, timeout=timeout)
-    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+                             args=[config, frames, len(poll), days, event_day, ballast],
+                             path=[compiled], heap=heap, timeout=timeout)
+    out = result.stdout.splitlines()
+    lines = [json.loads(line) for line in out if line.startswith("{")]
     assert result.returncode == 0 and lines and lines[-1].get("done"), (
         result.stdout[-3000:] + result.stderr)
-    return [x for x in lines if "hour" in x], lines[-1]
-
-
-# The station does not fit 48 KB yet with this sensor set (see the xfail below); the cycle to
-# cycle growth is checked in a bigger heap meanwhile.
-GROWTH_HEAP = "96K"
+    assert "MemoryError" not in result.stdout and "memory allocation" not in result.stdout, (
+        [line for line in out if line.startswith("E")][:5])
+    readings = [[int(x) for x in line.split()[1:]] for line in out if line.startswith("R ")]
+    return [x for x in lines if "hour" in x], lines[-1], readings
 
 
 def test_station_heap_does_not_grow_at_normal_and_event_rates(micropython, tmp_path):
-    hours, done = run_station(micropython, tmp_path, days=2, event_day=1, heap=GROWTH_HEAP)
+    hours, done, _ = run_station(micropython, tmp_path, days=2, event_day=1)
     assert any(h["event"] for h in hours), "the flood switched the station to event mode"
     assert not hours[-1]["event"], "back to normal after the hold time"
     assert done["sensor_errors"] == 0
@@ -77,13 +116,39 @@ def test_station_heap_does_not_grow_at_normal_and_event_rates(micropython, tmp_p
     settled = [h["free"] for h in hours if h["hour"] >= 24]
     assert max(settled) - min(settled) <= 512, settled
     assert settled[-1] >= settled[0] - 256, (settled[0], settled[-1])
-    assert done["low"] > 0
+    assert done["low"] >= HEADROOM, done
 
 
-@pytest.mark.xfail(strict=True, reason="measured: imports alone take ~40 KB of the 48 KB "
-                   "(wire 10.8, hal_unix 8.2, outbox 4.7, sampler+drivers 5, station 5, qstr "
-                   "pools ~7); the analog+rain set needs ~55 KB in all. Needs cuts in wire/"
-                   "hal_unix/drivers or frozen modules")
 def test_station_runs_the_full_analog_set_in_48k(micropython, tmp_path):
-    hours, done = run_station(micropython, tmp_path, days=1, event_day=0.5, heap="48K")
+    """30 days, a flood on day 10; the live heap after every cycle leaves at least 4 KB free
+    (the harness's own code counted as used)."""
+    hours, done, readings = run_station(micropython, tmp_path, days=30, event_day=10,
+                                        timeout=900, ballast=BALLAST)
+    assert done["ballast"] >= BALLAST
     assert done["sensor_errors"] == 0
+    assert not any(r[5] & 0x01 for r in readings), "no reading is missing"
+    by_channel: dict[int, int] = {}
+    for r in readings:
+        by_channel[r[1]] = by_channel.get(r[1], 0) + 1
+    days = 30
+    assert by_channel[1] >= days * 96 and by_channel[2] == by_channel[1]  # stage + spread
+    assert by_channel[32] >= days * 24 and by_channel[16] >= days * 288
+    assert any(h["event"] for h in hours) and not hours[-1]["event"]
+    assert done["low"] >= HEADROOM, done
+    settled = [h["free"] for h in hours if h["hour"] >= 24]
+    assert settled[-1] >= settled[0] - 256, (settled[0], settled[-1])
+
+
+@pytest.mark.xfail(strict=True, reason="measured (32-bit unix port, this harness included): "
+                   "in 48K the boot runs out in startup.sampler; in 49K it boots and runs with "
+                   "~5.5 KB free after a cycle, then a ~300-byte allocation fails on the "
+                   "fragmented heap; in 50K it runs with >= 6.4 KB free. Needs ~2 KB more cut: "
+                   "the 5th qstr pool (352 entries, ~2.5 KB in one block) is allocated past "
+                   "~330 qstrs and the SDI-12 boot interns ~460")
+def test_station_runs_the_full_set_with_sdi12_in_48k(micropython, tmp_path, weather_pty):
+    hours, done, readings = run_station(micropython, tmp_path, days=2, event_day=1,
+                                        sdi12_port=weather_pty.path)
+    assert done["sensor_errors"] == 0
+    for ch in (c for c in WEATHER if c):
+        assert any(r[1] == ch for r in readings), ch
+    assert done["low"] >= HEADROOM, done

@@ -4,7 +4,6 @@ of them and keeps them stored."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -28,8 +27,7 @@ from .test_gateway_end_to_end import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl missing")]
+pytestmark = pytest.mark.integration  # openssl comes from scripts/install-system-deps.sh
 
 
 def openssl(*args: str | Path) -> None:
