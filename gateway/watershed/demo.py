@@ -1,18 +1,23 @@
 """``watershed demo``: the main job, locally, on an embedded default scenario.
 
-A few stations on three Andean basins run the real firmware (MicroPython unix port) through a
-storm; the gateway polls them over virtual serial links, mosquitto carries the readings, the
-ingest writes them to influxd. At the end it prints produced / stored / lost, where lost must be
-0, and how to query the data.
+The scenario file shipped with the package (``data/demo_storm.toml``): a few stations on three
+Andean basins run the real firmware (MicroPython unix port) through a storm; the gateway polls
+them over a virtual RS-485 bus, mosquitto carries the readings, the ingest writes them to
+influxd. It runs through the scenario runner (``watershed sim run`` does the same for any
+file) and ends with produced / stored / lost, where lost must be 0, and how to query the data.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parent / "data" / "demo_storm.toml"
 
 
 @dataclass(frozen=True)
@@ -22,50 +27,65 @@ class DemoSettings:
     speed: int = 720
     workdir: Path = Path(".demo")
     keep: bool = False
+    scenario: Path = DEFAULT_SCENARIO
+
+
+def demo_scenario(settings: DemoSettings) -> Any:
+    """The scenario file with the settings' hours, speed and number of stations: the first
+    ``stations`` of the file, or more made like them (same sensors and link, next basin)."""
+    from watershed_sim.scenario import load_scenario
+
+    scenario = load_scenario(settings.scenario)
+    specs = list(scenario.stations[:settings.stations])
+    basins = [st.basin for st in scenario.stations]
+    for i in range(len(specs), settings.stations):
+        model = scenario.stations[i % len(scenario.stations)]
+        basin = basins[i % len(basins)]
+        specs.append(dataclasses.replace(model, id=f"{basin[:3].upper()}-{i + 1:02d}",
+                                         address=i + 1, basin=basin, power_cuts=()))
+    return dataclasses.replace(scenario, stations=tuple(specs),
+                               duration_s=settings.hours * 3600, speed=settings.speed)
 
 
 def run_demo(settings: DemoSettings) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from watershed_sim.micropython import MicroPythonMissing
     from watershed_sim.pipeline import DEFAULT_DATABASE as DATABASE
-    from watershed_sim.pipeline import Pipeline, PipelineSettings
+    from watershed_sim.pipeline import Pipeline
     from watershed_sim.report import format_table
+    from watershed_sim.runner import run_scenario
+    from watershed_sim.scenario import ScenarioError
 
     from .devservers import MissingDependency
 
     if not 1 <= settings.stations <= 30 or settings.hours <= 0 or settings.speed < 1:
         print("error: --stations must be 1-30, --hours > 0, --speed >= 1", file=sys.stderr)
         return 2
+    try:
+        scenario = demo_scenario(settings)
+    except ScenarioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     workdir = settings.workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
-    pipeline = Pipeline(PipelineSettings(workdir=workdir, stations=settings.stations,
-                                         speed=settings.speed))
-    wall_s = settings.hours * 3600 / settings.speed
-    print(f"demo: {settings.stations} stations, {settings.hours:g} simulated hours at "
-          f"{settings.speed}x (about {wall_s:.0f} s), working in {workdir}")
+    wall_s = scenario.duration_s / scenario.speed
+    print(f"demo: scenario {scenario.name} ({settings.scenario}): "
+          f"{', '.join(st.id for st in scenario.stations)}; {settings.hours:g} simulated hours "
+          f"at {settings.speed}x (about {wall_s:.0f} s), working in {workdir}")
+    pipelines: list[Pipeline] = []
     try:
-        pipeline.start()
-        assert pipeline.influxd is not None and pipeline.mosquitto is not None
-        print(f"demo: mosquitto on 127.0.0.1:{pipeline.mosquitto.port}, "
-              f"influxd on {pipeline.influxd.url}, stations running")
-        pipeline.run_for(settings.hours * 3600)
-        produced = pipeline.produced()
-        print("demo: simulated time is up; waiting for every reading to reach InfluxDB")
-        reports = pipeline.wait_until_stored(produced, timeout_s=120)
+        result = run_scenario(scenario, workdir, database=DATABASE, drain_timeout_s=120,
+                              keep_servers=settings.keep, pipeline_out=pipelines)
     except (MissingDependency, MicroPythonMissing) as e:
         print(f"error: {e}", file=sys.stderr)
-        pipeline.stop()
         return 3
-    except BaseException:
-        pipeline.stop()
-        raise
-    gateway_stats = pipeline.gateway.stats() if pipeline.gateway else {}
+    pipeline = pipelines[0]
     ingest_stats = pipeline.ingest.stats() if pipeline.ingest else {}
-    pipeline.stop(keep_servers=settings.keep)
+    reports = result.reports
 
-    expected = sum(r.expected for r in reports)
-    stored = sum(r.stored - len(r.mismatched) for r in reports)
-    mismatched = sum(len(r.mismatched) for r in reports)
+    expected = result.expected
+    mismatched = result.mismatched
+    stored = sum(r.stored for r in reports) - mismatched
     lost = expected - stored
     print()
     print(format_table(reports))
@@ -73,13 +93,18 @@ def run_demo(settings: DemoSettings) -> int:
     print(f"readings produced: {expected}")
     print(f"stored in InfluxDB (exact value, flags, time): {stored}")
     print(f"lost: {lost}" + (f" (of which {mismatched} stored wrongly)" if mismatched else ""))
-    print(f"gateway: {gateway_stats.get('store', {})}")
+    print(f"gateway: {result.gateway_stats.get('store', {})}")
     print(f"ingest: { {k: v for k, v in ingest_stats.items() if not isinstance(v, dict)} }")
+    print(f"{scenario.duration_s / 3600:g} simulated hours in "
+          f"{result.wall_s + result.drain_wall_s:.0f} s, of which {result.drain_wall_s:.0f} s "
+          f"waiting for the last readings")
     for r in reports:
         for line in r.mismatched[:3]:
             print(f"  mismatch {r.station}/{r.channel}: {line}")
+    for line in result.explanation:
+        print(f"  {line}")
     url = pipeline.influxd.url if pipeline.influxd else "http://127.0.0.1:PORT"
-    station = pipeline.stations[0].station_id if pipeline.stations else "SAN-01"
+    station = scenario.stations[0].id
     print()
     print("query the data (InfluxQL over HTTP):")
     print(f"  curl -G '{url}/query' --data-urlencode 'db={DATABASE}' --data-urlencode "

@@ -71,6 +71,10 @@ def _run(args: argparse.Namespace) -> int:
     for r in result.reports:
         for line in r.mismatched[:3]:
             print(f"  mismatch {r.station}/{r.channel}: {line}")
+    if result.explanation:
+        print("where the missing readings went:")
+        for line in result.explanation:
+            print(f"  {line}")
     print(f"expected {result.expected}, missing {result.missing}, mismatched "
           f"{result.mismatched}; {scenario.duration_s / 86400:g} simulated days in "
           f"{result.wall_s + result.drain_wall_s:.0f} s "

@@ -23,6 +23,7 @@ from watershed.gateway.config import GatewayConfig
 from watershed.gateway.daemon import Gateway
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.service import Ingest
+from watershed.ingest.writer import make_writer
 
 from .analog_input import AdcScale, AnalogInput, Truth
 from .clock import SimClock
@@ -35,11 +36,13 @@ from .scenario import GatewaySpec, LinkSpec, Scenario, SensorSpec, StationSpec
 from .shared_bus import SharedBus
 from .station_process import SimStation
 from .timeline import Timeline
+from .trace import MqttTap, RecordingWriter, explain
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "watershed"
 GATEWAY_ID = "gw-demo"
+SUBSCRIBE_TIMEOUT_S = 30.0  # wall seconds the gateway waits for the ingest's subscription
 BASINS = ("santiago", "mayo-chinchipe", "catamayo-chira")
 
 # Analog channels of a demo station: (channel no, ADC pin, interval s, full scale in units of
@@ -87,6 +90,7 @@ class PipelineSettings:
     database: str = DEFAULT_DATABASE
     scenario: Scenario | None = None
     hours: float = 6.0
+    trace: bool = True  # record each hop (trace.py) to explain a missing reading
 
     def resolved(self) -> Scenario:
         if self.scenario is not None:
@@ -107,6 +111,8 @@ class Pipeline:
     inputs: dict[str, list[AnalogInput]] = field(default_factory=dict)
     scenario: Scenario | None = None
     timeline: Timeline | None = None
+    tap: MqttTap | None = None  # every readings message the broker carried, for explain()
+    writer: RecordingWriter | None = None  # every line the ingest wrote, for explain()
     _own_servers: bool = False
 
     def start(self) -> None:
@@ -122,6 +128,14 @@ class Pipeline:
             self.influxd = Influxd(s.workdir / "influxd")
             self.influxd.start()
         self._create_database()
+        if s.trace:
+            self.tap = MqttTap("127.0.0.1", self.mosquitto.port)
+            self.tap.start()
+        ingest_config = self._ingest_config()
+        if s.trace:
+            self.writer = RecordingWriter(make_writer(ingest_config.influx))
+        self.ingest = Ingest(ingest_config, writer=self.writer)
+        self.ingest.start()  # first: it connects and subscribes while the stations boot
         firmware = compile_firmware(s.workdir / "firmware")
         # The clock reads the scenario's start one wall second from now: time for the stations
         # to boot, and a whole wall second, which is what the unix board's clock takes.
@@ -144,10 +158,15 @@ class Pipeline:
                 analog.start()
             self.stations.append(station)
             station.start()
+        # The ingest's subscription must exist before the gateway publishes anything: a broker
+        # keeps a QoS 1 message only for the subscriptions it has when the message arrives, and
+        # acknowledges it to the gateway (which then marks it sent) even when there are none.
+        # On a fresh broker the gateway's first messages were dropped whenever the ingest's
+        # CONNECT + SUBSCRIBE took longer than the first poll (tests/integration/
+        # test_sim_pipeline_startup.py).
+        self._wait_until_subscribed()
         self.gateway = Gateway(self._gateway_config(), clock=self.clock.now)
         self.gateway.start()
-        self.ingest = Ingest(self._ingest_config())
-        self.ingest.start()
         self.timeline = Timeline(self.clock)
         for spec, station in zip(scenario.stations, self.stations):
             for cut in spec.power_cuts:
@@ -155,6 +174,15 @@ class Pipeline:
                 self.timeline.add(cut.end, f"{spec.id} power on",
                                   _power_on(station, self.inputs[spec.id]))
         self.timeline.start()
+
+    def _wait_until_subscribed(self, timeout_s: float = SUBSCRIBE_TIMEOUT_S) -> None:
+        assert self.ingest is not None
+        deadline = time.monotonic() + timeout_s
+        while not self.ingest.stats()["subscribed"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the ingest has not subscribed to MQTT in {timeout_s:g} s; "
+                                   "the gateway is not started, its messages would be dropped")
+            time.sleep(0.02)
 
     def _make_link(self, spec: LinkSpec, scenario: Scenario, seed: int) -> Link:
         assert self.clock is not None
@@ -207,6 +235,28 @@ class Pipeline:
         while (left := sim_time - self.clock.now()) > 0:
             time.sleep(min(1.0, self.clock.wall_seconds(left)))
 
+    def wait_for_last_slots(self, until: float, timeout_s: float = 30) -> bool:
+        """Wait (at most ``timeout_s`` wall seconds) until every running station has printed
+        its reading of each sensor's last slot at or before ``until``: a slot due right at the
+        end is sampled a moment after the clock gets there, later still on a loaded machine.
+        False if some did not come."""
+        assert self.scenario is not None
+        want = {(station.station_id, sensor.channel): (station, int(until) // sensor.interval_s
+                                                       * sensor.interval_s)
+                for spec, station in zip(self.scenario.stations, self.stations)
+                if station.running for sensor in spec.sensors}
+        deadline = time.monotonic() + timeout_s
+        while want:
+            for key, (station, slot) in list(want.items()):
+                if any(r[1] == key[1] and r[2] >= slot for r in station.produced[-64:]):
+                    del want[key]
+            if not want or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if want:
+            log.warning("no reading of the last slot yet: %s", sorted(want))
+        return not want
+
     def produced(self) -> dict[str, list[Any]]:
         """What every station has stored so far: the truth to check InfluxDB against. The
         stations keep running, so readings taken later are delivered but not checked."""
@@ -226,6 +276,21 @@ class Pipeline:
                 return reports
             time.sleep(1.0)
 
+    def explain_missing(self, reports: list[ChannelReport], limit: int = 20) -> list[str]:
+        """The trace (trace.py) of each reading the reports miss, from every hop."""
+        assert self.influxd is not None
+        produced = {(st.station_id, p[0]): p for st in self.stations for p in st.produced}
+        missing: dict[str, list[tuple[int, str, int]]] = {}
+        for r in reports:
+            for seq in r.missing:
+                time_ = produced[(r.station, seq)][2] if (r.station, seq) in produced else 0
+                missing.setdefault(r.station, []).append((seq, r.channel, time_))
+        if not missing:
+            return []
+        return explain(missing, store_path=str(self.settings.workdir / "gateway.db"),
+                       tap=self.tap, writer=self.writer, influx_url=self.influxd.url,
+                       database=self.settings.database, limit=limit)
+
     def link_stats(self) -> dict[str, Any]:
         return {name: link.stats() for name, link in self.links.items()}
 
@@ -243,6 +308,8 @@ class Pipeline:
             link.close()
         if self.ingest:
             self.ingest.stop()
+        if self.tap:
+            self.tap.stop()
         if self._own_servers and not keep_servers:
             for server in (self.mosquitto, self.influxd):
                 if server:

@@ -33,17 +33,33 @@ def _stored_points(url: str, database: str, station: str) -> dict[tuple[str, int
 
 def compare(url: str, database: str, produced: dict[str, list[Produced]]) -> list[ChannelReport]:
     """One report per station and channel; a reading matches when its point has the exact
-    value, flags and seq at its time."""
+    value, flags and seq at its time. A reading with no point at its time is missing, unless
+    a point carries its seq elsewhere (stored at the wrong channel or time: mismatched). A seq
+    the station printed twice with different content is mismatched too (a reused seq)."""
     reports: dict[tuple[str, str], ChannelReport] = {}
     for station, readings in produced.items():
         points = _stored_points(url, database, station)
-        for seq, number, time, mantissa, exponent, flags in readings:
+        by_seq: dict[int, tuple[str, int]] | None = None
+        first_of: dict[int, Produced] = {}
+        for reading in readings:
+            seq, number, time, mantissa, exponent, flags = reading
             name = channel_name(number)
             report = reports.setdefault((station, name), ChannelReport(station, name))
             report.expected += 1
+            earlier = first_of.setdefault(seq, reading)
+            if earlier != reading:
+                report.mismatched.append(f"seq {seq} printed twice by the station: {earlier} "
+                                         f"and {reading}")
             point = points.get((name, time))
             if point is None:
-                report.missing.append(seq)
+                if by_seq is None:
+                    by_seq = {row["seq"]: key for key, row in points.items()}
+                elsewhere = by_seq.get(seq)
+                if elsewhere is None:
+                    report.missing.append(seq)
+                else:
+                    report.mismatched.append(f"seq {seq} stored at {elsewhere[0]}/{elsewhere[1]}"
+                                             f", produced at {name}/{time}")
                 continue
             report.stored += 1
             want = None if flags & MISSING else Decimal(value_text(mantissa, exponent))

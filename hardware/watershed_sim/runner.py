@@ -23,6 +23,7 @@ class ScenarioResult:
     link_stats: dict[str, Any] = field(default_factory=dict)
     gateway_stats: dict[str, Any] = field(default_factory=dict)
     faults_done: list[tuple[float, str]] = field(default_factory=list)
+    explanation: list[str] = field(default_factory=list)  # the trace of each missing reading
 
     @property
     def expected(self) -> int:
@@ -60,6 +61,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_D
     try:
         pipeline.start()
         pipeline.run_until(scenario.start + scenario.duration_s)
+        pipeline.wait_for_last_slots(scenario.start + scenario.duration_s)
         ran = time.monotonic() - started
         produced = pipeline.produced()
         reports = pipeline.wait_until_stored(produced, timeout_s=drain_timeout_s)
@@ -67,6 +69,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_D
         return ScenarioResult(
             scenario, reports, ran, drained, link_stats=pipeline.link_stats(),
             gateway_stats=pipeline.gateway.stats() if pipeline.gateway else {},
-            faults_done=list(pipeline.timeline.done) if pipeline.timeline else [])
+            faults_done=list(pipeline.timeline.done) if pipeline.timeline else [],
+            explanation=pipeline.explain_missing(reports))
     finally:
         pipeline.stop(keep_servers=keep_servers)

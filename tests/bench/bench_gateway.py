@@ -35,6 +35,7 @@ from watershed.gateway.store import Store
 from watershed_sim.py_station import T0, PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
+from tests.integration.consumer_status import announce_consumer
 from tests.integration.test_gateway_end_to_end import _toml  # the gateway tests' config writer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,6 +174,9 @@ class ReadingCounter:
         self.client.loop_start()
         if not ready.wait(10):
             raise RuntimeError("counting subscriber could not subscribe")
+        # Like the ingest, announce a consumer once subscribed: the gateway holds readings
+        # until the broker has a retained ingest status ([mqtt] require_consumer).
+        announce_consumer(port)
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.readings += message.payload.count(b'"seq":')
@@ -313,6 +317,7 @@ def backlog_drain(work: Path, broker: Mosquitto) -> dict:
 
 def idle_cpu(work: Path, broker: Mosquitto) -> dict:
     gateway_id = "gw-bench-idle"
+    announce_consumer(broker.port)  # readings are forwarded (and measured), not held
     buses = Buses(IDLE_BUSES, IDLE_STATIONS_PER_BUS, "IDL")
     stations = buses.all_stations()
     stop = threading.Event()

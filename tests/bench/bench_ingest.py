@@ -5,11 +5,17 @@
 - ``raw_post_points_per_s``: the same line protocol POSTed in bulk (5000 lines, gzip) straight
   to the same influxd in the same run: the ceiling; ``ratio`` = ingest / raw (target ≥ 0.9).
 - ``latency_ms``: publish one message → its points answer a query, p50/p99, at light load.
+- ``ingest_x2_points_per_s``: the same backlog drained by two ingest processes sharing the
+  subscription (``$share/<group>/…``), into a database of its own; every point stored once.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -77,13 +83,14 @@ def wait(condition, timeout_s: float, what: str) -> None:  # type: ignore[no-unt
         time.sleep(0.005)
 
 
-def ingest_rate(broker: Mosquitto, influx: Influxd, config: IngestConfig,
-                messages: list[tuple[str, bytes]], points: int) -> tuple[float, dict]:
-    # Create the persistent session, leave, queue the backlog in the broker, then drain it.
-    first = Ingest(config)
-    first.start()
-    wait(lambda: first.stats()["subscribed"], 20, "subscribed")
-    first.stop()
+def queue_backlog(broker: Mosquitto, configs: list[IngestConfig],
+                  messages: list[tuple[str, bytes]]) -> None:
+    """Create each ingest's persistent session, leave, and queue the backlog in the broker."""
+    for config in configs:
+        first = Ingest(config)
+        first.start()
+        wait(lambda: first.stats()["subscribed"], 20, "subscribed")
+        first.stop()
     client = publisher(broker)
     infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
     for info in infos:
@@ -91,6 +98,11 @@ def ingest_rate(broker: Mosquitto, influx: Influxd, config: IngestConfig,
     client.disconnect()
     client.loop_stop()
     time.sleep(0.5)  # mosquitto persists the queue (autosave_on_changes)
+
+
+def ingest_rate(broker: Mosquitto, influx: Influxd, config: IngestConfig,
+                messages: list[tuple[str, bytes]], points: int) -> tuple[float, dict]:
+    queue_backlog(broker, [config], messages)
 
     ingest = Ingest(config)
     started = time.perf_counter()
@@ -100,6 +112,71 @@ def ingest_rate(broker: Mosquitto, influx: Influxd, config: IngestConfig,
     status = ingest.status()
     ingest.stop()
     return points / elapsed, status
+
+
+class _Process:
+    """An ingest in a process of its own (``_child``): loaded, it waits for the word to start,
+    then reports its acks sent on stdout until told to stop."""
+
+    def __init__(self, config: dict) -> None:
+        self.acks = 0
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.bench_ingest", "child", json.dumps(config)],
+            cwd=Path(__file__).parents[2], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline() == "ready\n"
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.acks = int(line)
+
+    def tell(self, word: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.tell("stop")
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _child(config_json: str) -> None:
+    ingest = Ingest(IngestConfig.from_dict(json.loads(config_json)))
+    print("ready", flush=True)
+    sys.stdin.readline()  # go
+    ingest.start()
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    last = -1
+    while not stop.wait(0.005):
+        acks = ingest.stats()["acks_sent"]
+        if acks != last:
+            print(acks, flush=True)
+            last = acks
+    ingest.stop()
+
+
+def shared_rate(broker: Mosquitto, configs: list[dict], messages: list[tuple[str, bytes]],
+                points: int) -> float:
+    """The backlog drained by len(configs) ingest processes of one group."""
+    queue_backlog(broker, [IngestConfig.from_dict(c) for c in configs], messages)
+    processes = [_Process(c) for c in configs]
+    try:
+        started = time.perf_counter()
+        for p in processes:
+            p.tell("go")
+        wait(lambda: sum(p.acks for p in processes) >= len(messages), 120, "backlog drained")
+        return points / (time.perf_counter() - started)
+    finally:
+        for p in processes:
+            p.close()
 
 
 def latency_ms(broker: Mosquitto, influx: Influxd, config: IngestConfig) -> list[float]:
@@ -146,6 +223,15 @@ def run() -> dict:
             stored = query(influx.url, "watershed", "SELECT count(value) FROM readings")
             assert stored[0][1][0]["count"] == len(lines), "the ingest lost points"
             latencies = latency_ms(broker, influx, config)
+            influx.query('CREATE DATABASE "shared"')
+            configs = [{"ingest": {"id": f"bench-shared-{n}", "group": "bench-shared",
+                                   "deadletter_file": str(Path(tmp) / f"deadletter-{n}.jsonl")},
+                        "mqtt": {"port": broker.port, "prefix": "bench"},
+                        "influx": {"url": influx.url, "database": "shared",
+                                   "batch_size": BATCH_LINES}} for n in (1, 2)]
+            rate_x2 = shared_rate(broker, configs, messages, len(lines))
+            stored = query(influx.url, "shared", "SELECT count(value) FROM readings")
+            assert stored[0][1][0]["count"] == len(lines), "two ingests lost points"
     return {
         "messages": MESSAGES, "points": len(lines),
         "ingest_points_per_s": round(rate),
@@ -158,4 +244,10 @@ def run() -> dict:
         "latency_publish_to_queryable_ms_p50": round(percentile(latencies, 50), 1),
         "latency_publish_to_queryable_ms_p99": round(percentile(latencies, 99), 1),
         "latency_samples": len(latencies),
+        "ingest_x2_points_per_s": round(rate_x2),
+        "ingest_x2_ratio": round(rate_x2 / raw, 3),
     }
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
+    _child(sys.argv[2])

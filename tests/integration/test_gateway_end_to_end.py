@@ -30,6 +30,8 @@ from watershed.gateway.daemon import Gateway
 from watershed_sim.py_station import PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
+from .consumer_status import announce_consumer
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +44,8 @@ TEXTS = ["+1.234", "1.50", "-3.7", "1013.25", "0.000", "1500", "-0.001", "12345.
 
 
 class Subscriber:
-    """A paho consumer with a persistent session, as the ingest would be, for one gateway."""
+    """A paho consumer with a persistent session, as the ingest would be, for one gateway; like
+    the ingest it announces itself with a retained ingest status once subscribed."""
 
     def __init__(self, port: int, gateway_id: str) -> None:
         self.payloads: list[bytes] = []
@@ -61,6 +64,7 @@ class Subscriber:
         self.client.connect("127.0.0.1", port, keepalive=5)
         self.client.loop_start()
         assert self._subscribed.wait(5), "subscriber could not subscribe"
+        announce_consumer(port)  # subscribed: now the gateway may publish (require_consumer)
 
     def _on_connect(self, client: mqtt.Client, userdata, flags, reason_code, properties) -> None:
         client.subscribe([(topic, 1) for topic in self._topics])

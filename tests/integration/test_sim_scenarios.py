@@ -20,13 +20,11 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def missing_lines(result) -> list[str]:
-    return [f"{r.station}/{r.channel}: missing seqs {r.missing[:10]}, mismatched {r.mismatched[:3]}"
-            for r in result.reports if r.missing or r.mismatched]
+    lines = [f"{r.station}/{r.channel}: missing seqs {r.missing[:10]}, mismatched "
+             f"{r.mismatched[:3]}" for r in result.reports if r.missing or r.mismatched]
+    return lines + result.explanation if lines else []
 
 
-@pytest.mark.xfail(reason="intermittent: one run of several left 3 of 25974 readings of one "
-                          "bus station out of InfluxDB after a 120 s drain although the gateway "
-                          "had received and sent them all; not yet explained", strict=False)
 def test_thirty_days_of_five_stations_with_faults_lose_nothing(tmp_path, mosquitto, influxd):
     scenario = load_scenario(SCENARIOS / "thirty_days_five_stations.toml")
     result = run_scenario(scenario, tmp_path, database=f"sim_{uuid.uuid4().hex[:8]}",

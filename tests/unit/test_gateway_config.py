@@ -83,6 +83,13 @@ def test_minimal_config_takes_defaults() -> None:
     assert config.stations == ()
 
 
+def test_readings_wait_for_a_consumer_unless_told_otherwise() -> None:
+    assert GatewayConfig.from_dict(MINIMAL).mqtt.require_consumer is True
+    d = copy.deepcopy(MINIMAL)
+    d["mqtt"] = {"require_consumer": False}
+    assert GatewayConfig.from_dict(d).mqtt.require_consumer is False
+
+
 def test_config_is_frozen() -> None:
     config = GatewayConfig.from_dict(MINIMAL)
     with pytest.raises(AttributeError):
@@ -107,6 +114,7 @@ def test_relative_store_path_is_taken_from_the_config_folder(tmp_path: Path) -> 
     ("mqtt.port", "1883", "mqtt.port: expected an integer"),
     ("mqtt.keepalive_s", True, "mqtt.keepalive_s: expected an integer"),
     ("mqtt.prefix", "water/#", "mqtt.prefix: 'water/#'"),
+    ("mqtt.require_consumer", "no", "mqtt.require_consumer: expected true or false"),
     ("link[0].baud", "fast", "link[0].baud: expected an integer"),
     ("link[0].stations", [0], "link[0].stations: expected a non-empty list of bus addresses"),
     ("link[0].stations", [1, 1], "link[0].stations: an address is listed twice"),

@@ -3,14 +3,16 @@ reading is marked sent only when the broker's PUBACK for its message arrives."""
 
 from __future__ import annotations
 
+import collections
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from paho.mqtt.client import ConnectFlags
+from paho.mqtt.client import ConnectFlags, MQTTMessage
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
@@ -24,10 +26,19 @@ T0 = 1763676900
 GW = "gw-test"
 
 
-class FakeClient:
-    """Just enough of paho.mqtt.client.Client, driven by the forwarder's thread."""
+INGEST_ONLINE = json.dumps({"v": 1, "ingest": "ingest-1", "state": "online"}).encode()
 
-    def __init__(self) -> None:
+
+class FakeClient:
+    """Just enough of paho.mqtt.client.Client, driven by the forwarder's thread. Its "broker"
+    holds a retained ingest status (``consumer``) unless a test says otherwise."""
+
+    def __init__(self, consumer: bytes | None = INGEST_ONLINE) -> None:
+        self.consumer = consumer  # retained payload on <prefix>/v1/ingest/ingest-1/status
+        self.session_present = False
+        self.subscriptions: list[str] = []
+        self._subacks: list[tuple[int, str]] = []
+        self._incoming: collections.deque[MQTTMessage] = collections.deque()  # any thread
         self.broker_up = True
         self.pubacks = True  # does the "broker" acknowledge publishes?
         self.published: list[tuple[str, bytes, int, bool]] = []
@@ -39,6 +50,8 @@ class FakeClient:
         self.on_connect: Callable | None = None
         self.on_disconnect: Callable | None = None
         self.on_publish: Callable | None = None
+        self.on_subscribe: Callable | None = None
+        self.on_message: Callable | None = None
 
     def will_set(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
         self.will = (topic, payload, qos, retain)
@@ -65,8 +78,16 @@ class FakeClient:
         if self._connack_due:
             self._connack_due = False
             self.connected = True
-            self.on_connect(self, None, ConnectFlags(False),
+            self.on_connect(self, None, ConnectFlags(self.session_present),
                             ReasonCode(PacketTypes.CONNACK, "Success"), None)
+        subacks, self._subacks = self._subacks, []
+        for mid, topic in subacks:
+            self.on_subscribe(self, None, mid, [ReasonCode(PacketTypes.SUBACK, "Granted QoS 1")],
+                              None)
+            if topic.endswith("/ingest/+/status") and self.consumer is not None:
+                self.deliver(topic.replace("+", "ingest-1"), self.consumer, retain=True)
+        while self._incoming:
+            self.on_message(self, None, self._incoming.popleft())
         if self.pubacks and self.connected:
             acked, self._unacked = self._unacked, []
             for mid in acked:
@@ -78,6 +99,19 @@ class FakeClient:
         self.published.append((topic, payload, qos, retain))
         self._unacked.append(self._mid)
         return type("Info", (), {"mid": self._mid})()
+
+    def subscribe(self, topic: str, qos: int = 0) -> tuple[MQTTErrorCode, int]:
+        self._mid += 1
+        self.subscriptions.append(topic)
+        self._subacks.append((self._mid, topic))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS, self._mid
+
+    def deliver(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """A message from the broker, handed to on_message at the next loop."""
+        message = MQTTMessage(topic=topic.encode())
+        message.payload = payload
+        message.retain = retain
+        self._incoming.append(message)
 
     def disconnect(self) -> None:
         self.connected = False
@@ -245,3 +279,154 @@ def test_a_puback_the_store_cannot_record_means_publishing_again(store: Store, m
         forwarder.stop(1)
     seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
     assert seqs == [1, 2, 3, 1, 2, 3]  # at least once: repeated, never lost
+
+
+# --- the consumer interlock: no readings until the broker knows an ingest -----------------
+
+STATUS_FILTER = "watershed/v1/ingest/+/status"
+
+
+def test_without_a_known_ingest_readings_are_held_and_alerts_still_go(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="watershed.gateway.forwarder")
+    client = FakeClient(consumer=None)  # a fresh broker: no ingest has ever subscribed
+    fill(store, "SAN-01", range(1, 6))
+    store.add_alert("SAN-01", '{"v":1,"rule":"above"}')
+    forwarder = start(store, client)
+    try:
+        wait_until(lambda: any("no ingest has subscribed on this broker yet" in r.getMessage()
+                               for r in caplog.records))
+        assert STATUS_FILTER in client.subscriptions
+        assert client.readings_messages() == []  # nothing the broker could drop
+        assert len(store.unsent(10)) == 5
+        assert [t for t, *_ in client.published if t.endswith("/alert")] == [
+            "watershed/v1/gw-test/SAN-01/alert"]
+        wait_until(lambda: store.counts()["alerts_unsent"] == 0)
+        assert forwarder.held_for_consumer and forwarder.stats()["held_for_consumer"]
+        assert "holding 5 readings" in caplog.text
+
+        # The ingest subscribes and publishes its status (not retained as delivered: live).
+        client.deliver("watershed/v1/ingest/ingest-1/status", INGEST_ONLINE)
+        wait_until(lambda: not store.unsent(10))
+        assert forwarder.stats()["consumers"] == {"ingest-1": "online"}
+        assert not forwarder.held_for_consumer
+    finally:
+        forwarder.stop(1)
+    seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
+    assert seqs == [1, 2, 3, 4, 5]
+    assert "ingest ingest-1 is known to the broker" in caplog.text
+
+
+def test_a_retained_offline_status_means_a_session_exists_and_readings_flow(
+        store: Store) -> None:
+    client = FakeClient(consumer=json.dumps({"v": 1, "state": "offline"}).encode())
+    fill(store, "SAN-01", range(1, 4))
+    forwarder = start(store, client)
+    try:
+        wait_until(lambda: not store.unsent(10))
+        assert forwarder.stats()["consumers"] == {"ingest-1": "offline"}
+    finally:
+        forwarder.stop(1)
+
+
+def test_any_retained_payload_counts_as_a_consumer(store: Store) -> None:
+    client = FakeClient(consumer=b"telegraf is here")  # another consumer's own status
+    fill(store, "SAN-01", range(1, 4))
+    forwarder = start(store, client)
+    try:
+        wait_until(lambda: not store.unsent(10))
+    finally:
+        forwarder.stop(1)
+
+
+def test_a_cleared_status_holds_readings_again(store: Store) -> None:
+    client = FakeClient()
+    forwarder = start(store, client)
+    try:
+        fill(store, "SAN-01", range(1, 3))
+        forwarder.notify()
+        wait_until(lambda: not store.unsent(10))
+        client.deliver("watershed/v1/ingest/ingest-1/status", b"")  # retained status deleted
+        wait_until(lambda: forwarder.held_for_consumer)
+        fill(store, "SAN-01", range(3, 6))
+        forwarder.notify()
+        time.sleep(0.1)
+        assert len(store.unsent(10)) == 3
+        client.deliver("watershed/v1/ingest/ingest-2/status", INGEST_ONLINE)
+        wait_until(lambda: not store.unsent(10))
+    finally:
+        forwarder.stop(1)
+
+
+def test_with_require_consumer_false_readings_go_at_once(store: Store) -> None:
+    client = FakeClient(consumer=None)
+    fill(store, "SAN-01", range(1, 4))
+    forwarder = start(store, client, require_consumer=False)
+    try:
+        wait_until(lambda: not store.unsent(10))
+        assert STATUS_FILTER not in client.subscriptions
+        assert not forwarder.held_for_consumer
+    finally:
+        forwarder.stop(1)
+
+
+def test_health_shows_readings_held_for_a_consumer(store: Store) -> None:
+    client = FakeClient(consumer=None)
+    fill(store, "SAN-01", range(1, 3))
+    config = MqttConfig(reconnect_min_s=0.01, reconnect_max_s=0.05)
+    forwarder = Forwarder(GW, config, store, clock=lambda: T0, client_factory=lambda cid: client,
+                          health=lambda: {"queue": {
+                              "held_for_consumer": forwarder.held_for_consumer}})
+    forwarder.start()
+
+    def healths() -> list[dict]:
+        return [json.loads(p) for t, p, _, _ in client.published if t.endswith("/health")]
+    try:
+        wait_until(lambda: healths())
+        assert healths()[-1]["queue"]["held_for_consumer"] is True
+        assert healths()[-1]["forwarder"]["held_for_consumer"] is True
+        client.deliver("watershed/v1/ingest/ingest-1/status", INGEST_ONLINE)
+        wait_until(lambda: not store.unsent(10))
+        wait_until(lambda: healths()[-1]["queue"]["held_for_consumer"] is False)  # at once
+    finally:
+        forwarder.stop(1)
+
+
+def test_stop_while_held_does_not_wait_for_the_flush_timeout(store: Store) -> None:
+    client = FakeClient(consumer=None)
+    fill(store, "SAN-01", range(1, 3))
+    forwarder = start(store, client)
+    wait_until(lambda: forwarder.connected)
+    time.sleep(1.1)  # past the grace for retained statuses
+    began = time.monotonic()
+    forwarder.stop(flush_timeout_s=10)
+    assert time.monotonic() - began < 3
+    assert len(store.unsent(10)) == 2
+
+
+def test_in_flight_readings_are_not_trusted_to_a_broker_that_lost_our_session(
+        store: Store) -> None:
+    """A broker restarted without its persistence PUBACKs what paho resends and drops it: the
+    readings in flight then are published again, after an ingest is known."""
+    client = FakeClient()
+    client.pubacks = False
+    fill(store, "SAN-01", range(1, 4))
+    forwarder = start(store, client)
+    try:
+        wait_until(lambda: len(client.readings_messages()) == 1)
+        client.broker_up = False
+        wait_until(lambda: not forwarder.connected)
+        client.consumer = None  # the broker came back empty
+        client.pubacks = True
+        client.broker_up = True
+        wait_until(lambda: forwarder.stats()["connects"] == 2)
+        time.sleep(0.1)
+        # The resent copy was acknowledged, but it marks nothing: still owed, and held.
+        assert len(store.unsent(10)) == 3
+        assert forwarder.stats()["readings_republished_after_session_loss"] == 3
+        client.deliver("watershed/v1/ingest/ingest-1/status", INGEST_ONLINE)
+        wait_until(lambda: not store.unsent(10))
+    finally:
+        forwarder.stop(1)
+    seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
+    assert seqs == [1, 2, 3, 1, 2, 3]

@@ -69,3 +69,9 @@ def test_discharge_lines_match_point(station: str, basin: str, ts: int, value: D
                                      flags: int, seq: int, gateway: str, rating: str) -> None:
     assert discharge_line(station, basin, ts, value, flags, seq, gateway, rating) == \
         point_discharge(station, basin, ts, value, flags, seq, gateway, rating)
+
+
+def test_zero_with_a_positive_exponent() -> None:
+    # "0e2" in a payload: (0, 2); value_text gives "000", Point (Decimal) "0".
+    msg = ReadingsMessage("gw", "st", "ba", (MessageReading(1, "c", 2, 0, 2, 0),))
+    assert message_lines(msg) == [point_line(msg, r) for r in msg.readings]

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from operator import itemgetter
 
-from .ids import check_id
-from .mqtt import MessageReading, ReadingsMessage
-from .wire import MISSING, value_text
+from .ids import check_id, is_valid_id
+from .mqtt import (_MAX_SEQ, MAX_TS, PAYLOAD_VERSION, MessageReading, PayloadError, ReadingsMessage,
+                   _Number, _number, parse_payload)
+from .wire import MAX_EXPONENT, MAX_MANTISSA, MISSING, value_text
 
 MEASUREMENT = "readings"
 PRECISION = "s"
@@ -54,6 +56,8 @@ def reading_value_text(mantissa: int, exponent: int) -> str:
     gives it for ``Decimal(value_text(mantissa, exponent))``."""
     if exponent < -6:  # str(Decimal) switches to exponent notation here (1E-7)
         return float_text(Decimal(value_text(mantissa, exponent))) or ""
+    if mantissa == 0 and exponent > 0:  # value_text gives "00"; Decimal("00") is "0"
+        return "0"
     s = value_text(mantissa, exponent)
     return s[:-2] if s.endswith(".0") else s
 
@@ -80,6 +84,102 @@ def _lines(msg: ReadingsMessage, readings: tuple[MessageReading, ...]) -> list[s
             out.append(f"{head}{_channel(r.channel)}{station}{r.flags}{gateway}{r.seq}i,value="
                        f"{reading_value_text(r.mantissa, r.exponent)} {r.ts}")
     return out
+
+
+# Identifiers already checked (gateways, stations, basins, channels); bounded like the above.
+_valid_ids: set[str] = set()
+_reading_fields = itemgetter("seq", "channel", "ts", "flags", "value")
+
+
+def _valid_id(name: object) -> bool:
+    if name in _valid_ids:
+        return True
+    if type(name) is not str or not is_valid_id(name):
+        return False
+    if len(_valid_ids) < _MAX_CHECKED:
+        _valid_ids.add(name)
+    return True
+
+
+def _slow_value_text(raw: object) -> str | None:
+    """The value text of a JSON number the fast path does not take on (exponent notation, many
+    digits, negative zero), as decode_readings + message_lines give it; None if not valid."""
+    if type(raw) is _Number:
+        try:
+            mantissa, exponent = _number(raw)
+        except PayloadError:
+            return None
+    elif type(raw) is int:
+        mantissa, exponent = raw, 0
+    else:
+        return None
+    if not -MAX_MANTISSA <= mantissa <= MAX_MANTISSA or \
+            not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
+        return None
+    return reading_value_text(mantissa, exponent)
+
+
+def payload_lines(payload: bytes, ts_low: float = 0,
+                  ts_high: float = MAX_TS) -> tuple[str, str, list[str]] | None:
+    """The readings payload straight to line protocol, without a MessageReading per reading:
+    ``(gateway, station, lines)``, the lines exactly those of
+    ``message_lines(decode_readings(payload))``, when the payload is valid and every reading's
+    ts lies in [ts_low, ts_high]. None for anything else (invalid, out of those bounds): the
+    caller then takes the full path, which finds the reason. Raises nothing."""
+    try:
+        obj = parse_payload(payload)
+    except PayloadError:
+        return None
+    if type(obj) is not dict or obj.get("v") != PAYLOAD_VERSION:
+        return None
+    readings = obj.get("readings")
+    gateway, station, basin = obj.get("gateway"), obj.get("station"), obj.get("basin")
+    if type(readings) is not list or not readings or not _valid_id(gateway) \
+            or not _valid_id(station) or not _valid_id(basin):
+        return None
+    low, high = max(0, ts_low), min(MAX_TS, ts_high)
+    head = f"{MEASUREMENT},basin={basin},channel="
+    tail = f",station={station} flags="
+    gw = f'i,gateway="{gateway}",seq='
+    prefixes: dict[str, str] = {}  # channel -> the line up to the flags
+    out: list[str] = []
+    append = out.append
+    try:
+        for item in readings:
+            seq, channel, ts, flags, raw = _reading_fields(item)  # TypeError, KeyError
+            prefix = prefixes.get(channel)  # TypeError when not hashable
+            if prefix is None:
+                if not _valid_id(channel):
+                    return None
+                prefix = prefixes[channel] = f"{head}{channel}{tail}"
+            if type(seq) is not int or not 0 <= seq <= _MAX_SEQ \
+                    or type(ts) is not int or not low <= ts <= high \
+                    or type(flags) is not int or not 0 <= flags <= 255:
+                return None
+            if raw is None:
+                if not flags & MISSING:
+                    return None
+                append(f"{prefix}{flags}{gw}{seq}i {ts}")
+                continue
+            if flags & MISSING:
+                return None
+            # A JSON number with a fraction, at most 15 digits, at most 6 after the point, not
+            # negative zero: value_text(mantissa, exponent) gives back its very text.
+            if type(raw) is _Number and len(raw) <= 16 and len(raw) - raw.find(".") <= 7 \
+                    and "e" not in raw and "E" not in raw \
+                    and (raw[0] != "-" or raw.strip("-0.")):
+                text = raw[:-2] if raw.endswith(".0") else raw
+            elif type(raw) is int and -MAX_MANTISSA <= raw <= MAX_MANTISSA:
+                text = str(raw)
+            else:
+                slow = _slow_value_text(raw)
+                if slow is None:
+                    return None
+                text = slow
+            append(f"{prefix}{flags}{gw}{seq}i,value={text} {ts}")
+    except (TypeError, KeyError):
+        return None
+    return str(gateway), str(station), out  # both checked: str already
 
 
 def discharge_line(station: str, basin: str, ts: int, value: Decimal | None, flags: int,

@@ -180,12 +180,21 @@ def _reading(item: object, channels: dict[str, str]) -> MessageReading:
     return MessageReading(seq, channel, ts, mantissa, exponent, flags)
 
 
-def decode_readings(payload: bytes) -> ReadingsMessage:
-    """Parse and validate a readings payload; raises PayloadError with the reason."""
+def parse_payload(payload: bytes) -> Any:
+    """The JSON of a payload, numbers with a fraction or exponent as ``_Number`` text; raises
+    PayloadError. Exactly ``json.loads(payload, parse_float=_Number, ...)``, without making a
+    decoder per call."""
     try:
-        obj = json.loads(payload, parse_float=_Number, parse_constant=_not_a_number)
+        if not isinstance(payload, (bytes, bytearray)):  # str: json.loads' own checks
+            return json.loads(payload, parse_float=_Number, parse_constant=_not_a_number)
+        return _DECODER.decode(payload.decode(json.detect_encoding(payload), "surrogatepass"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PayloadError(f"not JSON: {e}") from e
+
+
+def decode_readings(payload: bytes) -> ReadingsMessage:
+    """Parse and validate a readings payload; raises PayloadError with the reason."""
+    obj = parse_payload(payload)
     if not isinstance(obj, dict):
         raise PayloadError("payload is not a JSON object")
     if obj.get("v") != PAYLOAD_VERSION:
@@ -201,6 +210,9 @@ def decode_readings(payload: bytes) -> ReadingsMessage:
 def _not_a_number(text: str) -> object:
     """``NaN``, ``Infinity``: not JSON numbers, refused as values like any other non-number."""
     return text  # a plain str: "expected a number or null"
+
+
+_DECODER = json.JSONDecoder(parse_float=_Number, parse_constant=_not_a_number)
 
 
 def encode_status(gateway: str, state: str, since: int) -> bytes:

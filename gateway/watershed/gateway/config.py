@@ -18,6 +18,8 @@
     password = "..."
     tls = true                    # optional: ca_file (default: system CAs), cert_file + key_file
     ca_file = "/etc/watershed/ca.pem"
+    require_consumer = true       # publish readings only while the broker holds a retained
+                                  # ingest status (<prefix>/v1/ingest/+/status): see below
 
     [[link]]
     port = "/dev/ttyUSB0"         # a device path or a pyserial URL (socket://, rfc2217://, loop://)
@@ -39,6 +41,13 @@
     above = 3.5                   # threshold crossed upwards, and/or
     rise = 0.5                    # a rise of this much within within_s
     within_s = 3600
+
+``require_consumer`` (default true): a broker acknowledges a QoS 1 message that matches no
+subscription and drops it, so on a fresh broker readings published before the ingest's persistent
+session has subscribed would be lost. With it, readings stay stored until the broker holds a
+retained status under ``<prefix>/v1/ingest/+/status`` (any state); alerts are never held. A
+consumer other than the ingest (Telegraf, say) keeps a persistent session and publishes such a
+retained status itself, or its gateways set this false.
 
 Every problem is reported at once, each naming its key (``link[0].baud: ...``), and unknown keys
 are errors: a misspelt key silently falling back to a default is how a gateway ends up polling
@@ -90,6 +99,7 @@ class MqttConfig:
     ca_file: str = ""  # empty: the system's CA certificates
     cert_file: str = ""  # client certificate, with key_file
     key_file: str = ""
+    require_consumer: bool = True  # readings only while a retained ingest status exists
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,7 @@ class GatewayConfig:
             ca_file=mqtt.text("ca_file", "", allow_empty=True),
             cert_file=mqtt.text("cert_file", "", allow_empty=True),
             key_file=mqtt.text("key_file", "", allow_empty=True),
+            require_consumer=mqtt.boolean("require_consumer", True),
         )
         if mqtt_config.reconnect_max_s < mqtt_config.reconnect_min_s:
             problems.append("mqtt.reconnect_max_s: must not be below mqtt.reconnect_min_s")

@@ -125,7 +125,9 @@ class Gateway:
         assert self.store is not None
         return gather_health(self.config.id, self.store, self.links,
                              started_monotonic=self._started_at or time.monotonic(),
-                             clock=self._clock)
+                             clock=self._clock,
+                             held_for_consumer=bool(self.forwarder
+                                                    and self.forwarder.held_for_consumer))
 
     def stale_loops(self, now: float | None = None) -> list[str]:
         """Loops that died or have not gone round for STALE_LOOP_S: empty when healthy."""

@@ -13,6 +13,16 @@ What goes out first, every turn, within ``max_inflight`` messages awaiting PUBAC
    bounded by the in-flight window, however many readings wait.
 Also retained health every ``health_interval_s``, and the gateway's command topic.
 
+**No readings before a consumer exists** (``[mqtt] require_consumer``, default on). A broker
+PUBACKs a QoS 1 message that matches no subscription and then drops it, so on a fresh broker
+(first install, or one that lost its persistence) readings published before the ingest's
+persistent session has subscribed would be marked sent and lost. The forwarder therefore
+subscribes to ``<prefix>/v1/ingest/+/status`` and publishes readings only while the broker holds
+a retained status there, in any state: an "offline" ingest whose persistent session exists
+still has messages queued for it. Until then readings stay in the store (unsent, durable;
+``held_for_consumer`` in health) and a log line says so. Alerts are for anyone listening: they
+are never held. An ingest publishes its status only after its SUBACK (contracts.md 2).
+
 Every paho call, callbacks included, happens on the forwarder's own thread, which drives the
 client with ``loop()``: paho is not safe to publish from several threads (anchors.md). Other
 threads only call ``notify()`` (an Event) or queue a command result.
@@ -42,6 +52,8 @@ log = logging.getLogger(__name__)
 
 LOOP_WAIT_S = 0.1  # longest paho's network loop waits for traffic in one turn
 LOOK_INTERVAL_S = 1.0  # unprompted, the store is looked at this often (notify() is immediate)
+CONSUMER_GRACE_S = 1.0  # after the SUBACK, retained consumer statuses have this long to arrive
+HOLD_LOG_INTERVAL_S = 600.0  # while readings are held for a consumer, say so this often
 STOP_WAIT_S = 2.0  # at stop, how long the offline status may take to be acknowledged
 RECONNECT_JITTER = 0.5  # up to half of each reconnect delay is random
 
@@ -124,9 +136,17 @@ class Forwarder:
         self._inflight_ids: set[int] = set()
         self._inflight_alerts: dict[int, int] = {}  # mid -> alert id
         self._other_mids: set[int] = set()  # status, health, results: nothing to mark
+        # The consumer interlock (module docstring): ingest id -> state of each retained
+        # status seen on this connection.
+        self._consumer_filter = self._topics.ingest_status("+")
+        self._consumers: dict[str, str] = {}
+        self._consumer_sub_mid: int | None = None
+        self._consumer_settled_at: float | None = None  # monotonic: SUBACK + grace
+        self._next_hold_log = 0.0
         self._stats: dict[str, int] = {"messages_published": 0, "messages_acked": 0,
                                        "readings_acked": 0, "live_readings_published": 0,
                                        "backlog_readings_published": 0, "alerts_published": 0,
+                                       "readings_republished_after_session_loss": 0,
                                        "connects": 0, "disconnects": 0, "connect_failures": 0,
                                        "errors": 0, "commands_received": 0,
                                        "commands_rejected": 0}
@@ -162,9 +182,17 @@ class Forwarder:
         if self._thread.is_alive():
             self._thread.join(flush_timeout_s + STOP_WAIT_S + 5)
 
+    @property
+    def held_for_consumer(self) -> bool:
+        """Readings are held: a consumer is required and the broker holds no retained ingest
+        status (none seen yet on this connection)."""
+        return self.config.require_consumer and not self._consumers
+
     def stats(self) -> dict[str, Any]:
+        held = self.held_for_consumer
         return {**self._stats, "connected": self._connected, "inflight": len(self._inflight),
-                "backlog_draining": self._connected and not self._backlog_done}
+                "backlog_draining": self._connected and not held and not self._backlog_done,
+                "held_for_consumer": held, "consumers": dict(self._consumers)}
 
     # --- the client -------------------------------------------------------------------
 
@@ -189,6 +217,7 @@ class Forwarder:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
 
     def _status(self, state: str) -> bytes:
         return encode_status(self.gateway_id, state, int(self._clock()))
@@ -269,6 +298,8 @@ class Forwarder:
         self._stats["connect_failures"] = 0
         self._backoff.reset()
         self._restart_cursors()
+        if self.config.require_consumer:
+            self._watch_for_consumer(client, flags.session_present)
         info = client.publish(self._topics.status(self.gateway_id), self._status("online"),
                               qos=QOS, retain=True)
         self._other_mids.add(info.mid)
@@ -279,6 +310,72 @@ class Forwarder:
                  self.config.host, self.config.port, flags.session_present, len(self._inflight))
         self._wake.set()
 
+    def _watch_for_consumer(self, client: mqtt.Client, session_present: bool) -> None:
+        """Learn afresh, on every connection, whether the broker knows a consumer: the
+        retained statuses come again after the SUBACK (a broker that lost its persistence
+        lost them too)."""
+        self._consumers.clear()
+        self._consumer_settled_at = None
+        if not session_present and self._inflight:
+            # The broker kept no session of ours: it may have lost the ingest's too. paho
+            # resends these at once; their PUBACKs prove nothing, so they mark nothing and the
+            # readings go again once a consumer is known (at least once, never lost).
+            n = len(self._inflight_ids)
+            log.warning("forwarder: the broker has no session of this gateway (restarted "
+                        "without its persistence?): %d readings in flight will be published "
+                        "again once an ingest is known", n)
+            self._stats["readings_republished_after_session_loss"] += n
+            self._inflight.clear()
+            self._inflight_ids.clear()
+        _, self._consumer_sub_mid = client.subscribe(self._consumer_filter, qos=QOS)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[Any], properties: Any) -> None:
+        if mid != self._consumer_sub_mid:
+            return
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("forwarder: the broker refused the subscription to %s (ACL?): readings are"
+                      " held until it is allowed, or set [mqtt] require_consumer = false",
+                      self._consumer_filter)
+            self._consumer_settled_at = time.monotonic()  # nothing will come
+        else:
+            self._consumer_settled_at = time.monotonic() + CONSUMER_GRACE_S
+        self._next_hold_log = self._consumer_settled_at
+
+    def _consumer_id(self, topic: str) -> str | None:
+        """The ingest id of a topic matching ``<prefix>/v1/ingest/+/status``, else None."""
+        head, _, tail = self._consumer_filter.partition("+")
+        if topic.startswith(head) and topic.endswith(tail):
+            ident = topic[len(head):len(topic) - len(tail)]
+            if ident and "/" not in ident:
+                return ident
+        return None
+
+    def _on_consumer_status(self, ingest_id: str, payload: bytes) -> None:
+        was_held = self.held_for_consumer
+        if not payload:  # the retained status was cleared: that consumer is gone
+            self._consumers.pop(ingest_id, None)
+        else:
+            try:
+                state = str(json.loads(payload).get("state", "?"))
+            except (ValueError, AttributeError):
+                state = "?"  # any retained status counts (another consumer's own format)
+            self._consumers[ingest_id] = state
+        if was_held and not self.held_for_consumer:
+            # Held readings are backlog now: large messages, live ones still go first.
+            self._restart_cursors()
+            log.info("forwarder: ingest %s is known to the broker (retained status %r): "
+                     "publishing readings (%d stored unsent)", ingest_id,
+                     self._consumers[ingest_id], self._store.counts()["unsent"])
+        elif not was_held and self.held_for_consumer:
+            log.warning("forwarder: the retained status of ingest %s was cleared and no other "
+                        "ingest is known: holding readings", ingest_id)
+            self._next_hold_log = time.monotonic() + HOLD_LOG_INTERVAL_S
+        else:
+            return
+        self._next_health = 0.0  # the change shows in health at once
+        self._wake.set()
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         if self._connected:
@@ -286,6 +383,10 @@ class Forwarder:
         self._connected = False
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        ingest_id = self._consumer_id(message.topic)
+        if ingest_id is not None:
+            self._on_consumer_status(ingest_id, bytes(message.payload))
+            return
         # Only the gateway's own command topic: a retained or stray message elsewhere (a
         # broker ACL mistake, a wildcard) must never drive its stations.
         if message.topic != self._topics.command(self.gateway_id) or message.retain:
@@ -339,8 +440,26 @@ class Forwarder:
         self._wake.clear()
         self._last_look = time.monotonic()
         self._publish_alerts()
+        if self.held_for_consumer:
+            self._log_hold_if_due()
+            return
         self._publish_live()
         self._publish_backlog()
+
+    def _consumer_settled(self) -> bool:
+        """The retained consumer statuses, if any, have had time to arrive."""
+        settled_at = self._consumer_settled_at
+        return settled_at is not None and time.monotonic() >= settled_at
+
+    def _log_hold_if_due(self) -> None:
+        if not self._consumer_settled() or time.monotonic() < self._next_hold_log:
+            return
+        self._next_hold_log = time.monotonic() + HOLD_LOG_INTERVAL_S
+        log.warning("forwarder: no ingest has subscribed on this broker yet (no retained status "
+                    "on %s): holding %d readings; a broker acknowledges and drops what no "
+                    "subscription matches. Start the ingest (or set [mqtt] require_consumer ="
+                    " false for another consumer)", self._consumer_filter,
+                    self._store.counts()["unsent"])
 
     def _room(self) -> int:
         return self.config.max_inflight - len(self._inflight) - len(self._inflight_alerts)
@@ -402,6 +521,8 @@ class Forwarder:
     def _publish_health_if_due(self) -> None:
         if self._health is None or time.monotonic() < self._next_health:
             return
+        if self.held_for_consumer and not self._consumer_settled():
+            return  # just connected: the retained statuses are on their way, not "held" yet
         self._next_health = time.monotonic() + self._health_interval_s
         try:
             health = self._health()
@@ -421,8 +542,11 @@ class Forwarder:
         while time.monotonic() < self._flush_deadline and self._socket_open:
             self._wake.set()
             self._step()
-            if self._connected and not self._inflight and not self._store.unsent(1):
-                return
+            if self._connected and not self._inflight:
+                if not self._store.unsent(1):
+                    return
+                if self.held_for_consumer and self._consumer_settled():
+                    break  # held for a consumer: nothing more will go
         if self._inflight or self._store.unsent(1):
             log.info("forwarder: stopping with readings unsent; they stay in the store")
 

@@ -17,8 +17,8 @@ from .store import Store
 
 
 def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
-                  started_monotonic: float, clock: Callable[[], float] = time.time
-                  ) -> dict[str, Any]:
+                  started_monotonic: float, clock: Callable[[], float] = time.time,
+                  held_for_consumer: bool = False) -> dict[str, Any]:
     now = clock()
     links = list(links)
     counts = store.counts()
@@ -51,7 +51,9 @@ def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
         "uptime_s": round(time.monotonic() - started_monotonic, 1),
         "queue": {"unsent": counts["unsent"],
                   "oldest_unsent_age_s": None if oldest is None else round(now - oldest, 1),
-                  "alerts_unsent": counts["alerts_unsent"]},
+                  "alerts_unsent": counts["alerts_unsent"],
+                  # No ingest known to the broker: readings wait here (forwarder docstring).
+                  "held_for_consumer": held_for_consumer},
         "store": {**counts, "quota_bytes": store.quota_bytes,
                   "losses_total": sum(sum(r.values()) for r in ledger.values())},
         "disk_free_bytes": _disk_free(store.path),

@@ -11,8 +11,9 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 
-from ..contracts.influx import discharge_line, message_lines
-from ..contracts.mqtt import MessageReading, PayloadError, ReadingsMessage, Topics, decode_readings
+from ..contracts.influx import discharge_line, message_lines, payload_lines
+from ..contracts.mqtt import (MAX_TS, MessageReading, PayloadError, ReadingsMessage, Topics,
+                              decode_readings)
 from ..contracts.wire import OUT_OF_RANGE
 from ..ratings.station import StationRatings
 from .config import IngestConfig
@@ -20,7 +21,21 @@ from .config import IngestConfig
 
 def readings_lines(topics: Topics, topic: str, payload: bytes) -> list[str]:
     """Line protocol for every reading of the message; raises PayloadError with the reason."""
+    fast = _fast_lines(topics, topic, payload, 0, MAX_TS)
+    if fast is not None:
+        return fast[2]
     return message_lines(decode_routed(topics, topic, payload))
+
+
+def _fast_lines(topics: Topics, topic: str, payload: bytes, ts_low: float,
+                ts_high: float) -> tuple[str, str, list[str]] | None:
+    """``(gateway, station, lines)`` of a valid message whose topic names the same gateway and
+    station, through payload_lines (no object per reading); None when the full path
+    (decode_routed + message_lines) must look at it, which finds any reason to reject."""
+    fast = payload_lines(payload, ts_low, ts_high)
+    if fast is None or topics.parse_readings(topic) != (fast[0], fast[1]):
+        return None
+    return fast
 
 
 def decode_routed(topics: Topics, topic: str, payload: bytes) -> ReadingsMessage:
@@ -51,23 +66,47 @@ class Converter:
 
     def lines(self, topic: str, payload: bytes) -> list[str]:
         """Line protocol for the message and its derived discharge; raises PayloadError."""
+        if not self._ranges:
+            lines = self._plain_lines(topic, payload)
+            if lines is not None:
+                return lines
         msg = decode_routed(self._topics, topic, payload)
-        self._check_owner(msg)
+        self._check_owner(msg.gateway, msg.station)
         self._check_times(msg)
         if self._ranges:
             msg = dataclasses.replace(msg, readings=tuple(self._flag_range(r)
                                                           for r in msg.readings))
         return message_lines(msg) + self._discharge_lines(msg)
 
-    def _check_owner(self, msg: ReadingsMessage) -> None:
-        entry = self._config.station(msg.station)
+    def _plain_lines(self, topic: str, payload: bytes) -> list[str] | None:
+        """The fast path (no ranges configured): a valid message, on its own topic, every
+        timestamp within bounds, of a station without a rating, straight to its lines. None
+        when the full path must look at it (it also finds any reason to reject)."""
+        if self._ratings:
+            route = self._topics.parse_readings(topic)
+            if route is None or (self._ratings.get(route[1]) is not None
+                                 and self._config.station(route[1]) is not None):
+                return None  # discharge to derive
+        v = self._config.validation
+        now = self._now()
+        fast = _fast_lines(self._topics, topic, payload,
+                           now - v.max_past_s if v.max_past_s else 0,
+                           now + v.max_future_s if v.max_future_s else MAX_TS)
+        if fast is None:
+            return None
+        gateway, station, lines = fast
+        self._check_owner(gateway, station)
+        return lines
+
+    def _check_owner(self, gateway: str, station: str) -> None:
+        entry = self._config.station(station)
         if entry is None:
             if self._config.validation.require_registered and self._config.stations:
-                raise PayloadError(f"registry: station {msg.station} is not registered")
+                raise PayloadError(f"registry: station {station} is not registered")
             return
-        if entry.gateways and msg.gateway not in entry.gateways:
-            raise PayloadError(f"registry: gateway {msg.gateway} does not own station "
-                               f"{msg.station} (owners: {', '.join(entry.gateways)})")
+        if entry.gateways and gateway not in entry.gateways:
+            raise PayloadError(f"registry: gateway {gateway} does not own station "
+                               f"{station} (owners: {', '.join(entry.gateways)})")
 
     def _check_times(self, msg: ReadingsMessage) -> None:
         v = self._config.validation

@@ -1,10 +1,16 @@
 """The ingest's worker: batch messages, write them, and say in arrival order what to acknowledge.
 
 The MQTT network thread puts every received message (a ``Delivery``) into the inbox. This worker
-turns each into line protocol, batches them, writes a batch, and only then emits, message by
+turns each into line protocol and batches them; its write thread writes the batches, one at a
+time in the order they were made, and only once a batch is confirmed written emits, message by
 message in arrival order, what the network thread must do: publish a dead-letter record if the
 message was rejected, then acknowledge it. Until a batch is confirmed written its messages stay
 unacknowledged, so if we die the broker redelivers them (to us, or another instance of the group).
+
+Two threads so that converting the next batch (CPU) overlaps writing this one (mostly waiting on
+InfluxDB): between them a queue of at most ``ready_batches`` batches, so memory stays bounded
+(the batch being written, those ready, the one being filled) and a slow database holds the worker
+back, and through it the broker (nothing is acked).
 
 It never calls paho itself (see service.py for why).
 """
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 # waiting out flush_interval_s would stall each window.
 QUIET_FLUSH_S = 0.05
 _IDLE_POLL_S = 0.1  # how often an idle worker checks for stop
+_HELD_POLL_S = 0.005
+READY_BATCHES = 1  # batches made and waiting for the write thread (besides the one it writes)
 
 COUNTERS = ("invalid", "deadlettered", "deadletter_file_errors", "messages_written",
             "points_written", "points_rejected", "batches_written", "write_failures",
@@ -96,6 +104,7 @@ class _Batch:
     entries: list[_Entry] = field(default_factory=list)
     line_count: int = 0
     started: float = 0.0  # monotonic time of the first entry
+    final: bool = False  # made after stop: one write attempt
 
     def add(self, entry: _Entry) -> None:
         if not self.entries:
@@ -116,7 +125,9 @@ class WritePipeline:
                  flush_interval_s: float, backoff: Backoff = Backoff(),
                  quiet_flush_s: float = QUIET_FLUSH_S,
                  convert: Callable[[str, bytes], list[str]] | None = None,
-                 observe_write: Callable[[int, float], None] | None = None) -> None:
+                 observe_write: Callable[[int, float], None] | None = None,
+                 settled: Callable[[], None] | None = None,
+                 ready_batches: int = READY_BATCHES) -> None:
         self._writer = writer
         self._deadletters = deadletters
         self._topics = topics
@@ -126,40 +137,91 @@ class WritePipeline:
         self._flush_interval_s = flush_interval_s
         self._backoff = backoff
         self._quiet_flush_s = min(quiet_flush_s, flush_interval_s)
-        self._batch = _Batch()
+        self._batch = _Batch()  # the worker's, being filled
+        self._held = False  # the worker's batch is due but the write thread had no room
+        # Made batches for the write thread, in order; None: no more.
+        self._ready: queue.Queue[_Batch | None] = queue.Queue(maxsize=max(1, ready_batches))
+        self._unsettled = 0  # messages taken from the inbox, not yet acked or abandoned
+        self._unsettled_lock = threading.Lock()
+        self._abandoning = False  # write thread only: stopping and a batch was left unacked
         # topic, payload -> lines (raises PayloadError); the contract alone unless configured
         self._convert = convert or (lambda topic, payload: readings_lines(topics, topic, payload))
         self._observe_write = observe_write  # (points, seconds) of each confirmed write
+        self._settled = settled  # called once a batch's actions are all emitted
 
     @property
     def pending(self) -> int:
         """Messages taken from the inbox and not yet settled (written or dead-lettered)."""
-        return len(self._batch.entries)
+        return self._unsettled
 
     def run(self, inbox: queue.Queue[Delivery], stopping: threading.Event) -> None:
-        """Work until ``stopping`` is set, then make one last attempt with what has arrived."""
+        """Work until ``stopping`` is set, then make one last attempt with what has arrived;
+        returns once the write thread has finished with every batch."""
+        writing = threading.Thread(target=self._write_loop, args=(stopping,),
+                                   name=f"{threading.current_thread().name}-post", daemon=True)
+        writing.start()
+        try:
+            self._convert_loop(inbox, stopping, writing)
+        finally:
+            self._hand_over(None, writing)
+            writing.join()
+
+    def _convert_loop(self, inbox: queue.Queue[Delivery], stopping: threading.Event,
+                      writing: threading.Thread) -> None:
         last_arrival = time.monotonic()
+        idle_poll_s = min(self._quiet_flush_s, _IDLE_POLL_S)
         while not stopping.is_set():
             try:
-                delivery = inbox.get(timeout=min(self._quiet_flush_s, _IDLE_POLL_S))
+                # A quiet batch the write thread had no room for: look again soon.
+                delivery = inbox.get(timeout=_HELD_POLL_S if self._held else idle_poll_s)
             except queue.Empty:
                 if self._batch.entries and (
                         time.monotonic() - last_arrival >= self._quiet_flush_s
                         or self._batch.age() >= self._flush_interval_s):
-                    self._flush(stopping)
+                    # A quiet stream: hand over what there is, unless the write thread has
+                    # enough to do (then this batch may still grow).
+                    self._flush(writing, wait=self._batch.age() >= self._flush_interval_s)
                 continue
             last_arrival = time.monotonic()
-            self._batch.add(self._entry(delivery))
+            self._add(delivery)
             if (self._batch.line_count >= self._batch_size
                     or self._batch.age() >= self._flush_interval_s):
-                self._flush(stopping)
+                self._flush(writing)
         while True:
             try:
-                self._batch.add(self._entry(inbox.get_nowait()))
+                self._add(inbox.get_nowait())
             except queue.Empty:
                 break
         if self._batch.entries:
-            self._flush(stopping, final=True)
+            self._batch.final = True
+            self._flush(writing)
+
+    def _add(self, delivery: Delivery) -> None:
+        with self._unsettled_lock:
+            self._unsettled += 1
+        self._batch.add(self._entry(delivery))
+
+    def _flush(self, writing: threading.Thread, wait: bool = True) -> None:
+        """Hand the batch to the write thread; with ``wait`` False only if one fits at once."""
+        self._held = False
+        if not wait:
+            try:
+                self._ready.put_nowait(self._batch)
+            except queue.Full:
+                self._held = True
+                return
+        else:
+            self._hand_over(self._batch, writing)
+        self._batch = _Batch()
+
+    def _hand_over(self, batch: _Batch | None, writing: threading.Thread) -> None:
+        while True:
+            try:
+                self._ready.put(batch, timeout=_IDLE_POLL_S)
+                return
+            except queue.Full:
+                if not writing.is_alive():  # the worker must not wait for it forever
+                    raise RuntimeError("the ingest's write thread died") from None
 
     def _entry(self, delivery: Delivery) -> _Entry:
         try:
@@ -172,18 +234,32 @@ class WritePipeline:
         self._counters.add("invalid")
         return _Entry(delivery, [], reject=reason)
 
-    def _flush(self, stopping: threading.Event, final: bool = False) -> None:
-        batch = self._batch  # stays the current batch (counted in `pending`) until settled
+    # -- the write thread ------------------------------------------------------------------------
+
+    def _write_loop(self, stopping: threading.Event) -> None:
+        while True:
+            batch = self._ready.get()
+            if batch is None:
+                return
+            self._write_batch(batch, stopping)
+
+    def _write_batch(self, batch: _Batch, stopping: threading.Event) -> None:
         lines = batch.lines()
-        if lines and not self._write(batch, lines, stopping, final):
+        if self._abandoning or (lines and not self._write(batch, lines, stopping, batch.final)):
             # Stopping while InfluxDB is unreachable: leave these unacknowledged; the broker keeps
             # them in our persistent session (or gives them to another instance of the group).
+            # So do all the batches after it, so that acks still go out in arrival order.
+            self._abandoning = True
             self._counters.add("abandoned", len(batch.entries))
             log.warning("stopping: %d messages left unacknowledged for redelivery",
                         len(batch.entries))
+            self._release(batch)
         else:
             self._settle(batch)
-        self._batch = _Batch()
+
+    def _release(self, batch: _Batch) -> None:
+        with self._unsettled_lock:
+            self._unsettled -= len(batch.entries)
 
     def _write(self, batch: _Batch, lines: list[str], stopping: threading.Event,
                final: bool) -> bool:
@@ -283,13 +359,16 @@ class WritePipeline:
 
     def _settle(self, batch: _Batch) -> None:
         """Dead-letter the rejects and acknowledge every message, in arrival order."""
+        # Counted before the acks go out: whoever sees an ack sees the numbers that go with it.
+        self._counters.add("messages_written", sum(e.reject is None for e in batch.entries))
+        self._release(batch)
         for entry in batch.entries:
             d = entry.delivery
-            if entry.reject is None:
-                self._counters.add("messages_written")
-            else:
+            if entry.reject is not None:
                 self._deadletter(d, entry.reject)
             self._emit(Ack(d.mid, d.qos, d.session))
+        if self._settled is not None:
+            self._settled()
 
     def _deadletter(self, d: Delivery, reason: str) -> None:
         record = self._deadletters.encode(reason, d.topic, d.payload)

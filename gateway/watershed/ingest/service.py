@@ -98,7 +98,7 @@ class Ingest:
             self._writer, self._deadletters, self._topics, self._actions.put, self._counters,
             batch_size=self.config.influx.batch_size,
             flush_interval_s=self.config.influx.flush_interval_s, backoff=self._backoff,
-            convert=converter.lines, observe_write=self._writes.observe)
+            convert=converter.lines, observe_write=self._writes.observe, settled=self._wake)
         self._client = self._make_client()
         self._threads = [
             threading.Thread(target=self._pipeline.run, args=(self._inbox, self._stopping),
@@ -180,6 +180,21 @@ class Ingest:
                         or client.socket() is None:
                     break
 
+    def _wake(self) -> None:
+        """Called by the worker once it has emitted a batch's acks: cut short the network
+        thread's wait in ``client.loop()`` so they go out now, not after _LOOP_TIMEOUT_S.
+
+        The byte goes to the socket pair paho itself selects on and writes to for exactly this
+        (a publish from another thread); only a send on a socket, nothing of paho's state. If a
+        paho version lacks it, acks still go out at the next round."""
+        client = self._client
+        wake = getattr(client, "_sockpairW", None) if client is not None else None
+        if wake is not None:
+            try:
+                wake.send(b"\0")
+            except OSError:  # full (a wake-up is pending anyway) or closed by a reconnect
+                pass
+
     def _reconnect(self, client: mqtt.Client) -> bool:
         """Open a connection (CONNACK comes later, in on_connect); backs off after failures,
         including connections the broker closed without accepting."""
@@ -218,7 +233,9 @@ class Ingest:
         if now < self._next_status and now < self._next_log:
             return
         document = self.status()
-        if now >= self._next_status and self._connected:
+        # Only once subscribed: gateways take a retained ingest status to mean "the broker
+        # queues readings for an ingest" (contracts.md 2), so never before the SUBACK.
+        if now >= self._next_status and self._connected and self._subscribed:
             client.publish(self.status_topic, encode_status(document), qos=QOS, retain=True)
             self._next_status = now + self.config.ingest.status_interval_s
         if now >= self._next_log:
@@ -232,7 +249,6 @@ class Ingest:
             return
         self._session += 1
         self._unacked.forget_sessions_before(self._session)
-        self._next_status = 0.0  # at once: replace the "offline" a last will may have left
         self._connected = True
         self._failed_connects = 0
         self._counters.add("connects")
@@ -246,6 +262,8 @@ class Ingest:
         if refused:
             log.error("MQTT broker refused the subscription %s: %s", self.subscription, refused)
         self._subscribed = not refused
+        if self._subscribed:
+            self._next_status = 0.0  # at once: replace the "offline" a last will may have left
 
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
                        reason_code: Any, properties: object) -> None:

@@ -33,6 +33,9 @@ from .config import InfluxConfig
 # (messages stay unacked) instead of dead-lettering the whole stream as Telegraf drops it.
 _NOT_THE_DATAS_FAULT = frozenset({401, 403, 404})
 _TOO_MANY_REQUESTS = 429
+# Line protocol compresses some 15:1 at level 1 and 17:1 at 5, at half the CPU; the write thread
+# compresses while the worker converts the next batch (zlib lets go of the GIL).
+GZIP_LEVEL = 1
 
 
 class WriteError(Exception):
@@ -92,7 +95,8 @@ class V1Writer:
     """POST to InfluxDB 1.x ``/write`` (also served by 2.x/3.x compatibility APIs)."""
 
     def __init__(self, url: str, database: str, retention_policy: str = "", username: str = "",
-                 password: str = "", timeout_s: float = 10) -> None:
+                 password: str = "", timeout_s: float = 10,
+                 gzip_level: int = GZIP_LEVEL) -> None:
         params = {"db": database, "precision": PRECISION}
         if retention_policy:
             params["rp"] = retention_policy
@@ -103,6 +107,7 @@ class V1Writer:
             token = base64.b64encode(f"{username}:{password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
         self._timeout_s = timeout_s
+        self._gzip_level = gzip_level
         # No proxies from the environment: the database is reached directly, as influxdb-client
         # (V2Writer) does too.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -110,7 +115,7 @@ class V1Writer:
     def write(self, lines: list[str]) -> None:
         if not lines:
             return
-        body = gzip.compress("\n".join(lines).encode(), compresslevel=5)
+        body = gzip.compress("\n".join(lines).encode(), compresslevel=self._gzip_level)
         request = urllib.request.Request(self._url, data=body, headers=self._headers,
                                          method="POST")
         try:

@@ -1,0 +1,174 @@
+"""Where did a reading go? A trace of every hop after the gateway's store, for the report.
+
+When a scenario ends with readings missing from InfluxDB, the runner explains each one from
+what the hops recorded on the way: the gateway store's row (received, sent), every MQTT message
+that carried the seq (a tap: a plain, non-shared subscription of its own beside the ingest's),
+every line the ingest wrote for it (the writer is wrapped), and what InfluxDB holds at that
+station, channel and time. A loss is never silent; neither is its cause.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from watershed.contracts.mqtt import Topics
+from watershed.influxql import query, quote_string
+
+Key = tuple[str, int]  # (station, seq)
+
+
+@dataclass
+class MqttTap:
+    """Records every readings message and dead letter the broker carries (QoS 1)."""
+
+    host: str
+    port: int
+    prefix: str = "watershed"
+    messages: dict[Key, list[tuple[float, str, dict[str, Any]]]] = field(default_factory=dict)
+    deadletters: list[bytes] = field(default_factory=list)
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._topics = Topics(self.prefix)
+        self._ready = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="",
+                                   clean_session=True, protocol=mqtt.MQTTv311)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *_: self._ready.set()
+        self._client.on_message = self._on_message
+
+    def start(self, timeout_s: float = 10) -> None:
+        self._client.connect(self.host, self.port, keepalive=30)
+        self._client.loop_start()
+        self._ready.wait(timeout_s)
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, *_: Any) -> None:
+        client.subscribe([(self._topics.all_readings(), 1),
+                          (self._topics.deadletter("#"), 1)])
+
+    def _on_message(self, client: mqtt.Client, userdata: object,
+                    message: mqtt.MQTTMessage) -> None:
+        if self._topics.parse_readings(message.topic) is None:
+            with self._lock:
+                self.deadletters.append(bytes(message.payload))
+            return
+        try:
+            body = json.loads(message.payload)
+        except ValueError:
+            return
+        now = time.time()
+        with self._lock:
+            self.count += 1
+            for r in body.get("readings", []):
+                self.messages.setdefault((body.get("station"), r.get("seq")), []).append(
+                    (now, message.topic, r))
+
+
+class RecordingWriter:
+    """Wraps the ingest's writer: every line InfluxDB confirmed (or refused), by station/seq."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.written: dict[Key, list[tuple[float, str]]] = {}
+        self.failed: dict[Key, list[tuple[float, str, str]]] = {}
+        self._lock = threading.Lock()
+
+    def write(self, lines: list[str]) -> None:
+        try:
+            self.inner.write(lines)
+        except Exception as e:
+            self._record(self.failed, lines, repr(e))
+            raise
+        self._record(self.written, lines, None)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def _record(self, into: dict, lines: list[str], error: str | None) -> None:
+        now = time.time()
+        with self._lock:
+            for line in lines:
+                key = _line_key(line)
+                if key is not None:
+                    into.setdefault(key, []).append(
+                        (now, line) if error is None else (now, line, error))
+
+
+def _line_key(line: str) -> Key | None:
+    """(station, seq) of a ``readings`` line (identifiers never need escaping)."""
+    try:
+        series, fields, _ = line.rsplit(" ", 2)
+    except ValueError:
+        return None
+    station = next((t[8:] for t in series.split(",")[1:] if t.startswith("station=")), None)
+    seq = next((f[4:].rstrip("i") for f in fields.split(",") if f.startswith("seq=")), None)
+    if station is None or seq is None:
+        return None
+    return station, int(seq)
+
+
+def explain(missing: dict[str, list[tuple[int, str, int]]], *, store_path: str,
+            tap: MqttTap | None, writer: RecordingWriter | None, influx_url: str,
+            database: str, limit: int = 20) -> list[str]:
+    """One paragraph per missing reading ``(seq, channel, time)`` of each station: its trace."""
+    out: list[str] = []
+    try:
+        db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error:
+        db = None
+    for station, readings in missing.items():
+        for seq, channel, t in readings[:limit]:
+            out.append(f"{station} seq {seq} ({channel} at {t}):")
+            if db is not None:
+                try:
+                    row = db.execute("SELECT id, channel, ts, mantissa, exponent, flags, "
+                                     "received_at, sent FROM readings WHERE station = ? AND "
+                                     "seq = ?", (station, seq)).fetchone()
+                    conflict = db.execute("SELECT * FROM conflicts WHERE station = ? AND "
+                                          "seq = ?", (station, seq)).fetchall()
+                except sqlite3.Error as e:
+                    row, conflict = f"store unreadable: {e}", []
+                out.append(f"  gateway store: {row if row else 'no row (pruned or never)'}"
+                           + (f"; conflicts: {conflict}" if conflict else ""))
+            if tap is not None:
+                seen = tap.messages.get((station, seq), [])
+                out.append(f"  mqtt tap: {len(seen)} message(s): "
+                           + "; ".join(f"{topic} {json.dumps(r)} at {at:.3f}"
+                                       for at, topic, r in seen[:3]))
+            if writer is not None:
+                lines = writer.written.get((station, seq), [])
+                out.append(f"  ingest wrote: {len(lines)} time(s): "
+                           + "; ".join(f"{line!r} at {at:.3f}" for at, line in lines[:3]))
+                failed = writer.failed.get((station, seq), [])
+                if failed:
+                    out.append(f"  ingest writes failed: {failed[:3]}")
+            try:
+                q = (f"SELECT * FROM readings WHERE station = {quote_string(station)} AND "
+                     f"channel = {quote_string(channel)} AND time >= {t - 1}s AND "
+                     f"time <= {t + 1}s")
+                rows = [row for _, rows in query(influx_url, database, q) for row in rows]
+                q = (f"SELECT * FROM readings WHERE station = {quote_string(station)} AND "
+                     f"seq = {seq}")
+                by_seq = [row for _, rows in query(influx_url, database, q) for row in rows]
+            except Exception as e:  # the report is best effort
+                rows, by_seq = [f"query failed: {e!r}"], []
+            out.append(f"  influxdb at {channel}/{t}±1 s: {rows}; with seq {seq}: {by_seq}")
+    if db is not None:
+        db.close()
+    if tap is not None and tap.deadletters:
+        out.append(f"dead letters seen: {len(tap.deadletters)}, first: "
+                   f"{tap.deadletters[0][:300]!r}")
+    return out

@@ -1,0 +1,97 @@
+"""The truth-vs-stored report, the trace's line parsing, and the demo's embedded scenario."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from watershed.contracts.influx import message_lines
+from watershed.contracts.mqtt import MessageReading, ReadingsMessage
+from watershed.demo import DEFAULT_SCENARIO, DemoSettings, demo_scenario
+from watershed_sim import report
+from watershed_sim.trace import _line_key
+
+T = 1772323200  # 2026-03-01T00:00:00Z
+
+
+def fake_influx(monkeypatch, rows: list[dict]) -> None:
+    """InfluxDB answering the report's query with ``rows`` (channel in each row)."""
+    def query(url, database, q):
+        channels = sorted({r["channel"] for r in rows})
+        return [({"channel": c}, [r for r in rows if r["channel"] == c]) for c in channels]
+    monkeypatch.setattr(report, "query", query)
+
+
+def point(channel: str, time: int, value: str | None, flags: int, seq: int) -> dict:
+    return {"channel": channel, "time": time, "value": None if value is None else Decimal(value),
+            "flags": flags, "seq": seq, "gateway": "gw-demo"}
+
+
+def test_a_reading_matches_only_with_its_exact_value_flags_and_seq(monkeypatch):
+    fake_influx(monkeypatch, [point("stage_m", T, "1.234", 0, 1),
+                              point("stage_m", T + 900, "1.5", 0, 2),
+                              point("rain_mm", T, None, 1, 3)])
+    produced = {"SAN-01": [(1, 1, T, 1234, -3, 0), (2, 1, T + 900, 150, -2, 0),
+                           (3, 16, T, 0, 0, 1), (4, 1, T + 1800, 1, 0, 0)]}
+    [rain, stage] = report.compare("http://x", "db", produced)
+    assert (stage.expected, stage.stored, stage.missing, stage.mismatched) == (3, 2, [4], [])
+    assert (rain.expected, rain.stored, rain.missing, rain.mismatched) == (1, 1, [], [])
+
+
+def test_a_reading_stored_at_another_time_is_mismatched_not_missing(monkeypatch):
+    fake_influx(monkeypatch, [point("stage_m", T + 60, "1.234", 0, 1)])
+    [stage] = report.compare("http://x", "db", {"SAN-01": [(1, 1, T, 1234, -3, 0)]})
+    assert stage.missing == []
+    assert stage.mismatched == [f"seq 1 stored at stage_m/{T + 60}, produced at stage_m/{T}"]
+
+
+def test_two_readings_at_one_time_show_as_a_mismatch(monkeypatch):
+    # InfluxDB keys a point by station, channel and time: the later write wins.
+    fake_influx(monkeypatch, [point("stage_m", T, "1.3", 0, 2)])
+    produced = {"SAN-01": [(1, 1, T, 1234, -3, 0), (2, 1, T, 13, -1, 0)]}
+    [stage] = report.compare("http://x", "db", produced)
+    assert stage.missing == [] and len(stage.mismatched) == 1
+    assert stage.mismatched[0].startswith("seq 1 at")
+
+
+def test_a_seq_printed_twice_with_different_content_is_reported(monkeypatch):
+    fake_influx(monkeypatch, [point("stage_m", T, "1.234", 0, 1),
+                              point("stage_m", T + 900, "1.3", 0, 1)])
+    produced = {"SAN-01": [(1, 1, T, 1234, -3, 0), (1, 1, T + 900, 13, -1, 0)]}
+    [stage] = report.compare("http://x", "db", produced)
+    assert any("printed twice" in m for m in stage.mismatched)
+
+
+def test_the_trace_finds_station_and_seq_in_a_line():
+    msg = ReadingsMessage("gw-demo", "SAN-01", "santiago",
+                          (MessageReading(41, "stage_m", T, 1234, -3, 0),
+                           MessageReading(42, "rain_mm", T, 0, 0, 1)))
+    assert [_line_key(line) for line in message_lines(msg)] == [("SAN-01", 41), ("SAN-01", 42)]
+    assert _line_key("garbage") is None
+
+
+def test_the_demo_runs_an_embedded_scenario_file():
+    assert DEFAULT_SCENARIO.is_file()
+    scenario = demo_scenario(DemoSettings())
+    assert scenario.path == DEFAULT_SCENARIO
+    assert [st.id for st in scenario.stations] == ["SAN-01", "MAY-02", "CAT-03"]
+    assert scenario.duration_s == 6 * 3600 and scenario.speed == 720
+    assert {st.basin for st in scenario.stations} == {"santiago", "mayo-chinchipe",
+                                                     "catamayo-chira"}
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_the_demo_takes_any_number_of_stations_like_the_files(n):
+    scenario = demo_scenario(DemoSettings(stations=n, hours=1, speed=360))
+    ids = [st.id for st in scenario.stations]
+    assert len(ids) == n == len(set(ids))
+    assert [st.address for st in scenario.stations] == list(range(1, n + 1))
+    assert all(st.sensors == scenario.stations[0].sensors for st in scenario.stations)
+    assert (scenario.duration_s, scenario.speed) == (3600, 360)
+
+
+def test_the_demo_scenario_ships_with_the_package():
+    # package-data of pyproject.toml ships gateway/watershed/data/*
+    assert DEFAULT_SCENARIO.parent == Path(__import__("watershed").__file__).parent / "data"
