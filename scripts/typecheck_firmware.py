@@ -76,12 +76,17 @@ def ensure_stubs(board: str, python: str = sys.executable) -> Path:
     return target
 
 
+MCU = "mcu.py"
+MCU_BOARDS = ("esp32", "rp2")
+
+
 def modules(board: str, firmware: Path = FIRMWARE) -> list[Path]:
     """The firmware files checked against ``board``'s stubs."""
     common = [p for p in sorted(firmware.rglob("*.py"))
-              if not (p.parent == firmware and p.name.startswith("hal_"))]
+              if not (p.parent == firmware and (p.name.startswith("hal_") or p.name == MCU))]
     hal = firmware / ("hal_%s.py" % board)
-    return common + ([hal] if hal.exists() else [])
+    shared = firmware / MCU  # what the machine-based boards share: not on the unix port
+    return common + [p for p in (hal, shared) if p.exists() and (p is hal or board in MCU_BOARDS)]
 
 
 def _shown(path: Path) -> str:

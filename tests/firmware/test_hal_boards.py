@@ -24,8 +24,17 @@ SHARED_CLASSES = ("Board", "Clock", "Uart", "Sdi12Port", "Pin")
 
 
 def classes(module: str) -> dict[str, ast.ClassDef]:
+    """The module's classes, and those it imports from the boards' shared module (mcu.py)
+    under the names it imports them by."""
     tree = ast.parse((FIRMWARE_DIR / (module + ".py")).read_text())
-    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    found = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "mcu":
+            shared = classes("mcu")
+            for alias in node.names:
+                if alias.name in shared:
+                    found.setdefault(alias.asname or alias.name, shared[alias.name])
+    return found
 
 
 def public_api(module: str, name: str) -> dict[str, tuple[tuple[str, ...], int] | None]:
