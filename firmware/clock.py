@@ -40,7 +40,7 @@ class StationClock:
         self.steps = 0  # clock steps seen since boot (a channel flags its next reading)
         self.last_step_ms = 0  # size of the last step, signed
         self._step_at = -1  # clock time (s) of the last step
-        self._speed = getattr(rtc, "speed", 1)  # the unix board runs faster than wall time
+        self.speed = getattr(rtc, "speed", 1)  # the unix board runs faster than wall time
         self._ref_ms = 0
         self._ref_ticks = 0
         self._mark()
@@ -89,11 +89,11 @@ class StationClock:
         """Catch an RTC that stepped by itself; call once per loop. True on a step."""
         ticks = time.ticks_ms()
         now_ms = self.rtc.now_ms()
-        expect = self._ref_ms + time.ticks_diff(ticks, self._ref_ticks) * self._speed
+        expect = self._ref_ms + time.ticks_diff(ticks, self._ref_ticks) * self.speed
         self._ref_ticks = ticks
         self._ref_ms = now_ms
         off = now_ms - expect
-        if abs(off) > self.jump_s * 1000 + _WALL_SLACK_MS * self._speed:
+        if abs(off) > self.jump_s * 1000 + _WALL_SLACK_MS * self.speed:
             self._stepped(off)
             return True
         return False

@@ -1,7 +1,7 @@
 """The technician's console on the USB serial (stdin on the unix port), one command a line.
 
     status           clock, synced?, last readings, outbox depth, battery, losses, reset
-                     cause, free heap
+                     cause, free heap, time asleep (lightsleep) against uptime
     read             read every sensor now and print (nothing stored)
     config           the config in force
     set KEY VALUE    change one key (dotted: ``channels.0.interval_s``; VALUE is JSON, else
@@ -58,6 +58,7 @@ def status(st):
     print("C reset", st.board.reset_cause(), "boots", st.boot_count, "config",
           "%08x" % st.config_hash, "error" if st.config_error else "ok")
     print("C heap", gc.mem_free())
+    print("C asleep_s", st.asleep_s, "uptime_s", st.uptime())
     last = st.sampler.last
     for ch in sorted(last):
         r = last[ch]

@@ -21,7 +21,9 @@
   chunks of half its timeout and by ``feed_watchdog()``;
 - sleep: ``lightsleep`` (RAM kept) and ``deepsleep`` (a reset: state goes to RTC memory,
   ``rtc_memory()`` / ``set_rtc_memory(data)``, 2 KB, kept across deepsleep and resets but not
-  power loss, or to flash);
+  power loss, or to flash). Between samples the station sleeps until the gateway talks:
+  ``"link_wake"`` names an RTC GPIO wired to the link's RX line (ext1 wakes on its low level,
+  a start bit of the gateway's wake preamble; mcu.wait_link); without one it waits awake;
 - flash: littlefs at ``/``; ``data_dir`` is created if missing.
 
 Board config (the ``board`` object of config.json)::
@@ -30,7 +32,7 @@ Board config (the ``board`` object of config.json)::
      "uarts": {"1": {"tx": 17, "rx": 16}},
      "sdi12": {"2": {"tx": 25, "rx": 26, "dir": 4, "invert_tx": true, "echo": false}},
      "i2c": {"0": {"scl": 22, "sda": 21}},
-     "ds3231": {"bus": 0}}
+     "ds3231": {"bus": 0}, "link_wake": 33}
 """
 
 import gc
@@ -40,7 +42,7 @@ import time
 import esp32
 import machine
 from micropython import const
-from mcu import DS3231, Clock, Sdi12Port, Uart, cfg_for
+from mcu import DS3231, Clock, Sdi12Port, Uart, cfg_for, lightsleep, sleep_awake
 from mcu import Pin as McuPin
 
 _DS3231 = const(0x68)
@@ -69,6 +71,11 @@ class Board:
             pass  # exists
         self.watchdog_feeds = 0
         self._wake_pin = None  # type: Pin | None
+        # an RTC GPIO wired to the link's RX: the gateway's wake preamble ends a lightsleep
+        self.rx_edge = False
+        self._link_wake = None  # type: machine.Pin | None
+        if cfg.get("link_wake") is not None:
+            self._link_wake = machine.Pin(cfg["link_wake"], machine.Pin.IN)
         self._i2c = {}  # type: dict[int, machine.I2C]
         wdt_ms = cfg.get("watchdog_ms", 0)
         self._wdt = machine.WDT(timeout=wdt_ms) if wdt_ms > 0 else None
@@ -122,33 +129,29 @@ class Board:
 
     def sleep_ms(self, station_ms):
         """Wait awake, feeding the watchdog."""
-        start = time.ticks_ms()
-        while True:
-            left = station_ms - time.ticks_diff(time.ticks_ms(), start)
-            if left <= 0:
-                return
-            self.feed_watchdog()
-            time.sleep_ms(min(left, self._chunk_ms))
+        sleep_awake(self, station_ms)
 
-    def lightsleep(self, station_ms):
-        """Sleep with RAM kept; a tip on the wake pin wakes the CPU and is counted."""
-        start = time.ticks_ms()
+    def lightsleep(self, station_ms, link=None):
+        """Sleep with RAM kept; ``link``'s first byte ends it (mcu.lightsleep): True if so."""
+        return lightsleep(self, station_ms, link)
+
+    def sleep_once(self, ms, link_wake):
+        """One lightsleep: the rain pin wakes it (ext0, its handler then runs once) and so does
+        ``link_wake``, the GPIO wired to the link's RX (ext1; sets ``rx_edge``)."""
         pin = self._wake_pin
-        while True:
-            left = station_ms - time.ticks_diff(time.ticks_ms(), start)
-            if left <= 0:
-                break
-            self.feed_watchdog()
-            chunk = min(left, self._chunk_ms)
-            if pin is not None and not pin.value():
-                time.sleep_ms(min(chunk, _CLOSED_POLL_MS))
-                continue
-            if pin is not None:
-                esp32.wake_on_ext0(pin.pin, esp32.WAKEUP_ALL_LOW)
-            machine.lightsleep(chunk)
-            if pin is not None and machine.wake_reason() == machine.EXT0_WAKE:
-                pin._fire(pin.pin)
-        self.clock.resync()
+        if pin is not None and not pin.value():
+            time.sleep_ms(min(ms, _CLOSED_POLL_MS))  # still closed: a level wake fires at once
+            return
+        if pin is not None:
+            esp32.wake_on_ext0(pin.pin, esp32.WAKEUP_ALL_LOW)
+        if link_wake is not None:
+            esp32.wake_on_ext1((link_wake,), esp32.WAKEUP_ALL_LOW)
+        machine.lightsleep(ms)
+        reason = machine.wake_reason()
+        if pin is not None and reason == machine.EXT0_WAKE:
+            pin._fire(pin.pin)
+        elif link_wake is not None and reason == machine.EXT1_WAKE:
+            self.rx_edge = True
 
     def deepsleep(self, station_ms):
         """Sleep with RAM lost: the board resets when it wakes (reset_cause DEEPSLEEP_RESET)."""

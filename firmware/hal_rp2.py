@@ -20,7 +20,9 @@ of hal_unix).
   lightsleep early and its handler runs, so tips are counted while asleep;
 - watchdog: ``machine.WDT`` (``"watchdog_ms"``, at most 8388 ms on the RP2040, 0: none), fed
   from every wait in this module in chunks of half its timeout and by ``feed_watchdog()``;
-- sleep: ``lightsleep`` (RAM kept) and ``deepsleep`` (a reset). ``rtc_memory()`` /
+- sleep: ``lightsleep`` (RAM kept) and ``deepsleep`` (a reset). Between samples the station
+  sleeps until the gateway talks: ``"link_wake"`` names a GPIO wired to the link's RX line
+  (an IRQ on its falling edge ends the sleep; mcu.wait_link); without one it waits awake. ``rtc_memory()`` /
   ``set_rtc_memory(data)`` keep 16 bytes across a watchdog or soft reset in the watchdog's
   scratch registers 0–3 (4–7 belong to the boot ROM); nothing survives power loss but flash;
 - flash: littlefs at ``/``; ``data_dir`` is created if missing.
@@ -31,7 +33,7 @@ Board config (the ``board`` object of config.json)::
      "uarts": {"1": {"tx": 4, "rx": 5}},
      "sdi12": {"0": {"tx": 0, "rx": 1, "dir": 2, "invert_tx": true, "echo": false}},
      "i2c": {"0": {"scl": 21, "sda": 20}},
-     "ds3231": {"bus": 0}}
+     "ds3231": {"bus": 0}, "link_wake": 6}
 """
 
 import gc
@@ -40,7 +42,7 @@ import time
 
 import machine
 from micropython import const
-from mcu import DS3231, Clock, Sdi12Port, Uart, cfg_for
+from mcu import DS3231, Clock, Sdi12Port, Uart, cfg_for, lightsleep, sleep_awake
 from mcu import Pin
 
 _DS3231 = const(0x68)
@@ -73,6 +75,12 @@ class Board:
             except OSError:
                 rtc = None  # not fitted or not answering: the internal RTC alone
         self.clock = Clock(rtc)
+        # a GPIO wired to the link's RX: its falling edge (a start bit) ends a lightsleep
+        self.rx_edge = False
+        self._link_wake = None  # type: machine.Pin | None
+        if cfg.get("link_wake") is not None:
+            self._link_wake = machine.Pin(cfg["link_wake"], machine.Pin.IN)
+            self._link_wake.irq(self._rx_started, machine.Pin.IRQ_FALLING)
 
     def uart(self, port, baud):
         pins = cfg_for(self._cfg.get("uarts"), port)
@@ -112,24 +120,18 @@ class Board:
 
     def sleep_ms(self, station_ms):
         """Wait awake, feeding the watchdog."""
-        start = time.ticks_ms()
-        while True:
-            left = station_ms - time.ticks_diff(time.ticks_ms(), start)
-            if left <= 0:
-                return
-            self.feed_watchdog()
-            time.sleep_ms(min(left, self._chunk_ms))
+        sleep_awake(self, station_ms)
 
-    def lightsleep(self, station_ms):
-        """Sleep with RAM kept; a pin IRQ ends a sleep early (its handler runs), so sleep on."""
-        start = time.ticks_ms()
-        while True:
-            left = station_ms - time.ticks_diff(time.ticks_ms(), start)
-            if left <= 0:
-                break
-            self.feed_watchdog()
-            machine.lightsleep(min(left, self._chunk_ms))
-        self.clock.resync()
+    def lightsleep(self, station_ms, link=None):
+        """Sleep with RAM kept; ``link``'s first byte ends it (mcu.lightsleep): True if so."""
+        return lightsleep(self, station_ms, link)
+
+    def sleep_once(self, ms, wake_pin):
+        """One lightsleep; any GPIO IRQ, the link wake pin's included, ends it."""
+        machine.lightsleep(ms)
+
+    def _rx_started(self, _pin):
+        self.rx_edge = True
 
     def deepsleep(self, station_ms):
         """Sleep with RAM lost: the board resets when it wakes (reset_cause DEEPSLEEP_RESET)."""

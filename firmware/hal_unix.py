@@ -17,7 +17,8 @@ What cannot exist on a PC sits here, at the lowest level, and nowhere above it:
   missing file is a device that does not acknowledge (OSError ENODEV);
 - pin edges come from the harness as lines ``<pin>\n`` appended to ``<io_dir>/edges``; the board
   hands them to the handler given to ``Pin.irq`` whenever the firmware waits in the HAL
-  (``sleep_ms``, ``lightsleep``, ``Uart.readinto``) or calls ``Board.run_irqs()`` — as an IRQ
+  (``sleep_ms``, ``lightsleep``, ``Uart.readinto``) — a lightsleep given the link ends when
+  bytes arrive on it, as a board's RX wake pin ends one — or calls ``Board.run_irqs()`` — as an IRQ
   that fired while the CPU slept, one call per edge. Edges written before the board started
   are ignored (the board was off);
 - the watchdog is a counter (``watchdog_feeds``); sleeps follow the simulated clock.
@@ -101,6 +102,10 @@ class Uart:
             n += 1
             timeout = 0
         return n
+
+    def waiting(self, timeout_ms):
+        """True when bytes arrive within ``timeout_ms`` (they stay unread)."""
+        return bool(self._poller.poll(timeout_ms))
 
     def write(self, data):
         self._port.write(data)
@@ -219,8 +224,18 @@ class Board:
         if _edge_sources:
             _run_irqs()
 
-    def lightsleep(self, station_ms):
-        self.sleep_ms(station_ms)
+    def lightsleep(self, station_ms, link=None):
+        """As sleep_ms; with ``link`` (a Uart), bytes arriving on it end the sleep, as the RX
+        line wakes a board (hal_esp32, hal_rp2): True if they did."""
+        if link is None:
+            self.sleep_ms(station_ms)
+            return False
+        if _edge_sources:
+            _run_irqs()
+        woke = link.waiting(self.clock.wait_ms(station_ms))
+        if _edge_sources:
+            _run_irqs()
+        return woke
 
     def persistent_dir(self):
         """Where state that must survive a reset lives (RTC memory has no unix counterpart)."""

@@ -124,6 +124,49 @@ class Clock:
             self._set_internal(s * 1000)
 
 
+def sleep_awake(board, station_ms):
+    """A board's ``sleep_ms``: wait awake, feeding the watchdog."""
+    start = time.ticks_ms()
+    while True:
+        left = station_ms - time.ticks_diff(time.ticks_ms(), start)
+        if left <= 0:
+            return
+        board.feed_watchdog()
+        time.sleep_ms(min(left, board._chunk_ms))
+
+
+def lightsleep(board, station_ms, link=None):
+    """A board's ``lightsleep(station_ms, link=None)``: sleep with RAM kept, in watchdog-sized
+    ``board.sleep_once`` steps (pin IRQs, rain tips, run as they wake it); the clock is
+    resynchronised after. With ``link``: True as soon as it has bytes waiting.
+
+    The link wakes the CPU through ``board._link_wake``, a GPIO wired to its RX line (the
+    board sets ``board.rx_edge`` when it fires): the first start bit of the gateway's wake
+    preamble (idle-fill delimiters, contracts 1.1; the gateway's ``wake_preamble``) ends the
+    sleep, and the bytes lost while the CPU wakes are idle fill. Without such a pin the board
+    waits awake for the link, at the power of an idle CPU."""
+    woke = False
+    wake_pin = board._link_wake if link is not None else None
+    start = time.ticks_ms()
+    while True:
+        if link is not None and (link.waiting(0) or board.rx_edge):
+            board.rx_edge = False
+            woke = True
+            break
+        left = station_ms - time.ticks_diff(time.ticks_ms(), start)
+        if left <= 0:
+            break
+        board.feed_watchdog()
+        if link is not None and wake_pin is None:
+            if link.waiting(min(left, board._chunk_ms)):
+                woke = True
+                break
+        else:
+            board.sleep_once(min(left, board._chunk_ms), wake_pin)
+    board.clock.resync()
+    return woke
+
+
 class Uart:
     """A ``machine.UART`` with the HAL's ``readinto(buf, timeout_ms)``."""
 
@@ -152,6 +195,15 @@ class Uart:
             else:
                 time.sleep_ms(1)
         return n
+
+    def waiting(self, timeout_ms):
+        """True when bytes arrive within ``timeout_ms`` (they stay unread); waits awake."""
+        start = time.ticks_ms()
+        while not self._uart.any():
+            if time.ticks_diff(time.ticks_ms(), start) >= timeout_ms:
+                return False
+            time.sleep_ms(1)
+        return True
 
     def write(self, data):
         self._uart.write(data)

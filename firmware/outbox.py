@@ -69,6 +69,8 @@ class Outbox:
         self.max_segments = max(2, budget_bytes // (self._seg_records * _REC_SIZE) - 1)
         self._buf = bytearray(_REC_SIZE)
         self._body = memoryview(self._buf)[:_BODY]
+        self._body_rec = memoryview(self._buf)  # a record written apart from the buffer
+        self._next_number = 1  # the next segment file's number (set by the boot replay)
         self._wbuf = bytearray(_REC_SIZE * _WBUF_RECORDS)
         self._wview = memoryview(self._wbuf)
         self._wn = 0
@@ -88,17 +90,6 @@ class Outbox:
     def _path(self, number):
         return "%s/%s%06d" % (self._dir, _PREFIX, number)
 
-    def _numbers(self):
-        found = []
-        for name in os.listdir(self._dir):
-            if name.startswith(_PREFIX) and len(name) == 8:
-                try:
-                    found.append(int(name[2:]))
-                except ValueError:
-                    pass
-        found.sort()
-        return found
-
     def _valid(self):
         buf = self._buf
         if buf[0] not in (_READING, _HEAD, _CUM, _RANGE, _HOLE):
@@ -106,15 +97,18 @@ class Outbox:
         crc = buf[20] | (buf[21] << 8) | (buf[22] << 16) | (buf[23] << 24)
         return crc32(self._body) == crc
 
+    def _pack(self, view, kind, channel, flags, exponent, seq, time, mantissa):
+        """One record, CRC included, into ``view`` (_REC_SIZE bytes)."""
+        struct.pack_into(_REC, view, 0, kind, channel, flags, exponent, seq, time, mantissa, 0)
+        struct.pack_into("<I", view, _BODY, crc32(view[:_BODY]))
+
     def _put(self, kind, channel, flags, exponent, seq, time, mantissa):
-        """Add one record to the write buffer; _flush writes the buffer in one append."""
+        """Add one record to the write buffer; _write_buffer writes it in one append."""
         if self._wn == _WBUF_RECORDS:
             self._write_buffer()
         at = self._wn * _REC_SIZE
-        struct.pack_into(_REC, self._wbuf, at, kind, channel, flags, exponent, seq, time,
-                         mantissa, 0)
-        struct.pack_into("<I", self._wbuf, at + _BODY,
-                         crc32(self._wview[at:at + _BODY]))
+        self._pack(self._wview[at:at + _REC_SIZE], kind, channel, flags, exponent, seq, time,
+                   mantissa)
         self._wn += 1
 
     # --- boot -------------------------------------------------------------------------------
@@ -129,24 +123,19 @@ class Outbox:
         return (self.lost_overwritten << 32) | (self.lost_corrupt & 0xFFFFFFFF)
 
     def _open_new_segment(self):
-        """Start the next segment with a HEAD record (the state checkpoint)."""
-        number = self._segs[-1][0] + 1 if self._segs else 1
-        for n in self._numbers():  # a dropped-but-unreadable newest segment keeps its number
-            if n >= number:
-                number = n + 1
+        """Start the next segment with a HEAD record (the state checkpoint). Records waiting
+        in the write buffer stay there: they follow the HEAD."""
+        number = self._next_number  # above every segment on flash, unreadable ones included
+        self._next_number = number + 1
         if self._head is not None:
             self._head.close()
         self._head = open(self._path(number), "wb")
-        self._head_records = 0
         self._segs.append([number, self.next_seq, self.next_seq])
-        saved = self._wn
-        keep = bytes(self._wview[:saved * _REC_SIZE]) if saved else None
-        self._wn = 0
-        self._put(_HEAD, 0, 0, 0, self.next_seq, self.acked_below, self._counters())
-        self._write_buffer()
-        if keep:
-            self._wbuf[:len(keep)] = keep
-            self._wn = saved
+        self._pack(self._body_rec, _HEAD, 0, 0, 0, self.next_seq, self.acked_below,
+                   self._counters())
+        self._head.write(self._body_rec)
+        self._head.flush()
+        self._head_records = 1
 
     def _write_buffer(self):
         """Append the write buffer to the head, turning the ring first if it would not fit."""

@@ -10,6 +10,7 @@ import struct
 from micropython import const
 
 _REC = "<BBBbIIqI"
+_PREFIX = "ob"  # outbox.py names its segment files so
 _REC_SIZE = const(24)
 _READING = const(0xA5)
 _HEAD = const(0x5A)
@@ -20,7 +21,9 @@ _HOLE = const(0x96)
 
 def load(ob):
     """Replay every segment into ``ob``: next_seq, acknowledgements, losses, last times."""
-    numbers = ob._numbers()
+    numbers = _numbers(ob._dir)
+    if numbers:  # a new segment takes a number above all, a dropped unreadable one's too
+        ob._next_number = numbers[-1] + 1
     last = 0  # seq of the last good reading, in log order
     holes = []  # [first, end) gaps in the readings
     known = []  # holes already counted at an earlier boot
@@ -116,6 +119,19 @@ def load(ob):
         ob._put(_HEAD, 0, 0, 0, ob.next_seq, ob.acked_below, ob._counters())
         ob._write_buffer()
         ob._remove_oldest()
+
+
+def _numbers(data_dir):
+    """The segment files' numbers, ascending."""
+    found = []
+    for name in os.listdir(data_dir):
+        if name.startswith(_PREFIX) and len(name) == 8:
+            try:
+                found.append(int(name[2:]))
+            except ValueError:
+                pass
+    found.sort()
+    return found
 
 
 def _checkpoint(ob, seq, acked_below, counters):

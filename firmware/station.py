@@ -13,6 +13,7 @@ Console lines (the technician's USB serial, and the test harness's truth record)
 
 import gc
 import sys
+import time
 
 from micropython import const
 
@@ -20,7 +21,10 @@ import log
 import wire
 
 FIRMWARE_VERSION = "0.2.0"
-_MAX_WAIT_MS = const(200)  # longest real-time wait for gateway bytes before re-checking
+_MAX_WAIT_MS = const(200)  # awake: longest real-time wait for gateway bytes before re-checking
+_MAX_SLEEP_MS = const(1000)  # asleep: real time between looks at the console and the clock
+_RX_WAKE_MS = const(30)  # after the link woke the CPU: the gateway's frame follows within this
+_CONSOLE_AWAKE_MS = const(600000)  # a technician typed: stay awake (no sleep) this long
 _MAX_READINGS = const(30)  # readings offered per DATA frame when the POLL does not say
 
 
@@ -47,6 +51,9 @@ class Station:
         self.reload = False  # a new config is in force: main() builds the station again
         self._started = board.clock.now()
         self._console = None
+        self._awake_from = None  # ticks_ms of the technician's last console line
+        self.asleep_s = 0  # time spent in lightsleep since boot (and its ms below a second)
+        self._asleep_ms = 0
         try:
             import select
             p = select.poll()
@@ -166,11 +173,22 @@ class Station:
     def step(self):
         self.board.feed_watchdog()
         busy = self.sample_due()
-        wait = min(self.clock.wait_ms(self.ms_until_next_sample()), _MAX_WAIT_MS)
         if self._console is not None and self._console.poll(0):
             self.console()
-        # Waiting on the link is the station's sleep: a board waits in lightsleep with the
-        # UART as a wake source, the unix board in poll() on the pty (simulated clock).
+        if busy:
+            wait = 0  # more may be due: look at the link and loop
+        elif self._technician_here():
+            wait = min(self.clock.wait_ms(self.ms_until_next_sample()), _MAX_WAIT_MS)
+        else:
+            # Nothing due: sleep with RAM kept until the next sample, a rain tip, the link's
+            # first byte (the gateway's wake preamble) or the next look at the console.
+            t0 = self.clock.now_ms()
+            woke = self.board.lightsleep(min(self.ms_until_next_sample(),
+                                             _MAX_SLEEP_MS * self.clock.speed), self.uart)
+            wait = _RX_WAKE_MS if woke else 0
+            ms = self._asleep_ms + max(0, self.clock.now_ms() - t0)  # the console's power figure
+            self.asleep_s += ms // 1000
+            self._asleep_ms = ms % 1000
         n = self.uart.readinto(self._rx, wait)
         if n:
             for item in self.decoder.feed(memoryview(self._rx)[:n]):
@@ -184,11 +202,22 @@ class Station:
             # never piles up into fragments, and the free heap between cycles is the live heap.
             gc.collect()
 
+    def _technician_here(self):
+        """A console line came within _CONSOLE_AWAKE_MS: stay awake so typing is answered
+        (a board's USB serial does not wake it from lightsleep)."""
+        if self._awake_from is None:
+            return False
+        if time.ticks_diff(time.ticks_ms(), self._awake_from) < _CONSOLE_AWAKE_MS:
+            return True
+        self._awake_from = None
+        return False
+
     def console(self):
         line = sys.stdin.readline()
         if not line:  # end of input: no technician on this port
             self._console = None
             return
+        self._awake_from = time.ticks_ms()
         import console
         try:
             console.run(self, line.split())

@@ -11,8 +11,10 @@ Sending. A reading is a tuple ``(seq, channel, time, mantissa, exponent, flags)`
     # ... the first n readings leave the outbox only when an ACK covers them
 
 ``encode_hello``, ``encode_data``, ``encode_status`` and ``encode_result`` build the body in a
-buffer allocated once at import and return the wire bytes (COBS, delimiter included) as one new
-``bytes``. ``encode_data`` returns ``(frame, count)``: the first ``count`` readings went into the
+buffer allocated once at import and return the wire bytes (COBS, delimiter included) as a
+memoryview of a second such buffer: nothing as big as a frame is allocated per frame (on a
+fragmented heap that is what fails first), and the view is good until the next encode, so write
+it out (or copy it) before encoding another. ``encode_data`` returns ``(frame, count)``: the first ``count`` readings went into the
 frame, as many as fit MAX_BODY and at most ``max_readings`` if that is not 0; with no readings it
 is the "nothing to send" DATA carrying ``next_seq`` and ``base_time``. Bad field values raise
 ValueError. A RESULT ``detail`` longer than a frame holds is cut at a character boundary.
@@ -43,7 +45,7 @@ kinds of the spec and the gateway's FrameDecoder; totals in ``errors``, good fra
 ``(mantissa, exponent)`` of a reading. ``crc32`` is binascii's, or ``crc32_soft`` where a port
 lacks it.
 
-Memory: imported as .mpy (mpy-cross) the module holds about 10 KB of heap on the 64-bit unix
+Memory: imported as .mpy (mpy-cross -O3) the module holds about 7 KB of heap on the 32-bit unix
 port; compiling this source on the device needs about 60 KB there, so deploy it compiled.
 """
 
@@ -252,7 +254,7 @@ def _finish(end):
     if end > _MAX_PAYLOAD_END:
         raise ValueError("frame too long")
     _put_u32le(_body, end, crc32(_body_view[:end]))
-    return bytes(_wire_view[:_cobs_encode(_body, end + _CRC, _wire)])
+    return _wire_view[:_cobs_encode(_body, end + _CRC, _wire)]
 
 
 def encode_hello(addr, station_id, firmware, config_hash, reset_cause, boot_count, next_seq, clock):

@@ -23,7 +23,8 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
                     "replayed records) against the real firmware, gateway, mosquitto, ingest "
                     "and influxd; end with a truth-vs-stored report per station and channel. "
                     "Exit 0 when every reading is stored exactly, 1 if any is missing or "
-                    "wrong, 2 for a bad scenario file, 3 for a missing dependency.")
+                    "wrong or a station crashed or ran out of memory, 2 for a bad scenario "
+                    "file, 3 for a missing dependency.")
     r.add_argument("scenario", type=Path, help="scenario TOML file (see scenarios/)")
     r.add_argument("--workdir", type=Path, default=Path(".sim"),
                    help="where servers, stores and station flash live (default .sim)")
@@ -75,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
         print("where the missing readings went:")
         for line in result.explanation:
             print(f"  {line}")
+    for line in result.firmware_faults:
+        print(f"  firmware fault {line}")
     print(f"expected {result.expected}, missing {result.missing}, mismatched "
           f"{result.mismatched}; {scenario.duration_s / 86400:g} simulated days in "
           f"{result.wall_s + result.drain_wall_s:.0f} s "

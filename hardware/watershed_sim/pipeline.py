@@ -276,6 +276,10 @@ class Pipeline:
                 return reports
             time.sleep(1.0)
 
+    def firmware_faults(self) -> list[str]:
+        """Every station's crashes and out-of-memory lines (SimStation.faults)."""
+        return [fault for station in self.stations for fault in station.faults()]
+
     def explain_missing(self, reports: list[ChannelReport], limit: int = 20) -> list[str]:
         """The trace (trace.py) of each reading the reports miss, from every hop."""
         assert self.influxd is not None

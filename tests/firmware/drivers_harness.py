@@ -4,28 +4,12 @@ builds drivers from config entries on a unix board, reads them, and prints one J
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.micropython import FIRMWARE_DIR, MicroPythonRunner
-from watershed_sim.micropython import mpy_cross
-
-_compiled: dict[str, Path] = {}
-
-
-def compile_tree(out: Path) -> Path:
-    """Every firmware module, subpackages included, to .mpy under ``out`` (same layout)."""
-    tool = mpy_cross()
-    for module in sorted(FIRMWARE_DIR.rglob("*.py")):
-        rel = module.relative_to(FIRMWARE_DIR)
-        target = out / rel.with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([tool, "-o", str(target), "-s", str(rel), str(module)], check=True,
-                       capture_output=True, text=True)
-    return out
-
+from tests.fixtures.micropython import MicroPythonRunner
+from watershed_sim.micropython import compile_firmware
 
 READ_SCRIPT = """
 import json, sys, time
@@ -61,7 +45,7 @@ def board_config(tmp_path: Path) -> dict[str, Any]:
 def read_sensors(micropython: MicroPythonRunner, tmp_path: Path, sensors: list[dict[str, Any]],
                  rounds: int = 1, timeout: float = 60,
                  board: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    compiled = compile_tree(tmp_path / "mpy")
+    compiled = compile_firmware(tmp_path / "mpy")
     cfg = {"board": board or board_config(tmp_path), "sensors": sensors, "rounds": rounds}
     script = tmp_path / "script" / "read_sensors.py"
     script.parent.mkdir(exist_ok=True)

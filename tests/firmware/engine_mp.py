@@ -54,6 +54,9 @@ class Sim:
     def wait_ms(self, ms):
         return 0
 
+    def waiting(self, timeout_ms):
+        return bool(self.inbox)
+
     def readinto(self, buf, timeout_ms):
         n = min(len(buf), len(self.inbox))
         buf[:n] = self.inbox[:n]

@@ -51,6 +51,9 @@ class Sim:
     def wait_ms(self, ms):
         return 0
 
+    def waiting(self, timeout_ms):
+        return bool(self.inbox)
+
     def readinto(self, buf, timeout_ms):
         n = len(self.inbox)
         buf[:n] = self.inbox

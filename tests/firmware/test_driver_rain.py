@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.firmware.drivers_harness import board_config, compile_tree
+from tests.firmware.drivers_harness import board_config
+from watershed_sim.micropython import compile_firmware
 from tests.fixtures.micropython import MicroPythonRunner
 
 pytestmark = pytest.mark.firmware
@@ -52,7 +53,7 @@ def test_tips_are_debounced_counted_and_survive_a_reset(micropython: MicroPython
     board = board_config(tmp_path)
     edges = Path(board["io_dir"]) / "edges"
     edges.write_text("27\n" * 5)  # before the board started: not tips
-    compiled = compile_tree(tmp_path / "mpy")
+    compiled = compile_firmware(tmp_path / "mpy")
     script = tmp_path / "script" / "rain.py"
     script.parent.mkdir()
     script.write_text(SCRIPT % board)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.firmware.drivers_harness import compile_tree
+from watershed_sim.micropython import compile_firmware
 from tests.fixtures.micropython import MicroPythonRunner
 from watershed.contracts import wire as gw
 from watershed_sim.micropython import mpy_cross
@@ -44,7 +44,7 @@ BATTERY = {"sensor": "analog", "pin": 28, "channel": 32, "interval_s": 60, "expo
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = compile_tree(tmp_path_factory.mktemp("engine-mpy"))
+    out = compile_firmware(tmp_path_factory.mktemp("engine-mpy"))
     subprocess.run([mpy_cross(), "-o", str(out / "engine_mp.mpy"), str(HERE / "engine_mp.py")],
                    check=True)
     return out
@@ -330,6 +330,9 @@ def test_the_technicians_console(micropython, compiled, tmp_path):
         old_hash = gw.config_hash(canonical(cfg))
         assert f"C reset 1 boots 1 config {old_hash:08x} ok" in status
         assert any(line.startswith("C heap ") for line in status)
+        # nothing due and nobody typing: the station slept between its samples
+        [asleep] = [line.split() for line in status if line.startswith("C asleep_s ")]
+        assert 0 < int(asleep[2]) <= int(asleep[4]) and int(asleep[2]) > int(asleep[4]) // 2, asleep
         last = {int(line.split()[2]): line.split()[3:] for line in status
                 if line.startswith("C last ")}
         assert last[1][1:3] == ["2000", "-3"] and last[32][1:3] == ["12600", "-3"], status

@@ -92,7 +92,9 @@ import binascii
 check("crc32_soft", wire.crc32_soft(b"123456789") == binascii.crc32(b"123456789") == 0xCBF43926)
 
 readings = [(1000 + i, 1, 1763676900 + 900 * i, 1234 + i, -3, 0) for i in range(60)]
-frame, n = wire.encode_data(5, readings)
+view, n = wire.encode_data(5, readings)
+frame = bytes(view)
+check("a frame is a view of the codec's buffer, not a new object", isinstance(view, memoryview))
 check("data frame takes as many readings as fit", 20 < n < 60 and len(frame) <= 252)
 check("data frame has one delimiter, at the end", frame.find(b"\x00") == len(frame) - 1)
 echo = list(wire.Decoder().feed(frame))

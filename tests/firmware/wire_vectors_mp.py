@@ -47,20 +47,21 @@ def outcomes(stream, chunk):
 def encode(f):
     t = f["type"]
     if t == "HELLO":
-        return wire.encode_hello(f["addr"], f["station_id"], f["firmware"], f["config_hash"],
-                                 f["reset_cause"], f["boot_count"], f["next_seq"], f["clock"])
+        return bytes(wire.encode_hello(f["addr"], f["station_id"], f["firmware"],
+                                       f["config_hash"], f["reset_cause"], f["boot_count"],
+                                       f["next_seq"], f["clock"]))
     if t == "DATA":
         readings = [tuple(r) for r in f["readings"]]
         frame, count = wire.encode_data(f["addr"], readings, f["next_seq"], f["base_time"])
         if count != len(readings):
             raise ValueError("encoded %d of %d readings" % (count, len(readings)))
-        return frame
+        return bytes(frame)
     if t == "STATUS":
-        return wire.encode_status(f["addr"], f["uptime_s"], f["clock"], f["state"],
-                                  f["battery_mv"], f["outbox_depth"], f["oldest_seq"],
-                                  f["next_seq"], f["lost_overwritten"], f["lost_corrupt"],
-                                  f["sensor_errors"], f["free_heap"])
-    return wire.encode_result(f["addr"], f["ref_type"], f["status"], f["detail"])
+        return bytes(wire.encode_status(f["addr"], f["uptime_s"], f["clock"], f["state"],
+                                        f["battery_mv"], f["outbox_depth"], f["oldest_seq"],
+                                        f["next_seq"], f["lost_overwritten"], f["lost_corrupt"],
+                                        f["sensor_errors"], f["free_heap"]))
+    return bytes(wire.encode_result(f["addr"], f["ref_type"], f["status"], f["detail"]))
 
 
 def check_valid(v):

@@ -31,6 +31,7 @@ def test_thirty_days_of_five_stations_with_faults_lose_nothing(tmp_path, mosquit
                           mosquitto=mosquitto, influxd=influxd, drain_timeout_s=120)
     assert result.expected > 20_000
     assert not missing_lines(result), missing_lines(result)
+    assert result.firmware_faults == []  # five stations, 30 days, 48 KB heaps
     assert [what for _, what in result.faults_done] == ["SAN-02 power off", "SAN-02 power on"]
     bus = result.link_stats["bus-zamora"]
     assert bus["lost_outage"] > 0  # the outage really cut the bus
@@ -45,6 +46,7 @@ def test_usgs_series_replayed_through_the_firmware_is_exact_in_influxdb(
     result = run_scenario(scenario, tmp_path, database=database, mosquitto=mosquitto,
                           influxd=influxd, pipeline_out=pipelines)
     assert not missing_lines(result), missing_lines(result)
+    assert result.firmware_faults == []
     stored = {}
     for _, rows in query(influxd.url, database,
                          "SELECT value, flags FROM readings WHERE station = 'AGF-01' "

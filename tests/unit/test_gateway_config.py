@@ -120,6 +120,7 @@ def test_relative_store_path_is_taken_from_the_config_folder(tmp_path: Path) -> 
     ("link[0].stations", [1, 1], "link[0].stations: an address is listed twice"),
     ("link[0].reply_timeout_s", 0, "link[0].reply_timeout_s: expected a number"),
     ("link[0].port", "", "link[0].port: expected a non-empty string"),
+    ("link[0].wake_preamble", 65, "link[0].wake_preamble: expected an integer from 0 to 64"),
 ])
 def test_a_bad_value_is_reported_under_its_key(path: str, value: object, named: str) -> None:
     problems = problems_of(with_change(path, value))

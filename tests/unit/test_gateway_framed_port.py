@@ -41,3 +41,14 @@ def test_another_protocol_version_or_frame_type_is_logged_as_a_warning(caplog) -
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("version" in m and "protocol version 2" in m for m in warnings), warnings
     assert any("unknown_type" in m and "0x7e" in m for m in warnings), warnings
+
+
+def test_a_wake_preamble_of_idle_fill_goes_before_every_frame() -> None:
+    port = FramedPort(serial.serial_for_url("loop://", timeout=0.05), wire.FrameDecoder(),
+                      Counter(), wake_preamble=8)
+    poll = wire.Poll(3, wire.WANT_DATA)
+    port.send(poll)
+    sent = port.port.read(100)
+    assert sent == b"\x00" * 9 + wire.encode_frame(poll)  # the usual delimiter, then 8 more
+    # a station that lost the first bytes while waking still decodes the frame
+    assert list(wire.FrameDecoder().feed(sent[5:])) == [poll]

@@ -69,17 +69,18 @@ def fw_layout(frame: wire.Frame) -> tuple:
 
 
 def fw_encode(frame: wire.Frame) -> bytes:
-    """The firmware's encoding of a station frame."""
+    """The firmware's encoding of a station frame (a copy: the firmware returns a view of its
+    buffer, good until its next encode)."""
     if isinstance(frame, wire.Data):
         readings = [(r.seq, r.channel, r.time, r.mantissa, r.exponent, r.flags)
                     for r in frame.readings]
         raw, count = fw.encode_data(frame.addr, readings, frame.next_seq, frame.base_time)
         assert count == len(readings)
-        return raw
+        return bytes(raw)
     fields = [getattr(frame, f.name) for f in dataclasses.fields(frame)]
     encoder = {wire.HELLO: fw.encode_hello, wire.STATUS: fw.encode_status,
                wire.RESULT: fw.encode_result}[frame.type]
-    return encoder(*fields)
+    return bytes(encoder(*fields))
 
 
 def outcome_name(item: object) -> str:
@@ -379,7 +380,7 @@ def test_firmware_encodes_station_frames_as_the_reference(frame: wire.Frame) -> 
 
 def test_firmware_cuts_a_long_result_detail_at_a_character() -> None:
     detail = "config rejected:" + "é" * 200  # 416 bytes; byte 239 is inside an "é"
-    raw = fw.encode_result(5, wire.CONFIG, wire.RESULT_REJECTED, detail)
+    raw = bytes(fw.encode_result(5, wire.CONFIG, wire.RESULT_REJECTED, detail))
     frame = wire.decode_frame(raw[:-1])
     assert frame.detail == detail[:16 + 111]
     assert len(wire.encode_body(frame)) == wire.MAX_BODY - 1 and len(raw) <= MAX_ENCODED

@@ -29,6 +29,8 @@
     reply_timeout_s = 2.0
     status_interval_s = 300.0     # ask each station for STATUS this often
     backfill_interval_s = 60.0    # ask a station for its holes at most this often
+    wake_preamble = 0             # idle-fill bytes (0x00) sent before each frame: a station
+                                  # that sleeps between samples wakes on the first of them
 
     [[station]]
     id = "SAN-01"
@@ -111,6 +113,7 @@ class LinkConfig:
     reply_timeout_s: float = 2.0
     status_interval_s: float = 300.0
     backfill_interval_s: float = 60.0
+    wake_preamble: int = 0
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,7 @@ def _link(t: _Table) -> LinkConfig:
                                    86400),
         backfill_interval_s=t.number("backfill_interval_s", LinkConfig.backfill_interval_s,
                                      0.01, 86400),
+        wake_preamble=t.integer("wake_preamble", LinkConfig.wake_preamble, 0, 64),
     )
     t.reject_unknown()
     return config

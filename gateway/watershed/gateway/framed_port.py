@@ -38,14 +38,17 @@ class FramedPort:
     late or stray frame. Decoder defects are counted per kind in ``decoder.errors``.
     """
 
-    def __init__(self, port: SerialPort, decoder: wire.FrameDecoder, stats: Counter[str]) -> None:
+    def __init__(self, port: SerialPort, decoder: wire.FrameDecoder, stats: Counter[str],
+                 wake_preamble: int = 0) -> None:
         self.port = port
         self.decoder = decoder
         self.stats = stats
+        # The leading delimiter ends any noise the station's decoder has collected; more of
+        # them (idle fill, contracts 1.1) give a station asleep on its RX line time to wake.
+        self._lead = wire.DELIMITER * (1 + wake_preamble)
 
     def send(self, frame: wire.Frame) -> None:
-        # The leading delimiter ends any noise the station's decoder has collected (contracts 1.1).
-        data = wire.DELIMITER + wire.encode_frame(frame)
+        data = self._lead + wire.encode_frame(frame)
         self.port.write(data)
         self.port.flush()
         self.stats["bytes_out"] += len(data)

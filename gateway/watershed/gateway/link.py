@@ -173,7 +173,7 @@ class SerialLink:
 
     def _open(self) -> None:
         port = self._open_port(self.config)
-        self._port = FramedPort(port, self._decoder, self._counters)
+        self._port = FramedPort(port, self._decoder, self._counters, self.config.wake_preamble)
         self._poller.forget_sessions()  # whoever is out there must say HELLO again
         self._counters["opens"] += 1
         log.info("link %s: opened at %d baud", self.config.port, self.config.baud)
