@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.servers import InfluxdFactory
 from watershed.devservers import Influxd
 from watershed.influxql import query
 from watershed.ingest.writer import RejectedWriteError, RetryableWriteError, V1Writer
@@ -51,3 +52,22 @@ def test_missing_database_is_retryable(influxd: Influxd) -> None:
         V1Writer(influxd.url, "no_such_db").write(VECTOR["lines"])
     assert e.value.status == 404
     assert "database not found" in e.value.message
+
+
+def test_kept_alive_connection_outlives_influxd_restarts(influxd_factory: InfluxdFactory) -> None:
+    server = influxd_factory()
+    server.query('CREATE DATABASE "w"')
+    lines = VECTOR["lines"]
+    writer = V1Writer(server.url, "w")
+    writer.write(lines[:2])
+    server.restart()  # the connection the writer keeps is gone
+    writer.write(lines[2:])  # no error: sent again on a new connection
+    server.stop()
+    with pytest.raises(RetryableWriteError) as e:
+        writer.write(lines)  # down: for the caller to retry
+    assert e.value.status is None
+    server.start()
+    writer.write(lines)
+    writer.close()
+    [(_, rows)] = query(server.url, "w", "SELECT count(flags) FROM readings")
+    assert rows[0]["count"] == len(lines)

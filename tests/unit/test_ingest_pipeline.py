@@ -32,9 +32,14 @@ class ScriptedWriter:
     def __init__(self, *outcomes: Exception | None) -> None:
         self.outcomes = list(outcomes)
         self.calls: list[list[str]] = []
+        self.bodies: list[bytes | None] = []  # the body each write was given
 
-    def write(self, lines: list[str]) -> None:
+    def encode(self, lines: list[str]) -> bytes:
+        return "\n".join(lines).encode()
+
+    def write(self, lines: list[str], body: bytes | None = None) -> None:
         self.calls.append(list(lines))
+        self.bodies.append(body)
         outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is not None:
             raise outcome
@@ -44,7 +49,8 @@ class ScriptedWriter:
 
 
 class Harness:
-    def __init__(self, writer: ScriptedWriter, tmp_path: Path, **options: object) -> None:
+    def __init__(self, writer: ScriptedWriter | PlainWriter, tmp_path: Path,
+                 **options: object) -> None:
         self.writer = writer
         self.actions: list[Action] = []
         self.counters = Counters()
@@ -81,7 +87,7 @@ class Harness:
 def harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
-    def make(writer: ScriptedWriter, **options: object) -> Harness:
+    def make(writer: ScriptedWriter | PlainWriter, **options: object) -> Harness:
         made.append(Harness(writer, tmp_path, **options))
         return made[-1]
 
@@ -121,21 +127,25 @@ def test_written_then_acked_in_arrival_order_with_rejects_in_place(
 
 def test_retryable_failure_holds_acks_and_retries_the_same_batch(
         harness: Callable[..., Harness]) -> None:
-    h = harness(ScriptedWriter(RetryableWriteError("HTTP 503"), RetryableWriteError("refused")))
+    writer = ScriptedWriter(RetryableWriteError("HTTP 503"), RetryableWriteError("refused"))
+    h = harness(writer)
     h.deliver()
     h.deliver()
-    wait_for(lambda: len(h.writer.calls) >= 2)
+    wait_for(lambda: len(writer.calls) >= 2)
     assert h.acked() == []  # not written yet: not acked
     wait_for(lambda: len(h.acked()) == 2)
-    assert h.writer.calls == [LINES + LINES] * 3
+    assert writer.calls == [LINES + LINES] * 3
+    # Encoded once, by the worker, not in the write thread; every retry sends it.
+    assert writer.bodies == [writer.encode(LINES + LINES)] * 3
     assert h.counters.snapshot()["write_failures"] == 2
 
 
 class PickyWriter(ScriptedWriter):
     """Rejects, like InfluxDB, any write containing a line with ``poison`` in it."""
 
-    def write(self, lines: list[str]) -> None:
+    def write(self, lines: list[str], body: bytes | None = None) -> None:
         self.calls.append(list(lines))
+        self.bodies.append(body)
         bad = [line for line in lines if "poison" in line]
         if bad:
             raise RejectedWriteError(f"HTTP 400: partial write: {bad[0]}", 400)
@@ -172,6 +182,9 @@ def test_rejected_batch_is_bisected_bad_points_dead_lettered_rest_written(
             stats["messages_written"]) == (1, 1, 1, 7)
     # Bisection costs about 2·log2 writes, not one per message.
     assert stats["bisect_writes"] <= 2 * (3 + 3)
+    # The batch went with the body the worker made; its parts are encoded by the writer.
+    assert writer.bodies[0] == writer.encode(writer.calls[0])
+    assert len(writer.bodies) > 1 and all(body is None for body in writer.bodies[1:])
 
 
 def test_a_rejected_write_that_goes_through_in_parts_is_written(
@@ -220,6 +233,28 @@ def test_stop_writes_what_has_arrived(harness: Callable[..., Harness]) -> None:
     time.sleep(0.05)
     h.stop()
     assert h.acked() == [1, 2]
+
+
+class PlainWriter:
+    """A Writer without encode(), as a wrapper of the ingest's writer may be."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def write(self, lines: list[str]) -> None:
+        self.calls.append(list(lines))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_writer_that_cannot_take_a_body_gets_the_lines(
+        harness: Callable[..., Harness]) -> None:
+    h = harness(PlainWriter())
+    h.deliver()
+    h.deliver()
+    wait_for(lambda: h.acked() == [1, 2])
+    assert h.writer.calls == [LINES + LINES]
 
 
 def test_a_writer_bug_does_not_kill_the_worker(harness: Callable[..., Harness]) -> None:

@@ -19,8 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from watershed.ingest.config import IngestConfig
-from watershed.ingest.writer import (RejectedWriteError, RetryableWriteError, V1Writer, V2Writer,
-                                     Writer, classify_http_error, make_writer, parse_retry_after)
+from watershed.ingest.writer import (EncodingWriter, RejectedWriteError, RetryableWriteError,
+                                     V1Writer, V2Writer, Writer, classify_http_error, make_writer,
+                                     parse_retry_after)
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "mqtt_v1.json").read_text())
 LINES: list[str] = VECTORS["messages"][0]["lines"]
@@ -28,42 +29,63 @@ LINES: list[str] = VECTORS["messages"][0]["lines"]
 
 class FakeInflux(ThreadingHTTPServer):
     """Answers each POST with the next scripted (status, headers, body), 204 when the script is
-    empty, and records what it received (body un-gzipped)."""
+    empty, and records what it received (body un-gzipped). HTTP/1.1 with keep-alive, as influxd;
+    counts the connections it accepted."""
 
     daemon_threads = True
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.script: deque[tuple[int, dict[str, str], bytes, float]] = deque()
+        # status None: drop the connection without answering
+        self.script: deque[tuple[int | None, dict[str, str], bytes, float, bool]] = deque()
         self.requests: list[tuple[str, dict[str, str], str]] = []
+        self.connections = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def answer(self, status: int, body: object = b"", headers: dict[str, str] | None = None,
-               delay_s: float = 0.0) -> None:
+               delay_s: float = 0.0, close: bool = False) -> None:
+        """``close``: then close the connection without saying so (no ``Connection: close``),
+        as a server restarting or timing out an idle connection does."""
         raw = json.dumps(body).encode() if isinstance(body, dict) else bytes(body)  # type: ignore
-        self.script.append((status, headers or {}, raw, delay_s))
+        self.script.append((status, headers or {}, raw, delay_s, close))
+
+    def drop(self) -> None:
+        """Read the next request, then close the connection without an answer."""
+        self.script.append((None, {}, b"", 0.0, True))
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: FakeInflux
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         self.server.requests.append((self.path, dict(self.headers), body.decode()))
-        status, headers, raw, delay_s = (self.server.script.popleft() if self.server.script
-                                         else (204, {}, b"", 0.0))
+        status, headers, raw, delay_s, close = (self.server.script.popleft()
+                                                if self.server.script
+                                                else (204, {}, b"", 0.0, False))
         time.sleep(delay_s)
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
+        self.close_connection = close
+        if status is None:
+            return
+        try:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (timeouts)
+            self.close_connection = True
 
     def log_message(self, *args: object) -> None:
         pass
@@ -126,6 +148,70 @@ def test_v2_request(fake_influx: FakeInflux) -> None:
 def test_nothing_to_write_sends_nothing(make: MakeWriter, fake_influx: FakeInflux) -> None:
     make(fake_influx.url).write([])
     assert fake_influx.requests == []
+
+
+@pytest.mark.parametrize("make", WRITERS)
+def test_a_body_made_beforehand_is_sent_as_it_is(make: MakeWriter,
+                                                 fake_influx: FakeInflux) -> None:
+    # The ingest's worker encodes each batch so the write thread only sends; a body that is not
+    # encode(lines) (never so in the ingest) shows that it is not made again from the lines.
+    writer = make(fake_influx.url)
+    assert isinstance(writer, EncodingWriter)
+    writer.write(LINES, writer.encode(LINES[:2]))
+    [(_, headers, body)] = fake_influx.requests
+    assert headers["Content-Encoding"] == "gzip"
+    assert body == "\n".join(LINES[:2])
+
+
+# -- the v1 writer's connection ------------------------------------------------------------------
+
+def test_v1_writes_share_one_connection(fake_influx: FakeInflux) -> None:
+    writer = v1(fake_influx.url)
+    fake_influx.answer(500, {"error": "busy"})  # an error answer does not spoil the connection
+    with pytest.raises(RetryableWriteError):
+        writer.write(LINES)
+    for _ in range(3):
+        writer.write(LINES)
+    writer.close()
+    assert len(fake_influx.requests) == 4
+    assert fake_influx.connections == 1
+
+
+def test_v1_sends_once_more_on_a_new_connection_if_the_kept_one_was_closed(
+        fake_influx: FakeInflux) -> None:
+    writer = v1(fake_influx.url)
+    fake_influx.answer(204, close=True)
+    writer.write(LINES[:1])
+    writer.write(LINES[1:])  # fails on the closed connection, goes out again on a new one
+    assert [body for _, _, body in fake_influx.requests] == [LINES[0], "\n".join(LINES[1:])]
+    assert fake_influx.connections == 2
+    writer.close()
+
+
+def test_v1_sends_once_more_only_once(fake_influx: FakeInflux) -> None:
+    writer = v1(fake_influx.url)
+    fake_influx.answer(204, close=True)
+    fake_influx.drop()
+    fake_influx.drop()
+    writer.write(LINES)
+    with pytest.raises(RetryableWriteError) as e:
+        writer.write(LINES)  # the kept connection is closed; the new one drops it too
+    assert e.value.status is None
+    assert len(fake_influx.requests) == 2 and len(fake_influx.script) == 1
+    writer.close()
+
+
+def test_v1_a_new_connection_dropped_without_answer_is_retryable(
+        fake_influx: FakeInflux) -> None:
+    fake_influx.drop()
+    writer = v1(fake_influx.url)
+    with pytest.raises(RetryableWriteError) as e:
+        writer.write(LINES)  # not sent again: only a kept-alive connection may have gone stale
+    assert e.value.status is None
+    assert len(fake_influx.requests) == 1
+    writer.write(LINES)  # and the next write opens a new connection
+    assert len(fake_influx.requests) == 2 and fake_influx.connections == 2
+    writer.close()
 
 
 # -- classification ------------------------------------------------------------------------------

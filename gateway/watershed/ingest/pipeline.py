@@ -10,7 +10,10 @@ unacknowledged, so if we die the broker redelivers them (to us, or another insta
 Two threads so that converting the next batch (CPU) overlaps writing this one (mostly waiting on
 InfluxDB): between them a queue of at most ``ready_batches`` batches, so memory stays bounded
 (the batch being written, those ready, the one being filled) and a slow database holds the worker
-back, and through it the broker (nothing is acked).
+back, and through it the broker (nothing is acked). The worker also makes each batch's request
+body if the writer lets it (``EncodingWriter``): the write thread should do nothing but write,
+because each time it lets go of the GIL (compressing, sending) it may wait a switch interval
+(5 ms) for the busy worker to give it back.
 
 It never calls paho itself (see service.py for why).
 """
@@ -29,7 +32,7 @@ from ..contracts.mqtt import PayloadError, Topics
 from .deadletter import DeadLetterFile
 from .messages import readings_lines
 from .stats import Counters
-from .writer import RejectedWriteError, RetryableWriteError, Writer
+from .writer import EncodingWriter, RejectedWriteError, RetryableWriteError, Writer
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,7 @@ class _Batch:
     line_count: int = 0
     started: float = 0.0  # monotonic time of the first entry
     final: bool = False  # made after stop: one write attempt
+    body: bytes | None = None  # EncodingWriter.encode(lines()), made when handed over
 
     def add(self, entry: _Entry) -> None:
         if not self.entries:
@@ -129,6 +133,8 @@ class WritePipeline:
                  settled: Callable[[], None] | None = None,
                  ready_batches: int = READY_BATCHES) -> None:
         self._writer = writer
+        # A writer that takes its request body made beforehand gets it from this thread.
+        self._encoding = writer if isinstance(writer, EncodingWriter) else None
         self._deadletters = deadletters
         self._topics = topics
         self._emit = emit
@@ -202,16 +208,16 @@ class WritePipeline:
         self._batch.add(self._entry(delivery))
 
     def _flush(self, writing: threading.Thread, wait: bool = True) -> None:
-        """Hand the batch to the write thread; with ``wait`` False only if one fits at once."""
+        """Hand the batch to the write thread; with ``wait`` False only if one fits at once (this
+        thread is the only one to put, so room seen is room kept)."""
+        if not wait and self._ready.full():
+            self._held = True
+            return
         self._held = False
-        if not wait:
-            try:
-                self._ready.put_nowait(self._batch)
-            except queue.Full:
-                self._held = True
-                return
-        else:
-            self._hand_over(self._batch, writing)
+        lines = self._batch.lines()
+        if lines and self._encoding is not None:
+            self._batch.body = self._encoding.encode(lines)
+        self._hand_over(self._batch, writing)
         self._batch = _Batch()
 
     def _hand_over(self, batch: _Batch | None, writing: threading.Thread) -> None:
@@ -265,7 +271,7 @@ class WritePipeline:
                final: bool) -> bool:
         """True once the batch is settled (written, its bad points found and the rest written);
         False if given up because we are stopping."""
-        outcome = self._attempt(lines, stopping, final)
+        outcome = self._attempt(lines, stopping, final, batch.body)
         if outcome is _GAVE_UP:
             return False
         if outcome is None:
@@ -324,16 +330,20 @@ class WritePipeline:
                         f"({written} written): {details}")
         return True
 
-    def _attempt(self, lines: list[str], stopping: threading.Event,
-                 final: bool) -> RejectedWriteError | None | object:
-        """Write ``lines``, retrying for as long as the failure is retryable (holding the acks
-        is what makes the broker keep the messages). None when written, the RejectedWriteError
-        when InfluxDB refused the data, _GAVE_UP when stopping."""
+    def _attempt(self, lines: list[str], stopping: threading.Event, final: bool,
+                 body: bytes | None = None) -> RejectedWriteError | None | object:
+        """Write ``lines`` (``body``: their EncodingWriter.encode, if made), retrying for as long
+        as the failure is retryable (holding the acks is what makes the broker keep the
+        messages). None when written, the RejectedWriteError when InfluxDB refused the data,
+        _GAVE_UP when stopping."""
         attempt = 0
         while True:
             started = time.monotonic()
             try:
-                self._writer.write(lines)
+                if body is not None and self._encoding is not None:
+                    self._encoding.write(lines, body)
+                else:
+                    self._writer.write(lines)
             except RejectedWriteError as e:
                 return e
             except RetryableWriteError as e:

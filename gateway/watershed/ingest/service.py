@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 30
 _LOOP_TIMEOUT_S = 0.02  # how long an ack may wait for the network thread's next round
+_READ_BURST = 100  # messages read in one round at most, so that acks still go out between
 _RECONNECT = Backoff(initial_s=0.5, max_s=30.0)
 _STOP_TIMEOUT_EXTRA_S = 5.0
 
@@ -68,6 +69,7 @@ class Ingest:
         self._connected = False  # network thread only
         self._subscribed = False  # network thread only: the broker confirmed our subscription
         self._failed_connects = 0  # network thread only
+        self._arrived = 0  # network thread only: messages received, to see if a read brought one
         self._client: mqtt.Client | None = None
         self._pipeline: WritePipeline | None = None
         self._threads: list[threading.Thread] = []
@@ -167,6 +169,7 @@ class Ingest:
             if client.socket() is None and not self._reconnect(client):
                 continue
             client.loop(timeout=_LOOP_TIMEOUT_S)
+            self._read_waiting(client)
             self._perform_actions(client)
             self._report(client)
         self._perform_actions(client)  # the worker's last acks, before we go
@@ -179,6 +182,15 @@ class Ingest:
                 if client.loop(timeout=_LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS \
                         or client.socket() is None:
                     break
+
+    def _read_waiting(self, client: mqtt.Client) -> None:
+        """Read the messages already waiting on the socket. ``loop()`` reads one packet (paho's
+        loop_read ignores max_packets), so a backlog would cost a select() and a round of
+        housekeeping per message; stops at the first read that brings no message."""
+        for _ in range(_READ_BURST):
+            arrived = self._arrived
+            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._arrived == arrived:
+                return
 
     def _wake(self) -> None:
         """Called by the worker once it has emitted a batch's acks: cut short the network
@@ -230,12 +242,15 @@ class Ingest:
     def _report(self, client: mqtt.Client) -> None:
         """The periodic retained status message and log line."""
         now = time.monotonic()
-        if now < self._next_status and now < self._next_log:
+        # Only once subscribed: gateways take a retained ingest status to mean "the broker
+        # queues readings for an ingest" (contracts.md 2), so never before the SUBACK. Decided
+        # before making the document: a persistent session's backlog arrives before the SUBACK,
+        # and the document would otherwise be made, and dropped, once per message until then.
+        publish = now >= self._next_status and self._connected and self._subscribed
+        if not publish and now < self._next_log:
             return
         document = self.status()
-        # Only once subscribed: gateways take a retained ingest status to mean "the broker
-        # queues readings for an ingest" (contracts.md 2), so never before the SUBACK.
-        if now >= self._next_status and self._connected and self._subscribed:
+        if publish:
             client.publish(self.status_topic, encode_status(document), qos=QOS, retain=True)
             self._next_status = now + self.config.ingest.status_interval_s
         if now >= self._next_log:
@@ -279,6 +294,7 @@ class Ingest:
         except UnicodeDecodeError:
             topic = "<topic not UTF-8>"  # rejected downstream like any other bad message
         self._counters.add("received")
+        self._arrived += 1
         self._unacked.add(self._session, message.mid)
         self._inbox.put(Delivery(message.mid, message.qos, self._session, topic,
                                  bytes(message.payload)))
