@@ -4,7 +4,13 @@
   persistent session, drained MQTT in → InfluxDB confirmed (every message acked).
 - ``raw_post_points_per_s``: the same line protocol POSTed in bulk (5000 lines, gzip) straight
   to the same influxd in the same run, with the ingest's own client (V1Writer: one kept-alive
-  connection): the ceiling; ``ratio`` = ingest / raw (target ≥ 0.9).
+  connection): the ceiling; ``ratio`` = ingest / raw (target ≥ 0.9). ROUNDS rounds of raw then
+  ingest, each round on new servers; medians, and every round's ratio.
+- ``drain_cpu_s`` / ``raw_cpu_s``: CPU seconds each process spent in a drain and in a raw run
+  (median round), which says where a drain's time goes on this machine's cores.
+- ``without_broker_saves``: the same rounds through a broker that does not save its store
+  (``persistence false``): what the deployed setting (a save after every change, PUBACKs
+  included: deploy/mosquitto/watershed.conf) costs the drain. A diagnostic, not a setting.
 - ``latency_ms``: publish one message → its points answer a query, p50/p99, at light load.
 - ``ingest_x2_points_per_s``: the same backlog drained by two ingest processes sharing the
   subscription (``$share/<group>/…``), into a database of its own; every point stored once.
@@ -13,6 +19,9 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +29,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -42,6 +52,7 @@ BATCH_LINES = 5000
 # 20 for MQTT 3.1.1 clients) must hold a few write batches, or the ingest waits on the broker.
 BROKER_CONFIG = "max_inflight_messages 1000"
 T0 = 1763676900
+ROUNDS = 5
 CHANNELS = ("stage_m", "rain_mm", "water_temp_c", "air_temp_c", "battery_v")
 
 
@@ -59,8 +70,42 @@ def backlog(prefix: str) -> list[tuple[str, bytes]]:
     return out
 
 
+class CpuMeter:
+    """CPU seconds (user + system) used by the servers and by this process since made."""
+
+    def __init__(self, servers: dict[str, int | None]) -> None:
+        self._pids = {name: pid for name, pid in servers.items() if pid is not None}
+        self._start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        used = {}
+        for name, pid in self._pids.items():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        used["bench_process"] = me.ru_utime + me.ru_stime
+        return used
+
+    def used(self) -> dict[str, float]:
+        now = self._now()
+        return {name: round(now[name] - self._start[name], 3) for name in now}
+
+
+def settle(servers: dict[str, int | None], timeout_s: float = 20.0) -> None:
+    """Wait until the servers are idle (influxd compacts and snapshots in the background, mosquitto
+    saves its store), so that a timed run does not pay for the one before."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        meter = CpuMeter(servers)
+        time.sleep(0.3)
+        used = meter.used()
+        if max(used.get(name, 0.0) for name in servers) <= 0.01:
+            return
+
+
 def raw_post_rate(influx: Influxd, lines: list[str]) -> float:
-    influx.query('CREATE DATABASE "raw"')
+    """Into the database "raw", made beforehand."""
     writer = V1Writer(influx.url, "raw")
     started = time.perf_counter()
     for at in range(0, len(lines), BATCH_LINES):
@@ -103,10 +148,9 @@ def queue_backlog(broker: Mosquitto, configs: list[IngestConfig],
     time.sleep(0.5)  # mosquitto persists the queue (autosave_on_changes)
 
 
-def ingest_rate(broker: Mosquitto, influx: Influxd, config: IngestConfig,
-                messages: list[tuple[str, bytes]], points: int) -> tuple[float, dict]:
-    queue_backlog(broker, [config], messages)
-
+def ingest_rate(config: IngestConfig, messages: list[tuple[str, bytes]],
+                points: int) -> tuple[float, dict]:
+    """The backlog queued for ``config``'s session drained by a new ingest."""
     ingest = Ingest(config)
     started = time.perf_counter()
     ingest.start()
@@ -206,40 +250,77 @@ def latency_ms(broker: Mosquitto, influx: Influxd, config: IngestConfig) -> list
     return sorted(samples)
 
 
-def run() -> dict:
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        with Mosquitto(Path(tmp) / "mosquitto", config_extra=BROKER_CONFIG) as broker, Influxd(Path(tmp) / "influxd") as influx:
-            influx.query('CREATE DATABASE "watershed"')
-            config = IngestConfig.from_dict({
-                "ingest": {"id": "bench-ingest", "group": "bench",
-                           "deadletter_file": str(Path(tmp) / "deadletter.jsonl")},
-                "mqtt": {"port": broker.port, "prefix": "bench"},
-                "influx": {"url": influx.url, "database": "watershed",
-                           "batch_size": BATCH_LINES},
-            })
-            messages = backlog("bench")
-            topics = Topics("bench")
-            lines = [line for topic, payload in messages
-                     for line in readings_lines(topics, topic, payload)]
+def ingest_config(tmp: str, broker: Mosquitto, influx: Influxd, database: str) -> IngestConfig:
+    influx.query(f'CREATE DATABASE "{database}"')
+    return IngestConfig.from_dict({
+        "ingest": {"id": "bench-ingest", "group": "bench",
+                   "deadletter_file": str(Path(tmp) / "deadletter.jsonl")},
+        "mqtt": {"port": broker.port, "prefix": "bench"},
+        "influx": {"url": influx.url, "database": database, "batch_size": BATCH_LINES},
+    })
+
+
+def rounds(workdir: Path, broker_config: str) -> dict:
+    """ROUNDS times, each on a new mosquitto and influxd (a server that has taken earlier runs
+    is slower, and unevenly so): the raw POST, then the ingest's drain of the same points.
+    Medians, every round's ratio, and the CPU of the median round."""
+    messages = backlog("bench")
+    topics = Topics("bench")
+    lines = [line for topic, payload in messages
+             for line in readings_lines(topics, topic, payload)]
+    results: list[dict[str, Any]] = []
+    for n in range(ROUNDS):
+        with Mosquitto(workdir / f"mosquitto-{n}", config_extra=broker_config) as broker, \
+                Influxd(workdir / f"influxd-{n}") as influx:
+            servers = {"influxd": influx.pid, "mosquitto": broker.pid}
+            influx.query('CREATE DATABASE "raw"')
+            settle(servers)
+            meter = CpuMeter(servers)
             raw = raw_post_rate(influx, lines)
-            rate, status = ingest_rate(broker, influx, config, messages, len(lines))
+            raw_cpu = meter.used()
+            config = ingest_config(str(workdir), broker, influx, "watershed")
+            queue_backlog(broker, [config], messages)
+            settle(servers)
+            meter = CpuMeter(servers)
+            rate, status = ingest_rate(config, messages, len(lines))
+            drain_cpu = meter.used()
+            drain_cpu["ingest"] = drain_cpu.pop("bench_process")  # it runs in this process
             stored = query(influx.url, "watershed", "SELECT count(value) FROM readings")
             assert stored[0][1][0]["count"] == len(lines), "the ingest lost points"
-            latencies = latency_ms(broker, influx, config)
+        results.append({"raw": raw, "ingest": rate, "ratio": rate / raw, "status": status,
+                        "raw_cpu": raw_cpu, "drain_cpu": drain_cpu})
+    median = sorted(results, key=lambda r: r["ratio"])[len(results) // 2]
+    return {"ingest_points_per_s": round(statistics.median(r["ingest"] for r in results)),
+            "raw_post_points_per_s": round(statistics.median(r["raw"] for r in results)),
+            "ratio": round(median["ratio"], 3),
+            "ratio_rounds": [round(r["ratio"], 3) for r in results],
+            "drain_cpu_s": median["drain_cpu"], "raw_cpu_s": median["raw_cpu"],
+            "status": median["status"]}
+
+
+def run() -> dict:
+    messages = backlog("bench")
+    points = len(messages) * READINGS_PER_MESSAGE
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        durable = rounds(Path(tmp) / "durable", BROKER_CONFIG)
+        without_saves = rounds(Path(tmp) / "unsaved", BROKER_CONFIG + "\npersistence false")
+        with Mosquitto(Path(tmp) / "mosquitto", config_extra=BROKER_CONFIG) as broker, \
+                Influxd(Path(tmp) / "influxd") as influx:
+            latencies = latency_ms(broker, influx, ingest_config(tmp, broker, influx, "latency"))
             influx.query('CREATE DATABASE "shared"')
             configs = [{"ingest": {"id": f"bench-shared-{n}", "group": "bench-shared",
                                    "deadletter_file": str(Path(tmp) / f"deadletter-{n}.jsonl")},
                         "mqtt": {"port": broker.port, "prefix": "bench"},
                         "influx": {"url": influx.url, "database": "shared",
                                    "batch_size": BATCH_LINES}} for n in (1, 2)]
-            rate_x2 = shared_rate(broker, configs, messages, len(lines))
+            rate_x2 = shared_rate(broker, configs, messages, points)
             stored = query(influx.url, "shared", "SELECT count(value) FROM readings")
-            assert stored[0][1][0]["count"] == len(lines), "two ingests lost points"
+            assert stored[0][1][0]["count"] == points, "two ingests lost points"
+    status = durable.pop("status")
+    without_saves.pop("status")
     return {
-        "messages": MESSAGES, "points": len(lines),
-        "ingest_points_per_s": round(rate),
-        "raw_post_points_per_s": round(raw),
-        "ratio": round(rate / raw, 3),
+        "messages": MESSAGES, "points": points, "rounds": ROUNDS,
+        **durable,
         "target_ratio": 0.9,
         "ingest_batch_points_mean": status["window"]["batch_points"]["mean"],
         "ingest_write_latency_ms_p50": status["window"]["latency_ms"]["p50"],
@@ -248,7 +329,8 @@ def run() -> dict:
         "latency_publish_to_queryable_ms_p99": round(percentile(latencies, 99), 1),
         "latency_samples": len(latencies),
         "ingest_x2_points_per_s": round(rate_x2),
-        "ingest_x2_ratio": round(rate_x2 / raw, 3),
+        "ingest_x2_ratio": round(rate_x2 / durable["raw_post_points_per_s"], 3),
+        "without_broker_saves": without_saves,
     }
 
 

@@ -105,3 +105,38 @@ def test_fast_path_declines_what_it_does_not_handle() -> None:
     assert payload_lines(b"not json") is None
     assert payload_lines(VECTOR["payload"].encode(), ts_high=1763676900 - 1) is None
     assert payload_lines(VECTOR["payload"].encode(), ts_low=1763676900 + 1) is None
+
+
+ODD_PAYLOADS = [
+    # duplicate keys: the last one counts, in both paths
+    VECTOR["payload"].replace('"seq":', '"seq":7,"seq":', 1),
+    VECTOR["payload"].replace('"station":"SAN-01"', '"station":"x y","station":"SAN-01"'),
+    # keys the contract does not have
+    VECTOR["payload"].replace('"seq":', '"note":[1,{"a":null}],"seq":', 1),
+    VECTOR["payload"].replace('"v":1', '"v":1,"extra":"yes"'),
+    # wrong types where the fast path's decoder is typed
+    VECTOR["payload"].replace('"v":1', '"v":true'),
+    VECTOR["payload"].replace('"v":1', '"v":1.0'),
+    VECTOR["payload"].replace('"seq":', '"seq":true,"x":', 1),
+    VECTOR["payload"].replace('"value":1.234', '"value":"1.234"'),
+    VECTOR["payload"].replace('"value":1.234', '"value":[1.234]'),
+    VECTOR["payload"].replace('"value":1.234', '"value":true'),
+    VECTOR["payload"].replace('"readings":[', '"readings":[1,'),
+    VECTOR["payload"].replace('"readings":[', '"readings":{"a":[').replace("]}", "]}}", 1),
+    VECTOR["payload"].replace('"gateway":"gw-zamora"', '"gateway":null'),
+    # not an object, not UTF-8, not JSON at the end
+    "[" + VECTOR["payload"] + "]",
+    VECTOR["payload"] + " x",
+    VECTOR["payload"].replace('"basin":"santiago"', '"basin":"santiago\\ud800"'),
+]
+
+
+@pytest.mark.parametrize("text", ODD_PAYLOADS)
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_odd_payloads_take_the_path_that_finds_the_same_answer(text: str, encoding: str) -> None:
+    body = text.encode(encoding)
+    topic = VECTOR["topic"]
+    full = outcome(lambda: message_lines(decode_routed(TOPICS, topic, body)))
+    assert outcome(readings_lines, TOPICS, topic, body) == full
+    fast = payload_lines(body)
+    assert fast is None or (isinstance(full, list) and fast[2] == full)

@@ -140,6 +140,18 @@ def test_retryable_failure_holds_acks_and_retries_the_same_batch(
     assert h.counters.snapshot()["write_failures"] == 2
 
 
+class GatedWriter(ScriptedWriter):
+    """Each write waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def write(self, lines: list[str], body: bytes | None = None) -> None:
+        super().write(lines, body)
+        assert self.gate.wait(5)
+
+
 class PickyWriter(ScriptedWriter):
     """Rejects, like InfluxDB, any write containing a line with ``poison`` in it."""
 
@@ -162,7 +174,8 @@ def poisoned(payload: bytes, seq: int) -> bytes:
 def test_rejected_batch_is_bisected_bad_points_dead_lettered_rest_written(
         harness: Callable[..., Harness]) -> None:
     writer = PickyWriter()
-    h = harness(writer, flush_interval_s=30, quiet_flush_s=30, batch_size=8 * len(LINES))
+    h = harness(writer, flush_interval_s=30, quiet_flush_s=30, batch_size=8 * len(LINES),
+                idle_flush_lines=8 * len(LINES))  # one batch of all 8
     bad_payload = poisoned(PAYLOAD, 43)
     for i in range(8):
         h.deliver(bad_payload if i == 5 else PAYLOAD)
@@ -199,14 +212,17 @@ def test_a_rejected_write_that_goes_through_in_parts_is_written(
 
 def test_batch_size_flushes_before_the_stream_goes_quiet(
         harness: Callable[..., Harness]) -> None:
-    h = harness(ScriptedWriter(), batch_size=len(LINES) * 2, flush_interval_s=30,
-                quiet_flush_s=30)
-    for _ in range(5):
+    writer = GatedWriter()
+    h = harness(writer, batch_size=len(LINES) * 2, flush_interval_s=30, quiet_flush_s=30)
+    h.deliver()
+    wait_for(lambda: len(writer.calls) == 1)  # the write thread was idle: at once
+    for _ in range(4):  # while it writes, two full batches: handed over by size alone
         h.deliver()
-    wait_for(lambda: len(h.acked()) == 4)
-    time.sleep(0.1)
-    assert h.writer.calls == [LINES * 2] * 2  # a message's lines are never split
-    assert h.acked() == [1, 2, 3, 4]  # the fifth waits for more or for the interval
+    wait_for(lambda: h.pipeline.pending == 5)
+    writer.gate.set()
+    wait_for(lambda: len(h.acked()) == 5)
+    assert writer.calls == [LINES, LINES * 2, LINES * 2]  # a message's lines are never split
+    assert h.acked() == [1, 2, 3, 4, 5]
 
 
 def test_flush_interval_bounds_latency_of_a_steady_stream(
@@ -224,6 +240,28 @@ def test_stop_while_failing_leaves_messages_unacked(harness: Callable[..., Harne
     h.stop()
     assert h.actions == []
     assert h.counters.snapshot()["abandoned"] == 2
+
+
+def test_a_quarter_batch_goes_at_once_to_an_idle_write_thread_a_busy_one_gets_full_batches(
+        harness: Callable[..., Harness]) -> None:
+    writer = GatedWriter()
+    # 8 messages of 5 lines fill a batch; no time-based flush within the test.
+    h = harness(writer, batch_size=40, flush_interval_s=30.0, quiet_flush_s=30.0)
+    h.deliver()
+    time.sleep(0.1)
+    assert writer.calls == []  # 5 lines: less than a quarter, waits to grow
+    h.deliver()
+    wait_for(lambda: len(writer.calls) == 1)  # 10 lines: a quarter, and nothing being written
+    assert len(writer.calls[0]) == 10
+    for _ in range(12):  # while that write waits: one full batch handed over, 4 messages left
+        h.deliver()
+    wait_for(lambda: h.pipeline.pending == 14)
+    time.sleep(0.1)
+    assert len(writer.calls) == 1
+    writer.gate.set()
+    wait_for(lambda: len(h.acked()) == 14)
+    assert [len(call) for call in writer.calls] == [10, 40, 20]
+    assert h.acked() == list(range(1, 15))
 
 
 def test_stop_writes_what_has_arrived(harness: Callable[..., Harness]) -> None:

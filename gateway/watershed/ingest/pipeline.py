@@ -45,6 +45,10 @@ QUIET_FLUSH_S = 0.05
 _IDLE_POLL_S = 0.1  # how often an idle worker checks for stop
 _HELD_POLL_S = 0.005
 READY_BATCHES = 1  # batches made and waiting for the write thread (besides the one it writes)
+# A batch this large (as a share of batch_size) goes at once when the write thread has nothing to
+# do: a backlog's first write starts after a quarter of a batch instead of a whole one, and a
+# stream the worker cannot keep up with is written in smaller batches instead of waiting.
+IDLE_FLUSH_SHARE = 4
 
 COUNTERS = ("invalid", "deadlettered", "deadletter_file_errors", "messages_written",
             "points_written", "points_rejected", "batches_written", "write_failures",
@@ -131,7 +135,8 @@ class WritePipeline:
                  convert: Callable[[str, bytes], list[str]] | None = None,
                  observe_write: Callable[[int, float], None] | None = None,
                  settled: Callable[[], None] | None = None,
-                 ready_batches: int = READY_BATCHES) -> None:
+                 ready_batches: int = READY_BATCHES,
+                 idle_flush_lines: int | None = None) -> None:
         self._writer = writer
         # A writer that takes its request body made beforehand gets it from this thread.
         self._encoding = writer if isinstance(writer, EncodingWriter) else None
@@ -140,6 +145,7 @@ class WritePipeline:
         self._emit = emit
         self._counters = counters
         self._batch_size = batch_size
+        self._idle_flush_lines = idle_flush_lines or max(1, batch_size // IDLE_FLUSH_SHARE)
         self._flush_interval_s = flush_interval_s
         self._backoff = backoff
         self._quiet_flush_s = min(quiet_flush_s, flush_interval_s)
@@ -150,6 +156,7 @@ class WritePipeline:
         self._unsettled = 0  # messages taken from the inbox, not yet acked or abandoned
         self._unsettled_lock = threading.Lock()
         self._abandoning = False  # write thread only: stopping and a batch was left unacked
+        self._writing = False  # set by the write thread while it has a batch
         # topic, payload -> lines (raises PayloadError); the contract alone unless configured
         self._convert = convert or (lambda topic, payload: readings_lines(topics, topic, payload))
         self._observe_write = observe_write  # (points, seconds) of each confirmed write
@@ -177,9 +184,12 @@ class WritePipeline:
         last_arrival = time.monotonic()
         idle_poll_s = min(self._quiet_flush_s, _IDLE_POLL_S)
         while not stopping.is_set():
+            big_enough = self._batch.line_count >= self._idle_flush_lines
             try:
-                # A quiet batch the write thread had no room for: look again soon.
-                delivery = inbox.get(timeout=_HELD_POLL_S if self._held else idle_poll_s)
+                # A quiet batch the write thread had no room for, or one big enough to go once
+                # the write thread is idle: look again soon.
+                delivery = inbox.get(timeout=_HELD_POLL_S if self._held or big_enough
+                                     else idle_poll_s)
             except queue.Empty:
                 if self._batch.entries and (
                         time.monotonic() - last_arrival >= self._quiet_flush_s
@@ -187,12 +197,16 @@ class WritePipeline:
                     # A quiet stream: hand over what there is, unless the write thread has
                     # enough to do (then this batch may still grow).
                     self._flush(writing, wait=self._batch.age() >= self._flush_interval_s)
+                elif big_enough and self._write_thread_idle():
+                    self._flush(writing, wait=False)
                 continue
             last_arrival = time.monotonic()
             self._add(delivery)
             if (self._batch.line_count >= self._batch_size
                     or self._batch.age() >= self._flush_interval_s):
                 self._flush(writing)
+            elif self._batch.line_count >= self._idle_flush_lines and self._write_thread_idle():
+                self._flush(writing, wait=False)
         while True:
             try:
                 self._add(inbox.get_nowait())
@@ -201,6 +215,10 @@ class WritePipeline:
         if self._batch.entries:
             self._batch.final = True
             self._flush(writing)
+
+    def _write_thread_idle(self) -> bool:
+        # Seen from here a moment late at worst: then one batch goes a little smaller.
+        return not self._writing and self._ready.empty()
 
     def _add(self, delivery: Delivery) -> None:
         with self._unsettled_lock:
@@ -244,9 +262,11 @@ class WritePipeline:
 
     def _write_loop(self, stopping: threading.Event) -> None:
         while True:
+            self._writing = False
             batch = self._ready.get()
             if batch is None:
                 return
+            self._writing = True
             self._write_batch(batch, stopping)
 
     def _write_batch(self, batch: _Batch, stopping: threading.Event) -> None:
