@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.micropython"]
+pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.micropython", "tests.fixtures.mqtt"]

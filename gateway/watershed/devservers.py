@@ -201,12 +201,12 @@ class _DevServer:
 
 
 class Mosquitto(_DevServer):
-    """A mosquitto 2.x broker with anonymous access and crash-safe persistence.
+    """A mosquitto 2.x broker with anonymous access and persistence saved as deployed.
 
-    Every change to stored state (subscriptions, queued QoS 1/2 messages, retained messages) is
-    saved to disk right away, so queued messages for offline persistent sessions survive even a
-    SIGKILL once saved. Caveat: the save follows the PUBACK by a few milliseconds; a crash in
-    that gap loses the message. `persistence_file` lets tests wait for the save.
+    The store is saved every ``autosave_s`` seconds (deploy/mosquitto/watershed.conf: 5) and at a
+    clean stop; a SIGKILL loses what changed since the last save, as a crash would (gateways
+    publish what was acknowledged recently again after a reconnect). `persistence_file` lets
+    tests wait for a save; `save()` asks for one now (SIGUSR1).
     """
 
     name = "mosquitto"
@@ -220,10 +220,12 @@ class Mosquitto(_DevServer):
         *,
         allow_anonymous: bool = True,
         binary: str | None = None,
+        autosave_s: int = 5,
     ) -> None:
         super().__init__(workdir, port, binary)
         self.config_extra = config_extra
         self.allow_anonymous = allow_anonymous
+        self.autosave_s = autosave_s
 
     @property
     def config_path(self) -> Path:
@@ -232,6 +234,27 @@ class Mosquitto(_DevServer):
     @property
     def persistence_file(self) -> Path:
         return self.workdir / "mosquitto-data" / "mosquitto.db"
+
+    def save(self, timeout: float = 10.0) -> None:
+        """Have the broker save its store now (SIGUSR1) and wait until it has."""
+        process = self._process
+        if process is None or process.poll() is not None:
+            raise RuntimeError("mosquitto is not running")
+        before = self._saved_state()
+        process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while self._saved_state() == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError("mosquitto did not save its store")
+            time.sleep(0.01)
+
+    def _saved_state(self) -> tuple[int, int] | None:
+        """Identity of the saved file: a save writes a new one and renames it over the old."""
+        try:
+            st = self.persistence_file.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
 
     def _write_config(self) -> Path:
         if any(ch.isspace() for ch in str(self.workdir)):
@@ -250,9 +273,9 @@ persistence true
 # mosquitto appends the file name to this prefix, so it must end with a slash.
 persistence_location {self.persistence_file.parent}/
 persistence_file {self.persistence_file.name}
-# Save after every single change instead of every 30 min: survives kill -9.
-autosave_on_changes true
-autosave_interval 1
+# Every few seconds, as deployed (deploy/mosquitto/watershed.conf says why not on changes).
+autosave_on_changes false
+autosave_interval {self.autosave_s}
 # Never drop queued messages for offline persistent sessions (default cap is 1000).
 max_queued_messages 0
 

@@ -8,9 +8,11 @@
   ingest, each round on new servers; medians, and every round's ratio.
 - ``drain_cpu_s`` / ``raw_cpu_s``: CPU seconds each process spent in a drain and in a raw run
   (median round), which says where a drain's time goes on this machine's cores.
-- ``without_broker_saves``: the same rounds through a broker that does not save its store
-  (``persistence false``): what the deployed setting (a save after every change, PUBACKs
-  included: deploy/mosquitto/watershed.conf) costs the drain. A diagnostic, not a setting.
+- ``broker_busy_after_drain_s``: how long mosquitto stays busy once the ingest has sent its
+  last ack (the broker still processing the acks), with its CPU seconds in that time.
+- ``with_per_change_saves``: the same through a broker that saves its store after every change
+  (``autosave_on_changes``), the setting deploy/mosquitto/watershed.conf had before: why it
+  now saves every 5 s. A diagnostic, DIAGNOSTIC_ROUNDS rounds.
 - ``latency_ms``: publish one message → its points answer a query, p50/p99, at light load.
 - ``ingest_x2_points_per_s``: the same backlog drained by two ingest processes sharing the
   subscription (``$share/<group>/…``), into a database of its own; every point stored once.
@@ -53,6 +55,8 @@ BATCH_LINES = 5000
 BROKER_CONFIG = "max_inflight_messages 1000"
 T0 = 1763676900
 ROUNDS = 5
+DIAGNOSTIC_ROUNDS = 3
+PER_CHANGE_SAVES = "autosave_on_changes true\nautosave_interval 1"
 CHANNELS = ("stage_m", "rain_mm", "water_temp_c", "air_temp_c", "battery_v")
 
 
@@ -145,7 +149,7 @@ def queue_backlog(broker: Mosquitto, configs: list[IngestConfig],
         info.wait_for_publish(30)
     client.disconnect()
     client.loop_stop()
-    time.sleep(0.5)  # mosquitto persists the queue (autosave_on_changes)
+    time.sleep(0.5)  # let the broker settle
 
 
 def ingest_rate(config: IngestConfig, messages: list[tuple[str, bytes]],
@@ -260,7 +264,7 @@ def ingest_config(tmp: str, broker: Mosquitto, influx: Influxd, database: str) -
     })
 
 
-def rounds(workdir: Path, broker_config: str) -> dict:
+def rounds(workdir: Path, broker_config: str, count: int = ROUNDS) -> dict:
     """ROUNDS times, each on a new mosquitto and influxd (a server that has taken earlier runs
     is slower, and unevenly so): the raw POST, then the ingest's drain of the same points.
     Medians, every round's ratio, and the CPU of the median round."""
@@ -269,7 +273,7 @@ def rounds(workdir: Path, broker_config: str) -> dict:
     lines = [line for topic, payload in messages
              for line in readings_lines(topics, topic, payload)]
     results: list[dict[str, Any]] = []
-    for n in range(ROUNDS):
+    for n in range(count):
         with Mosquitto(workdir / f"mosquitto-{n}", config_extra=broker_config) as broker, \
                 Influxd(workdir / f"influxd-{n}") as influx:
             servers = {"influxd": influx.pid, "mosquitto": broker.pid}
@@ -285,16 +289,24 @@ def rounds(workdir: Path, broker_config: str) -> dict:
             rate, status = ingest_rate(config, messages, len(lines))
             drain_cpu = meter.used()
             drain_cpu["ingest"] = drain_cpu.pop("bench_process")  # it runs in this process
+            meter = CpuMeter(servers)
+            began = time.monotonic()
+            settle(servers, timeout_s=60)
+            busy_s = time.monotonic() - began - 0.3  # settle's last look: idle
+            busy_cpu = meter.used()["mosquitto"]
             stored = query(influx.url, "watershed", "SELECT count(value) FROM readings")
             assert stored[0][1][0]["count"] == len(lines), "the ingest lost points"
         results.append({"raw": raw, "ingest": rate, "ratio": rate / raw, "status": status,
-                        "raw_cpu": raw_cpu, "drain_cpu": drain_cpu})
+                        "raw_cpu": raw_cpu, "drain_cpu": drain_cpu, "busy_s": busy_s,
+                        "busy_cpu": busy_cpu})
     median = sorted(results, key=lambda r: r["ratio"])[len(results) // 2]
     return {"ingest_points_per_s": round(statistics.median(r["ingest"] for r in results)),
             "raw_post_points_per_s": round(statistics.median(r["raw"] for r in results)),
             "ratio": round(median["ratio"], 3),
             "ratio_rounds": [round(r["ratio"], 3) for r in results],
             "drain_cpu_s": median["drain_cpu"], "raw_cpu_s": median["raw_cpu"],
+            "broker_busy_after_drain_s": {"wall": round(median["busy_s"], 2),
+                                          "mosquitto_cpu": median["busy_cpu"]},
             "status": median["status"]}
 
 
@@ -303,7 +315,8 @@ def run() -> dict:
     points = len(messages) * READINGS_PER_MESSAGE
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         durable = rounds(Path(tmp) / "durable", BROKER_CONFIG)
-        without_saves = rounds(Path(tmp) / "unsaved", BROKER_CONFIG + "\npersistence false")
+        per_change = rounds(Path(tmp) / "per-change", BROKER_CONFIG + "\n" + PER_CHANGE_SAVES,
+                            DIAGNOSTIC_ROUNDS)
         with Mosquitto(Path(tmp) / "mosquitto", config_extra=BROKER_CONFIG) as broker, \
                 Influxd(Path(tmp) / "influxd") as influx:
             latencies = latency_ms(broker, influx, ingest_config(tmp, broker, influx, "latency"))
@@ -317,7 +330,7 @@ def run() -> dict:
             stored = query(influx.url, "shared", "SELECT count(value) FROM readings")
             assert stored[0][1][0]["count"] == points, "two ingests lost points"
     status = durable.pop("status")
-    without_saves.pop("status")
+    per_change.pop("status")
     return {
         "messages": MESSAGES, "points": points, "rounds": ROUNDS,
         **durable,
@@ -330,7 +343,7 @@ def run() -> dict:
         "latency_samples": len(latencies),
         "ingest_x2_points_per_s": round(rate_x2),
         "ingest_x2_ratio": round(rate_x2 / durable["raw_post_points_per_s"], 3),
-        "without_broker_saves": without_saves,
+        "with_per_change_saves": per_change,
     }
 
 

@@ -430,3 +430,57 @@ def test_in_flight_readings_are_not_trusted_to_a_broker_that_lost_our_session(
         forwarder.stop(1)
     seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
     assert seqs == [1, 2, 3, 1, 2, 3]
+
+
+def reconnect(client: FakeClient, forwarder: Forwarder) -> None:
+    connects = forwarder.stats()["connects"]
+    client.broker_up = False
+    wait_until(lambda: not forwarder.connected)
+    client.broker_up = True
+    wait_until(lambda: forwarder.stats()["connects"] == connects + 1)
+
+
+def published_seqs(client: FakeClient) -> list[int]:
+    return [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
+
+
+def test_a_reconnect_replays_what_the_broker_acknowledged_within_the_window(
+        store: Store) -> None:
+    """A broker that crashed comes back from its last save, without what it acknowledged since:
+    after a reconnect, what was acknowledged within replay_window_s before the last PUBACK goes
+    again (the window reaches back from the last PUBACK, not from the reconnect)."""
+    client = FakeClient()
+    fill(store, "SAN-01", range(1, 4))
+    forwarder = start(store, client, replay_window_s=0.5)
+    try:
+        wait_until(lambda: forwarder.stats()["readings_acked"] == 3)
+        time.sleep(0.7)  # 1-3 fall out of the window once a later PUBACK comes
+        fill(store, "SAN-01", range(4, 6))
+        forwarder.notify()
+        wait_until(lambda: forwarder.stats()["readings_acked"] == 5)
+        time.sleep(0.7)  # the outage may be long: the window is not measured from now
+        reconnect(client, forwarder)
+        wait_until(lambda: forwarder.stats()["readings_acked"] == 7)
+        assert forwarder.stats()["readings_replayed_after_reconnect"] == 2
+        assert published_seqs(client) == [1, 2, 3, 4, 5, 4, 5]
+        assert not store.unsent(10)
+        assert store.counts()["readings_sent"] == 5  # each reading counted once
+        reconnect(client, forwarder)  # the replay's own PUBACKs are the window now
+        wait_until(lambda: forwarder.stats()["readings_acked"] == 9)
+        assert published_seqs(client)[7:] == [4, 5]
+    finally:
+        forwarder.stop(1)
+
+
+def test_no_replay_with_a_window_of_zero(store: Store) -> None:
+    client = FakeClient()
+    fill(store, "SAN-01", range(1, 4))
+    forwarder = start(store, client, replay_window_s=0)
+    try:
+        wait_until(lambda: forwarder.stats()["readings_acked"] == 3)
+        reconnect(client, forwarder)
+        time.sleep(0.1)
+        assert published_seqs(client) == [1, 2, 3]
+        assert forwarder.stats()["readings_replayed_after_reconnect"] == 0
+    finally:
+        forwarder.stop(1)

@@ -20,6 +20,8 @@
     ca_file = "/etc/watershed/ca.pem"
     require_consumer = true       # publish readings only while the broker holds a retained
                                   # ingest status (<prefix>/v1/ingest/+/status): see below
+    replay_window_s = 30.0        # after a reconnect, publish again what the broker acknowledged
+                                  # in the last this-many seconds before: see below
 
     [[link]]
     port = "/dev/ttyUSB0"         # a device path or a pyserial URL (socket://, rfc2217://, loop://)
@@ -50,6 +52,12 @@ session has subscribed would be lost. With it, readings stay stored until the br
 retained status under ``<prefix>/v1/ingest/+/status`` (any state); alerts are never held. A
 consumer other than the ingest (Telegraf, say) keeps a persistent session and publishes such a
 retained status itself, or its gateways set this false.
+
+``replay_window_s`` (default 30, 0: off): a broker saves its store every few seconds
+(deploy/mosquitto/watershed.conf: ``autosave_interval 5``), so a broker that crashes loses what
+it acknowledged since its last save. After any reconnect the gateway therefore publishes again
+the readings acknowledged within this window before the last acknowledgement; the ingest writes
+a reading twice to the same point. Keep it well above the broker's ``autosave_interval``.
 
 Every problem is reported at once, each naming its key (``link[0].baud: ...``), and unknown keys
 are errors: a misspelt key silently falling back to a default is how a gateway ends up polling
@@ -102,6 +110,7 @@ class MqttConfig:
     cert_file: str = ""  # client certificate, with key_file
     key_file: str = ""
     require_consumer: bool = True  # readings only while a retained ingest status exists
+    replay_window_s: float = 30.0  # after a reconnect, acknowledged this recently goes again
 
 
 @dataclass(frozen=True)
@@ -183,6 +192,7 @@ class GatewayConfig:
             cert_file=mqtt.text("cert_file", "", allow_empty=True),
             key_file=mqtt.text("key_file", "", allow_empty=True),
             require_consumer=mqtt.boolean("require_consumer", True),
+            replay_window_s=mqtt.number("replay_window_s", MqttConfig.replay_window_s, 0, 86400),
         )
         if mqtt_config.reconnect_max_s < mqtt_config.reconnect_min_s:
             problems.append("mqtt.reconnect_max_s: must not be below mqtt.reconnect_min_s")

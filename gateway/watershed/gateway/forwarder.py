@@ -23,6 +23,13 @@ still has messages queued for it. Until then readings stay in the store (unsent,
 ``held_for_consumer`` in health) and a log line says so. Alerts are for anyone listening: they
 are never held. An ingest publishes its status only after its SUBACK (contracts.md 2).
 
+**Replay after a reconnect** (``[mqtt] replay_window_s``). A broker saves its store every few
+seconds, not per message (deploy/mosquitto/watershed.conf says why), so one that crashes comes
+back without what it acknowledged since its last save. The gateway cannot tell such a restart from
+a dropped link, so after every reconnect it publishes again the readings acknowledged within the
+window before its last acknowledgement; the ingest writes a reading twice to the same point.
+It remembers, in memory, one id range per acknowledged message: a gateway restart forgets them.
+
 Every paho call, callbacks included, happens on the forwarder's own thread, which drives the
 client with ``loop()``: paho is not safe to publish from several threads (anchors.md). Other
 threads only call ``notify()`` (an Event) or queue a command result.
@@ -136,6 +143,9 @@ class Forwarder:
         self._inflight_ids: set[int] = set()
         self._inflight_alerts: dict[int, int] = {}  # mid -> alert id
         self._other_mids: set[int] = set()  # status, health, results: nothing to mark
+        # (monotonic time of the PUBACK, first id, last id) per acknowledged readings message,
+        # the last replay_window_s of them: what a reconnect publishes again.
+        self._acked_recently: collections.deque[tuple[float, int, int]] = collections.deque()
         # The consumer interlock (module docstring): ingest id -> state of each retained
         # status seen on this connection.
         self._consumer_filter = self._topics.ingest_status("+")
@@ -147,6 +157,7 @@ class Forwarder:
                                        "readings_acked": 0, "live_readings_published": 0,
                                        "backlog_readings_published": 0, "alerts_published": 0,
                                        "readings_republished_after_session_loss": 0,
+                                       "readings_replayed_after_reconnect": 0,
                                        "connects": 0, "disconnects": 0, "connect_failures": 0,
                                        "errors": 0, "commands_received": 0,
                                        "commands_rejected": 0}
@@ -297,6 +308,7 @@ class Forwarder:
         self._stats["connects"] += 1
         self._stats["connect_failures"] = 0
         self._backoff.reset()
+        self._replay_acked_recently()
         self._restart_cursors()
         if self.config.require_consumer:
             self._watch_for_consumer(client, flags.session_present)
@@ -415,7 +427,35 @@ class Forwarder:
         if self._mark(lambda: self._store.mark_sent_ids(ids), f"{len(ids)} readings"):
             self._stats["messages_acked"] += 1
             self._stats["readings_acked"] += len(ids)
+            self._remember_acked(ids)
         self._wake.set()
+
+    def _remember_acked(self, ids: list[int]) -> None:
+        window = self.config.replay_window_s
+        if window <= 0 or not ids:
+            return
+        now = time.monotonic()
+        self._acked_recently.append((now, min(ids), max(ids)))
+        while self._acked_recently[0][0] < now - window:
+            self._acked_recently.popleft()
+
+    def _replay_acked_recently(self) -> None:
+        """Flag what the broker acknowledged in the window unsent: it goes out again."""
+        if not self._acked_recently:
+            return
+        ranges = [(first, last) for _, first, last in self._acked_recently]
+        self._acked_recently.clear()
+        try:
+            replayed = self._store.mark_unsent_ranges(ranges)
+        except Exception:
+            self._stats["errors"] += 1
+            log.exception("forwarder: could not flag recently acknowledged readings for replay")
+            return
+        self._stats["readings_replayed_after_reconnect"] += replayed
+        if replayed:
+            log.info("forwarder: publishing again %d readings the broker acknowledged in the %g s"
+                     " before the connection was lost (it may have lost them)", replayed,
+                     self.config.replay_window_s)
 
     def _mark(self, action: Callable[[], object], what: str) -> bool:
         try:

@@ -639,6 +639,18 @@ class Store:
             self._bump(db, "readings_sent", changed)
         return changed
 
+    def mark_unsent_ranges(self, ranges: Iterable[tuple[int, int]]) -> int:
+        """Flag the sent rows still stored with an id in any ``(first, last)`` range unsent again
+        (the forwarder's replay after a reconnect: the broker may have lost them); returns how
+        many rows changed."""
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("UPDATE readings SET sent = 0 WHERE id BETWEEN ? AND ? AND sent = 1",
+                           ranges)
+            changed = db.total_changes - before
+            self._bump(db, "readings_sent", -changed)  # counted again when acknowledged again
+        return changed
+
     def prune_sent(self, keep: int, batch: int = 10_000) -> int:
         """Delete sent readings but the newest ``keep`` (kept to recognise a reused seq), at most
         ``batch`` per call so the lock is never held long. Returns how many were deleted."""
