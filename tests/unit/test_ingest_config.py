@@ -32,6 +32,7 @@ password = "pw"
 batch_size = 1000
 flush_interval_s = 0.5
 timeout_s = 3
+parallel_writes = 3
 """
 
 
@@ -46,7 +47,7 @@ def test_full_v1_file(tmp_path: Path) -> None:
     i = c.influx
     assert (i.api, i.url, i.database, i.retention_policy, i.username, i.password) == (
         "v1", "http://db.local:8086", "watershed", "raw", "writer", "pw")
-    assert (i.batch_size, i.flush_interval_s, i.timeout_s) == (1000, 0.5, 3)
+    assert (i.batch_size, i.flush_interval_s, i.timeout_s, i.parallel_writes) == (1000, 0.5, 3, 3)
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.influx.batch_size = 1  # type: ignore[misc]
 
@@ -57,7 +58,8 @@ def test_defaults_match_the_documented_example() -> None:
     assert (c.mqtt.host, c.mqtt.port, c.mqtt.prefix) == ("127.0.0.1", 1883, "watershed")
     assert (c.influx.api, c.influx.url, c.influx.database) == ("v1", "http://127.0.0.1:8086",
                                                                "watershed")
-    assert (c.influx.batch_size, c.influx.flush_interval_s, c.influx.timeout_s) == (5000, 1.0, 10)
+    assert (c.influx.batch_size, c.influx.flush_interval_s, c.influx.timeout_s,
+            c.influx.parallel_writes) == (5000, 1.0, 10, 2)
 
 
 def test_v2_needs_org_bucket_and_token() -> None:
@@ -94,6 +96,8 @@ def test_secrets_stay_out_of_repr() -> None:
     ({"influx": {"batch_size": 10.5}}, "influx.batch_size"),
     ({"influx": {"flush_interval_s": 0}}, "influx.flush_interval_s"),
     ({"influx": {"timeout_s": -1}}, "influx.timeout_s"),
+    ({"influx": {"parallel_writes": 0}}, "influx.parallel_writes"),
+    ({"influx": {"parallel_writes": 2.5}}, "influx.parallel_writes"),
     ({"influx": {"batchsize": 10}}, "influx.batchsize"),
     ({"influxdb": {}}, "influxdb"),
     ({"mqtt": "localhost"}, "mqtt"),

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,9 +50,9 @@ class ScriptedWriter:
 
 
 class Harness:
-    def __init__(self, writer: ScriptedWriter | PlainWriter, tmp_path: Path,
-                 **options: object) -> None:
-        self.writer = writer
+    def __init__(self, writer: ScriptedWriter | PlainWriter | list[ScriptedWriter],
+                 tmp_path: Path, **options: object) -> None:
+        self.writer: Any = writer  # a list when there are several write threads
         self.actions: list[Action] = []
         self.counters = Counters()
         self.deadletters = DeadLetterFile("ingest-t", tmp_path / "dl" / "deadletter.jsonl")
@@ -87,7 +88,8 @@ class Harness:
 def harness(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
-    def make(writer: ScriptedWriter | PlainWriter, **options: object) -> Harness:
+    def make(writer: ScriptedWriter | PlainWriter | list[ScriptedWriter],
+             **options: object) -> Harness:
         made.append(Harness(writer, tmp_path, **options))
         return made[-1]
 
@@ -262,6 +264,100 @@ def test_a_quarter_batch_goes_at_once_to_an_idle_write_thread_a_busy_one_gets_fu
     wait_for(lambda: len(h.acked()) == 14)
     assert [len(call) for call in writer.calls] == [10, 40, 20]
     assert h.acked() == list(range(1, 15))
+
+
+class SlowOnWriter(ScriptedWriter):
+    """Writes that contain ``slow`` wait until the gate opens; the others go through at once.
+    Several instances may share one gate (one per write thread)."""
+
+    def __init__(self, gate: threading.Event, slow: str) -> None:
+        super().__init__()
+        self.gate = gate
+        self.slow = slow
+
+    def write(self, lines: list[str], body: bytes | None = None) -> None:
+        if any(self.slow in line for line in lines):
+            assert self.gate.wait(5)
+        super().write(lines, body)
+
+
+OTHER_PAYLOAD = PAYLOAD.replace(b'"value":1.234', b'"value":1.235')
+
+
+def test_batches_written_side_by_side_are_acked_in_arrival_order(
+        harness: Callable[..., Harness]) -> None:
+    gate = threading.Event()
+    writers = [SlowOnWriter(gate, "value=1.234"), SlowOnWriter(gate, "value=1.234")]
+    # Two messages to a batch, handed over only when full.
+    h = harness(writers, batch_size=2 * len(LINES), idle_flush_lines=2 * len(LINES),
+                flush_interval_s=30, quiet_flush_s=30)
+    h.deliver()
+    h.deliver()  # the first batch: its write waits
+    h.deliver(OTHER_PAYLOAD)
+    h.deliver(OTHER_PAYLOAD)  # the second: written at once, by the other write thread
+    wait_for(lambda: sum(len(w.calls) for w in writers) == 1)
+    [done] = [w for w in writers if w.calls]
+    assert done.calls[0][0].endswith("value=1.235 1763676900")
+    time.sleep(0.1)
+    assert h.acked() == []  # written, but its turn comes after the first batch
+    gate.set()
+    wait_for(lambda: len(h.acked()) == 4)
+    assert h.acked() == [1, 2, 3, 4]
+    assert h.counters.snapshot()["batches_written"] == 2
+
+
+def test_stopping_while_an_earlier_batch_cannot_be_written_leaves_later_ones_unacked(
+        harness: Callable[..., Harness]) -> None:
+    class Down(ScriptedWriter):
+        def write(self, lines: list[str], body: bytes | None = None) -> None:
+            super().write(lines, body)
+            if any("value=1.234" in line for line in lines):
+                raise RetryableWriteError("refused")
+
+    writers = [Down(), Down()]
+    h = harness(writers, batch_size=2 * len(LINES), idle_flush_lines=2 * len(LINES),
+                flush_interval_s=30, quiet_flush_s=30)
+    for payload in (PAYLOAD, PAYLOAD, OTHER_PAYLOAD, OTHER_PAYLOAD):
+        h.deliver(payload)
+    wait_for(lambda: sum(len(w.calls) for w in writers) >= 3)  # the second written, first retried
+    h.stop()
+    assert h.acked() == []  # the second batch was written, but acks never jump the first
+    assert h.counters.snapshot()["abandoned"] == 4
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_write_thread_ends_the_worker_instead_of_stalling_it(tmp_path: Path) -> None:
+    """Batches after a dead write thread's can never be settled: the worker must end (the
+    service then exits and is restarted; nothing unwritten was acked), not wait forever."""
+    emitted: list[Action] = []
+
+    def emit(action: Action) -> None:
+        if not emitted:
+            emitted.append(action)
+            raise RuntimeError("a bug in settling")
+        emitted.append(action)
+
+    deadletters = DeadLetterFile("ingest-t", tmp_path / "deadletter.jsonl")
+    pipeline = WritePipeline([ScriptedWriter(), ScriptedWriter()], deadletters, Topics(), emit,
+                             Counters(), batch_size=len(LINES), flush_interval_s=30,
+                             quiet_flush_s=30)
+    inbox: queue.Queue[Delivery] = queue.Queue()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            pipeline.run(inbox, threading.Event())
+        except BaseException as e:  # noqa: BLE001 - what the test looks for
+            failure.append(e)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    for mid in range(1, 6):  # a batch per message; the first settle kills its write thread
+        inbox.put(Delivery(mid, 1, 1, TOPIC, PAYLOAD))
+    worker.join(5)
+    assert not worker.is_alive()
+    assert [str(e) for e in failure] == ["an ingest write thread died"]
+    assert len(emitted) == 1  # no ack after the batch whose settling failed
 
 
 def test_stop_writes_what_has_arrived(harness: Callable[..., Harness]) -> None:

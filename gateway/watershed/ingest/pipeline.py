@@ -7,10 +7,13 @@ message in arrival order, what the network thread must do: publish a dead-letter
 message was rejected, then acknowledge it. Until a batch is confirmed written its messages stay
 unacknowledged, so if we die the broker redelivers them (to us, or another instance of the group).
 
-Two threads so that converting the next batch (CPU) overlaps writing this one (mostly waiting on
-InfluxDB): between them a queue of at most ``ready_batches`` batches, so memory stays bounded
-(the batch being written, those ready, the one being filled) and a slow database holds the worker
-back, and through it the broker (nothing is acked). The worker also makes each batch's request
+Converting the next batch (CPU) overlaps writing (mostly waiting on InfluxDB): the worker hands
+batches to one write thread per writer given (each writer is one HTTP connection), through a
+queue of at most ``ready_batches`` batches, so memory stays bounded (the batches being written,
+those ready, the one being filled) and a slow database holds the worker back, and through it the
+broker (nothing is acked). With several write threads InfluxDB takes batches side by side (it
+parses and indexes each on its own cores); a batch written early waits for its turn to be
+settled, so acks still go out in arrival order. The worker also makes each batch's request
 body if the writer lets it (``EncodingWriter``): the write thread should do nothing but write,
 because each time it lets go of the GIL (compressing, sending) it may wait a switch interval
 (5 ms) for the busy worker to give it back.
@@ -26,7 +29,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..contracts.mqtt import PayloadError, Topics
 from .deadletter import DeadLetterFile
@@ -109,6 +112,7 @@ class _Entry:
 @dataclass(slots=True)
 class _Batch:
     entries: list[_Entry] = field(default_factory=list)
+    number: int = 0  # in the order made: batches are settled in this order
     line_count: int = 0
     started: float = 0.0  # monotonic time of the first entry
     final: bool = False  # made after stop: one write attempt
@@ -128,7 +132,8 @@ class _Batch:
 
 
 class WritePipeline:
-    def __init__(self, writer: Writer, deadletters: DeadLetterFile, topics: Topics,
+    def __init__(self, writer: Writer | Sequence[Writer], deadletters: DeadLetterFile,
+                 topics: Topics,
                  emit: Callable[[Action], None], counters: Counters, *, batch_size: int,
                  flush_interval_s: float, backoff: Backoff = Backoff(),
                  quiet_flush_s: float = QUIET_FLUSH_S,
@@ -137,9 +142,12 @@ class WritePipeline:
                  settled: Callable[[], None] | None = None,
                  ready_batches: int = READY_BATCHES,
                  idle_flush_lines: int | None = None) -> None:
-        self._writer = writer
+        # One write thread per writer; all of one kind, so one writer's body suits them all.
+        self._writers = list(writer) if isinstance(writer, (list, tuple)) else [writer]
         # A writer that takes its request body made beforehand gets it from this thread.
-        self._encoding = writer if isinstance(writer, EncodingWriter) else None
+        first = self._writers[0]
+        self._encoding = first if isinstance(first, EncodingWriter) else None
+        self._local = threading.local()  # .writer: the write thread's own
         self._deadletters = deadletters
         self._topics = topics
         self._emit = emit
@@ -156,7 +164,11 @@ class WritePipeline:
         self._unsettled = 0  # messages taken from the inbox, not yet acked or abandoned
         self._unsettled_lock = threading.Lock()
         self._abandoning = False  # write thread only: stopping and a batch was left unacked
-        self._writing = False  # set by the write thread while it has a batch
+        self._busy = [False] * len(self._writers)  # each write thread's: it has a batch
+        self._made = 0  # worker only: batches handed over
+        self._turn = threading.Condition()  # write threads: whose batch is settled next
+        self._next_to_settle = 0  # guarded by _turn
+        self._broken = False  # guarded by _turn: a write thread died; no batch after its settles
         # topic, payload -> lines (raises PayloadError); the contract alone unless configured
         self._convert = convert or (lambda topic, payload: readings_lines(topics, topic, payload))
         self._observe_write = observe_write  # (points, seconds) of each confirmed write
@@ -170,17 +182,22 @@ class WritePipeline:
     def run(self, inbox: queue.Queue[Delivery], stopping: threading.Event) -> None:
         """Work until ``stopping`` is set, then make one last attempt with what has arrived;
         returns once the write thread has finished with every batch."""
-        writing = threading.Thread(target=self._write_loop, args=(stopping,),
-                                   name=f"{threading.current_thread().name}-post", daemon=True)
-        writing.start()
+        name = threading.current_thread().name
+        writing = [threading.Thread(target=self._write_loop, args=(n, writer, stopping),
+                                    name=f"{name}-post{n or ''}", daemon=True)
+                   for n, writer in enumerate(self._writers)]
+        for thread in writing:
+            thread.start()
         try:
             self._convert_loop(inbox, stopping, writing)
         finally:
-            self._hand_over(None, writing)
-            writing.join()
+            for _ in writing:
+                self._hand_over(None, writing)
+            for thread in writing:
+                thread.join()
 
     def _convert_loop(self, inbox: queue.Queue[Delivery], stopping: threading.Event,
-                      writing: threading.Thread) -> None:
+                      writing: list[threading.Thread]) -> None:
         last_arrival = time.monotonic()
         idle_poll_s = min(self._quiet_flush_s, _IDLE_POLL_S)
         while not stopping.is_set():
@@ -218,14 +235,14 @@ class WritePipeline:
 
     def _write_thread_idle(self) -> bool:
         # Seen from here a moment late at worst: then one batch goes a little smaller.
-        return not self._writing and self._ready.empty()
+        return not all(self._busy) and self._ready.empty()
 
     def _add(self, delivery: Delivery) -> None:
         with self._unsettled_lock:
             self._unsettled += 1
         self._batch.add(self._entry(delivery))
 
-    def _flush(self, writing: threading.Thread, wait: bool = True) -> None:
+    def _flush(self, writing: list[threading.Thread], wait: bool = True) -> None:
         """Hand the batch to the write thread; with ``wait`` False only if one fits at once (this
         thread is the only one to put, so room seen is room kept)."""
         if not wait and self._ready.full():
@@ -235,17 +252,25 @@ class WritePipeline:
         lines = self._batch.lines()
         if lines and self._encoding is not None:
             self._batch.body = self._encoding.encode(lines)
+        self._batch.number = self._made
+        self._made += 1
         self._hand_over(self._batch, writing)
         self._batch = _Batch()
 
-    def _hand_over(self, batch: _Batch | None, writing: threading.Thread) -> None:
+    def _hand_over(self, batch: _Batch | None, writing: list[threading.Thread]) -> None:
         while True:
             try:
                 self._ready.put(batch, timeout=_IDLE_POLL_S)
                 return
             except queue.Full:
-                if not writing.is_alive():  # the worker must not wait for it forever
-                    raise RuntimeError("the ingest's write thread died") from None
+                alive = [thread.is_alive() for thread in writing]
+                if batch is None:  # the end: only for the write threads still there
+                    if not any(alive):
+                        return
+                elif self._broken or not all(alive):
+                    # No batch can be settled past a dead write thread's: let the service die
+                    # (and be restarted) rather than stall; nothing unwritten was acked.
+                    raise RuntimeError("an ingest write thread died") from None
 
     def _entry(self, delivery: Delivery) -> _Entry:
         try:
@@ -260,18 +285,37 @@ class WritePipeline:
 
     # -- the write thread ------------------------------------------------------------------------
 
-    def _write_loop(self, stopping: threading.Event) -> None:
-        while True:
-            self._writing = False
-            batch = self._ready.get()
-            if batch is None:
-                return
-            self._writing = True
-            self._write_batch(batch, stopping)
+    def _write_loop(self, n: int, writer: Writer, stopping: threading.Event) -> None:
+        self._local.writer = writer
+        try:
+            while True:
+                self._busy[n] = False
+                batch = self._ready.get()
+                if batch is None:
+                    return
+                self._busy[n] = True
+                self._write_batch(batch, stopping)
+        except BaseException:
+            with self._turn:  # the other write threads must not wait for this one's turn
+                self._broken = True
+                self._turn.notify_all()
+            raise
 
     def _write_batch(self, batch: _Batch, stopping: threading.Event) -> None:
         lines = batch.lines()
-        if self._abandoning or (lines and not self._write(batch, lines, stopping, batch.final)):
+        written = not self._abandoning and (
+            not lines or self._write(batch, lines, stopping, batch.final))
+        with self._turn:
+            while self._next_to_settle != batch.number:
+                if self._broken:
+                    raise RuntimeError("another ingest write thread died")
+                self._turn.wait()
+            self._settle_in_turn(batch, written)  # raising: _write_loop marks us broken
+            self._next_to_settle += 1
+            self._turn.notify_all()
+
+    def _settle_in_turn(self, batch: _Batch, written: bool) -> None:
+        if self._abandoning or not written:
             # Stopping while InfluxDB is unreachable: leave these unacknowledged; the broker keeps
             # them in our persistent session (or gives them to another instance of the group).
             # So do all the batches after it, so that acks still go out in arrival order.
@@ -360,10 +404,11 @@ class WritePipeline:
         while True:
             started = time.monotonic()
             try:
-                if body is not None and self._encoding is not None:
-                    self._encoding.write(lines, body)
+                writer = self._local.writer
+                if body is not None and isinstance(writer, EncodingWriter):
+                    writer.write(lines, body)
                 else:
-                    self._writer.write(lines)
+                    writer.write(lines)
             except RejectedWriteError as e:
                 return e
             except RetryableWriteError as e:

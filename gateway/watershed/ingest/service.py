@@ -57,7 +57,8 @@ class Ingest:
         self.subscription = f"$share/{config.ingest.group}/{self._topics.all_readings()}"
         self.deadletter_topic = self._topics.deadletter(config.ingest.id)
         self._deadletters = DeadLetterFile(config.ingest.id, config.ingest.deadletter_file)
-        self._writer = writer
+        # A writer given (tests) is the only one: one write thread.
+        self._writers: list[Writer] = [writer] if writer is not None else []
         self._backoff = backoff
         self._inbox: queue.Queue[Delivery] = queue.Queue()
         self._actions: queue.Queue[Action] = queue.Queue()
@@ -94,10 +95,11 @@ class Ingest:
             raise ConfigError(f"ingest.deadletter_file: cannot write {self._deadletters.path}: "
                               f"{e.strerror}") from e
         converter = Converter(self.config, load_station_ratings(self.config))
-        if self._writer is None:
-            self._writer = make_writer(self.config.influx)
+        if not self._writers:
+            self._writers = [make_writer(self.config.influx)
+                             for _ in range(self.config.influx.parallel_writes)]
         self._pipeline = WritePipeline(
-            self._writer, self._deadletters, self._topics, self._actions.put, self._counters,
+            self._writers, self._deadletters, self._topics, self._actions.put, self._counters,
             batch_size=self.config.influx.batch_size,
             flush_interval_s=self.config.influx.flush_interval_s, backoff=self._backoff,
             convert=converter.lines, observe_write=self._writes.observe, settled=self._wake)
@@ -121,8 +123,8 @@ class Ingest:
         worker.join(self.config.influx.timeout_s + _STOP_TIMEOUT_EXTRA_S)
         self._network_stop.set()
         network.join(KEEPALIVE_S)
-        if self._writer is not None:
-            self._writer.close()
+        for writer in self._writers:
+            writer.close()
         self._threads = []
 
     def running(self) -> bool:
