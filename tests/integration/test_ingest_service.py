@@ -376,3 +376,26 @@ def test_rejected_points_are_found_by_bisection_and_the_rest_written(
     assert "field type conflict" in reasons[0]
     stats = ingest.stats()
     assert (stats["points_rejected"], stats["messages_written"]) == (3, 1)
+
+
+def test_a_backlog_of_mixed_sizes_is_read_whole_through_the_read_ahead(setup: Setup) -> None:
+    """Queued messages arrive back to back: paho's packets then straddle the chunks read ahead
+    (64 KiB), and one message is larger than a chunk."""
+    ingest = setup.start_ingest()
+    ingest.stop()  # its persistent session queues what follows
+    sizes = [1, 25, 1000, 3, 260, 25, 1, 777, 40] * 4  # readings per message; 1000: ~72 KB
+    assert max(len(encode_readings(message(n, 0))) for n in sizes) > 65536
+    seq = 0
+    for n in sizes:
+        setup.publish(encode_readings(message(n, seq)))
+        seq += n
+    setup.start_ingest()
+    rows = setup.wait_for_points(seq, timeout_s=30)
+    assert sorted(r["seq"] for r in rows) == list(range(seq))
+    assert all(r["value"] == Decimal(r["seq"]) / 1000 + 1 for r in rows)
+
+
+def message(readings: int, first_seq: int) -> ReadingsMessage:
+    return ReadingsMessage("gw-zamora", "SAN-01", "santiago", tuple(
+        MessageReading(s, "stage_m", 1763676900 + 60 * s, 1000 + s, -3, 0)
+        for s in range(first_seq, first_seq + readings)))

@@ -35,6 +35,7 @@ from .deadletter import DeadLetterFile
 from .messages import Converter
 from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
 from .ratings_setup import load_station_ratings
+from .readahead import ReadAheadClient
 from .pipeline import COUNTERS, Ack, Action, Backoff, Delivery, PublishDeadLetter, WritePipeline
 from .stats import Counters
 from .writer import Writer, make_writer
@@ -71,7 +72,7 @@ class Ingest:
         self._subscribed = False  # network thread only: the broker confirmed our subscription
         self._failed_connects = 0  # network thread only
         self._arrived = 0  # network thread only: messages received, to see if a read brought one
-        self._client: mqtt.Client | None = None
+        self._client: ReadAheadClient | None = None
         self._pipeline: WritePipeline | None = None
         self._threads: list[threading.Thread] = []
         self.status_topic = self._topics.ingest_status(config.ingest.id)
@@ -147,10 +148,10 @@ class Ingest:
 
     # -- network thread ------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> ReadAheadClient:
         c = self.config
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=c.ingest.id,
-                             clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+        client = ReadAheadClient(CallbackAPIVersion.VERSION2, client_id=c.ingest.id,
+                                 clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if c.mqtt.username:
             client.username_pw_set(c.mqtt.username, c.mqtt.password or None)
         client.on_connect = self._on_connect
@@ -170,7 +171,8 @@ class Ingest:
         while not self._network_stop.is_set():
             if client.socket() is None and not self._reconnect(client):
                 continue
-            client.loop(timeout=_LOOP_TIMEOUT_S)
+            # Bytes read ahead are invisible to loop()'s select(): then do not wait in it.
+            client.loop(timeout=0 if client.buffered() else _LOOP_TIMEOUT_S)
             self._read_waiting(client)
             self._perform_actions(client)
             self._report(client)
@@ -185,13 +187,16 @@ class Ingest:
                         or client.socket() is None:
                     break
 
-    def _read_waiting(self, client: mqtt.Client) -> None:
-        """Read the messages already waiting on the socket. ``loop()`` reads one packet (paho's
-        loop_read ignores max_packets), so a backlog would cost a select() and a round of
-        housekeeping per message; stops at the first read that brings no message."""
+    def _read_waiting(self, client: ReadAheadClient) -> None:
+        """Read the messages already waiting, on the socket or read ahead. ``loop()`` reads one
+        packet (paho's loop_read ignores max_packets), so a backlog would cost a select() and a
+        round of housekeeping per message; stops at the first read that brings no message and
+        leaves nothing read ahead, or after _READ_BURST reads (acks go out between)."""
         for _ in range(_READ_BURST):
             arrived = self._arrived
-            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._arrived == arrived:
+            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            if self._arrived == arrived and not client.buffered():
                 return
 
     def _wake(self) -> None:
