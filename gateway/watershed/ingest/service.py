@@ -35,7 +35,7 @@ from .deadletter import DeadLetterFile
 from .messages import Converter
 from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
 from .ratings_setup import load_station_ratings
-from .readahead import ReadAheadClient
+from .mqtt_client import IngestClient
 from .pipeline import COUNTERS, Ack, Action, Backoff, Delivery, PublishDeadLetter, WritePipeline
 from .stats import Counters
 from .writer import Writer, make_writer
@@ -72,7 +72,7 @@ class Ingest:
         self._subscribed = False  # network thread only: the broker confirmed our subscription
         self._failed_connects = 0  # network thread only
         self._arrived = 0  # network thread only: messages received, to see if a read brought one
-        self._client: ReadAheadClient | None = None
+        self._client: IngestClient | None = None
         self._pipeline: WritePipeline | None = None
         self._threads: list[threading.Thread] = []
         self.status_topic = self._topics.ingest_status(config.ingest.id)
@@ -148,9 +148,9 @@ class Ingest:
 
     # -- network thread ------------------------------------------------------------------------
 
-    def _make_client(self) -> ReadAheadClient:
+    def _make_client(self) -> IngestClient:
         c = self.config
-        client = ReadAheadClient(CallbackAPIVersion.VERSION2, client_id=c.ingest.id,
+        client = IngestClient(CallbackAPIVersion.VERSION2, client_id=c.ingest.id,
                                  clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if c.mqtt.username:
             client.username_pw_set(c.mqtt.username, c.mqtt.password or None)
@@ -187,7 +187,7 @@ class Ingest:
                         or client.socket() is None:
                     break
 
-    def _read_waiting(self, client: ReadAheadClient) -> None:
+    def _read_waiting(self, client: IngestClient) -> None:
         """Read the messages already waiting, on the socket or read ahead. ``loop()`` reads one
         packet (paho's loop_read ignores max_packets), so a backlog would cost a select() and a
         round of housekeeping per message; stops at the first read that brings no message and
@@ -230,21 +230,32 @@ class Ingest:
                         self.config.mqtt.port, e)
             return False
 
-    def _perform_actions(self, client: mqtt.Client) -> None:
+    def _perform_actions(self, client: IngestClient) -> None:
+        acks: list[int] = []  # QoS 1 PUBACKs due, sent together (a send() each would cost)
         while True:
             try:
                 action = self._actions.get_nowait()
             except queue.Empty:
-                return
+                break
             if isinstance(action, Ack):
                 self._unacked.settle(action.session, action.mid)
                 if self._connected and action.session == self._session:
-                    client.ack(action.mid, action.qos)
+                    if action.qos == 1:
+                        acks.append(action.mid)
+                    else:
+                        client.ack(action.mid, action.qos)
                     self._counters.add("acks_sent")
                 else:
                     self._counters.add("acks_dropped")  # resent by the broker, see module doc
             elif isinstance(action, PublishDeadLetter):
+                self._send_acks(client, acks)  # earlier messages' acks before this record
                 client.publish(self.deadletter_topic, action.record, qos=QOS)
+        self._send_acks(client, acks)
+
+    @staticmethod
+    def _send_acks(client: IngestClient, acks: list[int]) -> None:
+        client.ack_all(acks)
+        acks.clear()
 
     def _report(self, client: mqtt.Client) -> None:
         """The periodic retained status message and log line."""
