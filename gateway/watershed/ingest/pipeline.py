@@ -1,6 +1,7 @@
 """The ingest's worker: batch messages, write them, and say in arrival order what to acknowledge.
 
-The MQTT network thread puts every received message (a ``Delivery``) into the inbox. This worker
+The MQTT network thread puts the messages of each read (``Delivery`` lists) into the inbox (one
+put per round rather than per message: each wakes this thread). This worker
 turns each into line protocol and batches them; its write thread writes the batches, one at a
 time in the order they were made, and only once a batch is confirmed written emits, message by
 message in arrival order, what the network thread must do: publish a dead-letter record if the
@@ -162,6 +163,7 @@ class WritePipeline:
         # Made batches for the write thread, in order; None: no more.
         self._ready: queue.Queue[_Batch | None] = queue.Queue(maxsize=max(1, ready_batches))
         self._unsettled = 0  # messages taken from the inbox, not yet acked or abandoned
+        self.taken = 0  # messages taken from the inbox (the worker writes, others read)
         self._unsettled_lock = threading.Lock()
         self._abandoning = False  # write thread only: stopping and a batch was left unacked
         self._busy = [False] * len(self._writers)  # each write thread's: it has a batch
@@ -179,7 +181,7 @@ class WritePipeline:
         """Messages taken from the inbox and not yet settled (written or dead-lettered)."""
         return self._unsettled
 
-    def run(self, inbox: queue.Queue[Delivery], stopping: threading.Event) -> None:
+    def run(self, inbox: queue.Queue[list[Delivery]], stopping: threading.Event) -> None:
         """Work until ``stopping`` is set, then make one last attempt with what has arrived;
         returns once the write thread has finished with every batch."""
         name = threading.current_thread().name
@@ -196,7 +198,7 @@ class WritePipeline:
             for thread in writing:
                 thread.join()
 
-    def _convert_loop(self, inbox: queue.Queue[Delivery], stopping: threading.Event,
+    def _convert_loop(self, inbox: queue.Queue[list[Delivery]], stopping: threading.Event,
                       writing: list[threading.Thread]) -> None:
         last_arrival = time.monotonic()
         idle_poll_s = min(self._quiet_flush_s, _IDLE_POLL_S)
@@ -205,8 +207,8 @@ class WritePipeline:
             try:
                 # A quiet batch the write thread had no room for, or one big enough to go once
                 # the write thread is idle: look again soon.
-                delivery = inbox.get(timeout=_HELD_POLL_S if self._held or big_enough
-                                     else idle_poll_s)
+                deliveries = inbox.get(timeout=_HELD_POLL_S if self._held or big_enough
+                                       else idle_poll_s)
             except queue.Empty:
                 if self._batch.entries and (
                         time.monotonic() - last_arrival >= self._quiet_flush_s
@@ -218,17 +220,23 @@ class WritePipeline:
                     self._flush(writing, wait=False)
                 continue
             last_arrival = time.monotonic()
-            self._add(delivery)
-            if (self._batch.line_count >= self._batch_size
-                    or self._batch.age() >= self._flush_interval_s):
-                self._flush(writing)
-            elif self._batch.line_count >= self._idle_flush_lines and self._write_thread_idle():
-                self._flush(writing, wait=False)
+            self._take(len(deliveries))
+            for delivery in deliveries:
+                self._batch.add(self._entry(delivery))
+                if (self._batch.line_count >= self._batch_size
+                        or self._batch.age() >= self._flush_interval_s):
+                    self._flush(writing)
+                elif self._batch.line_count >= self._idle_flush_lines \
+                        and self._write_thread_idle():
+                    self._flush(writing, wait=False)
         while True:
             try:
-                self._add(inbox.get_nowait())
+                deliveries = inbox.get_nowait()
             except queue.Empty:
                 break
+            self._take(len(deliveries))
+            for delivery in deliveries:
+                self._batch.add(self._entry(delivery))
         if self._batch.entries:
             self._batch.final = True
             self._flush(writing)
@@ -237,10 +245,11 @@ class WritePipeline:
         # Seen from here a moment late at worst: then one batch goes a little smaller.
         return not all(self._busy) and self._ready.empty()
 
-    def _add(self, delivery: Delivery) -> None:
+    def _take(self, n: int) -> None:
+        """``n`` messages taken from the inbox, about to be added to batches."""
+        self.taken += n
         with self._unsettled_lock:
-            self._unsettled += 1
-        self._batch.add(self._entry(delivery))
+            self._unsettled += n
 
     def _flush(self, writing: list[threading.Thread], wait: bool = True) -> None:
         """Hand the batch to the write thread; with ``wait`` False only if one fits at once (this

@@ -61,7 +61,8 @@ class Ingest:
         # A writer given (tests) is the only one: one write thread.
         self._writers: list[Writer] = [writer] if writer is not None else []
         self._backoff = backoff
-        self._inbox: queue.Queue[Delivery] = queue.Queue()
+        self._inbox: queue.Queue[list[Delivery]] = queue.Queue()
+        self._arrivals: list[Delivery] = []  # network thread only: this round's, for the inbox
         self._actions: queue.Queue[Action] = queue.Queue()
         self._counters = Counters("received", "acks_sent", "acks_dropped", "connects",
                                   *COUNTERS)
@@ -134,7 +135,8 @@ class Ingest:
 
     def stats(self) -> dict[str, Any]:
         values: dict[str, Any] = self._counters.snapshot()
-        values["queued"] = self._inbox.qsize()  # received, not yet taken by the worker
+        taken = self._pipeline.taken if self._pipeline else 0
+        values["queued"] = int(values["received"] or 0) - taken  # not yet taken by the worker
         values["pending"] = self._pipeline.pending if self._pipeline else 0  # in the batch
         values["connected"] = self._connected
         values["subscribed"] = self._subscribed
@@ -174,6 +176,10 @@ class Ingest:
             # Bytes read ahead are invisible to loop()'s select(): then do not wait in it.
             client.loop(timeout=0 if client.buffered() else _LOOP_TIMEOUT_S)
             self._read_waiting(client)
+            if self._arrivals:
+                self._counters.add("received", len(self._arrivals))  # before the worker sees them
+                self._inbox.put(self._arrivals)
+                self._arrivals = []
             self._perform_actions(client)
             self._report(client)
         self._perform_actions(client)  # the worker's last acks, before we go
@@ -232,6 +238,7 @@ class Ingest:
 
     def _perform_actions(self, client: IngestClient) -> None:
         acks: list[int] = []  # QoS 1 PUBACKs due, sent together (a send() each would cost)
+        sent = dropped = 0
         while True:
             try:
                 action = self._actions.get_nowait()
@@ -244,13 +251,17 @@ class Ingest:
                         acks.append(action.mid)
                     else:
                         client.ack(action.mid, action.qos)
-                    self._counters.add("acks_sent")
+                    sent += 1
                 else:
-                    self._counters.add("acks_dropped")  # resent by the broker, see module doc
+                    dropped += 1  # resent by the broker, see module doc
             elif isinstance(action, PublishDeadLetter):
                 self._send_acks(client, acks)  # earlier messages' acks before this record
                 client.publish(self.deadletter_topic, action.record, qos=QOS)
         self._send_acks(client, acks)
+        if sent:
+            self._counters.add("acks_sent", sent)
+        if dropped:
+            self._counters.add("acks_dropped", dropped)
 
     @staticmethod
     def _send_acks(client: IngestClient, acks: list[int]) -> None:
@@ -311,11 +322,10 @@ class Ingest:
             topic = message.topic
         except UnicodeDecodeError:
             topic = "<topic not UTF-8>"  # rejected downstream like any other bad message
-        self._counters.add("received")
         self._arrived += 1
         self._unacked.add(self._session, message.mid)
-        self._inbox.put(Delivery(message.mid, message.qos, self._session, topic,
-                                 bytes(message.payload)))
+        self._arrivals.append(Delivery(message.mid, message.qos, self._session, topic,
+                                       bytes(message.payload)))
 
 
 def run(config_path: str | Path) -> int:
