@@ -1,13 +1,16 @@
 """The ingest service: MQTT readings in, InfluxDB points out, each message acked once written.
 
-Two threads:
+Two threads (and the worker's write threads):
 
 - the network thread is the only one that touches the paho client. paho's thread safety is
   limited (publishing from several threads can deadlock, paho #354/#358), so instead of
   ``loop_start()`` plus calls from other threads, this thread runs ``client.loop()`` itself and,
-  between rounds, performs the actions the worker handed back (acks, dead-letter publishes).
-- the worker (pipeline.WritePipeline) decodes, batches and writes. An HTTP write can block for
-  seconds; in the network thread it would stall keepalives and get us disconnected.
+  between rounds, hands the round's messages to the worker and performs the actions the worker
+  handed back (acks, sent together, and dead-letter publishes). Its client reads ahead
+  (mqtt_client.py).
+- the worker (pipeline.WritePipeline) decodes, batches and writes, on ``influx.parallel_writes``
+  write threads. An HTTP write can block for seconds; in the network thread it would stall
+  keepalives and get us disconnected.
 
 Acks never cross MQTT connections: after a reconnect the broker resends every unacked message
 (persistent session) with its packet id, and may reuse an id once it is acked, so an ack for a
@@ -153,7 +156,7 @@ class Ingest:
     def _make_client(self) -> IngestClient:
         c = self.config
         client = IngestClient(CallbackAPIVersion.VERSION2, client_id=c.ingest.id,
-                                 clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
+                              clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
         if c.mqtt.username:
             client.username_pw_set(c.mqtt.username, c.mqtt.password or None)
         client.on_connect = self._on_connect
