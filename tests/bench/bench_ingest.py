@@ -150,7 +150,7 @@ def queue_backlog(broker: Mosquitto, configs: list[IngestConfig],
         info.wait_for_publish(30)
     client.disconnect()
     client.loop_stop()
-    time.sleep(0.5)  # let the broker settle
+    settle({"mosquitto": broker.pid})  # done queueing (and saving)
 
 
 def ingest_rate(config: IngestConfig, messages: list[tuple[str, bytes]],

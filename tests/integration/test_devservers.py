@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.mqtt import TIMEOUT_S, MqttClientFactory, wait_until
+from tests.fixtures.mqtt import TIMEOUT_S, MqttClientFactory
 from tests.fixtures.servers import InfluxdFactory, MosquittoFactory
 from watershed.devservers import Influxd, MissingDependency, Mosquitto, ServerStartError
 
