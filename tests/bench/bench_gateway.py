@@ -35,7 +35,6 @@ from watershed.gateway.store import Store
 from watershed_sim.py_station import T0, PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
-from tests.integration.consumer_status import announce_consumer
 from tests.integration.test_gateway_end_to_end import _toml  # the gateway tests' config writer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,15 +97,17 @@ def gateway_config(work: Path, gateway_id: str, broker: Mosquitto, links: list[s
 
 
 class GatewayProcess:
-    """``watershed gateway --config FILE`` as a child process, with /proc readings of it."""
+    """``watershed gateway --config FILE`` (or another service) as a child process, with /proc
+    readings of it."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, service: str = "gateway") -> None:
+        self.service = service
         self.log = config.with_suffix(".log")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(REPO / "gateway"), str(REPO / "hardware"), str(REPO)])}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "watershed.cli", "gateway", "--config", str(config)],
+                [sys.executable, "-m", "watershed.cli", service, "--config", str(config)],
                 env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.pid = self.process.pid
 
@@ -139,7 +140,7 @@ class GatewayProcess:
                 self.process.kill()
                 self.process.wait()
         if self.process.returncode not in (0, -15):
-            raise RuntimeError(f"gateway exited with {self.process.returncode}: "
+            raise RuntimeError(f"{self.service} exited with {self.process.returncode}: "
                                f"{self.log.read_text()[-2000:]}")
 
 
@@ -174,9 +175,6 @@ class ReadingCounter:
         self.client.loop_start()
         if not ready.wait(10):
             raise RuntimeError("counting subscriber could not subscribe")
-        # Like the ingest, announce a consumer once subscribed: the gateway holds readings
-        # until the broker has a retained ingest status ([mqtt] require_consumer).
-        announce_consumer(port)
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.readings += message.payload.count(b'"seq":')
@@ -317,7 +315,6 @@ def backlog_drain(work: Path, broker: Mosquitto) -> dict:
 
 def idle_cpu(work: Path, broker: Mosquitto) -> dict:
     gateway_id = "gw-bench-idle"
-    announce_consumer(broker.port)  # readings are forwarded (and measured), not held
     buses = Buses(IDLE_BUSES, IDLE_STATIONS_PER_BUS, "IDL")
     stations = buses.all_stations()
     stop = threading.Event()

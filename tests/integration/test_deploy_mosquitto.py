@@ -96,6 +96,34 @@ def test_a_gateway_hears_only_its_own_commands(broker: Mosquitto) -> None:
             c.disconnect()
 
 
+def test_an_ingest_confirms_to_a_gateway_and_only_that_gateway_hears_it(broker: Mosquitto
+                                                                        ) -> None:
+    """End-to-end confirmations (contracts.md 2) pass the shipped ACL: the ingest writes any
+    gateway's confirm topic and each gateway reads only its own, and the ingests' statuses."""
+    inbox_a: queue.Queue = queue.Queue()
+    inbox_b: queue.Queue = queue.Queue()
+    gw_a, _ = connect(broker, "gw-a", USERS["gw-a"], inbox_a)
+    gw_b, _ = connect(broker, "gw-b", USERS["gw-b"], inbox_b)
+    ingest, rc = connect(broker, "ingest", USERS["ingest"])
+    assert rc == 0
+    try:
+        gw_a.subscribe("watershed/v1/gw-a/confirm", qos=1)
+        gw_a.subscribe("watershed/v1/ingest/+/status", qos=1)
+        gw_b.subscribe("watershed/v1/+/confirm", qos=1)  # tries to read everyone's
+        time.sleep(0.3)
+        publish(ingest, "watershed/v1/gw-a/confirm", b"for a")
+        publish(ingest, "watershed/v1/ingest/ingest/status", b"status")
+        assert inbox_a.get(timeout=10) == ("watershed/v1/gw-a/confirm", b"for a")
+        assert inbox_a.get(timeout=10) == ("watershed/v1/ingest/ingest/status", b"status")
+        publish(ingest, "watershed/v1/gw-b/confirm", b"for b")
+        assert inbox_b.get(timeout=10) == ("watershed/v1/gw-b/confirm", b"for b")
+        assert inbox_b.empty()  # gw-a's confirmation never reached gw-b
+    finally:
+        for c in (gw_a, gw_b, ingest):
+            c.loop_stop()
+            c.disconnect()
+
+
 @pytest.mark.parametrize("user, password", [(None, None), ("gw-a", "wrong")])
 def test_no_password_no_connection(broker: Mosquitto, user: str | None,
                                    password: str | None) -> None:

@@ -30,7 +30,6 @@ from watershed.gateway.daemon import Gateway
 from watershed_sim.py_station import PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
-from .consumer_status import announce_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +63,6 @@ class Subscriber:
         self.client.connect("127.0.0.1", port, keepalive=5)
         self.client.loop_start()
         assert self._subscribed.wait(5), "subscriber could not subscribe"
-        announce_consumer(port)  # subscribed: now the gateway may publish (require_consumer)
 
     def _on_connect(self, client: mqtt.Client, userdata, flags, reason_code, properties) -> None:
         client.subscribe([(topic, 1) for topic in self._topics])

@@ -26,7 +26,6 @@ from watershed.gateway.store import Store
 from watershed_sim.py_station import T0, PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
-from .consumer_status import announce_consumer
 from .test_gateway_end_to_end import (
     REPO,
     SAN,
@@ -88,7 +87,6 @@ class Watcher:
         self.client.connect("127.0.0.1", port, keepalive=5)
         self.client.loop_start()
         assert ready.wait(5)
-        announce_consumer(port)
 
     def _on_message(self, client, userdata, message) -> None:
         with self._lock:

@@ -83,11 +83,19 @@ def test_minimal_config_takes_defaults() -> None:
     assert config.stations == ()
 
 
-def test_readings_wait_for_a_consumer_unless_told_otherwise() -> None:
-    assert GatewayConfig.from_dict(MINIMAL).mqtt.require_consumer is True
+def test_confirmation_grace_has_a_default_and_can_be_set() -> None:
+    assert GatewayConfig.from_dict(MINIMAL).mqtt.confirm_grace_s == 10.0
     d = copy.deepcopy(MINIMAL)
-    d["mqtt"] = {"require_consumer": False}
-    assert GatewayConfig.from_dict(d).mqtt.require_consumer is False
+    d["mqtt"] = {"confirm_grace_s": 30}
+    assert GatewayConfig.from_dict(d).mqtt.confirm_grace_s == 30.0
+
+
+@pytest.mark.parametrize("gone", ["require_consumer", "replay_window_s"])
+def test_the_keys_end_to_end_confirmation_replaced_are_refused(gone: str) -> None:
+    d = copy.deepcopy(MINIMAL)
+    d["mqtt"] = {gone: True}
+    with pytest.raises(ConfigError, match=f"mqtt.{gone}"):
+        GatewayConfig.from_dict(d)
 
 
 def test_config_is_frozen() -> None:
@@ -114,7 +122,7 @@ def test_relative_store_path_is_taken_from_the_config_folder(tmp_path: Path) -> 
     ("mqtt.port", "1883", "mqtt.port: expected an integer"),
     ("mqtt.keepalive_s", True, "mqtt.keepalive_s: expected an integer"),
     ("mqtt.prefix", "water/#", "mqtt.prefix: 'water/#'"),
-    ("mqtt.require_consumer", "no", "mqtt.require_consumer: expected true or false"),
+    ("mqtt.confirm_grace_s", 0, "mqtt.confirm_grace_s"),
     ("link[0].baud", "fast", "link[0].baud: expected an integer"),
     ("link[0].stations", [0], "link[0].stations: expected a non-empty list of bus addresses"),
     ("link[0].stations", [1, 1], "link[0].stations: an address is listed twice"),

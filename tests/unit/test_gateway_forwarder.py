@@ -1,5 +1,6 @@
-"""The forwarder against an in-memory stand-in for paho's client: what it publishes, and that a
-reading is marked sent only when the broker's PUBACK for its message arrives."""
+"""The forwarder against an in-memory stand-in for paho's client: what it publishes, that a
+reading is marked acknowledged only when the broker's PUBACK for its message arrives, and
+confirmed (out of the must-deliver set) only when an ingest's confirmation names it."""
 
 from __future__ import annotations
 
@@ -259,179 +260,6 @@ def test_stop_with_the_broker_down_keeps_readings_and_returns(store: Store) -> N
     assert len(store.unsent(10)) == 2
 
 
-def test_a_puback_the_store_cannot_record_means_publishing_again(store: Store, monkeypatch) -> None:
-    client = FakeClient()
-    real_mark_sent = store.mark_sent_ids
-    failures = []
-
-    def mark_sent_failing_once(ids: Any) -> int:
-        if not failures:
-            failures.append(1)
-            raise OSError(28, "No space left on device")
-        return real_mark_sent(ids)
-
-    monkeypatch.setattr(store, "mark_sent_ids", mark_sent_failing_once)
-    fill(store, "SAN-01", range(1, 4))
-    forwarder = start(store, client)
-    try:
-        wait_until(lambda: not store.unsent(10))
-    finally:
-        forwarder.stop(1)
-    seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
-    assert seqs == [1, 2, 3, 1, 2, 3]  # at least once: repeated, never lost
-
-
-# --- the consumer interlock: no readings until the broker knows an ingest -----------------
-
-STATUS_FILTER = "watershed/v1/ingest/+/status"
-
-
-def test_without_a_known_ingest_readings_are_held_and_alerts_still_go(
-        store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="watershed.gateway.forwarder")
-    client = FakeClient(consumer=None)  # a fresh broker: no ingest has ever subscribed
-    fill(store, "SAN-01", range(1, 6))
-    store.add_alert("SAN-01", '{"v":1,"rule":"above"}')
-    forwarder = start(store, client)
-    try:
-        wait_until(lambda: any("no ingest has subscribed on this broker yet" in r.getMessage()
-                               for r in caplog.records))
-        assert STATUS_FILTER in client.subscriptions
-        assert client.readings_messages() == []  # nothing the broker could drop
-        assert len(store.unsent(10)) == 5
-        assert [t for t, *_ in client.published if t.endswith("/alert")] == [
-            "watershed/v1/gw-test/SAN-01/alert"]
-        wait_until(lambda: store.counts()["alerts_unsent"] == 0)
-        assert forwarder.held_for_consumer and forwarder.stats()["held_for_consumer"]
-        assert "holding 5 readings" in caplog.text
-
-        # The ingest subscribes and publishes its status (not retained as delivered: live).
-        client.deliver("watershed/v1/ingest/ingest-1/status", INGEST_ONLINE)
-        wait_until(lambda: not store.unsent(10))
-        assert forwarder.stats()["consumers"] == {"ingest-1": "online"}
-        assert not forwarder.held_for_consumer
-    finally:
-        forwarder.stop(1)
-    seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
-    assert seqs == [1, 2, 3, 4, 5]
-    assert "ingest ingest-1 is known to the broker" in caplog.text
-
-
-def test_a_retained_offline_status_means_a_session_exists_and_readings_flow(
-        store: Store) -> None:
-    client = FakeClient(consumer=json.dumps({"v": 1, "state": "offline"}).encode())
-    fill(store, "SAN-01", range(1, 4))
-    forwarder = start(store, client)
-    try:
-        wait_until(lambda: not store.unsent(10))
-        assert forwarder.stats()["consumers"] == {"ingest-1": "offline"}
-    finally:
-        forwarder.stop(1)
-
-
-def test_any_retained_payload_counts_as_a_consumer(store: Store) -> None:
-    client = FakeClient(consumer=b"telegraf is here")  # another consumer's own status
-    fill(store, "SAN-01", range(1, 4))
-    forwarder = start(store, client)
-    try:
-        wait_until(lambda: not store.unsent(10))
-    finally:
-        forwarder.stop(1)
-
-
-def test_a_cleared_status_holds_readings_again(store: Store) -> None:
-    client = FakeClient()
-    forwarder = start(store, client)
-    try:
-        fill(store, "SAN-01", range(1, 3))
-        forwarder.notify()
-        wait_until(lambda: not store.unsent(10))
-        client.deliver("watershed/v1/ingest/ingest-1/status", b"")  # retained status deleted
-        wait_until(lambda: forwarder.held_for_consumer)
-        fill(store, "SAN-01", range(3, 6))
-        forwarder.notify()
-        time.sleep(0.1)
-        assert len(store.unsent(10)) == 3
-        client.deliver("watershed/v1/ingest/ingest-2/status", INGEST_ONLINE)
-        wait_until(lambda: not store.unsent(10))
-    finally:
-        forwarder.stop(1)
-
-
-def test_with_require_consumer_false_readings_go_at_once(store: Store) -> None:
-    client = FakeClient(consumer=None)
-    fill(store, "SAN-01", range(1, 4))
-    forwarder = start(store, client, require_consumer=False)
-    try:
-        wait_until(lambda: not store.unsent(10))
-        assert STATUS_FILTER not in client.subscriptions
-        assert not forwarder.held_for_consumer
-    finally:
-        forwarder.stop(1)
-
-
-def test_health_shows_readings_held_for_a_consumer(store: Store) -> None:
-    client = FakeClient(consumer=None)
-    fill(store, "SAN-01", range(1, 3))
-    config = MqttConfig(reconnect_min_s=0.01, reconnect_max_s=0.05)
-    forwarder = Forwarder(GW, config, store, clock=lambda: T0, client_factory=lambda cid: client,
-                          health=lambda: {"queue": {
-                              "held_for_consumer": forwarder.held_for_consumer}})
-    forwarder.start()
-
-    def healths() -> list[dict]:
-        return [json.loads(p) for t, p, _, _ in client.published if t.endswith("/health")]
-    try:
-        wait_until(lambda: healths())
-        assert healths()[-1]["queue"]["held_for_consumer"] is True
-        assert healths()[-1]["forwarder"]["held_for_consumer"] is True
-        client.deliver("watershed/v1/ingest/ingest-1/status", INGEST_ONLINE)
-        wait_until(lambda: not store.unsent(10))
-        wait_until(lambda: healths()[-1]["queue"]["held_for_consumer"] is False)  # at once
-    finally:
-        forwarder.stop(1)
-
-
-def test_stop_while_held_does_not_wait_for_the_flush_timeout(store: Store) -> None:
-    client = FakeClient(consumer=None)
-    fill(store, "SAN-01", range(1, 3))
-    forwarder = start(store, client)
-    wait_until(lambda: forwarder.connected)
-    time.sleep(1.1)  # past the grace for retained statuses
-    began = time.monotonic()
-    forwarder.stop(flush_timeout_s=10)
-    assert time.monotonic() - began < 3
-    assert len(store.unsent(10)) == 2
-
-
-def test_in_flight_readings_are_not_trusted_to_a_broker_that_lost_our_session(
-        store: Store) -> None:
-    """A broker restarted without its persistence PUBACKs what paho resends and drops it: the
-    readings in flight then are published again, after an ingest is known."""
-    client = FakeClient()
-    client.pubacks = False
-    fill(store, "SAN-01", range(1, 4))
-    forwarder = start(store, client)
-    try:
-        wait_until(lambda: len(client.readings_messages()) == 1)
-        client.broker_up = False
-        wait_until(lambda: not forwarder.connected)
-        client.consumer = None  # the broker came back empty
-        client.pubacks = True
-        client.broker_up = True
-        wait_until(lambda: forwarder.stats()["connects"] == 2)
-        time.sleep(0.1)
-        # The resent copy was acknowledged, but it marks nothing: still owed, and held.
-        assert len(store.unsent(10)) == 3
-        assert forwarder.stats()["readings_republished_after_session_loss"] == 3
-        client.deliver("watershed/v1/ingest/ingest-1/status", INGEST_ONLINE)
-        wait_until(lambda: not store.unsent(10))
-    finally:
-        forwarder.stop(1)
-    seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
-    assert seqs == [1, 2, 3, 1, 2, 3]
-
-
 def reconnect(client: FakeClient, forwarder: Forwarder) -> None:
     connects = forwarder.stats()["connects"]
     client.broker_up = False
@@ -444,43 +272,214 @@ def published_seqs(client: FakeClient) -> list[int]:
     return [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
 
 
-def test_a_reconnect_replays_what_the_broker_acknowledged_within_the_window(
-        store: Store) -> None:
-    """A broker that crashed comes back from its last save, without what it acknowledged since:
-    after a reconnect, what was acknowledged within replay_window_s before the last PUBACK goes
-    again (the window reaches back from the last PUBACK, not from the reconnect)."""
+# --- end to end: a reading leaves the must-deliver set only when an ingest confirms it ------
+
+CONFIRM = "watershed/v1/gw-test/confirm"
+STATUS = "watershed/v1/ingest/ingest-1/status"
+
+
+class Clock:
+    """The gateway's clock (store and forwarder), moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = float(T0)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def timed_store(tmp_path: Path, clock: Clock):
+    with Store(tmp_path / "gw.db", clock=clock) as s:
+        yield s
+
+
+def start_timed(store: Store, client: FakeClient, clock: Clock, **mqtt: Any) -> Forwarder:
+    config = MqttConfig(reconnect_min_s=0.01, reconnect_max_s=0.05, confirm_grace_s=10, **mqtt)
+    forwarder = Forwarder(GW, config, store, clock=clock, client_factory=lambda cid: client)
+    forwarder.start()
+    return forwarder
+
+
+def confirmation(written: dict[str, list[list[int]]], rejected: dict | None = None) -> bytes:
+    return json.dumps({"v": 1, "ingest": "ingest-1", "written": written,
+                       "rejected": rejected or {}}).encode()
+
+
+def ingest_status(unacked: int, state: str = "online") -> bytes:
+    return json.dumps({"v": 1, "ingest": "ingest-1", "state": state,
+                       "messages": {"unacked": unacked}}).encode()
+
+
+def publish_and_ack(client: FakeClient, forwarder: Forwarder, store: Store, station: str,
+                    seqs: range) -> None:
+    fill(store, station, seqs)
+    forwarder.notify()
+    wait_until(lambda: store.counts()["unconfirmed"] >= len(seqs) and not store.unsent(1))
+
+
+def test_subscribes_to_its_confirmations_and_the_ingests_statuses(store: Store) -> None:
     client = FakeClient()
-    fill(store, "SAN-01", range(1, 4))
-    forwarder = start(store, client, replay_window_s=0.5)
+    forwarder = start(store, client)
     try:
-        wait_until(lambda: forwarder.stats()["readings_acked"] == 3)
-        time.sleep(0.7)  # 1-3 fall out of the window once a later PUBACK comes
-        fill(store, "SAN-01", range(4, 6))
-        forwarder.notify()
-        wait_until(lambda: forwarder.stats()["readings_acked"] == 5)
-        time.sleep(0.7)  # the outage may be long: the window is not measured from now
-        reconnect(client, forwarder)
-        wait_until(lambda: forwarder.stats()["readings_acked"] == 7)
-        assert forwarder.stats()["readings_replayed_after_reconnect"] == 2
-        assert published_seqs(client) == [1, 2, 3, 4, 5, 4, 5]
-        assert not store.unsent(10)
-        assert store.counts()["readings_sent"] == 5  # each reading counted once
-        reconnect(client, forwarder)  # the replay's own PUBACKs are the window now
-        wait_until(lambda: forwarder.stats()["readings_acked"] == 9)
-        assert published_seqs(client)[7:] == [4, 5]
+        wait_until(lambda: len(client.subscriptions) >= 2)
+        reconnect(client, forwarder)  # again on every connection: a broker may have lost them
+        wait_until(lambda: len(client.subscriptions) >= 4)
     finally:
         forwarder.stop(1)
+    assert client.subscriptions == [CONFIRM, "watershed/v1/ingest/+/status"] * 2
 
 
-def test_no_replay_with_a_window_of_zero(store: Store) -> None:
+def test_a_broker_acknowledgement_leaves_the_reading_unconfirmed_until_an_ingest_confirms(
+        timed_store: Store, clock: Clock) -> None:
     client = FakeClient()
-    fill(store, "SAN-01", range(1, 4))
-    forwarder = start(store, client, replay_window_s=0)
+    forwarder = start_timed(timed_store, client, clock)
     try:
-        wait_until(lambda: forwarder.stats()["readings_acked"] == 3)
-        reconnect(client, forwarder)
+        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 6))
+        assert timed_store.counts()["unconfirmed"] == 5
+        assert timed_store.prune_confirmed(keep=0) == 0  # nothing may go yet
+        client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 4]]}))
+        wait_until(lambda: timed_store.counts()["unconfirmed"] == 2)
+        assert forwarder.stats()["readings_confirmed"] == 3
+        assert timed_store.counts()["readings_confirmed"] == 3
+        assert timed_store.prune_confirmed(keep=0) == 3
+    finally:
+        forwarder.stop(1)
+    assert published_seqs(client) == [1, 2, 3, 4, 5]  # nothing resent without evidence of loss
+
+
+def test_readings_an_ingest_refused_are_counted_lost_with_their_cause(
+        timed_store: Store, clock: Clock) -> None:
+    client = FakeClient()
+    forwarder = start_timed(timed_store, client, clock)
+    try:
+        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 4))
+        client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 2], [3, 4]]},
+                                             {"SAN-01": [[2, 3, "ts: too old"]]}))
+        wait_until(lambda: timed_store.counts()["unconfirmed"] == 0)
+    finally:
+        forwarder.stop(1)
+    assert timed_store.loss_ledger() == {"SAN-01": {"rejected_by_ingest": 1}}
+    assert timed_store.counts()["readings_rejected"] == 1
+    assert timed_store.counts()["readings_confirmed"] == 2
+
+
+def test_readings_overtaken_by_a_later_confirmation_are_published_again(
+        timed_store: Store, clock: Clock) -> None:
+    """The broker hands an ingest its messages in order: once a reading acknowledged more than
+    the grace later is confirmed, an earlier unconfirmed one was dropped on the way."""
+    client = FakeClient()
+    forwarder = start_timed(timed_store, client, clock)
+    try:
+        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 4))  # lost later
+        clock.now += 5
+        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(4, 6))
+        client.deliver(CONFIRM, confirmation({"SAN-01": [[4, 6]]}))
+        wait_until(lambda: forwarder.stats()["readings_confirmed"] == 2)
+        time.sleep(0.05)
+        assert published_seqs(client) == [1, 2, 3, 4, 5]  # 5 s apart: within the grace
+        clock.now += 6
+        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(6, 7))
+        client.deliver(CONFIRM, confirmation({"SAN-01": [[6, 7]]}))
+        wait_until(lambda: published_seqs(client)[6:] == [1, 2, 3])
+        assert forwarder.stats()["readings_resent"] == 3
+        assert timed_store.counts()["readings_resent"] == 3
+        wait_until(lambda: timed_store.counts()["unconfirmed"] == 3 and not timed_store.unsent(1))
+        client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 4]]}))
+        wait_until(lambda: timed_store.counts()["unconfirmed"] == 0)
+    finally:
+        forwarder.stop(1)
+    assert published_seqs(client) == [1, 2, 3, 4, 5, 6, 1, 2, 3]  # only what was lost, once
+
+
+def test_a_live_idle_status_of_every_online_ingest_means_the_rest_was_lost(
+        timed_store: Store, clock: Clock) -> None:
+    client = FakeClient()
+    forwarder = start_timed(timed_store, client, clock)
+    try:
+        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 4))
+        clock.now += 60
+        # Retained (replayed on subscribing, maybe hours old): proves nothing.
+        client.deliver(STATUS, ingest_status(0), retain=True)
+        # Busy: it may still hold them.
+        client.deliver(STATUS, ingest_status(12))
         time.sleep(0.1)
         assert published_seqs(client) == [1, 2, 3]
-        assert forwarder.stats()["readings_replayed_after_reconnect"] == 0
+        # A second ingest is online and has not said it is idle yet: wait for it too.
+        client.deliver("watershed/v1/ingest/ingest-2/status", ingest_status(3))
+        client.deliver(STATUS, ingest_status(0))
+        time.sleep(0.1)
+        assert published_seqs(client) == [1, 2, 3]
+        client.deliver("watershed/v1/ingest/ingest-2/status", ingest_status(0, state="offline"))
+        wait_until(lambda: published_seqs(client) == [1, 2, 3, 1, 2, 3])
     finally:
         forwarder.stop(1)
+    assert forwarder.stats()["ingests"] == {"ingest-1": "online", "ingest-2": "offline"}
+
+
+def test_an_ingest_that_is_slow_gets_no_copies(timed_store: Store, clock: Clock) -> None:
+    """No time-out: an ingest holding messages while InfluxDB is down gets each reading once."""
+    client = FakeClient()
+    forwarder = start_timed(timed_store, client, clock)
+    try:
+        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 4))
+        for _ in range(5):
+            clock.now += 3600
+            client.deliver(STATUS, ingest_status(40))
+            reconnect(client, forwarder)
+        time.sleep(0.1)
+    finally:
+        forwarder.stop(1)
+    assert published_seqs(client) == [1, 2, 3]
+    assert timed_store.counts()["unconfirmed"] == 3
+
+
+def test_a_malformed_confirmation_is_counted_and_logged_once(
+        timed_store: Store, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
+    client = FakeClient()
+    forwarder = start_timed(timed_store, client, clock)
+    try:
+        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 3))
+        for payload in (b"not json", b'{"v":1,"ingest":"i","written":{"SAN-01":[[5,2]]}}'):
+            client.deliver(CONFIRM, payload)
+        wait_until(lambda: forwarder.stats()["confirmations_invalid"] == 2)
+    finally:
+        forwarder.stop(1)
+    assert timed_store.counts()["unconfirmed"] == 2
+    assert sum("malformed confirmation" in r.message for r in caplog.records) == 1
+
+
+def test_a_store_that_cannot_record_delivery_states_causes_no_republish_loop(
+        timed_store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk: PUBACKs and confirmations cannot be recorded. Each reading is published once
+    (not in a loop), the failure is logged once, and the readings stay owed."""
+    client = FakeClient()
+
+    def disk_full(*args: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    real_mark = timed_store.mark_published
+    monkeypatch.setattr(timed_store, "mark_published", disk_full)
+    monkeypatch.setattr(timed_store, "confirm", disk_full)
+    fill(timed_store, "SAN-01", range(1, 4))
+    forwarder = start_timed(timed_store, client, clock)
+    try:
+        wait_until(lambda: forwarder.stats()["errors"] >= 1)
+        client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 4]]}))
+        wait_until(lambda: forwarder.stats()["errors"] >= 2)
+        time.sleep(0.2)
+        assert published_seqs(client) == [1, 2, 3]
+        assert len(timed_store.unsent(10)) == 3  # still owed
+        monkeypatch.setattr(timed_store, "mark_published", real_mark)
+        reconnect(client, forwarder)  # the next connection publishes them again
+        wait_until(lambda: timed_store.counts()["unconfirmed"] == 3)
+    finally:
+        forwarder.stop(1)
+    errors = [r for r in caplog.records if "cannot" in r.message and "store" in r.message]
+    assert len(errors) == 1

@@ -15,7 +15,9 @@ from watershed.gateway.store import (
     GONE_FROM_STATION,
     AckRanges,
     Store,
+    StoredReading,
     StoreFull,
+    SCHEMA_VERSION,
     STORE_BASE_BYTES,
     row_cost,
 )
@@ -87,6 +89,12 @@ def test_status_is_recorded_with_the_clock_offset(tmp_path: Path) -> None:
 # --- quota and shedding ---------------------------------------------------------------
 
 
+def deliver(store: Store, rows: list[StoredReading]) -> None:
+    """Published, acknowledged by the broker and confirmed by an ingest."""
+    store.mark_published(r.id for r in rows)
+    store.confirm({STATION: [(r.reading.seq, r.reading.seq + 1) for r in rows]})
+
+
 def cost(channel: str = "stage_m") -> int:
     return row_cost(STATION, channel, BASIN)
 
@@ -99,16 +107,16 @@ def test_shedding_goes_sent_then_housekeeping_weather_river_and_counts_exactly(
                 + [(seq, "rain_mm") for seq in range(31, 51)]
                 + [(seq, "battery_v") for seq in range(51, 71)])
         s.add(STATION, BASIN, [reading(seq, ch) for seq, ch in plan])
-        s.mark_sent([(STATION, seq) for seq in range(1, 11)])  # 10 river readings delivered
+        s.confirm({STATION: [(1, 11)]})  # 10 river readings delivered (confirmed in InfluxDB)
         s.add(STATION, BASIN, [reading(seq, "stage_m", EVENT) for seq in range(71, 91)])
         assert s.counts()["readings_shed"] == 0  # 90 rows: within the quota
-        # 40 more river readings: 10 sent rows go first, then housekeeping, oldest first.
+        # 40 more river readings: 10 confirmed rows go first, then housekeeping, oldest first.
         added = s.add(STATION, BASIN, [reading(seq) for seq in range(91, 131)])
         assert added.new == 40 and added.shed > 0
         ledger = s.loss_ledger()[STATION]
-        # 30 rows over (+2% slack): 10 sent, all 20 housekeeping, the 2 oldest weather.
+        # 30 rows over (+2% slack): 10 confirmed, all 20 housekeeping, the 2 oldest weather.
         assert ledger == {"shed_housekeeping": 20, "shed_weather": 2}
-        assert s._db.execute("SELECT COUNT(*) FROM readings WHERE sent = 1").fetchone()[0] == 0
+        assert s._db.execute("SELECT COUNT(*) FROM readings WHERE sent = 2").fetchone()[0] == 0
         kept = {r.reading.seq for r in s.unsent(1000)}
         assert kept == set(range(11, 131)) - set(range(51, 71)) - {31, 32}
         assert s.counts()["stored_bytes"] <= quota - STORE_BASE_BYTES
@@ -153,7 +161,7 @@ def test_the_file_stays_within_the_quota(tmp_path: Path) -> None:
             channel = ("stage_m", "rain_mm", "battery_v")[batch % 3]
             s.add(STATION, BASIN, [reading(batch * 100 + i + 1, channel) for i in range(100)])
             if batch % 4 == 0:
-                s.mark_sent_ids(r.id for r in s.unsent(150))
+                deliver(s, s.unsent(150))
         s._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         assert s.counts()["readings_shed"] > 0
     assert path.stat().st_size <= quota
@@ -161,8 +169,8 @@ def test_the_file_stays_within_the_quota(tmp_path: Path) -> None:
 
 def test_pruned_and_shed_seqs_are_duplicates_not_new_readings(store: Store) -> None:
     store.add(STATION, BASIN, [reading(s) for s in range(1, 6)])
-    store.mark_sent_ids(r.id for r in store.unsent(10))
-    assert store.prune_sent(keep=2) == 3
+    deliver(store, store.unsent(10))
+    assert store.prune_confirmed(keep=2) == 3
     assert store.add(STATION, BASIN, [reading(1), reading(6)]) == (1, 1, 0)
     assert [r.reading.seq for r in store.unsent(10)] == [6]
 
@@ -198,4 +206,4 @@ def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         assert rows == [(1, priorities.HOUSEKEEPING), (2, priorities.FLOOD_EVENT)]
         assert s.counts()["stored_bytes"] == row_cost("S", "battery_v", "b") + row_cost(
             "S", "stage_m", "b")
-        assert s._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3

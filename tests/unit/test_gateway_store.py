@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -123,15 +124,53 @@ def test_unsent_is_oldest_first_and_pages_by_id(store: Store) -> None:
     assert len(store.unsent(2)) == 2
 
 
-def test_mark_sent_removes_from_unsent_and_survives_reopen(tmp_path: Path) -> None:
+def test_mark_published_removes_from_unsent_and_survives_reopen(tmp_path: Path) -> None:
     path = tmp_path / "gw.db"
     with Store(path) as s:
         s.add("S", "b", readings(1, 2, 3))
-        assert s.mark_sent([("S", 1), ("S", 3), ("S", 99)]) == 2
-        assert s.mark_sent([("S", 1)]) == 0
+        ids = {r.reading.seq: r.id for r in s.unsent(10)}
+        assert s.mark_published([ids[1], ids[3], 999]) == 2
+        assert s.mark_published([ids[1]]) == 0
     with Store(path) as s:
         assert [r.key for r in s.unsent(10)] == [("S", 2)]
         assert s.counts()["readings_sent"] == 2
+        assert s.counts()["unconfirmed"] == 2  # acknowledged by the broker, not yet confirmed
+
+
+def test_confirmed_readings_leave_the_must_deliver_set_and_survive_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    with Store(path) as s:
+        s.add("S", "b", readings(1, 2, 3, 4))
+        s.mark_published(r.id for r in s.unsent(10))
+        # 4 is confirmed before its PUBACK was recorded elsewhere: still confirmed once.
+        done = s.confirm({"S": [(1, 3), (4, 5)], "OTHER": [(1, 9)]})
+        assert (done.written, done.rejected) == (3, 0)
+        assert s.confirm({"S": [(1, 3)]}).written == 0  # a repeated confirmation changes nothing
+    with Store(path) as s:
+        assert s.counts()["unconfirmed"] == 1 and s.counts()["readings_confirmed"] == 3
+        assert s.resend_unconfirmed(acked_before=T0) == 0  # acknowledged after T0 (real clock)
+        assert s.resend_unconfirmed(acked_before=time.time() + 1) == 1
+        assert [r.key for r in s.unsent(10)] == [("S", 3)]
+
+
+def test_a_store_of_schema_2_keeps_its_acknowledged_readings_owed(tmp_path: Path) -> None:
+    """Before schema 3 "sent" meant only that the broker acknowledged it: after the upgrade such
+    readings wait for a confirmation like any other, and none is lost."""
+    path = tmp_path / "gw.db"
+    with Store(path) as s:
+        s.add("S", "b", readings(1, 2, 3))
+        s.mark_published(r.id for r in s.unsent(2))
+        s._db.execute("UPDATE readings SET acked_at = NULL")
+        s._db.execute("DROP INDEX readings_unconfirmed")
+        s._db.execute("DROP INDEX readings_undelivered")
+        s._db.execute("CREATE INDEX readings_shed ON readings (priority, id) WHERE sent = 0")
+        s._db.execute("PRAGMA user_version = 2")
+    with Store(path) as s:
+        assert s.counts()["unconfirmed"] == 2 and len(s.unsent(10)) == 1
+        assert s.oldest_unconfirmed_received_at() is not None
+        assert s.resend_unconfirmed(acked_before=time.time() + 1) == 2
+        indexes = {r[0] for r in s._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "readings_shed" not in indexes and "readings_undelivered" in indexes
 
 
 def test_ids_are_never_reused_after_rows_are_deleted(store: Store) -> None:
@@ -175,7 +214,7 @@ def test_concurrent_writers_and_readers_never_see_locked(store: Store) -> None:
     def sender() -> None:
         try:
             for _ in range(100):
-                store.mark_sent(r.key for r in store.unsent(20))
+                store.mark_published(r.id for r in store.unsent(20))
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 

@@ -95,7 +95,8 @@ def test_value_forms(value: str, flags: int) -> None:
 
 def test_vector_through_the_fast_path() -> None:
     fast = payload_lines(VECTOR["payload"].encode())
-    assert fast == ("gw-zamora", "SAN-01", VECTOR["lines"])
+    seqs = [r["seq"] for r in json.loads(VECTOR["payload"])["readings"]]
+    assert fast == ("gw-zamora", "SAN-01", VECTOR["lines"], seqs)
 
 
 def test_fast_path_declines_what_it_does_not_handle() -> None:

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unittest.mock import ANY
 
 from watershed.contracts.mqtt import Topics
 from watershed.ingest.deadletter import DeadLetterFile
-from watershed.ingest.pipeline import (Ack, Action, Backoff, Delivery, PublishDeadLetter,
-                                       WritePipeline)
+from watershed.contracts.confirm import decode_confirmation, seq_runs
+from watershed.ingest.pipeline import (Ack, Action, Backoff, Delivery, PublishConfirm,
+                                       PublishDeadLetter, WritePipeline)
 from watershed.ingest.stats import Counters
 from watershed.ingest.writer import RejectedWriteError, RetryableWriteError
 
@@ -24,6 +26,7 @@ VECTOR = json.loads((Path(__file__).parents[1] / "vectors" / "mqtt_v1.json").rea
 TOPIC: str = VECTOR["topic"]
 PAYLOAD: bytes = VECTOR["payload"].encode()
 LINES: list[str] = VECTOR["lines"]
+SEQS: list[int] = [r["seq"] for r in json.loads(PAYLOAD)["readings"]]
 FAST = Backoff(initial_s=0.01, max_s=0.02)
 
 
@@ -115,7 +118,12 @@ def test_written_then_acked_in_arrival_order_with_rejects_in_place(
     wait_for(lambda: len(h.acked()) == 4)
     assert h.writer.calls == [LINES + LINES]  # one batch: the quiet stream flushed it
     kinds = [type(a).__name__ for a in h.actions]
-    assert kinds == ["Ack", "PublishDeadLetter", "Ack", "PublishDeadLetter", "Ack", "Ack"]
+    # The gateway's confirmation first, then the acks: a crash between costs a rewrite only.
+    assert kinds == ["PublishConfirm", "Ack", "PublishDeadLetter", "Ack", "PublishDeadLetter",
+                     "Ack", "Ack"]
+    [confirm] = [a for a in h.actions if isinstance(a, PublishConfirm)]
+    assert confirm.topic == "watershed/v1/gw-zamora/confirm"
+    assert decode_confirmation(confirm.payload).written == {"SAN-01": seq_runs(SEQS)}
     assert h.acked() == [1, 2, 3, 4]
     published = [json.loads(a.record) for a in h.actions if isinstance(a, PublishDeadLetter)]
     assert published == h.deadletter_lines()  # the same records in the file and on MQTT
@@ -187,6 +195,11 @@ def test_rejected_batch_is_bisected_bad_points_dead_lettered_rest_written(
     assert dead["payload"] == bad_payload.decode()
     assert dead["reason"].startswith("influx rejected 1 of 5 points (4 written): ")
     assert "channel=poison" in dead["reason"]
+    # One reading refused, not the message: its other readings are written and confirmed.
+    confirmations = [decode_confirmation(a.payload) for a in h.actions
+                     if isinstance(a, PublishConfirm)]
+    assert [c.rejected for c in confirmations] == [{"SAN-01": [(43, 44, ANY)]}]
+    assert confirmations[0].written == {"SAN-01": seq_runs(set(SEQS) - {43})}
     # Every good point reached a successful write (the poisoned message's other 4 points are
     # the vector's own lines); the bad one never did.
     written = [line for call in writer.calls if not any("poison" in x for x in call)
@@ -194,7 +207,7 @@ def test_rejected_batch_is_bisected_bad_points_dead_lettered_rest_written(
     assert set(written) == set(LINES)
     stats = h.counters.snapshot()
     assert (stats["rejected_batches"], stats["points_rejected"], stats["deadlettered"],
-            stats["messages_written"]) == (1, 1, 1, 7)
+            stats["messages_written"], stats["readings_rejected"]) == (1, 1, 1, 7, 1)
     # Bisection costs about 2·log2 writes, not one per message.
     assert int(stats["bisect_writes"] or 0) <= 2 * (3 + 3)
     # The batch went with the body the worker made; its parts are encoded by the writer.

@@ -145,10 +145,10 @@ class _FastMessage(msgspec.Struct, gc=False):
 _FAST_DECODER = msgspec.json.Decoder(_FastMessage, float_hook=_Number)
 
 
-def payload_lines(payload: bytes, ts_low: float = 0,
-                  ts_high: float = MAX_TS) -> tuple[str, str, list[str]] | None:
+def payload_lines(payload: bytes, ts_low: float = 0, ts_high: float = MAX_TS
+                  ) -> tuple[str, str, list[str], list[int]] | None:
     """The readings payload straight to line protocol, without a MessageReading per reading:
-    ``(gateway, station, lines)``, the lines exactly those of
+    ``(gateway, station, lines, seqs)``, the seq of each line beside it, the lines exactly those of
     ``message_lines(decode_readings(payload))``, when the payload is valid and every reading's
     ts lies in [ts_low, ts_high]. None for anything else (invalid, out of those bounds, not
     UTF-8): the caller then takes the full path, which finds the reason. Raises nothing."""
@@ -168,6 +168,7 @@ def payload_lines(payload: bytes, ts_low: float = 0,
     prefixes: dict[str, str] = {}  # channel -> the line up to the flags
     out: list[str] = []
     append = out.append
+    seqs = [r.seq for r in readings]
     for r in readings:
         channel, seq, ts, flags, raw = r.channel, r.seq, r.ts, r.flags, r.value
         prefix = prefixes.get(channel)
@@ -198,7 +199,7 @@ def payload_lines(payload: bytes, ts_low: float = 0,
                 return None
             text = slow
         append(f"{prefix}{flags}{gw}{seq}i,value={text} {ts}")
-    return gateway, station, out
+    return gateway, station, out, seqs
 
 
 def discharge_line(station: str, basin: str, ts: int, value: Decimal | None, flags: int,

@@ -46,6 +46,10 @@ class Topics:
     def command(self, gateway: str) -> str:
         return f"{self.root}/{gateway}/cmd"
 
+    def confirm(self, gateway: str) -> str:
+        """Where ingests confirm what they wrote of the gateway's readings (contracts/confirm.py)."""
+        return f"{self.root}/{gateway}/confirm"
+
     def command_result(self, gateway: str) -> str:
         return f"{self.root}/{gateway}/cmd/result"
 
@@ -194,6 +198,34 @@ def parse_payload(payload: bytes) -> Any:
 
 def decode_readings(payload: bytes) -> ReadingsMessage:
     """Parse and validate a readings payload; raises PayloadError with the reason."""
+    obj, readings = _envelope(payload)
+    channels: dict[str, str] = {}
+    return ReadingsMessage(_ident(obj, "gateway"), _ident(obj, "station"), _ident(obj, "basin"),
+                           tuple([_reading(item, channels) for item in readings]))
+
+
+def decode_readings_each(payload: bytes
+                         ) -> tuple[ReadingsMessage, list[tuple[int | None, str]]]:
+    """Like ``decode_readings``, but a bad reading costs only itself: the message of the valid
+    readings, and ``(seq, reason)`` of each invalid one (seq None when it has no valid seq).
+    Raises PayloadError only when the message as a whole cannot be read."""
+    obj, items = _envelope(payload)
+    channels: dict[str, str] = {}
+    readings: list[MessageReading] = []
+    rejected: list[tuple[int | None, str]] = []
+    for item in items:
+        try:
+            readings.append(_reading(item, channels))
+        except PayloadError as e:
+            seq = item.get("seq") if isinstance(item, dict) else None
+            valid_seq = type(seq) is int and 0 <= seq <= _MAX_SEQ
+            rejected.append((seq if valid_seq else None, str(e)))
+    message = ReadingsMessage(_ident(obj, "gateway"), _ident(obj, "station"),
+                              _ident(obj, "basin"), tuple(readings))
+    return message, rejected
+
+
+def _envelope(payload: bytes) -> tuple[dict, list]:
     obj = parse_payload(payload)
     if not isinstance(obj, dict):
         raise PayloadError("payload is not a JSON object")
@@ -202,9 +234,7 @@ def decode_readings(payload: bytes) -> ReadingsMessage:
     readings = obj.get("readings")
     if not isinstance(readings, list) or not readings:
         raise PayloadError("readings: expected a non-empty list")
-    channels: dict[str, str] = {}
-    return ReadingsMessage(_ident(obj, "gateway"), _ident(obj, "station"), _ident(obj, "basin"),
-                           tuple([_reading(item, channels) for item in readings]))
+    return obj, readings
 
 
 def _not_a_number(text: str) -> object:

@@ -18,10 +18,7 @@
     password = "..."
     tls = true                    # optional: ca_file (default: system CAs), cert_file + key_file
     ca_file = "/etc/watershed/ca.pem"
-    require_consumer = true       # publish readings only while the broker holds a retained
-                                  # ingest status (<prefix>/v1/ingest/+/status): see below
-    replay_window_s = 30.0        # after a reconnect, publish again what the broker acknowledged
-                                  # in the last this-many seconds before: see below
+    confirm_grace_s = 10.0        # unconfirmed readings go again on evidence of loss: see below
 
     [[link]]
     port = "/dev/ttyUSB0"         # a device path or a pyserial URL (socket://, rfc2217://, loop://)
@@ -46,18 +43,11 @@
     rise = 0.5                    # a rise of this much within within_s
     within_s = 3600
 
-``require_consumer`` (default true): a broker acknowledges a QoS 1 message that matches no
-subscription and drops it, so on a fresh broker readings published before the ingest's persistent
-session has subscribed would be lost. With it, readings stay stored until the broker holds a
-retained status under ``<prefix>/v1/ingest/+/status`` (any state); alerts are never held. A
-consumer other than the ingest (Telegraf, say) keeps a persistent session and publishes such a
-retained status itself, or its gateways set this false.
-
-``replay_window_s`` (default 30, 0: off): a broker saves its store every few seconds
-(deploy/mosquitto/watershed.conf: ``autosave_interval 5``), so a broker that crashes loses what
-it acknowledged since its last save. After any reconnect the gateway therefore publishes again
-the readings acknowledged within this window before the last acknowledgement; the ingest writes
-a reading twice to the same point. Keep it well above the broker's ``autosave_interval``.
+``confirm_grace_s`` (default 10): a reading leaves the gateway's must-deliver set only when an
+ingest confirms it is in InfluxDB (contracts.md 2, "Nothing lost, end to end"). One the broker
+acknowledged and no ingest confirmed is published again when an ingest confirmed one the broker
+acknowledged this much later, or every online ingest has since reported nothing outstanding
+(redelivery.py). Raise it on an uplink with seconds of latency.
 
 Every problem is reported at once, each naming its key (``link[0].baud: ...``), and unknown keys
 are errors: a misspelt key silently falling back to a default is how a gateway ends up polling
@@ -109,8 +99,9 @@ class MqttConfig:
     ca_file: str = ""  # empty: the system's CA certificates
     cert_file: str = ""  # client certificate, with key_file
     key_file: str = ""
-    require_consumer: bool = True  # readings only while a retained ingest status exists
-    replay_window_s: float = 30.0  # after a reconnect, acknowledged this recently goes again
+    # Unconfirmed readings are published again when an ingest confirmed one acknowledged this
+    # much later, or has settled everything since (redelivery.py).
+    confirm_grace_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -191,8 +182,8 @@ class GatewayConfig:
             ca_file=mqtt.text("ca_file", "", allow_empty=True),
             cert_file=mqtt.text("cert_file", "", allow_empty=True),
             key_file=mqtt.text("key_file", "", allow_empty=True),
-            require_consumer=mqtt.boolean("require_consumer", True),
-            replay_window_s=mqtt.number("replay_window_s", MqttConfig.replay_window_s, 0, 86400),
+            confirm_grace_s=mqtt.number("confirm_grace_s", MqttConfig.confirm_grace_s, 0.1,
+                                        86400),
         )
         if mqtt_config.reconnect_max_s < mqtt_config.reconnect_min_s:
             problems.append("mqtt.reconnect_max_s: must not be below mqtt.reconnect_min_s")

@@ -1,7 +1,7 @@
 """The gateway daemon: one store, one polling thread per serial link, one forwarder.
 
-    station ─serial─▶ SerialLink ─add─▶ Store ─unsent─▶ Forwarder ─QoS 1─▶ broker
-                          ◀── ACK ──┘        ◀── mark_sent on PUBACK ──┘
+    station ─serial─▶ SerialLink ─add─▶ Store ─unsent─▶ Forwarder ─QoS 1─▶ broker ─▶ ingest
+                          ◀── ACK ──┘        ◀── confirmed (…/confirm) ──────────────┘
                           └─▶ AlertEngine ─▶ store alerts ─▶ (published first)
 
 ``run(config_path)`` is what ``watershed gateway --config FILE`` calls; it blocks until SIGTERM
@@ -125,9 +125,7 @@ class Gateway:
         assert self.store is not None
         return gather_health(self.config.id, self.store, self.links,
                              started_monotonic=self._started_at or time.monotonic(),
-                             clock=self._clock,
-                             held_for_consumer=bool(self.forwarder
-                                                    and self.forwarder.held_for_consumer))
+                             clock=self._clock)
 
     def stale_loops(self, now: float | None = None) -> list[str]:
         """Loops that died or have not gone round for STALE_LOOP_S: empty when healthy."""
@@ -140,13 +138,13 @@ class Gateway:
         return [name for name, beat in beats.items() if now - beat > STALE_LOOP_S]
 
     def _housekeep(self) -> None:
-        """Prune sent readings (the backlog itself never expires)."""
+        """Prune confirmed readings (the backlog itself never expires)."""
         while not self._stopping.wait(HOUSEKEEPING_INTERVAL_S):
             self._housekeeping_beat = time.monotonic()
             try:
                 assert self.store is not None
                 while not self._stopping.is_set():
-                    if not self.store.prune_sent(self.config.keep_sent_readings):
+                    if not self.store.prune_confirmed(self.config.keep_sent_readings):
                         break
                     self._housekeeping_beat = time.monotonic()
             except Exception:

@@ -1,9 +1,14 @@
-"""Forwards stored readings to the MQTT broker, QoS 1, marking them sent only on PUBACK.
+"""Forwards stored readings to the MQTT broker, QoS 1, until an ingest confirms each one.
 
 paho keeps its session (unacknowledged QoS 1 messages) only in memory, so the store is what
-makes delivery durable: a row is marked sent in ``on_publish`` for the message that carried
-it, and anything unmarked when the process dies is published again after a restart
-(at-least-once; consumers key on the reading's identity).
+makes delivery durable. A reading goes unsent -> acknowledged by the broker (PUBACK of the message
+carrying it) -> confirmed, when an ingest says on ``<prefix>/v1/<gateway>/confirm`` that it is in
+InfluxDB (contracts/confirm.py). The broker's acknowledgement is not the end: a broker drops
+what no subscription matches, and forgets what it took since its last save when it crashes, so
+unconfirmed readings are published again once overdue (redelivery.py says when: only on
+evidence that they were lost, so an ingest that is merely slow gets no copies). Anything not
+confirmed when the process dies waits in the store (at-least-once; consumers key on the reading's
+identity).
 
 What goes out first, every turn, within ``max_inflight`` messages awaiting PUBACK:
 1. flood alerts (store ``alerts``), ahead of everything;
@@ -13,25 +18,8 @@ What goes out first, every turn, within ``max_inflight`` messages awaiting PUBAC
    bounded by the in-flight window, however many readings wait.
 Also retained health every ``health_interval_s``, and the gateway's command topic.
 
-**No readings before a consumer exists** (``[mqtt] require_consumer``, default on). A broker
-PUBACKs a QoS 1 message that matches no subscription and then drops it, so on a fresh broker
-(first install, or one that lost its persistence) readings published before the ingest's
-persistent session has subscribed would be marked sent and lost. The forwarder therefore
-subscribes to ``<prefix>/v1/ingest/+/status`` and publishes readings only while the broker holds
-a retained status there, in any state: an "offline" ingest whose persistent session exists
-still has messages queued for it. Until then readings stay in the store (unsent, durable;
-``held_for_consumer`` in health) and a log line says so. Alerts are for anyone listening: they
-are never held. An ingest publishes its status only after its SUBACK (contracts.md 2).
-
-**Replay after a reconnect** (``[mqtt] replay_window_s``). A broker saves its store every few
-seconds, not per message (deploy/mosquitto/watershed.conf says why), so one that crashes comes
-back without what it acknowledged since its last save. The gateway cannot tell such a restart from
-a dropped link, so after every reconnect it publishes again the readings acknowledged within the
-window before its last acknowledgement; the ingest writes a reading twice to the same point.
-It remembers, in memory, one id range per acknowledged message: a gateway restart forgets them.
-
 Every paho call, callbacks included, happens on the forwarder's own thread, which drives the
-client with ``loop()``: paho is not safe to publish from several threads (anchors.md). Other
+client with ``loop()``: paho is not safe to publish from several threads (paho #354/#358). Other
 threads only call ``notify()`` (an Event) or queue a command result.
 """
 
@@ -49,18 +37,20 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from watershed.contracts.mqtt import QOS, ReadingsMessage, Topics, encode_readings, encode_status
+from watershed.contracts.confirm import decode_confirmation
+from watershed.contracts.mqtt import (QOS, PayloadError, ReadingsMessage, Topics, encode_readings,
+                                      encode_status)
 
 from .backoff import Backoff
 from .config import MqttConfig
+from .redelivery import Redelivery
 from .store import Store, StoredReading
 
 log = logging.getLogger(__name__)
 
 LOOP_WAIT_S = 0.1  # longest paho's network loop waits for traffic in one turn
 LOOK_INTERVAL_S = 1.0  # unprompted, the store is looked at this often (notify() is immediate)
-CONSUMER_GRACE_S = 1.0  # after the SUBACK, retained consumer statuses have this long to arrive
-HOLD_LOG_INTERVAL_S = 600.0  # while readings are held for a consumer, say so this often
+BAD_CONFIRM_LOG_INTERVAL_S = 600.0  # a malformed confirmation is logged at most this often
 STOP_WAIT_S = 2.0  # at stop, how long the offline status may take to be acknowledged
 RECONNECT_JITTER = 0.5  # up to half of each reconnect delay is random
 
@@ -143,21 +133,17 @@ class Forwarder:
         self._inflight_ids: set[int] = set()
         self._inflight_alerts: dict[int, int] = {}  # mid -> alert id
         self._other_mids: set[int] = set()  # status, health, results: nothing to mark
-        # (monotonic time of the PUBACK, first id, last id) per acknowledged readings message,
-        # the last replay_window_s of them: what a reconnect publishes again.
-        self._acked_recently: collections.deque[tuple[float, int, int]] = collections.deque()
-        # The consumer interlock (module docstring): ingest id -> state of each retained
-        # status seen on this connection.
-        self._consumer_filter = self._topics.ingest_status("+")
-        self._consumers: dict[str, str] = {}
-        self._consumer_sub_mid: int | None = None
-        self._consumer_settled_at: float | None = None  # monotonic: SUBACK + grace
-        self._next_hold_log = 0.0
+        self._ingest_filter = self._topics.ingest_status("+")
+        self._confirm_topic = self._topics.confirm(gateway_id)
+        self._redelivery = Redelivery(config.confirm_grace_s)
+        self._next_bad_confirm_log = 0.0
+        self._store_failing = False  # the last delivery-state write failed (disk full?)
         self._stats: dict[str, int] = {"messages_published": 0, "messages_acked": 0,
                                        "readings_acked": 0, "live_readings_published": 0,
                                        "backlog_readings_published": 0, "alerts_published": 0,
-                                       "readings_republished_after_session_loss": 0,
-                                       "readings_replayed_after_reconnect": 0,
+                                       "confirmations": 0, "confirmations_invalid": 0,
+                                       "readings_confirmed": 0, "readings_rejected": 0,
+                                       "readings_resent": 0,
                                        "connects": 0, "disconnects": 0, "connect_failures": 0,
                                        "errors": 0, "commands_received": 0,
                                        "commands_rejected": 0}
@@ -193,17 +179,10 @@ class Forwarder:
         if self._thread.is_alive():
             self._thread.join(flush_timeout_s + STOP_WAIT_S + 5)
 
-    @property
-    def held_for_consumer(self) -> bool:
-        """Readings are held: a consumer is required and the broker holds no retained ingest
-        status (none seen yet on this connection)."""
-        return self.config.require_consumer and not self._consumers
-
     def stats(self) -> dict[str, Any]:
-        held = self.held_for_consumer
         return {**self._stats, "connected": self._connected, "inflight": len(self._inflight),
-                "backlog_draining": self._connected and not held and not self._backlog_done,
-                "held_for_consumer": held, "consumers": dict(self._consumers)}
+                "backlog_draining": self._connected and not self._backlog_done,
+                "ingests": self._redelivery.ingests()}
 
     # --- the client -------------------------------------------------------------------
 
@@ -308,10 +287,10 @@ class Forwarder:
         self._stats["connects"] += 1
         self._stats["connect_failures"] = 0
         self._backoff.reset()
-        self._replay_acked_recently()
         self._restart_cursors()
-        if self.config.require_consumer:
-            self._watch_for_consumer(client, flags.session_present)
+        # Every connection: a broker that lost its store lost our subscriptions too.
+        client.subscribe(self._confirm_topic, qos=QOS)
+        client.subscribe(self._ingest_filter, qos=QOS)
         info = client.publish(self._topics.status(self.gateway_id), self._status("online"),
                               qos=QOS, retain=True)
         self._other_mids.add(info.mid)
@@ -322,71 +301,41 @@ class Forwarder:
                  self.config.host, self.config.port, flags.session_present, len(self._inflight))
         self._wake.set()
 
-    def _watch_for_consumer(self, client: mqtt.Client, session_present: bool) -> None:
-        """Learn afresh, on every connection, whether the broker knows a consumer: the
-        retained statuses come again after the SUBACK (a broker that lost its persistence
-        lost them too)."""
-        self._consumers.clear()
-        self._consumer_settled_at = None
-        if not session_present and self._inflight:
-            # The broker kept no session of ours: it may have lost the ingest's too. paho
-            # resends these at once; their PUBACKs prove nothing, so they mark nothing and the
-            # readings go again once a consumer is known (at least once, never lost).
-            n = len(self._inflight_ids)
-            log.warning("forwarder: the broker has no session of this gateway (restarted "
-                        "without its persistence?): %d readings in flight will be published "
-                        "again once an ingest is known", n)
-            self._stats["readings_republished_after_session_loss"] += n
-            self._inflight.clear()
-            self._inflight_ids.clear()
-        _, self._consumer_sub_mid = client.subscribe(self._consumer_filter, qos=QOS)
-
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: list[Any], properties: Any) -> None:
-        if mid != self._consumer_sub_mid:
-            return
         if any(rc.is_failure for rc in reason_codes):
-            log.error("forwarder: the broker refused the subscription to %s (ACL?): readings are"
-                      " held until it is allowed, or set [mqtt] require_consumer = false",
-                      self._consumer_filter)
-            self._consumer_settled_at = time.monotonic()  # nothing will come
-        else:
-            self._consumer_settled_at = time.monotonic() + CONSUMER_GRACE_S
-        self._next_hold_log = self._consumer_settled_at
+            log.error("forwarder: the broker refused a subscription (%s or %s): without"
+                      " confirmations every reading stays in the store; check the broker's ACL",
+                      self._confirm_topic, self._ingest_filter)
 
-    def _consumer_id(self, topic: str) -> str | None:
+    def _ingest_id(self, topic: str) -> str | None:
         """The ingest id of a topic matching ``<prefix>/v1/ingest/+/status``, else None."""
-        head, _, tail = self._consumer_filter.partition("+")
+        head, _, tail = self._ingest_filter.partition("+")
         if topic.startswith(head) and topic.endswith(tail):
             ident = topic[len(head):len(topic) - len(tail)]
             if ident and "/" not in ident:
                 return ident
         return None
 
-    def _on_consumer_status(self, ingest_id: str, payload: bytes) -> None:
-        was_held = self.held_for_consumer
-        if not payload:  # the retained status was cleared: that consumer is gone
-            self._consumers.pop(ingest_id, None)
-        else:
-            try:
-                state = str(json.loads(payload).get("state", "?"))
-            except (ValueError, AttributeError):
-                state = "?"  # any retained status counts (another consumer's own format)
-            self._consumers[ingest_id] = state
-        if was_held and not self.held_for_consumer:
-            # Held readings are backlog now: large messages, live ones still go first.
-            self._restart_cursors()
-            log.info("forwarder: ingest %s is known to the broker (retained status %r): "
-                     "publishing readings (%d stored unsent)", ingest_id,
-                     self._consumers[ingest_id], self._store.counts()["unsent"])
-        elif not was_held and self.held_for_consumer:
-            log.warning("forwarder: the retained status of ingest %s was cleared and no other "
-                        "ingest is known: holding readings", ingest_id)
-            self._next_hold_log = time.monotonic() + HOLD_LOG_INTERVAL_S
-        else:
+    def _on_confirmation(self, payload: bytes) -> None:
+        try:
+            confirmation = decode_confirmation(payload)
+        except PayloadError as e:
+            self._stats["confirmations_invalid"] += 1
+            if time.monotonic() >= self._next_bad_confirm_log:
+                self._next_bad_confirm_log = time.monotonic() + BAD_CONFIRM_LOG_INTERVAL_S
+                log.warning("forwarder: ignored a malformed confirmation on %s: %s (%d so far)",
+                            self._confirm_topic, e, self._stats["confirmations_invalid"])
             return
-        self._next_health = 0.0  # the change shows in health at once
-        self._wake.set()
+        done = self._write_state(lambda: self._store.confirm(confirmation.written,
+                                                             confirmation.rejected),
+                                 "record a confirmation")
+        if done is None:
+            return  # not recorded: those readings are confirmed again after a resend
+        self._stats["confirmations"] += 1
+        self._stats["readings_confirmed"] += done.written
+        self._stats["readings_rejected"] += done.rejected
+        self._redelivery.on_confirmed(done.newest_acked_at)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
@@ -395,9 +344,13 @@ class Forwarder:
         self._connected = False
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        ingest_id = self._consumer_id(message.topic)
+        if message.topic == self._confirm_topic:
+            self._on_confirmation(bytes(message.payload))
+            return
+        ingest_id = self._ingest_id(message.topic)
         if ingest_id is not None:
-            self._on_consumer_status(ingest_id, bytes(message.payload))
+            self._redelivery.on_status(ingest_id, bytes(message.payload),
+                                       retained=bool(message.retain), now=self._clock())
             return
         # Only the gateway's own command topic: a retained or stray message elsewhere (a
         # broker ACL mistake, a wildcard) must never drive its stations.
@@ -418,56 +371,35 @@ class Forwarder:
             return
         alert_id = self._inflight_alerts.pop(mid, None)
         if alert_id is not None:
-            self._mark(lambda: self._store.mark_alert_sent(alert_id), "an alert")
+            self._write_state(lambda: self._store.mark_alert_sent(alert_id), "mark an alert sent")
             return
         ids = self._inflight.pop(mid, None)
         if ids is None:
             return
         self._inflight_ids.difference_update(ids)
-        if self._mark(lambda: self._store.mark_sent_ids(ids), f"{len(ids)} readings"):
+        if self._write_state(lambda: self._store.mark_published(ids), "mark readings published"
+                             ) is not None:
             self._stats["messages_acked"] += 1
             self._stats["readings_acked"] += len(ids)
-            self._remember_acked(ids)
         self._wake.set()
 
-    def _remember_acked(self, ids: list[int]) -> None:
-        window = self.config.replay_window_s
-        if window <= 0 or not ids:
-            return
-        now = time.monotonic()
-        self._acked_recently.append((now, min(ids), max(ids)))
-        while self._acked_recently[0][0] < now - window:
-            self._acked_recently.popleft()
-
-    def _replay_acked_recently(self) -> None:
-        """Flag what the broker acknowledged in the window unsent: it goes out again."""
-        if not self._acked_recently:
-            return
-        ranges = [(first, last) for _, first, last in self._acked_recently]
-        self._acked_recently.clear()
+    def _write_state(self, action: Callable[[], Any], what: str) -> Any:
+        """Record a delivery state in the store; None if the store refused (disk full). Such a
+        failure costs at most a duplicate publish later, never a reading, so it is logged once
+        per change of state, not per message, and nothing is republished because of it."""
         try:
-            replayed = self._store.mark_unsent_ranges(ranges)
-        except Exception:
+            result = action()
+        except Exception as e:
             self._stats["errors"] += 1
-            log.exception("forwarder: could not flag recently acknowledged readings for replay")
-            return
-        self._stats["readings_replayed_after_reconnect"] += replayed
-        if replayed:
-            log.info("forwarder: publishing again %d readings the broker acknowledged in the %g s"
-                     " before the connection was lost (it may have lost them)", replayed,
-                     self.config.replay_window_s)
-
-    def _mark(self, action: Callable[[], object], what: str) -> bool:
-        try:
-            action()
-            return True
-        except Exception:
-            # The broker has them, the store does not know: publish again rather than lose.
-            log.exception("forwarder: could not mark %s sent; republishing", what)
-            self._restart_cursors()
-            self._stats["errors"] += 1
-            self._wake.set()
-            return False
+            if not self._store_failing:
+                self._store_failing = True
+                log.error("forwarder: cannot %s in the store (%s); readings stay in the "
+                          "must-deliver set and may go out twice", what, e)
+            return None
+        if self._store_failing:
+            self._store_failing = False
+            log.info("forwarder: the store takes delivery states again")
+        return True if result is None else result
 
     # --- what to publish --------------------------------------------------------------
 
@@ -480,26 +412,23 @@ class Forwarder:
         self._wake.clear()
         self._last_look = time.monotonic()
         self._publish_alerts()
-        if self.held_for_consumer:
-            self._log_hold_if_due()
-            return
+        self._resend_overdue()
         self._publish_live()
         self._publish_backlog()
 
-    def _consumer_settled(self) -> bool:
-        """The retained consumer statuses, if any, have had time to arrive."""
-        settled_at = self._consumer_settled_at
-        return settled_at is not None and time.monotonic() >= settled_at
-
-    def _log_hold_if_due(self) -> None:
-        if not self._consumer_settled() or time.monotonic() < self._next_hold_log:
+    def _resend_overdue(self) -> None:
+        """Unconfirmed readings the evidence says were lost go back to unsent (redelivery.py)."""
+        before = self._redelivery.resend_before()
+        if before is None:
             return
-        self._next_hold_log = time.monotonic() + HOLD_LOG_INTERVAL_S
-        log.warning("forwarder: no ingest has subscribed on this broker yet (no retained status "
-                    "on %s): holding %d readings; a broker acknowledges and drops what no "
-                    "subscription matches. Start the ingest (or set [mqtt] require_consumer ="
-                    " false for another consumer)", self._consumer_filter,
-                    self._store.counts()["unsent"])
+        resent = self._write_state(lambda: self._store.resend_unconfirmed(before),
+                                   "flag overdue readings for resending")
+        if not resent:
+            return
+        self._stats["readings_resent"] += resent
+        log.info("forwarder: publishing again %d readings the broker acknowledged but no ingest"
+                 " confirmed (lost between broker and ingest)", resent)
+        self._restart_cursors()  # they are backlog now, below the cursors
 
     def _room(self) -> int:
         return self.config.max_inflight - len(self._inflight) - len(self._inflight_alerts)
@@ -561,8 +490,6 @@ class Forwarder:
     def _publish_health_if_due(self) -> None:
         if self._health is None or time.monotonic() < self._next_health:
             return
-        if self.held_for_consumer and not self._consumer_settled():
-            return  # just connected: the retained statuses are on their way, not "held" yet
         self._next_health = time.monotonic() + self._health_interval_s
         try:
             health = self._health()
@@ -582,11 +509,8 @@ class Forwarder:
         while time.monotonic() < self._flush_deadline and self._socket_open:
             self._wake.set()
             self._step()
-            if self._connected and not self._inflight:
-                if not self._store.unsent(1):
-                    return
-                if self.held_for_consumer and self._consumer_settled():
-                    break  # held for a consumer: nothing more will go
+            if self._connected and not self._inflight and not self._store.unsent(1):
+                return
         if self._inflight or self._store.unsent(1):
             log.info("forwarder: stopping with readings unsent; they stay in the store")
 

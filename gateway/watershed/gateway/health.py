@@ -17,12 +17,13 @@ from .store import Store
 
 
 def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
-                  started_monotonic: float, clock: Callable[[], float] = time.time,
-                  held_for_consumer: bool = False) -> dict[str, Any]:
+                  started_monotonic: float, clock: Callable[[], float] = time.time
+                  ) -> dict[str, Any]:
     now = clock()
     links = list(links)
     counts = store.counts()
     oldest = store.oldest_unsent_received_at()
+    oldest_unconfirmed = store.oldest_unconfirmed_received_at()
     quality: dict[str, float] = {}
     for link in links:
         quality.update(link.link_quality())
@@ -50,10 +51,11 @@ def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
         "at": int(now),
         "uptime_s": round(time.monotonic() - started_monotonic, 1),
         "queue": {"unsent": counts["unsent"],
-                  "oldest_unsent_age_s": None if oldest is None else round(now - oldest, 1),
-                  "alerts_unsent": counts["alerts_unsent"],
-                  # No ingest known to the broker: readings wait here (forwarder docstring).
-                  "held_for_consumer": held_for_consumer},
+                  "oldest_unsent_age_s": _age(now, oldest),
+                  # Acknowledged by the broker, not yet confirmed by an ingest (end to end).
+                  "unconfirmed": counts["unconfirmed"],
+                  "oldest_unconfirmed_age_s": _age(now, oldest_unconfirmed),
+                  "alerts_unsent": counts["alerts_unsent"]},
         "store": {**counts, "quota_bytes": store.quota_bytes,
                   "losses_total": sum(sum(r.values()) for r in ledger.values())},
         "disk_free_bytes": _disk_free(store.path),
@@ -67,6 +69,10 @@ def _disk_free(path: str) -> int | None:
         return shutil.disk_usage(Path(path).parent).free
     except OSError:
         return None
+
+
+def _age(now: float, since: float | None) -> float | None:
+    return None if since is None else round(now - since, 1)
 
 
 def _round(value: float | None) -> float | None:

@@ -1,12 +1,16 @@
-"""The gateway's durable store: every reading heard, until the broker has acknowledged it.
+"""The gateway's durable store: every reading heard, until an ingest confirms it is in InfluxDB.
 
 One SQLite file in WAL mode with ``synchronous=FULL``: when ``add`` returns, the readings are
 on disk and survive a power cut, which is what lets the gateway ACK them to the station (the
 station then deletes them; the store is the only copy left).
 
 Tables
-- ``readings``: one row per (station, seq), duplicates suppressed; ``sent`` flips to 1 only
-  when the broker acknowledged the message carrying it.
+- ``readings``: one row per (station, seq), duplicates suppressed. ``sent`` is the reading's
+  delivery state: 0 waiting to be published, 1 published and acknowledged by the broker (PUBACK,
+  at ``acked_at``) but not yet confirmed, 2 confirmed by an ingest (written to InfluxDB, or
+  rejected there and counted in the loss ledger). A broker's acknowledgement proves nothing end
+  to end (it drops what no subscription matches), so only state 2 leaves the "must deliver" set:
+  the forwarder sets overdue state-1 rows back to 0 (``resend_unconfirmed``).
 - ``received_runs``: per station, the contiguous runs of seqs stored, ``[first_seq, end_seq)``.
   ACKs are computed from it; it stays small (one row per hole + 1) however many readings arrive.
 - ``stations``: what each station last said in its HELLO, and its ACK floor. The facts that
@@ -29,7 +33,7 @@ Tables
 The quota: every row is accounted a fixed overhead plus its text, a little more than SQLite
 spends on it with its indexes, and the rows get the quota less STORE_BASE_BYTES, so the file
 stays under the quota. When an ``add`` would go over,
-rows are shed in this order: readings already sent, then unsent by priority (priorities.py),
+rows are shed in this order: readings already confirmed, then undelivered ones by priority (priorities.py),
 oldest first; the newest ``protected_events`` flood-event readings never. If that is still not
 enough the ``add`` fails with StoreFull: nothing is ACKed and the station keeps its readings.
 
@@ -43,10 +47,11 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from watershed.contracts.mqtt import MessageReading
@@ -57,7 +62,7 @@ from .runs import Run, gaps, merged, runs_of, size
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ROW_OVERHEAD_BYTES = 100  # per stored reading, beyond its text (measured: ~85 with indexes)
 STORE_BASE_BYTES = 128 * 1024  # the file's own pages (schema, empty tables): ~56 KB, doubled
 SHED_SLACK = 0.02  # shed this fraction of the quota more than needed: shed in chunks, not per add
@@ -77,12 +82,14 @@ CREATE TABLE IF NOT EXISTS readings (
     flags       INTEGER NOT NULL,
     basin       TEXT    NOT NULL,
     received_at REAL    NOT NULL,
-    sent        INTEGER NOT NULL DEFAULT 0,
+    sent        INTEGER NOT NULL DEFAULT 0,  -- 0 unsent, 1 acknowledged by the broker, 2 confirmed
     priority    INTEGER NOT NULL DEFAULT 3,  -- priorities.py: lowest is shed first
+    acked_at    REAL,                        -- when the broker acknowledged it (state 1)
     UNIQUE (station, seq)
 );
 CREATE INDEX IF NOT EXISTS readings_unsent ON readings (id) WHERE sent = 0;
-CREATE INDEX IF NOT EXISTS readings_shed ON readings (priority, id) WHERE sent = 0;
+CREATE INDEX IF NOT EXISTS readings_unconfirmed ON readings (acked_at) WHERE sent = 1;
+CREATE INDEX IF NOT EXISTS readings_undelivered ON readings (priority, id) WHERE sent < 2;
 CREATE TABLE IF NOT EXISTS received_runs (
     station   TEXT    NOT NULL,
     first_seq INTEGER NOT NULL,
@@ -148,9 +155,9 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 """
 
-# Columns added by schema 2 to tables of schema 1 (CREATE IF NOT EXISTS leaves those alone).
-_V2_COLUMNS = {
-    "readings": ["priority INTEGER NOT NULL DEFAULT 3"],
+# Columns added since schema 1 to tables of older schemas (CREATE IF NOT EXISTS leaves those alone).
+_ADDED_COLUMNS = {
+    "readings": ["priority INTEGER NOT NULL DEFAULT 3", "acked_at REAL"],
     "stations": ["last_seen REAL", "known_next_seq INTEGER", "battery_mv INTEGER",
                  "outbox_depth INTEGER", "oldest_seq INTEGER", "lost_overwritten INTEGER",
                  "lost_corrupt INTEGER", "sensor_errors INTEGER", "clock_offset_s REAL",
@@ -179,6 +186,18 @@ class Added(NamedTuple):
     new: int
     duplicate: int  # already stored (retransmits); includes any conflicts
     shed: int = 0  # unsent readings (of any station) dropped to make room, each in the ledger
+
+
+class Confirmed(NamedTuple):
+    """What a confirmation changed."""
+
+    written: int  # readings newly confirmed as in InfluxDB
+    rejected: int  # readings newly counted lost as rejected by the ingest
+    newest_acked_at: float | None  # the latest broker acknowledgement among those confirmed
+
+
+def _later(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 class AckRanges(NamedTuple):
@@ -228,6 +247,10 @@ _STATION_COLUMNS = ", ".join(StationInfo.__dataclass_fields__)
 _VOLATILE_FACTS = frozenset({"last_seen", "battery_mv", "outbox_depth", "oldest_seq",
                              "sensor_errors", "clock_offset_s", "status_at"})
 GONE_FROM_STATION = "gone_from_station"  # a hole below the station's oldest_seq
+REJECTED_BY_INGEST = "rejected_by_ingest"  # an ingest refused it (reason in its dead letters)
+# Delivery states (the ``sent`` column): the SQL conditions every query uses.
+_CONFIRMED = "sent = 2"  # in InfluxDB (or rejected there, counted): may be pruned or shed first
+_UNDELIVERED = "sent < 2"  # still in the "must deliver" set
 SHED_REASONS = {p: f"shed_{name}" for p, name in priorities.NAMES.items()}
 _SHED_BATCH = 2000
 
@@ -274,7 +297,7 @@ class Store:
     def _migrate(self) -> None:
         with self._lock:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, 1, SCHEMA_VERSION):
+            if version not in (0, 1, 2, SCHEMA_VERSION):
                 raise StoreError(f"{self.path}: store schema version {version}, this gateway "
                                  f"speaks {SCHEMA_VERSION}")
             try:
@@ -283,7 +306,8 @@ class Store:
                                        f" {_SCHEMA} COMMIT;")
                 if version != SCHEMA_VERSION:
                     self._db.execute("BEGIN IMMEDIATE")
-                    self._upgrade_rows(self._db)
+                    if version in (1, 2):
+                        self._upgrade_rows(self._db, version)
                     self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                     self._db.execute("COMMIT")
             except sqlite3.Error:
@@ -293,16 +317,21 @@ class Store:
 
     def _missing_columns_sql(self) -> str:
         statements = []
-        for table, columns in _V2_COLUMNS.items():
+        for table, columns in _ADDED_COLUMNS.items():
             existing = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
             if existing:  # a schema-1 table; a new store gets the columns from _SCHEMA
                 statements += [f"ALTER TABLE {table} ADD COLUMN {c};" for c in columns
                                if c.split()[0] not in existing]
         return " ".join(statements)
 
-    @staticmethod
-    def _upgrade_rows(db: sqlite3.Connection) -> None:
-        """Rows of a schema-1 store: their shed priority and their share of the quota."""
+    def _upgrade_rows(self, db: sqlite3.Connection, version: int) -> None:
+        """Rows of an older store. Schema 3: a row "sent" before was only acknowledged by the
+        broker, never confirmed: it waits for a confirmation like any other (and may go again).
+        Schema 1 also lacks each row's shed priority and its share of the quota."""
+        db.execute("DROP INDEX IF EXISTS readings_shed")  # schema 2's, on unsent rows only
+        db.execute("UPDATE readings SET acked_at = ? WHERE sent = 1", (self._clock(),))
+        if version >= 2:
+            return
         for channel, flags in db.execute("SELECT DISTINCT channel, flags FROM readings").fetchall():
             db.execute("UPDATE readings SET priority = ? WHERE channel = ? AND flags = ?",
                        (priorities.shed_priority(channel, flags), channel, flags))
@@ -310,9 +339,21 @@ class Store:
         db.execute("INSERT OR REPLACE INTO counters VALUES ('stored_bytes', ?)", (total[0],))
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._locked_transaction() as db:
-            yield db
+    def _transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction under the lock. ``durable=False`` for bookkeeping whose loss at a power
+        cut costs only a duplicate publish (delivery states): no fsync of its own, so the next
+        durable commit (or checkpoint) carries it to disk."""
+        with self._lock:
+            if durable:
+                with self._locked_transaction() as db:
+                    yield db
+                return
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with self._locked_transaction() as db:
+                    yield db
+            finally:
+                self._db.execute("PRAGMA synchronous = FULL")
 
     @contextmanager
     def _locked_transaction(self) -> Iterator[sqlite3.Connection]:
@@ -428,13 +469,13 @@ class Store:
         if stored <= budget:
             return 0
         need = stored - budget + int(budget * SHED_SLACK)
-        freed, _ = self._shed_rows(db, "sent = 1", (), need)
+        freed, _ = self._shed_rows(db, _CONFIRMED, (), need)
         need -= freed
         dropped = 0
         for priority in sorted(priorities.NAMES):
             if need <= 0:
                 break
-            where = "sent = 0 AND priority = ?"
+            where = f"{_UNDELIVERED} AND priority = ?"
             args: tuple[Any, ...] = (priority,)
             if priority == priorities.FLOOD_EVENT:
                 boundary = self._protected_event_boundary(db)
@@ -447,7 +488,7 @@ class Store:
             for station, count in per_station.items():
                 self._count_loss(db, station, reason, count)
                 dropped += count
-                log.warning("store full (quota %d bytes): shed %d unsent %s readings of station"
+                log.warning("store full (quota %d bytes): shed %d undelivered %s readings of station"
                             " %s, oldest first; counted in the loss ledger", self.quota_bytes,
                             count, priorities.NAMES[priority], station)
         self._bump(db, "readings_shed", dropped)
@@ -460,7 +501,7 @@ class Store:
         """Flood-event readings with an id below this may be shed; None: none may."""
         if self.protected_events <= 0:
             return 1 << 62
-        row = db.execute("SELECT id FROM readings WHERE sent = 0 AND priority = ? ORDER BY id DESC"
+        row = db.execute(f"SELECT id FROM readings WHERE {_UNDELIVERED} AND priority = ? ORDER BY id DESC"
                          " LIMIT 1 OFFSET ?", (priorities.FLOOD_EVENT,
                                                self.protected_events - 1)).fetchone()
         return None if row is None else int(row[0])
@@ -619,48 +660,71 @@ class Store:
                                    ).fetchone()
         return 0 if row is None else row[0]
 
-    def mark_sent(self, keys: Iterable[tuple[str, int]]) -> int:
-        """Flag readings as delivered to the broker; returns how many rows changed."""
-        changed = 0
-        with self._transaction() as db:
-            for station, seq in keys:
-                changed += db.execute("UPDATE readings SET sent = 1 WHERE station = ? AND seq = ?"
-                                      " AND sent = 0", (station, seq)).rowcount
-            self._bump(db, "readings_sent", changed)
-        return changed
-
-    def mark_sent_ids(self, ids: Iterable[int]) -> int:
-        """Like ``mark_sent``, by store id (what the forwarder keeps per message)."""
-        with self._transaction() as db:
+    def mark_published(self, ids: Iterable[int]) -> int:
+        """The broker acknowledged the message carrying these rows (by store id): they wait for
+        an ingest's confirmation now. Returns how many rows changed."""
+        now = self._clock()
+        with self._transaction(durable=False) as db:
             before = db.total_changes
-            db.executemany("UPDATE readings SET sent = 1 WHERE id = ? AND sent = 0",
-                           ((i,) for i in ids))
+            db.executemany("UPDATE readings SET sent = 1, acked_at = ? WHERE id = ? AND sent = 0",
+                           ((now, i) for i in ids))
             changed = db.total_changes - before
             self._bump(db, "readings_sent", changed)
         return changed
 
-    def mark_unsent_ranges(self, ranges: Iterable[tuple[int, int]]) -> int:
-        """Flag the sent rows still stored with an id in any ``(first, last)`` range unsent again
-        (the forwarder's replay after a reconnect: the broker may have lost them); returns how
-        many rows changed."""
-        with self._transaction() as db:
-            before = db.total_changes
-            db.executemany("UPDATE readings SET sent = 0 WHERE id BETWEEN ? AND ? AND sent = 1",
-                           ranges)
-            changed = db.total_changes - before
+    def confirm(self, written: Mapping[str, Sequence[Run]],
+                rejected: Mapping[str, Sequence[tuple[int, int, str]]] = MappingProxyType({})
+                ) -> Confirmed:
+        """An ingest settled these seq runs per station: ``written`` are in InfluxDB; ``rejected``
+        were refused (each counted in the loss ledger as ``rejected_by_ingest``). Rows already
+        confirmed, pruned or never stored here change nothing."""
+        confirmed = refused = 0
+        newest: float | None = None
+        with self._transaction(durable=False) as db:
+            for station, runs in written.items():
+                for first, end in runs:
+                    newest = _later(newest, db.execute(
+                        "SELECT MAX(acked_at) FROM readings WHERE station = ? AND seq >= ? AND"
+                        " seq < ? AND sent = 1", (station, first, end)).fetchone()[0])
+                    confirmed += db.execute(
+                        f"UPDATE readings SET sent = 2 WHERE station = ? AND seq >= ? AND seq < ?"
+                        f" AND {_UNDELIVERED}", (station, first, end)).rowcount
+            for station, runs in rejected.items():
+                count = 0
+                for first, end, reason in runs:
+                    n = db.execute(f"UPDATE readings SET sent = 2 WHERE station = ? AND seq >= ?"
+                                   f" AND seq < ? AND {_UNDELIVERED}", (station, first, end)).rowcount
+                    if n:
+                        log.warning("an ingest rejected %d readings of station %s (seqs %d-%d): %s;"
+                                    " counted in the loss ledger as %s", n, station, first,
+                                    end - 1, reason, REJECTED_BY_INGEST)
+                    count += n
+                self._count_loss(db, station, REJECTED_BY_INGEST, count)
+                refused += count
+            self._bump(db, "readings_confirmed", confirmed)
+            self._bump(db, "readings_rejected", refused)
+        return Confirmed(confirmed, refused, newest)
+
+    def resend_unconfirmed(self, acked_before: float) -> int:
+        """Rows the broker acknowledged before ``acked_before`` and no ingest has confirmed go
+        back to unsent: the forwarder publishes them again. Returns how many."""
+        with self._transaction(durable=False) as db:
+            changed = db.execute("UPDATE readings SET sent = 0 WHERE sent = 1 AND acked_at < ?",
+                                 (acked_before,)).rowcount
             self._bump(db, "readings_sent", -changed)  # counted again when acknowledged again
+            self._bump(db, "readings_resent", changed)
         return changed
 
-    def prune_sent(self, keep: int, batch: int = 10_000) -> int:
-        """Delete sent readings but the newest ``keep`` (kept to recognise a reused seq), at most
-        ``batch`` per call so the lock is never held long. Returns how many were deleted."""
+    def prune_confirmed(self, keep: int, batch: int = 10_000) -> int:
+        """Delete confirmed readings but the newest ``keep`` (kept to recognise a reused seq), at
+        most ``batch`` per call so the lock is never held long. Returns how many were deleted."""
         with self._transaction() as db:
-            row = db.execute("SELECT id FROM readings WHERE sent = 1 ORDER BY id DESC LIMIT 1"
+            row = db.execute(f"SELECT id FROM readings WHERE {_CONFIRMED} ORDER BY id DESC LIMIT 1"
                              " OFFSET ?", (keep,)).fetchone()
             if row is None:
                 return 0
-            victims = db.execute(f"SELECT id, {_ROW_COST_SQL} FROM readings WHERE sent = 1 AND"
-                                 " id <= ? ORDER BY id LIMIT ?", (row[0], batch)).fetchall()
+            victims = db.execute(f"SELECT id, {_ROW_COST_SQL} FROM readings WHERE {_CONFIRMED}"
+                                 " AND id <= ? ORDER BY id LIMIT ?", (row[0], batch)).fetchall()
             db.executemany("DELETE FROM readings WHERE id = ?", ((v[0],) for v in victims))
             self._bump(db, "stored_bytes", -sum(v[1] for v in victims))
             # Acknowledged alerts are history once a month old.
@@ -799,12 +863,14 @@ class Store:
         with self._lock:
             totals = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
             unsent = self._db.execute("SELECT COUNT(*) FROM readings WHERE sent = 0").fetchone()[0]
+            unconfirmed = self._db.execute("SELECT COUNT(*) FROM readings WHERE sent = 1"
+                                           ).fetchone()[0]
             stations = self._db.execute("SELECT COUNT(*) FROM stations").fetchone()[0]
             alerts = self._db.execute("SELECT COUNT(*) FROM alerts WHERE sent = 0").fetchone()[0]
         out = {name: totals.get(name, 0) for name in
-               ("readings_received", "readings_sent", "duplicates", "conflicts", "readings_shed",
-                "stored_bytes")}
-        out.update(unsent=unsent, stations=stations, alerts_unsent=alerts)
+               ("readings_received", "readings_sent", "readings_confirmed", "readings_rejected",
+                "readings_resent", "duplicates", "conflicts", "readings_shed", "stored_bytes")}
+        out.update(unsent=unsent, unconfirmed=unconfirmed, stations=stations, alerts_unsent=alerts)
         return out
 
     def oldest_unsent_received_at(self) -> float | None:
@@ -814,3 +880,9 @@ class Store:
                                    " LIMIT 1").fetchone()
         return None if row is None else float(row[0])
 
+    def oldest_unconfirmed_received_at(self) -> float | None:
+        """When the oldest reading the broker acknowledged and no ingest confirmed yet arrived."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(received_at) FROM readings WHERE sent = 1"
+                                   ).fetchone()
+        return None if row[0] is None else float(row[0])

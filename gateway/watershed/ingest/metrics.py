@@ -88,6 +88,9 @@ def status_document(ingest_id: str, state: str, since: int, stats: dict[str, Any
                      "queued": stats.get("queued", 0), "pending": stats.get("pending", 0)},
         "points": {"written": stats.get("points_written", 0),
                    "rejected": stats.get("points_rejected", 0)},
+        # End to end (contracts.md 2): confirmations published, readings refused one by one.
+        "readings": {"rejected": stats.get("readings_rejected", 0),
+                     "confirmations": stats.get("confirmations", 0)},
         "batches": {"written": stats.get("batches_written", 0),
                     "write_failures": stats.get("write_failures", 0),
                     "last_write_error": stats.get("last_write_error") or None},

@@ -5,7 +5,9 @@ put per round rather than per message: each wakes this thread). This worker
 turns each into line protocol and batches them; its write thread writes the batches, one at a
 time in the order they were made, and only once a batch is confirmed written emits, message by
 message in arrival order, what the network thread must do: publish a dead-letter record if the
-message was rejected, then acknowledge it. Until a batch is confirmed written its messages stay
+message, or some of its readings, was rejected, then acknowledge it. Before a batch's acks it
+emits the batch's end-to-end confirmations, one per gateway (contracts/confirm.py): which readings
+are now in InfluxDB and which were refused, so the gateways can let go of exactly those. Until a batch is confirmed written its messages stay
 unacknowledged, so if we die the broker redelivers them (to us, or another instance of the group).
 
 Converting the next batch (CPU) overlaps writing (mostly waiting on InfluxDB): the worker hands
@@ -32,9 +34,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from ..contracts.confirm import ConfirmationBuilder, encode_confirmation
 from ..contracts.mqtt import PayloadError, Topics
 from .deadletter import DeadLetterFile
-from .messages import readings_lines
+from .messages import Converted, convert_readings
 from .stats import Counters
 from .writer import EncodingWriter, RejectedWriteError, RetryableWriteError, Writer
 
@@ -55,8 +58,8 @@ READY_BATCHES = 1  # batches made and waiting for the write thread (besides the 
 IDLE_FLUSH_SHARE = 4
 
 COUNTERS = ("invalid", "deadlettered", "deadletter_file_errors", "messages_written",
-            "points_written", "points_rejected", "batches_written", "write_failures",
-            "rejected_batches", "bisect_writes", "abandoned")
+            "points_written", "points_rejected", "readings_rejected", "batches_written",
+            "write_failures", "rejected_batches", "bisect_writes", "abandoned", "confirmations")
 
 # What a write attempt came to: written, rejected by InfluxDB (the error), or given up (stopping).
 _GAVE_UP = object()
@@ -84,7 +87,14 @@ class PublishDeadLetter:
     record: bytes
 
 
-Action = Ack | PublishDeadLetter
+@dataclass(frozen=True, slots=True)
+class PublishConfirm:
+    """An end-to-end confirmation for one gateway; published before the acks that follow it."""
+    topic: str
+    payload: bytes
+
+
+Action = Ack | PublishDeadLetter | PublishConfirm
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +116,23 @@ class Backoff:
 @dataclass(slots=True)
 class _Entry:
     delivery: Delivery
-    lines: list[str]
-    reject: str | None = None  # the dead-letter reason when it is not (or no longer) to be written
+    converted: Converted | None  # None: the message could not be read at all
+    reject: str | None = None  # why the message as a whole is not written (then dead-lettered)
+    # Readings whose points InfluxDB refused (found by bisection), and the dead letter's words.
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    refused_reason: str | None = None
+
+    def dead_letter_reason(self) -> str | None:
+        parts = [self.reject] if self.reject is not None else []
+        if self.converted is not None and self.converted.rejected:
+            parts.append(self.converted.reason())
+        if self.refused_reason is not None:
+            parts.append(self.refused_reason)
+        return "; ".join(parts) or None
+
+    @property
+    def lines(self) -> list[str]:
+        return self.converted.lines if self.converted is not None else []
 
 
 @dataclass(slots=True)
@@ -138,11 +163,11 @@ class WritePipeline:
                  emit: Callable[[Action], None], counters: Counters, *, batch_size: int,
                  flush_interval_s: float, backoff: Backoff = Backoff(),
                  quiet_flush_s: float = QUIET_FLUSH_S,
-                 convert: Callable[[str, bytes], list[str]] | None = None,
+                 convert: Callable[[str, bytes], Converted] | None = None,
                  observe_write: Callable[[int, float], None] | None = None,
                  settled: Callable[[], None] | None = None,
                  ready_batches: int = READY_BATCHES,
-                 idle_flush_lines: int | None = None) -> None:
+                 idle_flush_lines: int | None = None, ingest_id: str = "ingest") -> None:
         # One write thread per writer; all of one kind, so one writer's body suits them all.
         self._writers = list(writer) if isinstance(writer, (list, tuple)) else [writer]
         # A writer that takes its request body made beforehand gets it from this thread.
@@ -171,8 +196,10 @@ class WritePipeline:
         self._turn = threading.Condition()  # write threads: whose batch is settled next
         self._next_to_settle = 0  # guarded by _turn
         self._broken = False  # guarded by _turn: a write thread died; no batch after its settles
-        # topic, payload -> lines (raises PayloadError); the contract alone unless configured
-        self._convert = convert or (lambda topic, payload: readings_lines(topics, topic, payload))
+        # topic, payload -> Converted (raises PayloadError); the contract alone unless configured
+        self._convert = convert or (lambda topic, payload: convert_readings(topics, topic,
+                                                                            payload))
+        self._ingest_id = ingest_id
         self._observe_write = observe_write  # (points, seconds) of each confirmed write
         self._settled = settled  # called once a batch's actions are all emitted
 
@@ -283,14 +310,19 @@ class WritePipeline:
 
     def _entry(self, delivery: Delivery) -> _Entry:
         try:
-            return _Entry(delivery, self._convert(delivery.topic, delivery.payload))
+            converted = self._convert(delivery.topic, delivery.payload)
         except PayloadError as e:
             reason = str(e)
         except Exception as e:  # a bug in conversion must reject one message, not stop the worker
             log.exception("cannot convert a message on %s", delivery.topic)
             reason = f"cannot convert: {e!r}"
+        else:
+            if converted.rejected:  # refused by validation, in part or whole: dead-lettered
+                self._counters.add("invalid")
+                self._counters.add("readings_rejected", len(converted.rejected))
+            return _Entry(delivery, converted)
         self._counters.add("invalid")
-        return _Entry(delivery, [], reject=reason)
+        return _Entry(delivery, None, reject=reason)
 
     # -- the write thread ------------------------------------------------------------------------
 
@@ -397,10 +429,17 @@ class WritePipeline:
         if not bad:
             return True  # every part went through on its own: the message is written
         self._counters.add("points_rejected", len(bad))
+        # The readings whose points InfluxDB refused are rejected (dead-lettered, and refused in
+        # the confirmation); the rest of the message is written.
+        converted = entry.converted
+        assert converted is not None
+        seq_of = dict(zip(converted.lines, converted.line_seqs))
+        entry.refused = [(seq_of[line], f"influx rejected {line!r}: {why}") for line, why in bad]
+        self._counters.add("readings_rejected", len({seq for seq, _ in entry.refused}))
         written = len(entry.lines) - len(bad)
         details = "; ".join(f"{line!r}: {why}" for line, why in bad[:5])
-        entry.reject = (f"influx rejected {len(bad)} of {len(entry.lines)} points "
-                        f"({written} written): {details}")
+        entry.refused_reason = (f"influx rejected {len(bad)} of {len(entry.lines)} points "
+                                f"({written} written): {details}")
         return True
 
     def _attempt(self, lines: list[str], stopping: threading.Event, final: bool,
@@ -442,17 +481,42 @@ class WritePipeline:
                 return _GAVE_UP
 
     def _settle(self, batch: _Batch) -> None:
-        """Dead-letter the rejects and acknowledge every message, in arrival order."""
+        """Confirm to the gateways, dead-letter the rejects and acknowledge every message, in
+        arrival order."""
         # Counted before the acks go out: whoever sees an ack sees the numbers that go with it.
-        self._counters.add("messages_written", sum(e.reject is None for e in batch.entries))
+        self._counters.add("messages_written",
+                           sum(e.dead_letter_reason() is None for e in batch.entries))
         self._release(batch)
+        self._confirm(batch)
         for entry in batch.entries:
             d = entry.delivery
-            if entry.reject is not None:
-                self._deadletter(d, entry.reject)
+            reason = entry.dead_letter_reason()
+            if reason is not None:
+                self._deadletter(d, reason)
             self._emit(Ack(d.mid, d.qos, d.session))
         if self._settled is not None:
             self._settled()
+
+    def _confirm(self, batch: _Batch) -> None:
+        """Tell each gateway which of its readings are now written and which were refused,
+        before the broker is told the messages may go (the acks): a crash between the two costs
+        a duplicate write, never a reading the gateway let go of unwritten."""
+        builder = ConfirmationBuilder()
+        for entry in batch.entries:
+            c = entry.converted
+            if c is None:
+                continue  # unreadable: no reading of it can be named
+            if c.line_seqs:
+                builder.written(c.gateway, c.station, c.line_seqs)
+            for seq, reason in [*c.rejected, *entry.refused]:
+                if seq is not None:
+                    builder.rejected(c.gateway, c.station, seq, reason)
+        if not builder:
+            return
+        for gateway, confirmation in builder.confirmations(self._ingest_id).items():
+            self._emit(PublishConfirm(self._topics.confirm(gateway),
+                                      encode_confirmation(confirmation)))
+            self._counters.add("confirmations")
 
     def _deadletter(self, d: Delivery, reason: str) -> None:
         record = self._deadletters.encode(reason, d.topic, d.payload)

@@ -39,7 +39,8 @@ from .messages import Converter
 from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
 from .ratings_setup import load_station_ratings
 from .mqtt_client import IngestClient
-from .pipeline import COUNTERS, Ack, Action, Backoff, Delivery, PublishDeadLetter, WritePipeline
+from .pipeline import (COUNTERS, Ack, Action, Backoff, Delivery, PublishConfirm, PublishDeadLetter,
+                       WritePipeline)
 from .stats import Counters
 from .writer import Writer, make_writer
 
@@ -50,6 +51,7 @@ _LOOP_TIMEOUT_S = 0.02  # how long an ack may wait for the network thread's next
 _READ_BURST = 100  # messages read in one round at most, so that acks still go out between
 _RECONNECT = Backoff(initial_s=0.5, max_s=30.0)
 _STOP_TIMEOUT_EXTRA_S = 5.0
+_IDLE_STATUS_DELAY_S = 0.5  # after settling everything, the status goes out this soon
 
 
 class Ingest:
@@ -82,6 +84,7 @@ class Ingest:
         self.status_topic = self._topics.ingest_status(config.ingest.id)
         self._writes = WriteWindow()
         self._unacked = Unacked()  # network thread only
+        self._was_busy = False  # network thread only: messages were unacked at the last report
         self._since = int(time.time())
         self._next_status = 0.0  # network thread only: monotonic time of the next status
         self._next_log = time.monotonic() + config.ingest.log_interval_s
@@ -107,7 +110,8 @@ class Ingest:
             self._writers, self._deadletters, self._topics, self._actions.put, self._counters,
             batch_size=self.config.influx.batch_size,
             flush_interval_s=self.config.influx.flush_interval_s, backoff=self._backoff,
-            convert=converter.lines, observe_write=self._writes.observe, settled=self._wake)
+            convert=converter.convert, observe_write=self._writes.observe, settled=self._wake,
+            ingest_id=self.config.ingest.id)
         self._client = self._make_client()
         self._threads = [
             threading.Thread(target=self._pipeline.run, args=(self._inbox, self._stopping),
@@ -260,6 +264,10 @@ class Ingest:
             elif isinstance(action, PublishDeadLetter):
                 self._send_acks(client, acks)  # earlier messages' acks before this record
                 client.publish(self.deadletter_topic, action.record, qos=QOS)
+            elif isinstance(action, PublishConfirm):
+                # Before the acks of the messages it confirms (the worker emits it first).
+                self._send_acks(client, acks)
+                client.publish(action.topic, action.payload, qos=QOS)
         self._send_acks(client, acks)
         if sent:
             self._counters.add("acks_sent", sent)
@@ -274,10 +282,17 @@ class Ingest:
     def _report(self, client: mqtt.Client) -> None:
         """The periodic retained status message and log line."""
         now = time.monotonic()
-        # Only once subscribed: gateways take a retained ingest status to mean "the broker
-        # queues readings for an ingest" (contracts.md 2), so never before the SUBACK. Decided
-        # before making the document: a persistent session's backlog arrives before the SUBACK,
-        # and the document would otherwise be made, and dropped, once per message until then.
+        unacked = len(self._unacked)
+        if self._was_busy and unacked == 0:
+            # Just settled everything: gateways take this status as evidence that what they
+            # published before it and nobody confirmed was lost (gateway/redelivery.py), so say
+            # it soon rather than at the next interval.
+            self._next_status = min(self._next_status, now + _IDLE_STATUS_DELAY_S)
+        self._was_busy = unacked > 0
+        # Only once subscribed: a status says what this ingest has settled of what the broker
+        # gives its subscription, which means nothing before the SUBACK. Decided before making
+        # the document: a persistent session's backlog arrives before the SUBACK, and the
+        # document would otherwise be made, and dropped, once per message until then.
         publish = now >= self._next_status and self._connected and self._subscribed
         if not publish and now < self._next_log:
             return
