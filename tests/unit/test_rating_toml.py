@@ -96,12 +96,12 @@ def test_a_feet_rating_takes_metres_and_gives_cubic_metres() -> None:
 
 
 @pytest.mark.parametrize("edit, message", [
-    (("id = \"SAN-01.3\"", "id = \"bad id\""), "id: expected an identifier"),
+    (("id = \"SAN-01.3\"", "id = \"bad id\""), "r.toml:2: id: 'bad id' is not a valid identifier"),
     (("[0.60, 2.64], [2.00, 41.6]", "[0.60, 2.64], [0.50, 41.6]"), "stages must ascend"),
     (("[2.00, 41.6]", "[2.00, 1.0]"), "must not fall"),
     (("stage_unit = \"m\"", "stage_unit = \"yd\""), "stage_unit"),
     (("begin = 2025-01-01T00:00:00Z", "begin = \"soon\""), "date-time"),
-    (("station = ", "statoin = "), "unknown keys"),
+    (("station = ", "statoin = "), "r.toml:3: statoin: unknown key"),
 ])
 def test_bad_ratings_are_refused_with_the_reason(edit: tuple[str, str], message: str) -> None:
     with pytest.raises(RatingError, match=message):
