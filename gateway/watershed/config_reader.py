@@ -49,17 +49,22 @@ class Problems:
         self.source = source
         self.lines = lines or {}
         self.error = error
-        self.items: list[str] = []
+        self._found: list[tuple[int, str]] = []  # (line or 0, problem)
 
     def add(self, path: KeyPath, message: str) -> None:
-        where = ""
+        where, line = "", None
         if self.source is not None:
             line = line_of(self.lines, path)
             where = f"{self.source}:{line}: " if line else f"{self.source}: "
-        self.items.append(f"{where}{dotted(path) or '(top level)'}: {message}")
+        self._found.append((line or 0, f"{where}{dotted(path) or '(top level)'}: {message}"))
+
+    @property
+    def items(self) -> list[str]:
+        """In the order of the file (problems of the whole file first), else as found."""
+        return [text for _, text in sorted(self._found, key=lambda found: found[0])]
 
     def check(self) -> None:
-        if self.items:
+        if self._found:
             raise self.error(self.items)
 
 

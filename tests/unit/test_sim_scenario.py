@@ -101,3 +101,13 @@ def test_key_lines_number_arrays_of_tables_like_tomllib() -> None:
     assert lines[("station", 0, "sensor", 1, "pin")] == 30
     assert lines[("link", 0, "outage", 0, "at")] == 12
     assert lines[("scenario", "speed")] == 5
+
+
+def test_a_file_reports_every_problem_with_its_line() -> None:
+    found = problems(GOOD.replace("pin = 27", "pin = 300").replace('kind = "bus"', 'kind = "can"')
+                     .replace("speed = 3600", "sped = 3600"))
+    assert found == [
+        "s.toml:5: scenario.sped: unknown key (known here: description, duration, name, seed, "
+        "speed, start)",
+        "s.toml:9: link[0].kind: expected one of bus, radio, got 'can'",
+        "s.toml:30: station[0].sensor[1].pin: expected an integer from 0 to 255, got 300"]

@@ -180,7 +180,7 @@ def _influx(t: Table) -> InfluxConfig:
 
     def for_v2(key: str, secret: bool = False) -> str:
         value = t.text(key, "", allow_empty=True, secret=secret)
-        if api == "v2" and not value:
+        if api == "v2" and t.data.get(key, "") == "":  # (another type is reported already)
             t.problem(key, 'required (not empty) with api = "v2"')
         return value
 
