@@ -158,13 +158,13 @@ class Table:
         """Whether the document sets ``key`` (the typed getters check only what is given)."""
         return key in self.data
 
-    def table(self, key: str, required: bool = False) -> Table:
+    def table(self, key: str, required: bool = False) -> Self:
         value = self.value(key, REQUIRED if required else {})
         if value is not None and not isinstance(value, Mapping):
             self._expected(key, f"a table [{_header((*self.path, key))}]", value)
         return type(self)(value, (*self.path, key), self.problems)
 
-    def tables(self, key: str, required: bool = False) -> list[Table]:
+    def tables(self, key: str, required: bool = False) -> list[Self]:
         """An array of tables ([[key]]); ``required``: at least one."""
         value = self.value(key, [])
         if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
@@ -305,6 +305,8 @@ def _kind(value: Any) -> str:
         return "a table"
     if isinstance(value, Decimal):
         return str(value)  # as written in the file, not Decimal('0.1')
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
     return repr(value)
 
 
@@ -314,7 +316,7 @@ def _type_of(value: Any) -> str:
         return "true or false"
     if isinstance(value, int):
         return "an integer"
-    if _is_number(value):
+    if isinstance(value, (float, Decimal)):
         return "a number"
     if isinstance(value, str):
         return "a string" if value else "an empty string"
