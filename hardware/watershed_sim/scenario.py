@@ -64,7 +64,7 @@ environment or recorded series they see, and how long and how fast to run.
     duration = "30m"
 
 Every problem is reported with the file, the line and the key: ``storm.toml:31: station[0].
-sensor[1].pin: must be 0-255, not 300``. Unknown keys are errors.
+sensor[1].pin: expected an integer from 0 to 255, got 300``. Unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -72,19 +72,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from watershed.config_reader import REQUIRED, ConfigError, Table, load_toml, parse_toml
 from watershed.contracts.channels import NUMBERS
 from watershed.contracts.ids import is_valid_id
 
 from .environment import Catchment, Environment, RainEvent, Rating, River, Weather
 from .line_noise import NoiseSettings, Outage
 from .replay import ReplayError, Series, read_csv, read_toa5, read_usgs_rdb
-from .toml_lines import KeyPath, key_lines, line_of
 
 LINK_KINDS = ("bus", "radio")
 SENSOR_KINDS = ("analog",)  # the seam: SDI-12 / serial sensor kinds are added here
@@ -93,12 +92,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ConfigError):
     """A scenario file cannot be run; ``problems`` are ``file:line: key: what`` strings."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)
@@ -178,164 +173,45 @@ class Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ScenarioError([f"{path}: cannot read: {e.strerror or e}"]) from e
-    return parse_scenario(text, path)
+    return _read(load_toml(path, error=ScenarioError), Path(path), time.time())
 
 
 def parse_scenario(text: str, path: Path | None = None, now: float | None = None) -> Scenario:
-    source = str(path) if path else "<scenario>"
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        # tomllib's message ends "(at line N, column M)": put the line where a reader looks.
-        m = re.search(r"\(at line (\d+), column \d+\)", str(e))
-        where = f"{source}:{m.group(1)}" if m else source
-        raise ScenarioError([f"{where}: not valid TOML: {str(e).split(' (at line')[0]}"]) from e
-    reader = _Reader(document, (), _Problems(source, key_lines(text)))
-    scenario = _scenario(reader, path, now if now is not None else time.time())
-    if reader.problems.items:
-        raise ScenarioError(reader.problems.items)
-    assert scenario is not None
+    root = parse_toml(text, str(path) if path else "<scenario>", error=ScenarioError)
+    return _read(root, path, now if now is not None else time.time())
+
+
+def _read(root: Table, path: Path | None, now: float) -> Scenario:
+    scenario = _scenario(_Reader.of(root), path, now)
+    root.check()
     return scenario
 
 
-# --- reading with positions -----------------------------------------------------------------
+class _Reader(Table):
+    """The shared typed table, plus the simulator's durations."""
 
-
-class _Problems:
-    def __init__(self, source: str, lines: dict[KeyPath, int]) -> None:
-        self.source = source
-        self.lines = lines
-        self.items: list[str] = []
-
-    def add(self, path: KeyPath, message: str) -> None:
-        line = line_of(self.lines, path)
-        where = f"{self.source}:{line}" if line else self.source
-        self.items.append(f"{where}: {_dotted(path) or '(top level)'}: {message}")
-
-
-def _dotted(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-_MISSING = object()
-
-
-class _Reader:
-    """One table of the document: typed getters that record problems instead of raising."""
-
-    def __init__(self, table: Mapping[str, Any], path: KeyPath, problems: _Problems) -> None:
-        self.table = table
-        self.path = path
-        self.problems = problems
-        self._used: set[str] = set()
-
-    def problem(self, key: str | None, message: str) -> None:
-        self.problems.add((*self.path, key) if key else self.path, message)
-
-    def _get(self, key: str, default: Any) -> Any:
-        self._used.add(key)
-        value = self.table.get(key, _MISSING)
-        if value is _MISSING:
-            if default is _MISSING:
-                self.problem(key, "is required")
-                return None
-            return default
-        return value
-
-    def integer(self, key: str, default: Any = _MISSING, lo: int | None = None,
-                hi: int | None = None) -> int:
-        value = self._get(key, default)
-        if value is None or value is default:
-            return value
-        if not isinstance(value, int) or isinstance(value, bool):
-            self.problem(key, f"must be an integer, not {value!r}")
-            return default if default is not _MISSING else 0
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            self.problem(key, f"must be {lo}-{hi}, not {value}")
-        return value
-
-    def number(self, key: str, default: Any = _MISSING, lo: float | None = None,
-               hi: float | None = None) -> float:
-        value = self._get(key, default)
-        if value is None or value is default:
-            return value
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            self.problem(key, f"must be a number, not {value!r}")
-            return default if default is not _MISSING else 0.0
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            self.problem(key, f"must be between {lo} and {hi}, not {value}")
-        return float(value)
-
-    def text(self, key: str, default: Any = _MISSING) -> str:
-        value = self._get(key, default)
-        if value is not None and not isinstance(value, str):
-            self.problem(key, f"must be a string, not {value!r}")
-            return ""
-        return value
-
-    def ident(self, key: str) -> str:
-        value = self.text(key)
-        if value and not is_valid_id(value):
-            self.problem(key, f"{value!r} is not an identifier (1-32 of A-Z a-z 0-9 _ . -)")
-        return value or ""
-
-    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
-        value = self.text(key, default)
-        if value is not None and value not in choices:
-            self.problem(key, f"must be one of {', '.join(choices)}, not {value!r}")
-        return value
-
-    def duration(self, key: str, default: Any = _MISSING) -> float:
+    def duration(self, key: str, default: Any = REQUIRED) -> float:
         """Seconds, from a number or text such as "90s", "15m", "6h", "30d"."""
-        value = self._get(key, default)
-        if value is None or value is default:
-            return value
+        value = self.value(key, default)
+        if not self.given(key):
+            return value or 0.0
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
             return float(value)
         m = _DURATION.match(value) if isinstance(value, str) else None
         if not m:
-            self.problem(key, f"must be a duration such as \"90s\", \"15m\", \"6h\", \"30d\" "
-                              f"or seconds, not {value!r}")
+            self.problem(key, f"expected a duration such as \"90s\", \"15m\", \"6h\", "
+                              f"\"30d\" or seconds, got {value!r}")
             return 0.0
         return float(m.group(1)) * _UNIT_S[m.group(2)]
-
-    def sub(self, key: str, required: bool = False) -> _Reader:
-        value = self._get(key, _MISSING if required else {})
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            self.problem(key, "must be a table")
-            value = {}
-        return _Reader(value, (*self.path, key), self.problems)
-
-    def subs(self, key: str) -> list[_Reader]:
-        value = self._get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            self.problem(key, f"must be an array of tables ([[{_dotted((*self.path, key))}]])")
-            return []
-        return [_Reader(v, (*self.path, key, i), self.problems) for i, v in enumerate(value)]
-
-    def done(self) -> None:
-        for key in self.table:
-            if key not in self._used:
-                self.problem(key, "unknown key")
 
 
 # --- sections -------------------------------------------------------------------------------
 
 
-def _scenario(root: _Reader, path: Path | None, now: float) -> Scenario | None:
-    head = root.sub("scenario", required=True)
+def _scenario(root: _Reader, path: Path | None, now: float) -> Scenario:
+    head = root.table("scenario", required=True)
     name = head.ident("name")
-    start_value = head._get("start", None)
+    start_value = head.value("start", None)
     if start_value is None:
         start = int(now) // 3600 * 3600
     elif isinstance(start_value, dt.datetime) and start_value.tzinfo is not None:
@@ -344,36 +220,36 @@ def _scenario(root: _Reader, path: Path | None, now: float) -> Scenario | None:
         head.problem("start", "must be a date-time with its offset, e.g. 2024-03-01T00:00:00Z")
         start = 0
     duration_s = head.duration("duration")
-    if duration_s == 0 and not isinstance(head.table.get("duration"), str):
+    if duration_s == 0 and not isinstance(head.data.get("duration"), str):
         head.problem("duration", "must be longer than 0")
     speed = head.integer("speed", 1, 1, 1_000_000)
     seed = head.integer("seed", 0)
     head.text("description", "")
-    head.done()
+    head.reject_unknown()
 
-    gw = root.sub("gateway")
+    gw = root.table("gateway")
     gateway = GatewaySpec(
         poll_interval_s=gw.number("poll_interval_s", GatewaySpec.poll_interval_s, 0.01, 3600),
         reply_timeout_s=gw.number("reply_timeout_s", GatewaySpec.reply_timeout_s, 0.01, 60))
-    gw.done()
+    gw.reject_unknown()
 
-    catchment, weather = _environment(root.sub("environment"), start)
+    catchment, weather = _environment(root.table("environment"), start)
     replays = {}
-    for r in root.subs("replay"):
+    for r in root.tables("replay"):
         name_r, series = _replay(r, path, start)
         if name_r in replays:
             r.problem("name", f"{name_r!r} is used by an earlier replay")
         if series is not None:
             replays[name_r] = series
 
-    links = tuple(_link(r, start) for r in root.subs("link"))
+    links = tuple(_link(r, start) for r in root.tables("link"))
     link_names = [link.name for link in links]
     for i, name_l in enumerate(link_names):
         if name_l in link_names[:i]:
             root.problems.add(("link", i, "name"), f"{name_l!r} is used by an earlier link")
-    stations = tuple(_station(r, start, link_names, replays) for r in root.subs("station"))
+    stations = tuple(_station(r, start, link_names, replays) for r in root.tables("station"))
     _check_stations(root, stations, links)
-    root.done()
+    root.reject_unknown()
     return Scenario(name=name, path=path, start=start, duration_s=duration_s or 0.0, speed=speed,
                     seed=seed, gateway=gateway, links=links, stations=stations,
                     catchment=catchment, weather=weather, replays=replays)
@@ -381,14 +257,14 @@ def _scenario(root: _Reader, path: Path | None, now: float) -> Scenario | None:
 
 def _environment(env: _Reader, start: int) -> tuple[Catchment, Weather]:
     rain = []
-    for r in env.subs("rain"):
+    for r in env.tables("rain"):
         rain.append(RainEvent(start + (r.duration("at") or 0), r.duration("duration") or 0,
-                              r.number("intensity_mm_h", lo=0, hi=500) or 0))
-        r.done()
-    rating_r = env.sub("rating")
+                              r.number("intensity_mm_h", low=0, high=500)))
+        r.reject_unknown()
+    rating_r = env.table("rating")
     rating = Rating(c=rating_r.number("c", Rating.c, 1e-6), e=rating_r.number("e", Rating.e),
                     b=rating_r.number("b", Rating.b, 0.1, 10))
-    rating_r.done()
+    rating_r.reject_unknown()
     catchment = Catchment(
         area_km2=env.number("area_km2", Catchment.area_km2, 0.01, 1e6),
         k_s=env.duration("reservoir_k", Catchment.k_s) or Catchment.k_s,
@@ -398,7 +274,7 @@ def _environment(env: _Reader, start: int) -> tuple[Catchment, Weather]:
     weather = Weather(utc_offset_h=env.number("utc_offset_h", Weather.utc_offset_h, -12, 14),
                       mean_air_c=env.number("mean_air_c", Weather.mean_air_c, -40, 50),
                       pressure_hpa=env.number("pressure_hpa", Weather.pressure_hpa, 300, 1100))
-    env.done()
+    env.reject_unknown()
     return catchment, weather
 
 
@@ -406,10 +282,10 @@ def _replay(r: _Reader, path: Path | None, start: int) -> tuple[str, Series | No
     name = r.ident("name")
     fmt = r.choice("format", REPLAY_FORMATS)
     file_text = r.text("path")
-    column = r.text("column", None)
+    column = r.text("column", "") or None
     align = r.choice("align", ("start", "recorded"), "start")
     offset_h = r.number("utc_offset_h", 0.0, -12, 14)
-    r.done()
+    r.reject_unknown()
     if not file_text or fmt not in REPLAY_FORMATS:
         return name, None
     file = Path(file_text)
@@ -433,7 +309,7 @@ def _replay(r: _Reader, path: Path | None, start: int) -> tuple[str, Series | No
 
 def _window(r: _Reader, start: int) -> Window:
     window = Window(start + (r.duration("at") or 0), r.duration("duration") or 0)
-    r.done()
+    r.reject_unknown()
     return window
 
 
@@ -444,7 +320,7 @@ def _link(r: _Reader, start: int) -> LinkSpec:
     latency = r.duration("latency_s", 0.0)
     if kind == "bus" and latency:
         r.problem("latency_s", "a bus has no latency; only a radio link does")
-    outages = tuple(Outage(w.start, w.end) for w in (_window(o, start) for o in r.subs("outage")))
+    outages = tuple(Outage(w.start, w.end) for w in (_window(o, start) for o in r.tables("outage")))
     try:
         noise = NoiseSettings(ber=r.number("ber", 0.0), burst_loss=r.number("burst_loss", 0.0),
                               mean_burst_bytes=r.number("mean_burst_bytes", 20.0),
@@ -452,17 +328,17 @@ def _link(r: _Reader, start: int) -> LinkSpec:
     except ValueError as e:
         r.problem(None, str(e))
         noise = NoiseSettings(outages=outages)
-    r.done()
+    r.reject_unknown()
     return LinkSpec(name, kind, baud, latency, noise)
 
 
 def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Series]
              ) -> StationSpec:
     spec = StationSpec(
-        id=r.ident("id"), address=r.integer("address", lo=1, hi=254), basin=r.ident("basin"),
+        id=r.ident("id"), address=r.integer("address", low=1, high=254), basin=r.ident("basin"),
         link=r.text("link"),
-        power_cuts=tuple(_window(w, start) for w in r.subs("power_cut")),
-        sensors=tuple(_sensor(s, start, replays) for s in r.subs("sensor")))
+        power_cuts=tuple(_window(w, start) for w in r.tables("power_cut")),
+        sensors=tuple(_sensor(s, start, replays) for s in r.tables("sensor")))
     if spec.link and spec.link not in links:
         r.problem("link", f"no [[link]] is named {spec.link!r}")
     if not spec.sensors:
@@ -475,12 +351,12 @@ def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Ser
         if s.channel in channels[:i]:
             r.problems.add((*r.path, "sensor", i, "channel"),
                            f"channel {s.channel} is used by an earlier sensor")
-    r.done()
+    r.reject_unknown()
     return spec
 
 
 def _sensor(r: _Reader, start: int, replays: Mapping[str, Series]) -> SensorSpec:
-    channel_value = r._get("channel", _MISSING)
+    channel_value = r.value("channel")
     channel = 0
     if isinstance(channel_value, str):
         channel = NUMBERS.get(channel_value, 0)
@@ -492,9 +368,9 @@ def _sensor(r: _Reader, start: int, replays: Mapping[str, Series]) -> SensorSpec
         r.problem("channel", f"must be a catalogue name or 1-255, not {channel_value!r}")
     kind = r.choice("kind", SENSOR_KINDS, "analog")
     exponent = r.integer("exponent", 0, -20, 20)
-    full_scale = r.integer("full_scale", None, 1)
-    scale_num = r.integer("scale_num", None, 1)
-    scale_den = r.integer("scale_den", None, 1)
+    full_scale = r.optional_integer("full_scale", 1)
+    scale_num = r.optional_integer("scale_num", 1)
+    scale_den = r.optional_integer("scale_den", 1)
     if full_scale is not None and (scale_num is not None or scale_den is not None):
         r.problem("full_scale", "give full_scale or scale_num/scale_den, not both")
     if full_scale is not None:
@@ -507,12 +383,12 @@ def _sensor(r: _Reader, start: int, replays: Mapping[str, Series]) -> SensorSpec
     elif source and not environment_source:
         r.problem("source", f"must be one of {', '.join(Environment.QUANTITIES)} or "
                             f"\"replay:<name>\", not {source!r}")
-    spec = SensorSpec(channel=channel, kind=kind, pin=r.integer("pin", lo=0, hi=255),
+    spec = SensorSpec(channel=channel, kind=kind, pin=r.integer("pin", low=0, high=255),
                       interval_s=r.integer("interval_s", 900, 1, 86400), exponent=exponent,
                       scale_num=scale_num or 1, scale_den=scale_den or 1,
                       offset=r.integer("offset", 0), source=source or "",
-                      dropouts=tuple(_window(w, start) for w in r.subs("dropout")))
-    r.done()
+                      dropouts=tuple(_window(w, start) for w in r.tables("dropout")))
+    r.reject_unknown()
     return spec
 
 

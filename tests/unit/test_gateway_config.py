@@ -183,3 +183,23 @@ def test_unreadable_or_invalid_files_raise_config_error(tmp_path: Path) -> None:
     bad.write_text("[gateway\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_a_file_reports_every_problem_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text('[gateway]\nid = "gw 1"\n[mqtt]\nport = 70000\nhots = "x"\n'
+                    '[[link]]\nport = "loop://"\nstations = [1]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    problems = info.value.problems
+    assert len(problems) == 3, problems
+    assert problems[0].startswith(f"{path}:2: gateway.id: 'gw 1' is not a valid identifier")
+    assert problems[1] == f"{path}:4: mqtt.port: expected an integer from 1 to 65535, got 70000"
+    assert problems[2].startswith(f"{path}:5: mqtt.hots: unknown key (known here: ")
+    assert str(info.value) == "\n".join(problems)
+
+
+def test_a_password_is_never_shown() -> None:
+    problems = problems_of(MINIMAL | {"mqtt": {"username": "u", "password": 90210}})
+    assert problems == ["mqtt.password: expected a string, got an integer"]
+    assert "hunter2" not in repr(MqttConfig(username="u", password="hunter2"))

@@ -120,3 +120,25 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
     bad.write_text("[ingest\nid = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
+
+
+def test_a_file_reports_every_problem_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "ingest.toml"
+    path.write_text('[ingest]\nid = "ingest/1"\n\n[influx]\nbatch_size = 0\nbatchsize = 10\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    problems = e.value.problems
+    assert len(problems) == 3, problems
+    assert problems[0].startswith(f"{path}:2: ingest.id: 'ingest/1' is not a valid identifier")
+    assert problems[1] == f"{path}:5: influx.batch_size: expected an integer of at least 1, got 0"
+    assert problems[2].startswith(f"{path}:6: influx.batchsize: unknown key (known here: ")
+
+
+def test_secrets_of_the_wrong_type_are_not_echoed() -> None:
+    with pytest.raises(ConfigError) as e:
+        IngestConfig.from_dict({"mqtt": {"username": "u", "password": 31337},
+                                "influx": {"api": "v2", "org": "o", "bucket": "b",
+                                           "token": 271828, "password": 4242}})
+    assert e.value.problems == ["mqtt.password: expected a string, got an integer",
+                                "influx.password: expected a string, got an integer",
+                                "influx.token: expected a string, got an integer"]

@@ -37,6 +37,8 @@ begin = 2025-06-01T00:00:00Z
 points = [[0.30, 0.05], [1.00, 0.0]]
 """
 JUNE = 1748736000  # 2025-06-01T00:00:00Z
+EXAMPLE_RATING = (Path(__file__).resolve().parents[2] / "deploy" / "ingest" / "ratings"
+                  / "SAN-01.toml")
 
 
 def test_segments_with_their_own_offsets_reproduce_the_power_laws() -> None:
@@ -96,12 +98,12 @@ def test_a_feet_rating_takes_metres_and_gives_cubic_metres() -> None:
 
 
 @pytest.mark.parametrize("edit, message", [
-    (("id = \"SAN-01.3\"", "id = \"bad id\""), "id: expected an identifier"),
+    (("id = \"SAN-01.3\"", "id = \"bad id\""), "r.toml:2: id: 'bad id' is not a valid identifier"),
     (("[0.60, 2.64], [2.00, 41.6]", "[0.60, 2.64], [0.50, 41.6]"), "stages must ascend"),
     (("[2.00, 41.6]", "[2.00, 1.0]"), "must not fall"),
     (("stage_unit = \"m\"", "stage_unit = \"yd\""), "stage_unit"),
     (("begin = 2025-01-01T00:00:00Z", "begin = \"soon\""), "date-time"),
-    (("station = ", "statoin = "), "unknown keys"),
+    (("station = ", "statoin = "), "r.toml:3: statoin: unknown key"),
 ])
 def test_bad_ratings_are_refused_with_the_reason(edit: tuple[str, str], message: str) -> None:
     with pytest.raises(RatingError, match=message):
@@ -124,3 +126,27 @@ def test_rating_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert table[-1] == "2.00\t0.00\t41.60\t*"
     assert "# //RATING OFFSET1=0.1 BREAKPOINT1=0.6 OFFSET2=0.3" in table
     assert main(["rating", "table", str(tmp_path / "none.toml")]) == 2
+
+
+def test_a_misspelt_key_is_refused_not_read_as_its_default() -> None:
+    text = EXAMPLE_RATING.read_text()
+    assert parse_toml_rating(text).rated(1.0) == Decimal("10.029")
+    # The channel-control segment without its offset would rate 1.0 m at 9.45 m3/s.
+    assert parse_toml_rating(text.replace("offset = 0.30\n", "")).rated(1.0) == Decimal("9.45136")
+    with pytest.raises(RatingError) as e:
+        parse_toml_rating(text.replace("offset = 0.30", "ofset = 0.30"), "SAN-01.toml")
+    assert e.value.problems == ["SAN-01.toml:16: segments[1].ofset: unknown key (known here: "
+                                "offset, points)"]
+
+
+def test_a_file_reports_every_problem_with_its_line() -> None:
+    text = (TWO_SEGMENTS.replace('stage_unit = "m"', 'stage_unit = "yd"')
+            .replace("begin = 2025-01-01T00:00:00Z", 'begin = "soon"')
+            .replace("offset = 0.30", "ofset = 0.30"))
+    with pytest.raises(RatingError) as e:
+        parse_toml_rating(text, "r.toml")
+    assert e.value.problems == [
+        "r.toml:4: stage_unit: expected one of m, ft, got 'yd'",
+        "r.toml:7: effective[0].begin: expected a TOML date-time such as 2024-01-01T00:00:00Z, "
+        "got 'soon'",
+        "r.toml:13: segments[1].ofset: unknown key (known here: offset, points)"]

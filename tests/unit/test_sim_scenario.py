@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from watershed_sim.scenario import ScenarioError, load_scenario, parse_scenario
-from watershed_sim.toml_lines import key_lines
+from watershed.toml_lines import key_lines
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -75,14 +75,15 @@ def test_a_syntax_error_names_file_and_line() -> None:
 
 
 @pytest.mark.parametrize("change,expected", [
-    (('pin = 27', 'pin = 300'), "s.toml:30: station[0].sensor[1].pin: must be 0-255, not 300"),
+    (('pin = 27', 'pin = 300'), "s.toml:30: station[0].sensor[1].pin: expected an integer from 0 to 255, got 300"),
     (('source = "water_temp_c"', 'source = "wind"'), "s.toml:33: station[0].sensor[1].source:"),
     (('link = "bus-1"', 'link = "bus-2"'), "s.toml:19: station[0].link: no [[link]] is named 'bus-2'"),
-    (('duration = "2h"', 'duration = "2 hours"'), "s.toml:13: link[0].outage[0].duration: must be a duration"),
-    (('kind = "bus"', 'kind = "carrier pigeon"'), "s.toml:9: link[0].kind: must be one of bus, radio"),
+    (('duration = "2h"', 'duration = "2 hours"'), "s.toml:13: link[0].outage[0].duration: expected a duration such as "
+     "\"90s\", \"15m\", \"6h\", \"30d\" or seconds, got '2 hours'"),
+    (('kind = "bus"', 'kind = "carrier pigeon"'), "s.toml:9: link[0].kind: expected one of bus, radio, got 'carrier pigeon'"),
     (('channel = 3', 'channel = "depth_ft"'), "s.toml:29: station[0].sensor[1].channel: 'depth_ft' is not in"),
     (('speed = 3600', 'sped = 3600'), "s.toml:5: scenario.sped: unknown key"),
-    (('address = 1', 'address = 0'), "s.toml:17: station[0].address: must be 1-254, not 0"),
+    (('address = 1', 'address = 0'), "s.toml:17: station[0].address: expected an integer from 1 to 254, got 0"),
 ])
 def test_a_semantic_error_names_file_line_and_key(change: tuple[str, str], expected: str) -> None:
     found = problems(GOOD.replace(*change))
@@ -100,3 +101,13 @@ def test_key_lines_number_arrays_of_tables_like_tomllib() -> None:
     assert lines[("station", 0, "sensor", 1, "pin")] == 30
     assert lines[("link", 0, "outage", 0, "at")] == 12
     assert lines[("scenario", "speed")] == 5
+
+
+def test_a_file_reports_every_problem_with_its_line() -> None:
+    found = problems(GOOD.replace("pin = 27", "pin = 300").replace('kind = "bus"', 'kind = "can"')
+                     .replace("speed = 3600", "sped = 3600"))
+    assert found == [
+        "s.toml:5: scenario.sped: unknown key (known here: description, duration, name, seed, "
+        "speed, start)",
+        "s.toml:9: link[0].kind: expected one of bus, radio, got 'can'",
+        "s.toml:30: station[0].sensor[1].pin: expected an integer from 0 to 255, got 300"]

@@ -56,30 +56,25 @@ the wrong port for a month.
 
 from __future__ import annotations
 
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from watershed.config_reader import ConfigError, Table, load_toml, of_mapping
 from watershed.contracts.channels import FIRST_STATION_SPECIFIC, NUMBERS
 from watershed.contracts.ids import is_valid_id
 from watershed.contracts.mqtt import DEFAULT_PREFIX
+
+__all__ = ["AlertRule", "ConfigError", "GatewayConfig", "LinkConfig", "MqttConfig",
+           "StationConfig", "load_config"]
 
 DEFAULT_STORE = "/var/lib/watershed/gateway.db"
 UNASSIGNED_BASIN = "unassigned"  # basin of a station that is heard but not in the registry
 MIN_ADDRESS, MAX_ADDRESS = 1, 254  # 0 is the gateway, 255 broadcast (contracts 1.1)
 DEFAULT_QUOTA_BYTES = 2_000_000_000
 MIN_QUOTA_BYTES = 1024 * 1024
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; ``problems`` lists each one, naming its key."""
-
-    def __init__(self, problems: list[str], source: str = "config") -> None:
-        self.problems = problems
-        super().__init__(f"{source}: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -89,7 +84,7 @@ class MqttConfig:
     prefix: str = DEFAULT_PREFIX
     keepalive_s: int = 30
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     max_readings_per_message: int = 50
     max_inflight: int = 20  # messages published and not yet acknowledged (PUBACK)
     reconnect_min_s: float = 0.5
@@ -157,10 +152,14 @@ class GatewayConfig:
         return None
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], source: str = "config") -> GatewayConfig:
+    def from_dict(cls, d: Mapping[str, Any]) -> GatewayConfig:
         """Validate a parsed TOML document; raises ConfigError listing every problem."""
-        problems: list[str] = []
-        root = _Table(d, "", problems)
+        return cls.from_table(_Table.of(of_mapping(d)))
+
+    @classmethod
+    def from_table(cls, root: Table) -> GatewayConfig:
+        """Read the root table of a document; raises ConfigError listing every problem."""
+        root = _Table.of(root)
         gw = root.table("gateway", required=True)
         mqtt = root.table("mqtt")
         mqtt_config = MqttConfig(
@@ -169,7 +168,7 @@ class GatewayConfig:
             prefix=mqtt.topic_prefix("prefix", MqttConfig.prefix),
             keepalive_s=mqtt.integer("keepalive_s", MqttConfig.keepalive_s, 1, 65535),
             username=mqtt.text("username", "", allow_empty=True),
-            password=mqtt.text("password", "", allow_empty=True),
+            password=mqtt.text("password", "", allow_empty=True, secret=True),
             max_readings_per_message=mqtt.integer(
                 "max_readings_per_message", MqttConfig.max_readings_per_message, 1, 1000),
             max_inflight=mqtt.integer("max_inflight", MqttConfig.max_inflight, 1, 1000),
@@ -186,15 +185,17 @@ class GatewayConfig:
                                         86400),
         )
         if mqtt_config.reconnect_max_s < mqtt_config.reconnect_min_s:
-            problems.append("mqtt.reconnect_max_s: must not be below mqtt.reconnect_min_s")
+            mqtt.problem("reconnect_max_s", "must not be below mqtt.reconnect_min_s")
         if (mqtt_config.ca_file or mqtt_config.cert_file) and not mqtt_config.tls:
-            problems.append("mqtt.tls: must be true when ca_file or cert_file is set")
+            mqtt.problem("tls", "must be true when ca_file or cert_file is set")
         if bool(mqtt_config.cert_file) != bool(mqtt_config.key_file):
-            problems.append("mqtt.key_file: cert_file and key_file go together")
+            mqtt.problem("key_file", "cert_file and key_file go together")
         if mqtt_config.password and not mqtt_config.username:
-            problems.append("mqtt.password: set without mqtt.username")
-        links = tuple(_link(t) for t in root.tables("link", required=True))
-        stations = tuple(_station(t) for t in root.tables("station"))
+            mqtt.problem("password", "set without mqtt.username")
+        link_tables = root.tables("link", required=True)
+        links = tuple(_link(t) for t in link_tables)
+        station_tables = root.tables("station")
+        stations = tuple(_station(t) for t in station_tables)
         config = cls(
             id=gw.ident("id"),
             store=gw.text("store", DEFAULT_STORE),
@@ -210,23 +211,16 @@ class GatewayConfig:
         )
         for table in (root, gw, mqtt):
             table.reject_unknown()
-        _check_unique(links, stations, problems)
-        if problems:
-            raise ConfigError(problems, source)
+        _check_unique(zip(link_tables, links), zip(station_tables, stations))
+        root.check()
         return config
 
 
 def load_config(path: str | Path) -> GatewayConfig:
-    """Read and validate a TOML file. A relative ``store`` path is taken from the file's folder."""
+    """Read and validate a TOML file. A relative ``store`` path is taken from the file's folder.
+    Raises ConfigError listing every problem as ``file:line: key: message``."""
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError([f"cannot read: {e.strerror or e}"], str(path)) from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError([f"not valid TOML: {e}"], str(path)) from e
-    config = GatewayConfig.from_dict(document, str(path))
+    config = GatewayConfig.from_table(load_toml(path))
     store = Path(config.store)
     if not store.is_absolute():
         config = replace(config, store=str(path.parent / store))
@@ -257,7 +251,7 @@ def _link(t: _Table) -> LinkConfig:
 def _station(t: _Table) -> StationConfig:
     config = StationConfig(
         id=t.ident("id"),
-        address=t.integer("address", None, MIN_ADDRESS, MAX_ADDRESS),
+        address=t.integer("address", low=MIN_ADDRESS, high=MAX_ADDRESS),
         basin=t.ident("basin"),
         channels=MappingProxyType(t.channel_names("channels")),
         alerts=tuple(_alert(a) for a in t.tables("alert")),
@@ -279,168 +273,65 @@ def _alert(t: _Table) -> AlertRule:
     return rule
 
 
-def _check_unique(links: tuple[LinkConfig, ...], stations: tuple[StationConfig, ...],
-                  problems: list[str]) -> None:
+def _check_unique(links: Iterable[tuple[Table, LinkConfig]],
+                  stations: Iterable[tuple[Table, StationConfig]]) -> None:
     # Addresses may repeat across links (each bus has its own), ports and station ids may not.
     ports: set[str] = set()
-    for i, link in enumerate(links):
+    for table, link in links:
         if link.port and link.port in ports:
-            problems.append(f"link[{i}].port: {link.port!r} is used by an earlier link")
+            table.problem("port", f"{link.port!r} is used by an earlier link")
         ports.add(link.port)
     ids: set[str] = set()
-    for i, station in enumerate(stations):
+    for table, station in stations:
         if station.id and station.id in ids:
-            problems.append(f"station[{i}].id: {station.id!r} is registered twice")
+            table.problem("id", f"{station.id!r} is registered twice")
         ids.add(station.id)
 
 
-# --- a checked view of one TOML table -----------------------------------------------------
-
-_REQUIRED: Any = object()
+# --- the gateway's own kinds of value -----------------------------------------------------
 
 
-class _Table:
-    """Reads typed values out of one table, recording a problem (named by its key) per defect.
-
-    A getter that finds a problem returns a harmless placeholder so that the rest of the file
-    is still checked and every problem is reported in one go.
-    """
-
-    def __init__(self, data: Any, path: str, problems: list[str]) -> None:
-        self._data: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
-        self._path = path
-        self._problems = problems
-        self._used: set[str] = set()
-
-    def _key(self, key: str) -> str:
-        return f"{self._path}.{key}" if self._path else key
-
-    def _problem(self, key: str, message: str) -> None:
-        self._problems.append(f"{self._key(key)}: {message}")
-
-    def _get(self, key: str, default: Any) -> Any:
-        self._used.add(key)
-        if key in self._data:
-            return self._data[key]
-        if default is _REQUIRED:
-            self._problem(key, "required")
-        return default
-
-    def reject_unknown(self) -> None:
-        for key in self._data:
-            if key not in self._used:
-                known = ", ".join(sorted(self._used)) or "none"
-                self._problem(key, f"unknown key (known here: {known})")
-
-    def table(self, key: str, required: bool = False) -> _Table:
-        value = self._get(key, _REQUIRED if required else {})
-        if value is not _REQUIRED and not isinstance(value, Mapping):
-            self._problem(key, f"expected a table [{self._key(key)}], got {_kind(value)}")
-        return _Table(value, self._key(key), self._problems)
-
-    def tables(self, key: str, required: bool = False) -> list[_Table]:
-        value = self._get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
-            self._problem(key, f"expected tables [[{self._key(key)}]], got {_kind(value)}")
-            return []
-        if required and not value:
-            self._problem(key, f"at least one [[{self._key(key)}]] is required")
-        return [_Table(v, f"{self._key(key)}[{i}]", self._problems) for i, v in enumerate(value)]
-
-    def text(self, key: str, default: Any = _REQUIRED, allow_empty: bool = False) -> str:
-        value = self._get(key, default)
-        if not isinstance(value, str) or (not value and not allow_empty):
-            if value is not _REQUIRED:
-                self._problem(key, f"expected a non-empty string, got {_kind(value)}")
-            return ""
-        return value
-
-    def ident(self, key: str) -> str:
-        value = self.text(key)
-        if value and not is_valid_id(value):
-            self._problem(key, f"{value!r} is not a valid identifier (1-32 characters from "
-                               "A-Z a-z 0-9 _ . -, starting with a letter or digit)")
-        return value
+class _Table(Table):
+    """The shared typed table, plus the values only the gateway reads."""
 
     def topic_prefix(self, key: str, default: str) -> str:
         value = self.text(key, default)
         if value and not all(is_valid_id(level) for level in value.split("/")):
-            self._problem(key, f"{value!r}: every topic level must be a valid identifier "
-                               "(no empty levels, wildcards or spaces)")
+            self.problem(key, f"{value!r}: every topic level must be a valid identifier "
+                              "(no empty levels, wildcards or spaces)")
         return value
-
-    def problem(self, key: str, message: str) -> None:
-        self._problem(key, message)
-
-    def optional_number(self, key: str, low: float = -1e15, high: float = 1e15) -> float | None:
-        value = self._get(key, None)
-        if value is None:
-            return None
-        if type(value) not in (int, float) or not low <= value <= high:
-            self._problem(key, f"expected a number from {low:g} to {high:g}, got {_kind(value)}")
-            return None
-        return float(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self._get(key, default)
-        if not isinstance(value, bool):
-            self._problem(key, f"expected true or false, got {_kind(value)}")
-            return default
-        return value
-
-    def integer(self, key: str, default: int | None, low: int, high: int) -> int:
-        value = self._get(key, _REQUIRED if default is None else default)
-        if value is _REQUIRED:
-            return low
-        if type(value) is not int or not low <= value <= high:
-            self._problem(key, f"expected an integer from {low} to {high}, got {_kind(value)}")
-            return low
-        return value
-
-    def number(self, key: str, default: float, low: float, high: float) -> float:
-        value = self._get(key, default)
-        if type(value) not in (int, float) or not low <= value <= high:
-            self._problem(key, f"expected a number from {low} to {high}, got {_kind(value)}")
-            return default
-        return float(value)
 
     def addresses(self, key: str) -> tuple[int, ...]:
-        value = self._get(key, _REQUIRED)
-        if value is _REQUIRED:
+        value = self.value(key)
+        if value is None:
             return ()
         if (not isinstance(value, list) or not value
                 or not all(type(a) is int and MIN_ADDRESS <= a <= MAX_ADDRESS for a in value)):
-            self._problem(key, f"expected a non-empty list of bus addresses {MIN_ADDRESS}-"
-                               f"{MAX_ADDRESS}, got {_kind(value)}")
+            self.problem(key, f"expected a non-empty list of bus addresses {MIN_ADDRESS}-"
+                              f"{MAX_ADDRESS}, got {value!r}")
             return ()
         if len(set(value)) != len(value):
-            self._problem(key, f"an address is listed twice: {value}")
+            self.problem(key, f"an address is listed twice: {value}")
         return tuple(value)
 
     def channel_names(self, key: str) -> dict[int, str]:
-        value = self._get(key, {})
+        value = self.value(key, {})
         if not isinstance(value, Mapping):
-            self._problem(key, f"expected a table of channel number = name, got {_kind(value)}")
+            self.problem(key, f"expected a table of channel number = name, got {value!r}")
             return {}
         names: dict[int, str] = {}
         for number_text, name in value.items():
-            where = f"{key}.{number_text}"
+            where = (*self.path, key, number_text)
             number = int(number_text) if number_text.isdigit() else -1
             if not FIRST_STATION_SPECIFIC <= number <= 255:
-                self._problem(where, f"station-specific channels are {FIRST_STATION_SPECIFIC}-255 "
-                                     "(1-127 are named by the network catalogue)")
+                self.problems.add(where, f"station-specific channels are "
+                                         f"{FIRST_STATION_SPECIFIC}-255 (1-127 are named by the "
+                                         "network catalogue)")
             elif not isinstance(name, str) or not is_valid_id(name):
-                self._problem(where, f"{name!r} is not a valid channel name")
+                self.problems.add(where, f"{name!r} is not a valid channel name")
             elif name in NUMBERS:
-                self._problem(where, f"{name!r} is the catalogue's name of channel {NUMBERS[name]}")
+                self.problems.add(where, f"{name!r} is the catalogue's name of channel "
+                                         f"{NUMBERS[name]}")
             else:
                 names[number] = name
         return names
-
-
-def _kind(value: Any) -> str:
-    if value is _REQUIRED:
-        return "nothing"
-    if isinstance(value, Mapping):
-        return "a table"
-    return repr(value)

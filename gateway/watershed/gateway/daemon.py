@@ -165,7 +165,8 @@ def run(config_path: str | Path) -> int:
     try:
         config = load_config(config_path)
     except ConfigError as e:
-        log.error("%s", e)
+        for problem in e.problems:  # one log line each, with file, line and key
+            log.error("%s", problem)
         return EXIT_CONFIG
     stop = threading.Event()
     reload = threading.Event()
@@ -218,7 +219,8 @@ def _reload(gateway: Gateway, config_path: str | Path, notifier: SystemdNotifier
     try:
         config = load_config(config_path)
     except ConfigError as e:
-        log.error("reload refused, keeping the running configuration: %s", e)
+        for problem in e.problems:
+            log.error("reload refused, keeping the running configuration: %s", problem)
         return gateway
     notifier.notify("RELOADING=1")
     gateway.stop()

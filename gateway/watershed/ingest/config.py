@@ -2,26 +2,28 @@
 
 Every key has a default except the ones a v2 InfluxDB cannot work without. Unknown keys are
 errors, so a typo (``batchsize``) fails at start instead of silently running on a default.
-A ``ConfigError`` names the key (``influx.batch_size``) and says what it should be.
+A ``ConfigError`` lists every problem, each with file, line and key
+(``ingest.toml:21: influx.batch_size: ...``), and says what it should be.
 """
 
 from __future__ import annotations
 
+import math
 import re
-import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
+from ..config_reader import ConfigError, Table, load_toml, of_mapping
 from ..contracts.ids import is_valid_id
 from ..contracts.mqtt import DEFAULT_PREFIX
 
+__all__ = ["ConfigError", "IngestConfig", "InfluxConfig", "IngestSection", "MqttConfig",
+           "RetentionConfig", "StationEntry", "ValidationConfig", "load_config"]
+
 INFLUX_APIS = ("v1", "v2")
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; the message starts with the offending key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,19 +112,23 @@ class IngestConfig:
     stations: tuple[StationEntry, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], base_dir: Path | None = None) -> IngestConfig:
-        """Build and validate from parsed TOML; raises ConfigError naming the key. Relative
-        rating paths are taken from ``base_dir`` (the config file's folder)."""
-        _check_keys("", d, {f.name for f in fields(cls)})
-        config = cls(ingest=_section(IngestSection, "ingest", d.get("ingest", {})),
-                     mqtt=_section(MqttConfig, "mqtt", d.get("mqtt", {})),
-                     influx=_section(InfluxConfig, "influx", d.get("influx", {})),
-                     validation=_section(ValidationConfig, "validation",
-                                         d.get("validation", {})),
-                     retention=_section(RetentionConfig, "retention", d.get("retention", {})),
-                     ranges=_ranges(d.get("ranges", {})),
-                     stations=_stations(d.get("stations", []), base_dir or Path.cwd()))
-        _validate(config)
+    def from_dict(cls, d: Mapping[str, Any], base_dir: Path | None = None) -> IngestConfig:
+        """Build and validate from parsed TOML; raises ConfigError listing every problem.
+        Relative rating paths are taken from ``base_dir`` (the config file's folder)."""
+        return cls.from_table(of_mapping(d), base_dir)
+
+    @classmethod
+    def from_table(cls, root: Table, base_dir: Path | None = None) -> IngestConfig:
+        """Read the root table of a document; raises ConfigError listing every problem."""
+        config = cls(ingest=_ingest(root.table("ingest")),
+                     mqtt=_mqtt(root.table("mqtt")),
+                     influx=_influx(root.table("influx")),
+                     validation=_validation(root.table("validation")),
+                     retention=_retention(root.table("retention")),
+                     ranges=_ranges(root.table("ranges")),
+                     stations=_stations(root.tables("stations"), base_dir or Path.cwd()))
+        root.reject_unknown()
+        root.check()
         return config
 
     def station(self, station_id: str) -> StationEntry | None:
@@ -132,146 +138,133 @@ class IngestConfig:
         return None
 
 
-def _ranges(d: object) -> tuple[tuple[str, float, float], ...]:
-    if not isinstance(d, dict):
-        raise ConfigError("ranges: expected a table of channel = [low, high]")
+def load_config(path: str | Path) -> IngestConfig:
+    """Read and validate a TOML file; raises ConfigError listing every problem as
+    ``file:line: key: message``."""
+    return IngestConfig.from_table(load_toml(path), Path(path).resolve().parent)
+
+
+# --- sections -----------------------------------------------------------------------------
+# Each reads its table with the defaults of its dataclass (an instance: slots hide the class's).
+
+
+def _ingest(t: Table) -> IngestSection:
+    # The id and group become topic levels and the client id.
+    d = IngestSection()
+    section = IngestSection(id=t.ident("id", d.id), group=t.ident("group", d.group),
+                            deadletter_file=t.text("deadletter_file", d.deadletter_file),
+                            status_interval_s=_positive(t, "status_interval_s",
+                                                        d.status_interval_s),
+                            log_interval_s=_positive(t, "log_interval_s", d.log_interval_s))
+    t.reject_unknown()
+    return section
+
+
+def _mqtt(t: Table) -> MqttConfig:
+    # The prefix is one topic level: contracts.mqtt.Topics parses topics as
+    # <prefix>/v1/<gateway>/<station>/readings.
+    d = MqttConfig()
+    config = MqttConfig(host=t.text("host", d.host), port=t.integer("port", d.port, 1, 65535),
+                        prefix=t.ident("prefix", d.prefix),
+                        username=t.text("username", d.username, allow_empty=True),
+                        password=t.text("password", d.password, allow_empty=True, secret=True))
+    if config.password and not config.username:
+        t.problem("password", "set without mqtt.username")
+    t.reject_unknown()
+    return config
+
+
+def _influx(t: Table) -> InfluxConfig:
+    d = InfluxConfig()
+    api = t.choice("api", INFLUX_APIS, d.api)
+
+    def for_v2(key: str, secret: bool = False) -> str:
+        value = t.text(key, "", allow_empty=True, secret=secret)
+        if api == "v2" and t.data.get(key, "") == "":  # (another type is reported already)
+            t.problem(key, 'required (not empty) with api = "v2"')
+        return value
+
+    url = t.text("url", d.url)
+    parts = urlsplit(url)
+    if url and not (parts.scheme in ("http", "https") and parts.hostname):
+        t.problem("url", f"expected an http:// or https:// URL, got {url!r}")
+    config = InfluxConfig(
+        api=api, url=url,
+        database=t.text("database", d.database, allow_empty=api == "v2"),
+        retention_policy=t.text("retention_policy", d.retention_policy, allow_empty=True),
+        username=t.text("username", d.username, allow_empty=True),
+        password=t.text("password", d.password, allow_empty=True, secret=True),
+        org=for_v2("org"), bucket=for_v2("bucket"), token=for_v2("token", secret=True),
+        batch_size=t.integer("batch_size", d.batch_size, low=1),
+        flush_interval_s=_positive(t, "flush_interval_s", d.flush_interval_s),
+        timeout_s=_positive(t, "timeout_s", d.timeout_s),
+        parallel_writes=t.integer("parallel_writes", d.parallel_writes, 1, 16))
+    t.reject_unknown()
+    return config
+
+
+def _validation(t: Table) -> ValidationConfig:
+    d = ValidationConfig()
+    config = ValidationConfig(max_future_s=t.integer("max_future_s", d.max_future_s, low=0),
+                              max_past_s=t.integer("max_past_s", d.max_past_s, low=0),
+                              require_registered=t.boolean("require_registered",
+                                                           d.require_registered))
+    t.reject_unknown()
+    return config
+
+
+def _retention(t: Table) -> RetentionConfig:
+    d = RetentionConfig()
+    config = RetentionConfig(raw=_duration(t, "raw", d.raw),
+                             hourly=_duration(t, "hourly", d.hourly),
+                             resample_for=_duration(t, "resample_for", d.resample_for,
+                                                    infinite=False),
+                             sum_channels=t.idents("sum_channels", d.sum_channels))
+    t.reject_unknown()
+    return config
+
+
+def _ranges(t: Table) -> tuple[tuple[str, float, float], ...]:
     out = []
-    for channel, bounds in d.items():
-        ok = (is_valid_id(channel) and isinstance(bounds, list) and len(bounds) == 2
-              and all(type(b) in (int, float) for b in bounds) and bounds[0] <= bounds[1])
-        _require(f"ranges.{channel}", ok, "[low, high] for a channel name", bounds)
+    for channel in t.data:  # every key is a channel
+        bounds = t.value(channel)
+        if not (is_valid_id(channel) and isinstance(bounds, list) and len(bounds) == 2
+                and all(type(b) in (int, float) and math.isfinite(b) for b in bounds)
+                and bounds[0] <= bounds[1]):
+            t.problem(channel, f"expected [low, high] for a channel name, got {bounds!r}")
+            continue
         out.append((channel, float(bounds[0]), float(bounds[1])))
     return tuple(out)
 
 
-def _stations(items: object, base_dir: Path) -> tuple[StationEntry, ...]:
-    _require("stations", isinstance(items, list), "an array of tables [[stations]]", items)
-    assert isinstance(items, list)
+def _stations(tables: list[Table], base_dir: Path) -> tuple[StationEntry, ...]:
     out: list[StationEntry] = []
-    for n, d in enumerate(items):
-        where = f"stations[{n}]"
-        _check_keys(where, d, {"id", "gateways", "ratings", "stage_channel"})
-        station_id = d.get("id")
-        _require(f"{where}.id", isinstance(station_id, str) and is_valid_id(station_id),
-                 "a station identifier", station_id)
-        _require(f"{where}.id", all(e.id != station_id for e in out), "no duplicate",
-                 station_id)
-        gateways = d.get("gateways", [])
-        _require(f"{where}.gateways", isinstance(gateways, list)
-                 and all(isinstance(g, str) and is_valid_id(g) for g in gateways),
-                 "a list of gateway identifiers", gateways)
-        ratings = d.get("ratings", [])
-        _require(f"{where}.ratings", isinstance(ratings, list)
-                 and all(isinstance(r, str) and r for r in ratings),
-                 "a list of rating file paths", ratings)
-        stage_channel = d.get("stage_channel", "stage_m")
-        _require(f"{where}.stage_channel", isinstance(stage_channel, str)
-                 and is_valid_id(stage_channel), "a channel name", stage_channel)
-        out.append(StationEntry(station_id, tuple(gateways),
-                                tuple(base_dir / r for r in ratings), stage_channel))
+    for t in tables:
+        entry = StationEntry(id=t.ident("id"), gateways=t.idents("gateways"),
+                             ratings=tuple(base_dir / r for r in t.texts("ratings")),
+                             stage_channel=t.ident("stage_channel", "stage_m"))
+        if entry.id and any(e.id == entry.id for e in out):
+            t.problem("id", f"{entry.id!r} is listed by an earlier [[stations]]")
+        t.reject_unknown()
+        out.append(entry)
     return tuple(out)
 
 
-def load_config(path: str | Path) -> IngestConfig:
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return IngestConfig.from_dict(data, Path(path).resolve().parent)
+def _positive(t: Table, key: str, default: float) -> float:
+    value = t.number(key, default)
+    if value <= 0:
+        t.problem(key, f"expected a positive number, got {value:g}")
+    return value
 
-
-S = TypeVar("S")
-
-
-def _check_keys(where: str, d: object, known: set[str]) -> None:
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a table")
-    for key in d:
-        if key not in known:
-            raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key "
-                              f"(known: {', '.join(sorted(known))})")
-
-
-def _section(cls: type[S], name: str, d: object) -> S:
-    """The dataclass of one table; values must have the default's type (int also for float)."""
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    _check_keys(name, d, set(known))
-    assert isinstance(d, dict)
-    values = dict(d)
-    for key, value in d.items():
-        expected = type(known[key].default)
-        ok = (type(value) is expected
-              or (expected is float and type(value) is int))  # `timeout_s = 10` is fine
-        if expected is tuple:  # a list of strings in TOML
-            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-            values[key] = tuple(value) if ok else value
-        if not ok:
-            raise ConfigError(f"{name}.{key}: expected {_TYPE_NAMES[expected]}, got {value!r}")
-    return cls(**values)
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               tuple: "a list of strings"}
 
 # InfluxQL duration literals: INF, or units such as 52w, 30d, 1h30m
 _DURATION = re.compile(r"INF|(?:[0-9]+(?:ns|u|µ|ms|s|m|h|d|w))+")
 
 
-def _require(key: str, ok: bool, what: str, value: object) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: expected {what}, got {value!r}")
-
-
-def _validate(c: IngestConfig) -> None:
-    # The id and group become topic levels and the client id; the prefix must be one topic level
-    # because contracts.mqtt.Topics parses topics as <prefix>/v1/<gateway>/<station>/readings.
-    for key, value in (("ingest.id", c.ingest.id), ("ingest.group", c.ingest.group),
-                       ("mqtt.prefix", c.mqtt.prefix)):
-        _require(key, is_valid_id(value), "an identifier (1-32 of A-Z a-z 0-9 _ . -)", value)
-    _require("ingest.deadletter_file", bool(c.ingest.deadletter_file), "a file path",
-             c.ingest.deadletter_file)
-    for key in ("status_interval_s", "log_interval_s"):
-        _require(f"ingest.{key}", getattr(c.ingest, key) > 0, "a positive number",
-                 getattr(c.ingest, key))
-    _require("mqtt.host", bool(c.mqtt.host), "a host name", c.mqtt.host)
-    _require("mqtt.port", 1 <= c.mqtt.port <= 65535, "a port 1-65535", c.mqtt.port)
-    _require("mqtt.password", not c.mqtt.password or bool(c.mqtt.username),
-             "to be empty when mqtt.username is", "<hidden>")
-
-    v = c.validation
-    _require("validation.max_future_s", v.max_future_s >= 0, "0 or more seconds",
-             v.max_future_s)
-    _require("validation.max_past_s", v.max_past_s >= 0, "0 (no limit) or more seconds",
-             v.max_past_s)
-
-    r = c.retention
-    for key in ("raw", "hourly", "resample_for"):
-        value = getattr(r, key)
-        _require(f"retention.{key}", bool(_DURATION.fullmatch(value))
-                 and (key != "resample_for" or value != "INF"),
-                 "INF or an InfluxQL duration such as 520w, 30d, 12h"
-                 if key != "resample_for" else "an InfluxQL duration such as 2d", value)
-    _require("retention.sum_channels", all(is_valid_id(ch) for ch in r.sum_channels),
-             "a list of channel names", list(r.sum_channels))
-
-    i = c.influx
-    _require("influx.api", i.api in INFLUX_APIS, " or ".join(INFLUX_APIS), i.api)
-    url = urlsplit(i.url)
-    _require("influx.url", url.scheme in ("http", "https") and bool(url.hostname),
-             "an http:// or https:// URL", i.url)
-    _require("influx.batch_size", i.batch_size >= 1, "a positive integer", i.batch_size)
-    _require("influx.flush_interval_s", i.flush_interval_s > 0, "a positive number",
-             i.flush_interval_s)
-    _require("influx.timeout_s", i.timeout_s > 0, "a positive number", i.timeout_s)
-    _require("influx.parallel_writes", 1 <= i.parallel_writes <= 16, "an integer from 1 to 16",
-             i.parallel_writes)
-    if i.api == "v1":
-        _require("influx.database", bool(i.database), "a database name", i.database)
-    else:
-        for key in ("org", "bucket", "token"):
-            value = getattr(i, key)
-            _require(f"influx.{key}", bool(value), "a non-empty string for api = \"v2\"",
-                     "<hidden>" if key == "token" else value)
+def _duration(t: Table, key: str, default: str, infinite: bool = True) -> str:
+    value = t.text(key, default)
+    if value and not (_DURATION.fullmatch(value) and (infinite or value != "INF")):
+        what = ("INF or an InfluxQL duration such as 520w, 30d, 12h" if infinite
+                else "an InfluxQL duration such as 2d")
+        t.problem(key, f"expected {what}, got {value!r}")
+    return value

@@ -17,6 +17,6 @@ def load_station_ratings(config: IngestConfig) -> dict[str, StationRatings]:
         try:
             ratings = tuple(load_rating(path) for path in entry.ratings)
         except RatingError as e:
-            raise ConfigError(f"stations[{n}].ratings: {e}") from e
+            raise ConfigError([f"stations[{n}].ratings: {p}" for p in e.problems]) from e
         out[entry.id] = StationRatings(entry.id, ratings)
     return out

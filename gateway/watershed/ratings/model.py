@@ -20,14 +20,16 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..config_reader import ConfigError
+
 EXPANSIONS = ("logarithmic", "linear")
 # Interpolated discharge keeps this many significant digits: more than any rating is good for,
 # and few enough that binary floating-point noise never reaches the stored decimal.
 SIGNIFICANT_DIGITS = 6
 
 
-class RatingError(ValueError):
-    """A rating that cannot be used; the text says where and why."""
+class RatingError(ConfigError):
+    """A rating that cannot be used; the text says where and why (``problems``: each one)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,97 +21,114 @@
     begin = 2024-06-01T00:00:00Z
     points = [[0.30, 0.02], [1.00, 0.0]]  # [stage, shift], linear between
 
-Numbers are read as decimals, so breakpoints keep their exact text.
+Numbers are read as decimals, so breakpoints keep their exact text. Every problem is reported
+at once with file, line and key, and unknown keys are refused: a misspelt ``ofset`` must not
+quietly become offset 0.
 """
 
 from __future__ import annotations
 
-import tomllib
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from ..contracts.ids import is_valid_id
-from .model import Breakpoint, Period, Rating, RatingError, Shift, plain
+from ..config_reader import REQUIRED, Table, parse_toml
+from .model import EXPANSIONS, Breakpoint, Period, Rating, RatingError, Shift, plain
 
 UNITS = {"m": "m3/s", "ft": "ft3/s"}
-_TOP = {"id", "station", "stage_unit", "discharge_unit", "expansion", "effective", "segments",
-        "shifts", "comment"}
 
 
 def parse_toml_rating(text: str, source: str = "<toml>") -> Rating:
-    try:
-        d = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as e:
-        raise RatingError(f"{source}: not valid TOML: {e}") from e
-    unknown = set(d) - _TOP
-    if unknown:
-        raise RatingError(f"{source}: unknown keys {sorted(unknown)} (known: {sorted(_TOP)})")
-    rating_id = d.get("id")
-    if not isinstance(rating_id, str) or not is_valid_id(rating_id):
-        raise RatingError(f"{source}: id: expected an identifier (1-32 of A-Z a-z 0-9 _ . -), "
-                          f"got {rating_id!r}")
-    stage_unit = d.get("stage_unit", "m")
-    if stage_unit not in UNITS:
-        raise RatingError(f"{source}: stage_unit: expected m or ft, got {stage_unit!r}")
-    discharge_unit = d.get("discharge_unit", UNITS[stage_unit])
-    if discharge_unit not in UNITS.values():
-        raise RatingError(f"{source}: discharge_unit: expected m3/s or ft3/s")
+    """The rating a TOML text describes; raises RatingError listing every problem as
+    ``file:line: key: message`` (unknown keys included: a misspelt ``ofset`` is refused, not
+    read as offset 0)."""
+    root = parse_toml(text, source, parse_float=Decimal, error=RatingError)
+    rating_id = root.ident("id")
+    station = root.ident("station", "")
+    root.text("comment", "", allow_empty=True)
+    stage_unit = root.choice("stage_unit", tuple(UNITS), "m")
+    discharge_unit = root.choice("discharge_unit", tuple(UNITS.values()),
+                                 UNITS.get(stage_unit, "m3/s"))
+    expansion = root.choice("expansion", EXPANSIONS, "logarithmic")
+    periods = tuple(_period(t) for t in root.tables("effective"))
+    breakpoints, offsets = _segments(root.tables("segments", required=True))
+    shifts = tuple(_shift(t) for t in root.tables("shifts"))
+    root.reject_unknown()
+    root.check()
+    return Rating(rating_id, tuple(breakpoints), tuple(offsets), expansion=expansion,
+                  periods=periods, shifts=shifts, stage_unit=stage_unit,
+                  discharge_unit=discharge_unit, station=station, source=source)
 
+
+def _segments(tables: list[Table]) -> tuple[list[Breakpoint], list[tuple[Decimal, Decimal]]]:
+    """The breakpoints of all segments, and (lowest stage, offset) of each."""
     breakpoints: list[Breakpoint] = []
     offsets: list[tuple[Decimal, Decimal]] = []
-    segments = d.get("segments")
-    if not isinstance(segments, list) or not segments:
-        raise RatingError(f"{source}: segments: expected at least one [[segments]] table")
-    for n, seg in enumerate(segments, start=1):
-        where = f"{source}: segments[{n}]"
-        points = [Breakpoint(_number(p[0], where), _number(p[1], where))
-                  for p in _pairs(seg.get("points"), where)]
+    for t in tables:
+        points = [Breakpoint(stage, q) for stage, q in _pairs(t, "points")]
+        offset = _decimal(t, "offset", Decimal(0))
+        t.reject_unknown()
+        if not points:
+            continue
         if breakpoints and points[0] == breakpoints[-1]:
             points = points[1:]  # the shared boundary point, given in both segments
             start = breakpoints[-1].stage
         else:
             start = points[0].stage
-        offsets.append((start, _number(seg.get("offset", 0), f"{where}.offset")))
+        offsets.append((start, offset))
         breakpoints.extend(points)
-
-    shifts = tuple(Shift(_period(s, f"{source}: shifts[{n}]"),
-                         tuple((_number(a, source), _number(b, source))
-                               for a, b in _pairs(s.get("points"), f"{source}: shifts[{n}]")))
-                   for n, s in enumerate(d.get("shifts", []), start=1))
-    periods = tuple(_period(p, f"{source}: effective[{n}]")
-                    for n, p in enumerate(d.get("effective", []), start=1))
-    return Rating(rating_id, tuple(breakpoints), tuple(offsets),
-                  expansion=str(d.get("expansion", "logarithmic")), periods=periods,
-                  shifts=shifts, stage_unit=stage_unit, discharge_unit=discharge_unit,
-                  station=str(d.get("station", "")), source=source)
+    return breakpoints, offsets
 
 
-def _pairs(value: Any, where: str) -> list[list[Any]]:
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(p, list) and len(p) == 2 for p in value)):
-        raise RatingError(f"{where}.points: expected a list of [stage, value] pairs")
-    return value
+def _shift(t: Table) -> Shift:
+    shift = Shift(_period(t), tuple(_pairs(t, "points")))
+    t.reject_unknown()
+    return shift
 
 
-def _number(value: Any, where: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-        raise RatingError(f"{where}: expected a number, got {value!r}")
+def _period(t: Table) -> Period:
+    """``begin`` and optionally ``end``; the caller rejects the table's unknown keys."""
+    return Period(_unix(t, "begin") or 0, _unix(t, "end", None))
+
+
+def _pairs(t: Table, key: str) -> list[tuple[Decimal, Decimal]]:
+    value = t.value(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not value:
+        t.problem(key, "expected a non-empty list of [stage, value] pairs")
+        return []
+    pairs = []
+    for n, pair in enumerate(value):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(map(_is_number, pair))):
+            t.problem(key, f"item {n}: expected a [stage, value] pair of numbers")
+            return []
+        pairs.append((plain(Decimal(pair[0])), plain(Decimal(pair[1]))))
+    return pairs
+
+
+def _decimal(t: Table, key: str, default: Any = REQUIRED) -> Decimal:
+    value = t.value(key, default)
+    if not _is_number(value):
+        if t.given(key):
+            t.problem(key, f"expected a number, got {value!r}")
+        return Decimal(0)
     return plain(Decimal(value))
 
 
-def _period(d: Any, where: str) -> Period:
-    if not isinstance(d, dict) or "begin" not in d:
-        raise RatingError(f"{where}: expected a table with begin (and optionally end)")
-    end = d.get("end")
-    return Period(_unix(d["begin"], f"{where}.begin"),
-                  None if end is None else _unix(end, f"{where}.end"))
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, Decimal)) and not isinstance(value, bool)
+            and Decimal(value).is_finite())
 
 
-def _unix(value: Any, where: str) -> int:
+def _unix(t: Table, key: str, default: Any = REQUIRED) -> int | None:
     """A TOML date-time; one without an offset, or a bare date, is taken as UTC."""
+    value = t.value(key, default)
+    if not t.given(key):
+        return None
     if isinstance(value, datetime):
         return int((value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp())
     if isinstance(value, date):
         return int(datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp())
-    raise RatingError(f"{where}: expected a TOML date-time such as 2024-01-01T00:00:00Z")
+    t.problem(key, f"expected a TOML date-time such as 2024-01-01T00:00:00Z, got {value!r}")
+    return None
