@@ -24,7 +24,7 @@ from watershed.gateway.config import GatewayConfig
 from watershed.gateway.daemon import Gateway
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.service import Ingest
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 from watershed_sim.py_station import PyStation, StationBus
 from watershed_sim.serial_link import VirtualSerialLink
 
