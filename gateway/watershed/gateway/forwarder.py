@@ -31,7 +31,7 @@ window before its last acknowledgement; the ingest writes a reading twice to the
 It remembers, in memory, one id range per acknowledged message: a gateway restart forgets them.
 
 Every paho call, callbacks included, happens on the forwarder's own thread, which drives the
-client with ``loop()``: paho is not safe to publish from several threads (anchors.md). Other
+client with ``loop()``: paho is not safe to publish from several threads. Other
 threads only call ``notify()`` (an Event) or queue a command result.
 """
 
