@@ -24,15 +24,13 @@
   power loss, or to flash). Between samples the station sleeps until the gateway talks:
   ``"link_wake"`` names an RTC GPIO wired to the link's RX line (ext1 wakes on its low level,
   a start bit of the gateway's wake preamble; mcu.Board.lightsleep); without one it waits awake;
-- flash: littlefs at ``/``; ``data_dir`` is created if missing.
 
 Board config (the ``board`` object of config.json)::
 
-    {"name": "esp32", "data_dir": "/data", "watchdog_ms": 30000,
-     "uarts": {"1": {"tx": 17, "rx": 16}},
+    {"name": "esp32", "data_dir": "/data", "watchdog_ms": 30000, "link_wake": 33,
+     "uarts": {"1": {"tx": 17, "rx": 16}}, "i2c": {"0": {"scl": 22, "sda": 21}},
      "sdi12": {"2": {"tx": 25, "rx": 26, "dir": 4, "invert_tx": true, "echo": false}},
-     "i2c": {"0": {"scl": 22, "sda": 21}},
-     "ds3231": {"bus": 0}, "link_wake": 33}
+     "ds3231": {"bus": 0}}
 """
 
 import time

@@ -26,15 +26,14 @@ Board API of hal_unix).
   ``rtc_memory()`` / ``set_rtc_memory(data)`` keep 16 bytes across a watchdog or soft reset in
   the watchdog's scratch registers 0–3 (4–7 belong to the boot ROM); nothing survives power
   loss but flash;
-- flash: littlefs at ``/``; ``data_dir`` is created if missing.
 
-Board config (the ``board`` object of config.json)::
+Board config (the ``board`` object of config.json), wired as on a Pico with the DS3231 on
+I2C0::
 
-    {"name": "rp2", "data_dir": "/data", "watchdog_ms": 8000,
-     "uarts": {"1": {"tx": 4, "rx": 5}},
+    {"name": "rp2", "data_dir": "/data", "watchdog_ms": 8000, "link_wake": 6,
      "sdi12": {"0": {"tx": 0, "rx": 1, "dir": 2, "invert_tx": true, "echo": false}},
-     "i2c": {"0": {"scl": 21, "sda": 20}},
-     "ds3231": {"bus": 0}, "link_wake": 6}
+     "uarts": {"1": {"tx": 4, "rx": 5}}, "ds3231": {"bus": 0},
+     "i2c": {"0": {"scl": 21, "sda": 20}}}
 """
 
 import machine

@@ -254,7 +254,8 @@ class Board:
     (one lightsleep that the link's wake pin may end), ``rtc_memory()`` and
     ``set_rtc_memory(data)`` (state kept across a reset, not power loss).
 
-    - ``clock``: a ``Clock``; ``data_dir``: the flash folder for state (created if missing);
+    - ``clock``: a ``Clock``; ``data_dir``: the folder for state on the flash (littlefs at
+      ``/``), created if missing;
     - ``uart(port, baud)``, ``sdi12(port)``: a ``Uart`` or ``Sdi12Port`` (pins from the
       config's ``"uarts"``, ``"sdi12"``); ``adc(pin)``: ``read_u16()``; ``i2c(bus, ...)``: one
       ``machine.I2C`` per bus (pins from the call or the config's ``"i2c"``); ``pin(no)``: a
