@@ -28,11 +28,6 @@ class I2C:
         for i in range(n, len(buf)):
             buf[i] = 0
 
-    def readfrom_mem(self, addr, reg, nbytes):
-        buf = bytearray(nbytes)
-        self.readfrom_mem_into(addr, reg, buf)
-        return buf
-
     def writeto_mem(self, addr, reg, data):
         try:
             with open(self._path(addr), "r+b") as f:

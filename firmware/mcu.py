@@ -1,9 +1,13 @@
 """What the ESP32 and RP2040 boards share: their hardware through ``machine``.
 
-hal_esp32.py and hal_rp2.py build their Board from these (the Board API of hal_unix); each board
-module documents its wiring and what differs (wake pins, watchdog limit, RTC memory).
+``Board`` is the Board API the code above the HAL uses, with what both boards do alike;
+hal_esp32.py and hal_rp2.py extend it and hal_unix.py offers the same API for the MicroPython
+unix port (tests/firmware/test_hal_boards.py checks the three agree). Each board module
+documents its wiring and what differs (ADC, wake pins, watchdog limit, RTC memory).
 """
 
+import gc
+import os
 import time
 
 import machine
@@ -124,49 +128,6 @@ class Clock:
             self._set_internal(s * 1000)
 
 
-def sleep_awake(board, station_ms):
-    """A board's ``sleep_ms``: wait awake, feeding the watchdog."""
-    start = time.ticks_ms()
-    while True:
-        left = station_ms - time.ticks_diff(time.ticks_ms(), start)
-        if left <= 0:
-            return
-        board.feed_watchdog()
-        time.sleep_ms(min(left, board._chunk_ms))
-
-
-def lightsleep(board, station_ms, link=None):
-    """A board's ``lightsleep(station_ms, link=None)``: sleep with RAM kept, in watchdog-sized
-    ``board.sleep_once`` steps (pin IRQs, rain tips, run as they wake it); the clock is
-    resynchronised after. With ``link``: True as soon as it has bytes waiting.
-
-    The link wakes the CPU through ``board._link_wake``, a GPIO wired to its RX line (the
-    board sets ``board.rx_edge`` when it fires): the first start bit of the gateway's wake
-    preamble (idle-fill delimiters, contracts 1.1; the gateway's ``wake_preamble``) ends the
-    sleep, and the bytes lost while the CPU wakes are idle fill. Without such a pin the board
-    waits awake for the link, at the power of an idle CPU."""
-    woke = False
-    wake_pin = board._link_wake if link is not None else None
-    start = time.ticks_ms()
-    while True:
-        if link is not None and (link.waiting(0) or board.rx_edge):
-            board.rx_edge = False
-            woke = True
-            break
-        left = station_ms - time.ticks_diff(time.ticks_ms(), start)
-        if left <= 0:
-            break
-        board.feed_watchdog()
-        if link is not None and wake_pin is None:
-            if link.waiting(min(left, board._chunk_ms)):
-                woke = True
-                break
-        else:
-            board.sleep_once(min(left, board._chunk_ms), wake_pin)
-    board.clock.resync()
-    return woke
-
-
 class Uart:
     """A ``machine.UART`` with the HAL's ``readinto(buf, timeout_ms)``."""
 
@@ -285,3 +246,147 @@ class Pin:
 
     def value(self):
         return self.pin.value()
+
+
+class Board:
+    """A station's hardware. A board module's ``Board`` sets ``name`` (config.json's
+    ``board.name``, which picks the module ``hal_<name>``) and adds ``sleep_once(ms, wake_pin)``
+    (one lightsleep that the link's wake pin may end), ``rtc_memory()`` and
+    ``set_rtc_memory(data)`` (state kept across a reset, not power loss).
+
+    - ``clock``: a ``Clock``; ``data_dir``: the folder for state on the flash (littlefs at
+      ``/``), created if missing;
+    - ``uart(port, baud)``, ``sdi12(port)``: a ``Uart`` or ``Sdi12Port`` (pins from the
+      config's ``"uarts"``, ``"sdi12"``); ``adc(pin)``: ``read_u16()``; ``i2c(bus, ...)``: one
+      ``machine.I2C`` per bus (pins from the call or the config's ``"i2c"``); ``pin(no)``: a
+      ``Pin`` with ``irq``;
+    - ``sleep_ms`` waits awake, ``lightsleep`` keeps RAM (the link's first byte ends it),
+      ``deepsleep`` resets; every wait feeds the watchdog (``"watchdog_ms"``, 0: none) in
+      chunks of half its timeout, and so does ``feed_watchdog()`` (counted in
+      ``watchdog_feeds``).
+    """
+
+    _wdt_max_ms = 0  # the hardware's longest watchdog timeout; 0: no limit below the config's
+
+    def __init__(self, cfg):
+        self._cfg = cfg
+        self.data_dir = cfg.get("data_dir", "/data")
+        try:
+            os.mkdir(self.data_dir)
+        except OSError:
+            pass  # exists
+        self.watchdog_feeds = 0
+        # a GPIO wired to the link's RX: the gateway's wake preamble ends a lightsleep
+        self.rx_edge = False
+        self._link_wake = None  # type: machine.Pin | None
+        if cfg.get("link_wake") is not None:
+            self._link_wake = machine.Pin(cfg["link_wake"], machine.Pin.IN)
+        self._i2c = {}  # type: dict[int, machine.I2C]
+        wdt_ms = cfg.get("watchdog_ms", 0)
+        if self._wdt_max_ms and wdt_ms > self._wdt_max_ms:
+            wdt_ms = self._wdt_max_ms
+        self._wdt = machine.WDT(timeout=wdt_ms) if wdt_ms > 0 else None
+        self._chunk_ms = wdt_ms // 2 if wdt_ms > 0 else _LONG_WAIT_MS
+        ds = cfg.get("ds3231")
+        rtc = None
+        if ds is not None:
+            try:
+                rtc = DS3231(self.i2c(ds.get("bus", 0)), ds.get("address", _DS3231))
+            except OSError:
+                rtc = None  # not fitted or not answering: the internal RTC alone
+        self.clock = Clock(rtc)
+
+    def uart(self, port, baud):
+        pins = cfg_for(self._cfg.get("uarts"), port)
+        if "tx" in pins and "rx" in pins:
+            return Uart(machine.UART(port, baud, tx=pins["tx"], rx=pins["rx"]), baud)
+        return Uart(machine.UART(port, baud), baud)
+
+    def sdi12(self, port):
+        return Sdi12Port(port, cfg_for(self._cfg.get("sdi12"), port))
+
+    def adc(self, pin):
+        return machine.ADC(pin)
+
+    def i2c(self, bus=0, scl=None, sda=None, freq=100000):
+        i2c = self._i2c.get(bus)
+        if i2c is None:
+            pins = cfg_for(self._cfg.get("i2c"), bus)
+            scl = pins.get("scl", scl) if scl is None else scl
+            sda = pins.get("sda", sda) if sda is None else sda
+            if scl is not None and sda is not None:
+                i2c = machine.I2C(bus, scl=machine.Pin(scl), sda=machine.Pin(sda), freq=freq)
+            else:
+                i2c = machine.I2C(bus, freq=freq)
+            self._i2c[bus] = i2c
+        return i2c
+
+    def pin(self, no, pull_up=True):
+        return Pin(self, no, pull_up)
+
+    def run_irqs(self):
+        """Edges are delivered by the hardware IRQ as they come."""
+
+    def feed_watchdog(self):
+        if self._wdt is not None:
+            self._wdt.feed()
+        self.watchdog_feeds += 1
+
+    def sleep_ms(self, station_ms):
+        """Wait awake, feeding the watchdog."""
+        start = time.ticks_ms()
+        while True:
+            left = station_ms - time.ticks_diff(time.ticks_ms(), start)
+            if left <= 0:
+                return
+            self.feed_watchdog()
+            time.sleep_ms(min(left, self._chunk_ms))
+
+    def lightsleep(self, station_ms, link=None):
+        """Sleep with RAM kept, in watchdog-sized ``sleep_once`` steps (pin IRQs, rain tips,
+        run as they wake it); the clock is resynchronised after. With ``link``: True as soon as
+        it has bytes waiting.
+
+        The link wakes the CPU through ``_link_wake``, a GPIO wired to its RX line (the board
+        sets ``rx_edge`` when it fires): the first start bit of the gateway's wake preamble
+        (idle-fill delimiters, contracts 1.1; the gateway's ``wake_preamble``) ends the sleep,
+        and the bytes lost while the CPU wakes are idle fill. Without such a pin the board
+        waits awake for the link, at the power of an idle CPU."""
+        woke = False
+        wake_pin = self._link_wake if link is not None else None
+        start = time.ticks_ms()
+        while True:
+            if link is not None and (link.waiting(0) or self.rx_edge):
+                self.rx_edge = False
+                woke = True
+                break
+            left = station_ms - time.ticks_diff(time.ticks_ms(), start)
+            if left <= 0:
+                break
+            self.feed_watchdog()
+            if link is not None and wake_pin is None:
+                if link.waiting(min(left, self._chunk_ms)):
+                    woke = True
+                    break
+            else:
+                self.sleep_once(min(left, self._chunk_ms), wake_pin)
+        self.clock.resync()
+        return woke
+
+    def sleep_once(self, ms, wake_pin):  # type: (int, machine.Pin | None) -> None
+        raise NotImplementedError  # each board's own
+
+    def deepsleep(self, station_ms):
+        """Sleep with RAM lost: the board resets when it wakes (reset_cause DEEPSLEEP_RESET)."""
+        self.feed_watchdog()
+        machine.deepsleep(station_ms)
+
+    def persistent_dir(self):
+        """Flash: survives resets and power loss (``rtc_memory`` survives only resets)."""
+        return self.data_dir
+
+    def reset_cause(self):
+        return machine.reset_cause()
+
+    def free_heap(self):
+        return gc.mem_free()

@@ -1,4 +1,5 @@
 """SDI-12 master (v1.4): several sensors on one data line, through the board's SDI-12 port.
+The protocol facts it follows are summarised in docs/sdi12.md.
 
 The port comes from the board (``board.sdi12(port)``): ``send_break()`` (a ≥12 ms break, then
 ≥8.33 ms of marking), ``write(cmd)`` (returns with the line released), ``readinto(buf,

@@ -1,4 +1,5 @@
-"""Simulation subcommands of ``watershed`` (``sim run``)."""
+"""Simulation subcommands of ``watershed`` (``demo``, ``sim run``); the command line adds them
+only when this package is installed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,21 @@ EXIT_OK, EXIT_MISSING, EXIT_SCENARIO, EXIT_DEPENDENCY = 0, 1, 2, 3
 
 def register(sub: "argparse._SubParsersAction[Any]") -> None:
     """Add this area's subcommands to the ``watershed`` parser."""
+    p = sub.add_parser("demo", help="run the whole pipeline locally on simulated stations",
+                       description="Start mosquitto and influxd on loopback, simulated stations "
+                                   "running the real firmware in MicroPython, the gateway and "
+                                   "the ingest; run some simulated hours; print what was "
+                                   "produced, stored and lost.")
+    p.add_argument("--stations", type=int, default=3, help="number of stations (default 3)")
+    p.add_argument("--hours", type=float, default=6.0, help="simulated hours (default 6)")
+    p.add_argument("--speed", type=int, default=720,
+                   help="simulated seconds per wall-clock second (default 720)")
+    p.add_argument("--workdir", type=Path, default=Path(".demo"),
+                   help="where servers, stores and station flash live (default .demo)")
+    p.add_argument("--keep", action="store_true",
+                   help="leave mosquitto and influxd running at the end, for querying")
+    p.set_defaults(func=_demo)
+
     p = sub.add_parser("sim", help="hardware-in-the-loop simulation")
     sim = p.add_subparsers(dest="sim_command", required=True, metavar="ACTION")
     r = sim.add_parser(
@@ -34,8 +50,15 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     r.set_defaults(func=_run)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, run_demo
+    return run_demo(DemoSettings(stations=args.stations, hours=args.hours, speed=args.speed,
+                                 workdir=args.workdir, keep=args.keep))
+
+
 def _run(args: argparse.Namespace) -> int:
     from watershed.devservers import MissingDependency
+    from watershed.firmware_build import MpyCrossMissing
 
     from .micropython import MicroPythonMissing
     from .report import format_table
@@ -61,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
           f"(about {scenario.duration_s / scenario.speed:.0f} s), working in {workdir}")
     try:
         result = run_scenario(scenario, workdir, keep_servers=args.keep)
-    except (MissingDependency, MicroPythonMissing) as e:
+    except (MissingDependency, MicroPythonMissing, MpyCrossMissing) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DEPENDENCY
     print(format_table(result.reports))

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from watershed.contracts.channels import channel_name
 from watershed.contracts.wire import MISSING, value_text
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 
 from .station_process import Produced
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from watershed.devservers import Influxd, Mosquitto
 
-from .pipeline import DEFAULT_DATABASE, Pipeline, PipelineSettings
+from .testbed import DEFAULT_DATABASE, Pipeline, PipelineSettings
 from .report import ChannelReport
 from .scenario import Scenario
 

@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from watershed.contracts.mqtt import Topics
-from watershed.influxql import query, quote_string
+from watershed.hydro.influxql import query, quote_string
 
 Key = tuple[str, int]  # (station, seq)
 

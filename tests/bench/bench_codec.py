@@ -9,7 +9,9 @@ from pathlib import Path
 
 from watershed.contracts import wire
 from watershed.contracts.wire import Reading
-from watershed_sim.micropython import FIRMWARE_DIR, compile_firmware, micropython_binary
+from tests.fixtures.micropython import FIRMWARE_DIR
+from watershed.firmware_build import compile_firmware
+from watershed_sim.micropython import micropython_binary
 
 T0 = 1763676900
 

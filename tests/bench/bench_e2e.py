@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from watershed.devservers import Influxd, Mosquitto
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 from watershed_sim.serial_link import VirtualSerialLink
 
 from tests.bench.bench_gateway import (BACKLOG_READINGS, GatewayProcess, fill_backlog,

@@ -38,7 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from watershed.contracts.mqtt import MessageReading, ReadingsMessage, Topics, encode_readings
 from watershed.devservers import Influxd, Mosquitto
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.messages import readings_lines
 from watershed.ingest.metrics import percentile

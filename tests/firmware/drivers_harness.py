@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fixtures.micropython import MicroPythonRunner
-from watershed_sim.micropython import compile_firmware
+from watershed.firmware_build import compile_firmware
 
 READ_SCRIPT = """
 import json, sys, time

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.firmware.drivers_harness import board_config
-from watershed_sim.micropython import compile_firmware
+from watershed.firmware_build import compile_firmware
 from tests.fixtures.micropython import MicroPythonRunner
 
 pytestmark = pytest.mark.firmware

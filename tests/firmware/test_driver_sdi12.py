@@ -46,7 +46,7 @@ def exact(value: str) -> tuple[int, int]:
 
 
 def test_crc16_matches_the_check_value(micropython: MicroPythonRunner, tmp_path: Path) -> None:
-    from watershed_sim.micropython import compile_firmware
+    from watershed.firmware_build import compile_firmware
     compiled = compile_firmware(tmp_path / "mpy")
     result = micropython.run("from drivers.sdi12 import crc16\nb=b'123456789'\n"
                              "print(hex(crc16(b, 0, len(b))))", path=[compiled])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.micropython import FIRMWARE_DIR
-from watershed_sim.micropython import mpy_cross
+from watershed.firmware_build import mpy_cross
 
 pytestmark = pytest.mark.firmware
 
@@ -24,8 +24,9 @@ SHARED_CLASSES = ("Board", "Clock", "Uart", "Sdi12Port", "Pin")
 
 
 def classes(module: str) -> dict[str, ast.ClassDef]:
-    """The module's classes, and those it imports from the boards' shared module (mcu.py)
-    under the names it imports them by."""
+    """The module's classes; for a board module built on the boards' shared module (mcu.py),
+    also mcu's classes under the names it imports them by and, where it defines none of that
+    name, under their own (its Board, an mcu.Board, hands out mcu's Uart, Clock …)."""
     tree = ast.parse((FIRMWARE_DIR / (module + ".py")).read_text())
     found = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
     for node in tree.body:
@@ -34,6 +35,8 @@ def classes(module: str) -> dict[str, ast.ClassDef]:
             for alias in node.names:
                 if alias.name in shared:
                     found.setdefault(alias.asname or alias.name, shared[alias.name])
+            for name, cls in shared.items():
+                found.setdefault(name, cls)
     return found
 
 
@@ -88,6 +91,25 @@ def test_board_offers_everything_the_unix_board_does(board: str, name: str) -> N
     for member, signature in unix.items():
         if signature is not None:
             assert ours[member] == signature, "%s.%s.%s" % (board, name, member)
+
+
+@pytest.mark.parametrize("name", SHARED_CLASSES)
+def test_the_shared_board_base_is_the_whole_api(name: str) -> None:
+    # mcu.Board is the Board API itself: all of it but the name, which each board sets
+    unix = public_api("hal_unix", name)
+    shared = public_api("mcu", name)
+
+    assert sorted(set(unix) - set(shared) - {"name"}) == []
+    for member, signature in unix.items():
+        if signature is not None:
+            assert shared[member] == signature, "mcu.%s.%s" % (name, member)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_each_board_extends_the_shared_base(board: str) -> None:
+    bases = classes(board)["Board"].bases
+    assert len(bases) == 1 and isinstance(bases[0], ast.Name)
+    assert ast.dump(classes(board)[bases[0].id]) == ast.dump(classes("mcu")["Board"])
 
 
 def test_the_api_reader_sees_the_unix_board() -> None:

@@ -3,7 +3,7 @@ and spread, battery, rain gauge, and an all-in-one SDI-12 weather sensor (a simu
 pty) — for 30 simulated days in a 48 KB heap through normal and event (flood) rates, with at
 least 4 KB free after every cycle (the harness's code counted as used), and after warm-up its
 heap does not grow from cycle to cycle. Runs the real firmware, compiled as it is deployed
-(watershed_sim.micropython.compile_firmware), in the MicroPython unix port built 32-bit like the
+(watershed.firmware_build.compile_firmware), in the MicroPython unix port built 32-bit like the
 boards' MCUs (tests/firmware/heap_station_mp.py boots it and heap_loop_mp.py drives it cycle by
 cycle on a manual clock)."""
 
@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from watershed_sim.micropython import compile_firmware
 from watershed.contracts import wire as gw
 from tests.fixtures.micropython import MicroPythonRunner
 from watershed_sim.devices import DevicePty, SDI12Bus, WeatherSensor
-from watershed_sim.micropython import mpy_cross
+from watershed.firmware_build import compile_firmware, mpy_cross
 
 pytestmark = pytest.mark.firmware
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.micropython import FIRMWARE_DIR
-from watershed_sim.micropython import mpy_cross
+from watershed.firmware_build import mpy_cross
 
 pytestmark = pytest.mark.firmware
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.micropython import MicroPythonRunner
-from watershed_sim.micropython import compile_firmware
+from watershed.firmware_build import compile_firmware
 
 pytestmark = pytest.mark.firmware
 

@@ -13,7 +13,7 @@ import serial
 
 from watershed.contracts import wire
 from watershed_sim.clock import SimClock
-from watershed_sim.micropython import compile_firmware
+from watershed.firmware_build import compile_firmware
 from watershed_sim.station_process import SimStation
 
 pytestmark = pytest.mark.firmware

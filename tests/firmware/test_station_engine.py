@@ -23,10 +23,9 @@ from typing import Any
 
 import pytest
 
-from watershed_sim.micropython import compile_firmware
 from tests.fixtures.micropython import MicroPythonRunner
 from watershed.contracts import wire as gw
-from watershed_sim.micropython import mpy_cross
+from watershed.firmware_build import compile_firmware, mpy_cross
 from watershed_sim.serial_link import VirtualSerialLink
 
 pytestmark = pytest.mark.firmware

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 
 pytestmark = pytest.mark.integration
 

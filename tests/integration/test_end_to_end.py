@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from watershed_sim.pipeline import STAGE, WATER_TEMP, BATTERY, Pipeline, PipelineSettings
+from watershed_sim.testbed import STAGE, WATER_TEMP, BATTERY, Pipeline, PipelineSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.firmware]
 

@@ -25,7 +25,7 @@ from watershed.devservers import Influxd, Mosquitto
 from watershed.gateway.config import MqttConfig
 from watershed.gateway.forwarder import Forwarder
 from watershed.gateway.store import Store
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.pipeline import Backoff
 from watershed.ingest.service import Ingest

@@ -11,9 +11,9 @@ import pytest
 
 from watershed.cli import main
 from watershed.devservers import Influxd
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 from watershed.ingest.config import IngestConfig
-from watershed.ingest.influx_setup import continuous_queries, setup
+from watershed.hydro.influx_setup import continuous_queries, setup
 from watershed.ingest.writer import V1Writer
 
 pytestmark = pytest.mark.integration

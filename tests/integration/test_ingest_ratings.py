@@ -12,7 +12,7 @@ from watershed.cli import main
 from watershed.contracts.mqtt import MessageReading, ReadingsMessage, encode_readings
 from watershed.contracts.wire import MISSING, OUT_OF_RANGE
 from watershed.devservers import Influxd, Mosquitto
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 from watershed.ingest.config import IngestConfig
 from watershed.ratings.tomlfile import parse_toml_rating
 

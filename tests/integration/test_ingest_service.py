@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from watershed.contracts.mqtt import (MessageReading, ReadingsMessage, Topics, decode_readings,
                                       encode_readings)
 from watershed.devservers import Influxd, Mosquitto, free_port
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.pipeline import Backoff
 from watershed.ingest.service import Ingest

@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.servers import InfluxdFactory
 from watershed.devservers import Influxd
-from watershed.influxql import query
+from watershed.hydro.influxql import query
 from watershed.ingest.writer import RejectedWriteError, RetryableWriteError, V1Writer
 
 pytestmark = pytest.mark.integration

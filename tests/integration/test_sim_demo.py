@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from watershed.demo import DemoSettings, run_demo
+from watershed_sim.demo import DemoSettings, run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.firmware]
 

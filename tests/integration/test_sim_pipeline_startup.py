@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 
-import watershed_sim.pipeline as sim_pipeline
+import watershed_sim.testbed as sim_testbed
 from watershed.ingest.service import Ingest
-from watershed_sim.pipeline import Pipeline, PipelineSettings, demo_scenario
+from watershed_sim.testbed import Pipeline, PipelineSettings, demo_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.firmware]
 
@@ -31,7 +31,7 @@ class LateIngest(Ingest):
 
 def test_the_gateway_publishes_nothing_before_the_ingest_has_subscribed(
         tmp_path, mosquitto_factory, influxd, monkeypatch):
-    monkeypatch.setattr(sim_pipeline, "Ingest", LateIngest)
+    monkeypatch.setattr(sim_testbed, "Ingest", LateIngest)
     broker = mosquitto_factory()  # fresh: no session of an earlier ingest holds a subscription
     scenario = demo_scenario(stations=1, hours=3, speed=1800)
     pipeline = Pipeline(PipelineSettings(workdir=tmp_path, scenario=scenario,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from watershed.influxql import query
-from watershed_sim.pipeline import Pipeline
+from watershed.hydro.influxql import query
+from watershed_sim.testbed import Pipeline
 from watershed_sim.runner import run_scenario
 from watershed_sim.scenario import load_scenario
 

@@ -1,4 +1,4 @@
-"""The simulated SDI-12 sensors honour the protocol facts of ../shared/reference/sdi12.md.
+"""The simulated SDI-12 sensors honour the protocol facts of docs/sdi12.md.
 
 The bus is driven directly with made-up times (no pty, no wall clock): ``ask`` sends a break
 and a command at time ``t`` and returns what the line carries up to ``t + 0.05``.

@@ -6,10 +6,10 @@ from decimal import Decimal
 
 import pytest
 
-from watershed.influxql import quote_ident, quote_string
+from watershed.hydro.influxql import quote_ident, quote_string
 from watershed.ingest.config import ConfigError, IngestConfig
-from watershed.ingest.hydro_query import ReadingsQuery, Record, float_digits, format_records
-from watershed.ingest.influx_setup import go_duration_s, influxql_duration_s, rollup_selects
+from watershed.hydro.query import ReadingsQuery, Record, float_digits, format_records
+from watershed.hydro.influx_setup import go_duration_s, influxql_duration_s, rollup_selects
 
 
 def test_raw_and_aggregated_statements() -> None:

@@ -11,8 +11,9 @@ import pytest
 from watershed_sim.environment import Catchment, Environment, Rating, RainEvent, River, Weather
 from watershed_sim.replay import ReplayError, read_csv, read_tip_log, read_toa5, read_usgs_rdb
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-USGS_IV = SHARED / "usgs_09512500_iv_discharge.rdb"
+# The replayed scenario's record (scenarios/data/SOURCES.md says where it comes from).
+SCENARIO_DATA = Path(__file__).resolve().parents[2] / "scenarios" / "data"
+USGS_IV = SCENARIO_DATA / "usgs_09512500_iv_discharge.rdb"
 T0 = 1_700_000_000 // 86400 * 86400  # a midnight UTC
 
 

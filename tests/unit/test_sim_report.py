@@ -9,7 +9,7 @@ import pytest
 
 from watershed.contracts.influx import message_lines
 from watershed.contracts.mqtt import MessageReading, ReadingsMessage
-from watershed.demo import DEFAULT_SCENARIO, DemoSettings, demo_scenario
+from watershed_sim.demo import DEFAULT_SCENARIO, DemoSettings, demo_scenario
 from watershed_sim import report
 from watershed_sim.trace import _line_key
 
@@ -93,5 +93,6 @@ def test_the_demo_takes_any_number_of_stations_like_the_files(n):
 
 
 def test_the_demo_scenario_ships_with_the_package():
-    # package-data of pyproject.toml ships gateway/watershed/data/*
-    assert DEFAULT_SCENARIO.parent == Path(__import__("watershed").__file__).parent / "data"
+    # package-data of pyproject.toml ships hardware/watershed_sim/data/*
+    assert DEFAULT_SCENARIO.parent == Path(__import__("watershed_sim").__file__).parent / "data"
+    assert DEFAULT_SCENARIO.is_file()

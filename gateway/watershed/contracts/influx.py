@@ -64,22 +64,14 @@ def reading_value_text(mantissa: int, exponent: int) -> str:
     return s[:-2] if s.endswith(".0") else s
 
 
-def reading_line(msg: ReadingsMessage, r: MessageReading) -> str:
-    """The line for one reading. A missing reading has no ``value`` field, only its flags."""
-    return _lines(msg, (r,))[0]
-
-
 def message_lines(msg: ReadingsMessage) -> list[str]:
-    """Line protocol for every reading of a message, in order."""
-    return _lines(msg, msg.readings)
-
-
-def _lines(msg: ReadingsMessage, readings: tuple[MessageReading, ...]) -> list[str]:
+    """Line protocol for every reading of a message, in order. A missing reading has no
+    ``value`` field, only its flags."""
     head = (f"{MEASUREMENT},basin={check_id('basin', msg.basin)},channel=")
     station = f",station={check_id('station', msg.station)} flags="
     gateway = f'i,gateway="{check_id("gateway", msg.gateway)}",seq='
     out = []
-    for r in readings:
+    for r in msg.readings:
         if r.flags & MISSING:
             out.append(f"{head}{_channel(r.channel)}{station}{r.flags}{gateway}{r.seq}i {r.ts}")
         else:

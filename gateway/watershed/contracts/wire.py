@@ -45,16 +45,6 @@ FLATLINE = 0x20
 CLOCK_JUMP = 0x40  # taken around a detected clock step
 EVENT = 0x80  # taken in event (flood) mode; not a quality defect
 
-FLAG_NAMES = {
-    MISSING: "missing",
-    OUT_OF_RANGE: "out_of_range",
-    SUSPECT: "suspect",
-    CLOCK_UNSYNCED: "clock_unsynced",
-    SPIKE: "spike",
-    FLATLINE: "flatline",
-    CLOCK_JUMP: "clock_jump",
-    EVENT: "event",
-}
 
 # POLL "want" bits.
 WANT_DATA = 0x01

@@ -1,11 +1,14 @@
 """The gateway: polls stations over serial links, stores readings durably, forwards them by MQTT.
 
-    config     TOML -> GatewayConfig
-    store      durable SQLite store of readings, ACK ranges, station HELLO info
-    link       one serial link's polling thread (framed_port: frames on a port; poller: the
-               exchange with one station)
-    forwarder  store -> MQTT, marking readings sent only on PUBACK
-    daemon     Gateway(config).start()/stop()/stats(); run(config_path) for the CLI
+    config       TOML -> GatewayConfig
+    daemon       Gateway(config).start()/stop()/stats(); run(config_path) for ``watershed gateway``
+    link         one serial link's polling thread; framed_port (frames on a port), poller (the
+                 exchange with one station), runs (sequence-number ranges), backoff (retry delays)
+    store        durable SQLite store of readings, ACK ranges, losses, station facts, alerts;
+                 priorities (what a full store gives up first)
+    forwarder    store -> MQTT at QoS 1, and what to send again; health (the health message),
+                 alerts (flood alert rules), remote (operations from the gateway's cmd topic)
+    logs, notify structured log lines; systemd's notify protocol
 """
 
 from .config import ConfigError, GatewayConfig, LinkConfig, MqttConfig, StationConfig, load_config

@@ -25,7 +25,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from watershed.contracts import wire
 from watershed.contracts.channels import channel_name
@@ -53,7 +53,6 @@ class _Session:
     needs_time: bool = False  # set by a HELLO; cleared when the station answers TIME
     next_status_at: float = 0.0  # monotonic; 0: at the first poll
     next_backfill_at: float = 0.0
-    requested: list[tuple[int, int]] = field(default_factory=list)  # remote backfill requests
 
 
 class Poller:
@@ -100,10 +99,6 @@ class Poller:
         session = self._sessions.get(addr)
         return None if session is None else session.station_id
 
-    def request_backfill(self, addr: int, first: int, end: int) -> None:
-        """An operator asked for ``[first, end)`` again: sent with the next poll of ``addr``."""
-        self._session(addr).requested.append((first, end))
-
     def _session(self, addr: int) -> _Session:
         session = self._sessions.get(addr)
         if session is None:
@@ -116,8 +111,6 @@ class Poller:
     def poll(self, port: FramedPort, addr: int) -> bool:
         """One exchange with the station at ``addr``; True if it sent readings (more may wait)."""
         session = self._session(addr)
-        if session.requested and session.station_id is not None:
-            return self._backfill(port, session, addr, session.requested.pop(0))
         status_due = self._monotonic() >= session.next_status_at
         want = (wire.WANT_DATA | (wire.WANT_HELLO if session.needs_hello else 0)
                 | (wire.WANT_STATUS if status_due else 0))

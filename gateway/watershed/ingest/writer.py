@@ -9,7 +9,8 @@ and otherwise raises one of two errors, so the caller decides what to acknowledg
   batch cannot help. Carries the server's message (for 1.x a partial write says which line).
 
 Neither writer retries by itself and neither buffers: influxdb-client's batching mode would hold
-points in memory and report failures to a callback, decoupled from the MQTT acks (anchors.md).
+points in memory and report failures to a callback, decoupled from the MQTT acks, so a message
+could be acknowledged before its points were written.
 (The one exception: V1Writer sends a request once more, at once, when a kept-alive connection
 turns out to have been closed by the server meanwhile; see ``V1Writer.write``.)
 

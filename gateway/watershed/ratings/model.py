@@ -158,11 +158,6 @@ class Rating:
         found = self.lookup(stage)
         return found if found is None or isinstance(found, Decimal) else _round(found)
 
-    def rated_float(self, stage: float) -> float | None:
-        """As ``rated``, unrounded (for tables printed at a fixed number of decimals)."""
-        found = self.lookup(stage)
-        return None if found is None else float(found)
-
     def lookup(self, stage: float) -> Decimal | float | None:
         """The exact Decimal at a breakpoint, the interpolated float between, None outside."""
         points = self.breakpoints

@@ -1,4 +1,4 @@
-"""Simulated SDI-12 sensors on a simulated SDI-12 bus (../shared/reference/sdi12.md, v1.4).
+"""Simulated SDI-12 sensors on a simulated SDI-12 bus (v1.4, as docs/sdi12.md summarises it).
 
 The bus is a protocol object: ``receive(data, now)`` takes the bytes the master (the station)
 wrote and the time they arrived; ``pop_due(now)`` returns the bytes the sensors have put on the

@@ -29,7 +29,7 @@ from .analog_input import AdcScale, AnalogInput, Truth
 from .clock import SimClock
 from .environment import Catchment, RainEvent, Weather
 from .line_noise import NoiseSettings
-from .micropython import compile_firmware
+from watershed.firmware_build import compile_firmware
 from .radio_link import RadioLink, RadioSettings
 from .report import ChannelReport, compare
 from .scenario import GatewaySpec, LinkSpec, Scenario, SensorSpec, StationSpec

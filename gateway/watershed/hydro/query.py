@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from ..contracts.ids import check_id
 from ..contracts.influx import MEASUREMENT
-from ..influxql import query_series, quote_ident, quote_string
+from .influxql import query_series, quote_ident, quote_string
 
 AGGREGATES = ("mean", "min", "max", "sum")
 FORMATS = ("table", "csv", "json")

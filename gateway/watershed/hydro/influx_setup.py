@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..contracts.influx import MEASUREMENT
-from ..influxql import Series, quote_ident, quote_string, query_series
-from .config import IngestConfig
+from .influxql import Series, quote_ident, quote_string, query_series
+from ..ingest.config import IngestConfig
 
 HOURLY_POLICY = "hourly"
 HOURLY_MEASUREMENT = "readings_hourly"

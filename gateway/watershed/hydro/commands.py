@@ -130,10 +130,10 @@ def _rating_discharge(args: argparse.Namespace) -> int:
 
 
 def _recompute(args: argparse.Namespace) -> int:
-    from ..influxql import QueryError
-    from .config import ConfigError, load_config
+    from .influxql import QueryError
+    from ..ingest.config import ConfigError, load_config
     from .recompute import recompute
-    from .writer import WriteError
+    from ..ingest.writer import WriteError
     try:
         report = recompute(load_config(args.config), args.station, args.start, args.end)
     except (ConfigError, ValueError) as e:
@@ -147,8 +147,8 @@ def _recompute(args: argparse.Namespace) -> int:
 
 
 def _influx_setup(args: argparse.Namespace) -> int:
-    from ..influxql import QueryError
-    from .config import ConfigError, load_config
+    from .influxql import QueryError
+    from ..ingest.config import ConfigError, load_config
     from .influx_setup import setup
     try:
         config = load_config(args.config)
@@ -166,8 +166,8 @@ def _influx_setup(args: argparse.Namespace) -> int:
 
 
 def _influx_downsample(args: argparse.Namespace) -> int:
-    from ..influxql import QueryError
-    from .config import ConfigError, load_config
+    from .influxql import QueryError
+    from ..ingest.config import ConfigError, load_config
     from .influx_setup import downsample
     try:
         config = load_config(args.config)
@@ -183,9 +183,9 @@ def _influx_downsample(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     import time
 
-    from ..influxql import QueryError
-    from .config import ConfigError, load_config
-    from .hydro_query import ReadingsQuery, format_records, run_query
+    from .influxql import QueryError
+    from ..ingest.config import ConfigError, load_config
+    from .query import ReadingsQuery, format_records, run_query
     try:
         if args.config:
             i = load_config(args.config).influx

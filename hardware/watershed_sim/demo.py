@@ -15,7 +15,16 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from watershed.devservers import MissingDependency
+from watershed.firmware_build import MpyCrossMissing
+
+from .micropython import MicroPythonMissing
+from .report import format_table
+from .runner import run_scenario
+from .scenario import Scenario, ScenarioError, load_scenario
+from .testbed import DEFAULT_DATABASE as DATABASE
+from .testbed import Pipeline
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "data" / "demo_storm.toml"
 
@@ -30,11 +39,9 @@ class DemoSettings:
     scenario: Path = DEFAULT_SCENARIO
 
 
-def demo_scenario(settings: DemoSettings) -> Any:
+def demo_scenario(settings: DemoSettings) -> Scenario:
     """The scenario file with the settings' hours, speed and number of stations: the first
     ``stations`` of the file, or more made like them (same sensors and link, next basin)."""
-    from watershed_sim.scenario import load_scenario
-
     scenario = load_scenario(settings.scenario)
     specs = list(scenario.stations[:settings.stations])
     basins = [st.basin for st in scenario.stations]
@@ -49,15 +56,6 @@ def demo_scenario(settings: DemoSettings) -> Any:
 
 def run_demo(settings: DemoSettings) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from watershed_sim.micropython import MicroPythonMissing
-    from watershed_sim.pipeline import DEFAULT_DATABASE as DATABASE
-    from watershed_sim.pipeline import Pipeline
-    from watershed_sim.report import format_table
-    from watershed_sim.runner import run_scenario
-    from watershed_sim.scenario import ScenarioError
-
-    from .devservers import MissingDependency
-
     if not 1 <= settings.stations <= 30 or settings.hours <= 0 or settings.speed < 1:
         print("error: --stations must be 1-30, --hours > 0, --speed >= 1", file=sys.stderr)
         return 2
@@ -76,7 +74,7 @@ def run_demo(settings: DemoSettings) -> int:
     try:
         result = run_scenario(scenario, workdir, database=DATABASE, drain_timeout_s=120,
                               keep_servers=settings.keep, pipeline_out=pipelines)
-    except (MissingDependency, MicroPythonMissing) as e:
+    except (MissingDependency, MicroPythonMissing, MpyCrossMissing) as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
     pipeline = pipelines[0]

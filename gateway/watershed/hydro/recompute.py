@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 from ..contracts.ids import check_id
 from ..contracts.influx import MEASUREMENT, discharge_line
-from ..influxql import query
-from .config import ConfigError, IngestConfig
-from .ratings_setup import load_station_ratings
-from .writer import Writer, make_writer
+from .influxql import query
+from ..ingest.config import ConfigError, IngestConfig
+from ..ingest.ratings_setup import load_station_ratings
+from ..ingest.writer import Writer, make_writer
 
 
 @dataclass(frozen=True, slots=True)
