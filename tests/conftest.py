@@ -1,1 +1,2 @@
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.micropython", "tests.fixtures.mqtt"]
+pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.micropython", "tests.fixtures.mqtt",
+                  "tests.fixtures.filesystems"]

@@ -26,8 +26,8 @@ from .test_gateway_resilience import Watcher
 
 pytestmark = pytest.mark.integration
 
-# The smallest quota the config allows (1 MiB) holds ~7,200 readings of SAN-01 once the
-# store's own pages are set aside. River and flood readings alone overflow it, so every
+# The smallest quota the config allows (1 MiB) holds ~5,000 readings of SAN-01 once the WAL
+# reserve and the store's own pages are set aside. River and flood readings alone overflow it, so every
 # housekeeping and weather reading must go, and then the oldest river readings.
 HOUSEKEEPING, WEATHER, RIVER, FLOOD = 1500, 1500, 7500, 30
 CHANNELS = {32: "battery_v", 16: "rain_mm", 1: "stage_m"}
@@ -76,7 +76,10 @@ def test_a_full_store_sheds_by_priority_and_the_ledger_in_health_is_exact(
         assert health["store"]["losses_total"] == shed
         assert health["store"]["readings_shed"] == shed
         assert health["queue"]["unsent"] == produced - shed
-        assert health["store"]["stored_bytes"] <= health["store"]["quota_bytes"]
+        # The quota bounds the files on disk: database + WAL + journal + WAL index.
+        assert health["store_files_bytes"] <= health["store"]["quota_bytes"]
+        assert sum(f.stat().st_size for f in Path(d["gateway"]["store"]).parent.iterdir()
+                   if f.name.startswith("gateway.db")) <= health["store"]["quota_bytes"]
         assert gateway.stats()["links"][link.gateway_path]["readings_shed"] == shed
 
         # The uplink comes back: what was kept arrives, and it is exactly what was not shed.

@@ -15,10 +15,11 @@ from watershed.gateway.store import (
     GONE_FROM_STATION,
     AckRanges,
     Store,
+    MIN_QUOTA_BYTES,
+    SCHEMA_VERSION,
+    QuotaPlan,
     StoredReading,
     StoreFull,
-    SCHEMA_VERSION,
-    STORE_BASE_BYTES,
     row_cost,
 )
 
@@ -89,82 +90,114 @@ def test_status_is_recorded_with_the_clock_offset(tmp_path: Path) -> None:
 # --- quota and shedding ---------------------------------------------------------------
 
 
+QUOTA = MIN_QUOTA_BYTES  # holds a few thousand readings: 1/8 WAL, the rest pages
+
+
 def deliver(store: Store, rows: list[StoredReading]) -> None:
     """Published, acknowledged by the broker and confirmed by an ingest."""
     store.mark_published(r.id for r in rows)
     store.confirm({STATION: [(r.reading.seq, r.reading.seq + 1) for r in rows]})
 
 
-def cost(channel: str = "stage_m") -> int:
-    return row_cost(STATION, channel, BASIN)
+def fill(s: Store, first: int, count: int, channel: str = "stage_m", flags: int = 0,
+         batch: int = 40) -> list[int]:
+    """Add ``count`` readings from seq ``first`` in station-sized batches; returns the seqs."""
+    seqs = list(range(first, first + count))
+    for i in range(0, count, batch):
+        s.add(STATION, BASIN, [reading(seq, channel, flags) for seq in seqs[i:i + batch]])
+        assert s.files_bytes() <= s.quota_bytes
+    return seqs
 
 
-def test_shedding_goes_sent_then_housekeeping_weather_river_and_counts_exactly(
+def test_shedding_goes_delivered_then_housekeeping_weather_river_and_counts_exactly(
         tmp_path: Path) -> None:
-    quota = STORE_BASE_BYTES + 100 * cost()
-    with Store(tmp_path / "gw.db", quota_bytes=quota, protected_events=10) as s:
-        plan = ([(seq, "stage_m") for seq in range(1, 31)]
-                + [(seq, "rain_mm") for seq in range(31, 51)]
-                + [(seq, "battery_v") for seq in range(51, 71)])
-        s.add(STATION, BASIN, [reading(seq, ch) for seq, ch in plan])
-        s.confirm({STATION: [(1, 11)]})  # 10 river readings delivered (confirmed in InfluxDB)
-        s.add(STATION, BASIN, [reading(seq, "stage_m", EVENT) for seq in range(71, 91)])
-        assert s.counts()["readings_shed"] == 0  # 90 rows: within the quota
-        # 40 more river readings: 10 confirmed rows go first, then housekeeping, oldest first.
-        added = s.add(STATION, BASIN, [reading(seq) for seq in range(91, 131)])
-        assert added.new == 40 and added.shed > 0
+    with Store(tmp_path / "gw.db", quota_bytes=QUOTA, protected_events=20) as s:
+        river = fill(s, 1, 600)
+        s.confirm({STATION: [(river[0], river[99] + 1)]})  # delivered: shed before any other
+        weather = fill(s, 601, 300, "rain_mm")
+        housekeeping = fill(s, 901, 300, "battery_v")
+        flood = fill(s, 1201, 20, flags=EVENT)
+        assert s.counts()["readings_shed"] == 0 and s.loss_ledger() == {}
+        # River readings until the quota bites: delivered rows go first, then housekeeping,
+        # oldest first, and nothing else while housekeeping is left.
+        seq = 1221
+        while s._db.execute("SELECT COUNT(*) FROM readings WHERE sent = 2").fetchone()[0]:
+            seq += len(fill(s, seq, 40))
+        assert s.loss_ledger().get(STATION, {}).keys() <= {"shed_housekeeping"}
+        while "shed_weather" not in s.loss_ledger().get(STATION, {}):
+            seq += len(fill(s, seq, 40))
+        assert s.loss_ledger()[STATION]["shed_housekeeping"] == len(housekeeping)
+        kept = {r.reading.seq for r in s.unsent(100_000)}
+        lost_weather = sorted(set(weather) - kept)
+        assert lost_weather == weather[:len(lost_weather)]  # oldest first
+        # Much more: weather goes, then the oldest river readings; never the newest
+        # flood-event readings.
+        seq += len(fill(s, seq, 6000))
         ledger = s.loss_ledger()[STATION]
-        # 30 rows over (+2% slack): 10 confirmed, all 20 housekeeping, the 2 oldest weather.
-        assert ledger == {"shed_housekeeping": 20, "shed_weather": 2}
-        assert s._db.execute("SELECT COUNT(*) FROM readings WHERE sent = 2").fetchone()[0] == 0
-        kept = {r.reading.seq for r in s.unsent(1000)}
-        assert kept == set(range(11, 131)) - set(range(51, 71)) - {31, 32}
-        assert s.counts()["stored_bytes"] <= quota - STORE_BASE_BYTES
-        # Much more: housekeeping and weather go, then the oldest river readings; never the
-        # newest flood-event readings.
-        s.add(STATION, BASIN, [reading(seq) for seq in range(131, 191)])
-        ledger = s.loss_ledger()[STATION]
-        assert ledger["shed_housekeeping"] == 20 and ledger["shed_weather"] == 20
-        kept = {r.reading.seq for r in s.unsent(1000)}
-        assert set(range(71, 91)) <= kept  # flood-event readings untouched
+        assert ledger["shed_weather"] == len(weather) and ledger["shed_river"] > 0
+        kept = {r.reading.seq for r in s.unsent(100_000)}
+        assert set(flood) <= kept
+        kept_river = sorted(kept - set(flood))
+        assert kept_river == list(range(seq - len(kept_river), seq))  # the newest
+        # Exact: every reading received is kept, delivered (100) or in the ledger.
+        assert len(kept) + 100 + sum(ledger.values()) == seq - 1
         assert s.counts()["readings_shed"] == sum(ledger.values())
-        # Exact: every reading received is kept, delivered (10) or in the ledger.
-        assert len(kept) + 10 + sum(ledger.values()) == 190
-        assert min(kept - set(range(71, 91))) == 191 - len(kept - set(range(71, 91)))
-        assert s.counts()["stored_bytes"] <= quota - STORE_BASE_BYTES
+        assert s.counts()["readings_received"] == seq - 1
 
 
 def test_a_full_store_of_protected_flood_readings_refuses_more(tmp_path: Path) -> None:
-    with Store(tmp_path / "gw.db", quota_bytes=STORE_BASE_BYTES + 10 * cost(), protected_events=100) as s:
-        s.add(STATION, BASIN, [reading(seq, flags=EVENT) for seq in range(1, 10)])
-        with pytest.raises(StoreFull):
-            s.add(STATION, BASIN, [reading(seq, flags=EVENT) for seq in range(10, 13)])
+    with Store(tmp_path / "gw.db", quota_bytes=QUOTA, protected_events=100_000) as s:
+        seq = 1
+        with pytest.raises(StoreFull) as refused:
+            while True:
+                seq += len(fill(s, seq, 40, flags=EVENT))
+        assert refused.value.reason == "quota"
         # Nothing of the refused batch is stored, so nothing of it will be ACKed.
-        assert s.ack_ranges(STATION) == AckRanges(10, ())
+        assert s.ack_ranges(STATION) == AckRanges(seq, ())
         assert s.loss_ledger() == {}
+        assert s.space.full and s.space.reason == "quota"
+        assert s.files_bytes() <= QUOTA
+        # Delivered, they may go: the next batch is stored and the store is writable again.
+        deliver(s, s.unsent(500))
+        assert s.add(STATION, BASIN, [reading(seq, flags=EVENT)]).new == 1
+        assert not s.space.full
 
 
 def test_unprotected_flood_readings_are_shed_last_oldest_first(tmp_path: Path) -> None:
-    with Store(tmp_path / "gw.db", quota_bytes=STORE_BASE_BYTES + 10 * cost(), protected_events=5) as s:
-        s.add(STATION, BASIN, [reading(seq, flags=EVENT) for seq in range(1, 11)])
-        s.add(STATION, BASIN, [reading(seq, flags=EVENT) for seq in range(11, 13)])
-        kept = [r.reading.seq for r in s.unsent(100)]
-        assert kept[-5:] == [8, 9, 10, 11, 12] and 1 not in kept
-        assert s.loss_ledger()[STATION]["shed_flood_event"] == 12 - len(kept)
+    with Store(tmp_path / "gw.db", quota_bytes=QUOTA, protected_events=100) as s:
+        seqs = fill(s, 1, 8000, flags=EVENT)
+        kept = [r.reading.seq for r in s.unsent(100_000)]
+        assert 100 < len(kept) < 8000
+        assert kept == seqs[-len(kept):]
+        assert s.loss_ledger()[STATION]["shed_flood_event"] == 8000 - len(kept)
 
 
-def test_the_file_stays_within_the_quota(tmp_path: Path) -> None:
-    quota = 1_000_000
+def test_the_files_stay_within_the_quota_however_far_beyond_it_the_store_is_filled(
+        tmp_path: Path) -> None:
+    """Measured on disk after every call: database + WAL + journal + WAL index."""
+    quota = QUOTA
     path = tmp_path / "gw.db"
+    channels = ("stage_m", "rain_mm", "battery_v", "stage_m", "air_temp_c")
+    biggest = 0
     with Store(path, quota_bytes=quota) as s:
-        for batch in range(120):
-            channel = ("stage_m", "rain_mm", "battery_v")[batch % 3]
-            s.add(STATION, BASIN, [reading(batch * 100 + i + 1, channel) for i in range(100)])
-            if batch % 4 == 0:
-                deliver(s, s.unsent(150))
-        s._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        assert s.counts()["readings_shed"] > 0
-    assert path.stat().st_size <= quota
+        plan = QuotaPlan.of(quota, 4096)
+        assert s._db.execute("PRAGMA max_page_count").fetchone()[0] == plan.max_pages
+        for batch in range(800):  # 32,000 readings, interleaved channels: fragmentation
+            s.add(STATION, BASIN, [reading(batch * 40 + i + 1, channels[i % 5])
+                                   for i in range(40)])
+            if batch % 50 == 0:  # big transactions: many rows marked, then pruned at once
+                deliver(s, s.unsent(1000))
+                s.prune_confirmed(keep=100)
+            biggest = max(biggest, sum(f.stat().st_size for f in tmp_path.iterdir()))
+        assert s.counts()["readings_shed"] > 5_000
+    assert biggest <= quota
+    assert {f.name for f in tmp_path.iterdir()} <= {"gw.db", "gw.db-wal", "gw.db-shm",
+                                                     "gw.db-journal"}
+
+
+def test_a_quota_below_the_minimum_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="below the minimum"):
+        Store(tmp_path / "gw.db", quota_bytes=MIN_QUOTA_BYTES - 1)
 
 
 def test_pruned_and_shed_seqs_are_duplicates_not_new_readings(store: Store) -> None:

@@ -8,6 +8,11 @@ and not one per reading:
 
 An alert goes into the store first (so it survives a restart and waits out an uplink outage,
 logged here meanwhile), then the forwarder publishes it ahead of any reading.
+
+The gateway's own alerts (``on_store_space``: the store became full, or writable again) go the
+same way, under the pseudo-station ``_gateway`` (no station id starts with "_"), so on
+``<prefix>/v1/<gateway>/_gateway/alert``. While the store is full the store keeps them in memory
+and hands them to the forwarder all the same; they are written once there is room.
 """
 
 from __future__ import annotations
@@ -23,9 +28,23 @@ from dataclasses import dataclass, field
 from watershed.contracts.mqtt import PAYLOAD_VERSION, MessageReading
 
 from .config import AlertRule, StationConfig
+from .space import SpaceChange
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+GATEWAY_ALERTS = "_gateway"  # the pseudo-station of the gateway's own alerts
+
+
+def store_space_alert(gateway_id: str, change: SpaceChange) -> str:
+    """The payload of the alert for a store that became full, or writable again."""
+    body: dict[str, object] = {
+        "v": PAYLOAD_VERSION, "gateway": gateway_id, "alert": "store_full",
+        "state": "raised" if change.full else "cleared", "reason": change.reason,
+        "full_since": int(change.since), "detail": change.detail, "raised_at": int(change.at)}
+    if not change.full:
+        body["full_for_s"] = round(change.at - change.since, 1)
+    return json.dumps(body, separators=(",", ":"))
 
 
 @dataclass
@@ -71,6 +90,13 @@ class AlertEngine:
         if raised:
             self._on_alert()
         return raised
+
+    def on_store_space(self, change: SpaceChange) -> None:
+        """The store became full or writable again (space.py logged it): alert, without taking
+        this engine's lock (the store may hold its own, which ``evaluate`` takes after ours)."""
+        self._store.add_alert(GATEWAY_ALERTS, store_space_alert(self._gateway_id, change))
+        self.raised += 1
+        self._on_alert()
 
     def _raise(self, config: StationConfig, rule: AlertRule, reading: MessageReading,
                detail: dict[str, object]) -> None:

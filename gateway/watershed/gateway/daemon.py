@@ -31,7 +31,7 @@ from .health import gather_health
 from .link import SerialLink, open_serial_port
 from .notify import SystemdNotifier, watchdog_interval_s
 from .remote import RemoteOperations
-from .store import Store, StoreError
+from .store import Store, StoreError, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class Gateway:
                                    on_command=remote.handle)
         self.alerts = AlertEngine(config.id, registry, self.store, on_alert=self.forwarder.notify,
                                   clock=self._clock)
+        self.store.space.subscribe(self.alerts.on_store_space)
         self.links.extend(SerialLink(link, self.store, registry, time_sync=config.time_sync,
                                      on_stored=self.forwarder.notify,
                                      on_readings=self.alerts.evaluate, open_port=self._open_port,
@@ -118,6 +119,7 @@ class Gateway:
             "links": {link.config.port: link.stats() for link in self.links},
             "forwarder": self.forwarder.stats() if self.forwarder else {},
             "store": self.store.counts() if self.store else {},
+            "space": self.store.space.health() if self.store else {},
             "losses": self.store.loss_ledger() if self.store else {},
         }
 
@@ -147,6 +149,8 @@ class Gateway:
                     if not self.store.prune_confirmed(self.config.keep_sent_readings):
                         break
                     self._housekeeping_beat = time.monotonic()
+            except StoreFull:
+                pass  # logged once by the store (space.py); pruned when there is room
             except Exception:
                 log.exception("housekeeping failed; trying again in %.0f s",
                               HOUSEKEEPING_INTERVAL_S)

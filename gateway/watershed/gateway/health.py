@@ -59,6 +59,9 @@ def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
         "store": {**counts, "quota_bytes": store.quota_bytes,
                   "losses_total": sum(sum(r.values()) for r in ledger.values())},
         "disk_free_bytes": _disk_free(store.path),
+        # Full (disk or quota): nothing is ACKed and DATA waits until there is room (space.py).
+        **store.space.health(),
+        "store_files_bytes": store.files_bytes(),
         "stations": stations,
         "links": {link.config.port: link.stats() for link in links},
     }

@@ -24,7 +24,7 @@ from .backoff import Backoff
 from .config import LinkConfig, StationConfig
 from .framed_port import FramedPort, SerialPort
 from .poller import Poller
-from .store import Store
+from .store import Store, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,11 @@ class SerialLink:
                 log.warning("link %s: %s; reopening in %.1f s", self.config.port, e, delay)
                 self._close()
                 self._wait_until(time.monotonic() + delay)
+                continue
+            except StoreFull:
+                # Logged once by the store (space.py), never a traceback per refusal.
+                self._counters["store_full_refusals"] += 1
+                self._wait_until(time.monotonic() + self._backoff.next_delay())
                 continue
             except Exception:
                 self._counters["internal_errors"] += 1

@@ -13,6 +13,10 @@ are gone for good and go into the store's loss ledger. When a station says it ha
 to send, holes in its sequence above that are asked for with a backfill POLL (contracts 1.3),
 at most every ``backfill_interval_s`` while the station has none of them to give.
 
+While the store is full (the disk, or its quota: space.py) nothing is ACKed and DATA is not
+asked for: a poll asks only for a HELLO or STATUS that is due, and is skipped if neither is.
+DATA is asked for again when the store says taking it may succeed (``may_take_readings``).
+
 Readings from an address are accepted only after that station's HELLO on this link: the
 sequence numbers belong to the station id, and an address alone does not say which station
 (a swapped board, a mis-set DIP switch). Unaccepted readings are not ACKed, so the station
@@ -33,7 +37,7 @@ from watershed.contracts.mqtt import MessageReading
 
 from .config import UNASSIGNED_BASIN, StationConfig
 from .framed_port import FramedPort
-from .store import Store
+from .store import Store, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +115,14 @@ class Poller:
     def poll(self, port: FramedPort, addr: int) -> bool:
         """One exchange with the station at ``addr``; True if it sent readings (more may wait)."""
         session = self._session(addr)
+        taking = self._store.space.may_take_readings()
         status_due = self._monotonic() >= session.next_status_at
-        want = (wire.WANT_DATA | (wire.WANT_HELLO if session.needs_hello else 0)
+        want = ((wire.WANT_DATA if taking else 0) | (wire.WANT_HELLO if session.needs_hello else 0)
                 | (wire.WANT_STATUS if status_due else 0))
-        wanted = ({wire.DATA} | ({wire.HELLO} if session.needs_hello else set())
+        if not want:
+            return False  # the store is full and nothing else is due: the station keeps all
+        wanted = (({wire.DATA} if taking else set())
+                  | ({wire.HELLO} if session.needs_hello else set())
                   | ({wire.STATUS} if status_due else set()))
         port.discard_stale()
         port.send(wire.Poll(addr, want))
@@ -195,7 +203,10 @@ class Poller:
         self._stats["statuses"] += 1
         station_id = session.station_id
         self._store.record_status(station_id, status)
-        self._stats["readings_lost"] += self._store.settle_lost(station_id, status.oldest_seq)
+        try:
+            self._stats["readings_lost"] += self._store.settle_lost(station_id, status.oldest_seq)
+        except StoreFull:
+            pass  # noted by the store; settled at a STATUS after there is room again
         if status.clock and abs(status.clock - self._clock()) > MAX_CLOCK_OFFSET_S:
             self._stats["clock_drifts"] += 1
             log.info("station %s clock is %+.0f s off", station_id, status.clock - self._clock())
@@ -303,7 +314,12 @@ class Poller:
         channels = dict(registered.channels) if registered else None
         readings = [MessageReading(r.seq, channel_name(r.channel, channels), r.time, r.mantissa,
                                    r.exponent, r.flags) for r in data.readings]
-        added = self._store.add(station_id, basin, readings)  # durable before the ACK goes out
+        try:
+            added = self._store.add(station_id, basin, readings)  # durable before the ACK
+        except StoreFull:
+            # Noted and logged once by the store (space.py). No ACK: the station keeps them.
+            self._stats["store_full_refusals"] += 1
+            return False
         self._stats["readings_new"] += added.new
         self._stats["readings_duplicate"] += added.duplicate
         self._stats["readings_shed"] += added.shed

@@ -23,19 +23,33 @@ Tables
 - ``conflicts``: a reading whose (station, seq) was already stored with different content: a
   station that reused sequence numbers. Kept, never forwarded silently as a duplicate.
 - ``counters``: totals that must survive restarts, and ``stored_bytes``, the store's own
-  account of what its readings take (the quota is enforced against it).
+  account of what its readings take (a statistic; the quota is measured on disk, below).
 - ``lost_runs``: per station, holes found to be gone for good (below the station's
   ``oldest_seq``): settled, so they are counted once and never asked for again.
 - ``losses``: the loss ledger, readings lost per station and reason (``gone_from_station``,
   ``shed_<priority>``). A loss is never silent: health publishes it.
 - ``alerts``: edge flood alerts, kept until the broker acknowledged them.
 
-The quota: every row is accounted a fixed overhead plus its text, a little more than SQLite
-spends on it with its indexes, and the rows get the quota less STORE_BASE_BYTES, so the file
-stays under the quota. When an ``add`` would go over,
-rows are shed in this order: readings already confirmed, then undelivered ones by priority (priorities.py),
-oldest first; the newest ``protected_events`` flood-event readings never. If that is still not
-enough the ``add`` fails with StoreFull: nothing is ACKed and the station keeps its readings.
+The quota bounds the store's files on disk: database + WAL + rollback journal + WAL index
+(``-shm``). It is split (``QuotaPlan``) into a WAL reserve (1/8 of the quota, 128 KiB to 4 MiB:
+``wal_autocheckpoint`` at half of it, ``journal_size_limit``, and a TRUNCATE checkpoint after
+any commit that left the WAL bigger), 32 KiB for the WAL index, and the rest for the database,
+which SQLite itself refuses to grow beyond (``max_page_count``). Readings are shed when the
+pages in use (``page_count - freelist_count``: measured, fragmentation included) plus those an
+``add`` is estimated to need would leave less than ``headroom_pages`` below that ceiling, in this
+order: readings already confirmed (``DELIVERED_SQL``), then the undelivered by priority
+(priorities.py), oldest first; the newest ``protected_events`` flood-event readings never. If that
+is still not enough the ``add`` fails with StoreFull: nothing is ACKed and the station keeps its
+readings. Between store calls the files stay within the quota; during one transaction the WAL
+may exceed its reserve by that transaction's pages (truncated right after). A database file
+already bigger than a lowered quota does not shrink (SQLite reuses its free pages; VACUUM would
+need as much space again): it is shed down to the new ceiling and grows no more.
+
+A full disk (SQLite's "database or disk is full", ENOSPC) or a full quota makes every write
+raise StoreFull and puts ``space`` (space.py) in its full state: one log line, an alert, no
+traceback per failure. Alerts raised meanwhile are kept in memory (``add_alert``), handed to
+the forwarder like stored ones, and written once readings are stored again; an alert the broker
+acknowledged meanwhile is remembered as such. Station facts that cannot be written stay pending.
 
 One connection guarded by a lock: every thread (links, forwarder) goes through it, so SQLite
 never answers "database is locked", and a read never sees a half-written batch.
@@ -59,13 +73,25 @@ from watershed.contracts.wire import Hello, Status
 
 from . import priorities
 from .runs import Run, gaps, merged, runs_of, size
+from .space import DISK, QUOTA, StoreSpace, is_out_of_space
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 ROW_OVERHEAD_BYTES = 100  # per stored reading, beyond its text (measured: ~85 with indexes)
-STORE_BASE_BYTES = 128 * 1024  # the file's own pages (schema, empty tables): ~56 KB, doubled
 SHED_SLACK = 0.02  # shed this fraction of the quota more than needed: shed in chunks, not per add
+MIN_QUOTA_BYTES = 512 * 1024  # the reserves below and an empty store's pages need ~300 KiB
+WAL_RESERVE_MIN_BYTES = 128 * 1024
+WAL_RESERVE_MAX_BYTES = 4 * 1024 * 1024
+WAL_FRAME_HEADER_BYTES = 24
+SHM_BYTES = 32 * 1024  # the WAL index, while the WAL holds fewer than 4096 frames
+STORE_FILE_SUFFIXES = ("", "-wal", "-journal", "-shm")  # every file of a store, on disk
+
+# Readings delivered for good (confirmed by an ingest): pruned, and shed first. The one place that
+# says what delivered means; NOT_DELIVERED_SQL is its complement, spelled so that the
+# readings_undelivered partial index serves it. Change both together.
+DELIVERED_SQL = "sent = 2"
+NOT_DELIVERED_SQL = "sent < 2"
 DEFAULT_PROTECTED_EVENTS = 50_000  # newest flood-event readings never shed (~8 MB)
 FACTS_INTERVAL_S = 60.0  # station facts that matter for no reading are written this often
 
@@ -178,8 +204,42 @@ class StoreError(RuntimeError):
 
 
 class StoreFull(StoreError):
-    """No room for a batch even after shedding all that may be shed: nothing of it is stored,
-    so the readings are not ACKed and stay safe in the station's flash."""
+    """No room for a write: the disk is full, or the quota is taken even after shedding all
+    that may be shed. Nothing of it is stored, so readings are not ACKed and stay safe in the
+    station's flash. ``reason``: space.DISK or space.QUOTA."""
+
+    def __init__(self, message: str, reason: str = QUOTA) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class QuotaPlan(NamedTuple):
+    """How a quota is split between the store's files (module docstring)."""
+
+    quota_bytes: int
+    wal_bytes: int  # the WAL's reserve: it is truncated back when a commit leaves it bigger
+    max_pages: int  # the database's ceiling (PRAGMA max_page_count)
+    headroom_pages: int  # shedding keeps this many pages free below the ceiling
+    autocheckpoint_pages: int
+
+    @classmethod
+    def of(cls, quota_bytes: int, page_size: int) -> QuotaPlan:
+        if quota_bytes < MIN_QUOTA_BYTES:
+            raise ValueError(f"store quota {quota_bytes} bytes is below the minimum "
+                             f"{MIN_QUOTA_BYTES}")
+        wal = min(max(quota_bytes // 8, WAL_RESERVE_MIN_BYTES), WAL_RESERVE_MAX_BYTES)
+        max_pages = (quota_bytes - wal - SHM_BYTES) // page_size
+        return cls(quota_bytes, wal, max_pages, headroom_pages=max(32, max_pages // 32),
+                   autocheckpoint_pages=max(8, wal // 2 // (page_size + WAL_FRAME_HEADER_BYTES)))
+
+
+class _HeldAlert(NamedTuple):
+    """An alert raised while the store was full, kept in memory until it can be written."""
+
+    station: str
+    payload: str
+    raised_at: float
+    sent: bool
 
 
 class Added(NamedTuple):
@@ -248,9 +308,6 @@ _VOLATILE_FACTS = frozenset({"last_seen", "battery_mv", "outbox_depth", "oldest_
                              "sensor_errors", "clock_offset_s", "status_at"})
 GONE_FROM_STATION = "gone_from_station"  # a hole below the station's oldest_seq
 REJECTED_BY_INGEST = "rejected_by_ingest"  # an ingest refused it (reason in its dead letters)
-# Delivery states (the ``sent`` column): the SQL conditions every query uses.
-_CONFIRMED = "sent = 2"  # in InfluxDB (or rejected there, counted): may be pruned or shed first
-_UNDELIVERED = "sent < 2"  # still in the "must deliver" set
 SHED_REASONS = {p: f"shed_{name}" for p, name in priorities.NAMES.items()}
 _SHED_BATCH = 2000
 
@@ -264,8 +321,12 @@ class Store:
                  facts_interval_s: float = FACTS_INTERVAL_S) -> None:
         self.path = str(path)
         self._clock = clock
+        self.space = StoreSpace(self.path, clock)
         self.quota_bytes = quota_bytes
         self.protected_events = protected_events
+        self._plan: QuotaPlan | None = None
+        self._held_alerts: dict[int, _HeldAlert] = {}  # id -> alert not written (store full)
+        self._alerts_sent_unwritten: set[int] = set()  # acknowledged, the flag not yet written
         self._facts_interval_s = facts_interval_s
         self._facts_due = time.monotonic() + facts_interval_s
         self._pending: dict[str, dict[str, Any]] = {}  # station facts not written yet
@@ -273,18 +334,24 @@ class Store:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
+        # Re-entrant: a space listener (the gateway's alert) may write while a write that
+        # failed for lack of room still holds the lock.
+        self._lock = threading.RLock()
         self._db.execute("PRAGMA busy_timeout = 10000")  # another process reading the file
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")  # an ACKed reading survives power loss
-        # After a checkpoint the WAL is cut back to this, so a burst does not keep SD space.
-        self._db.execute("PRAGMA journal_size_limit = 4194304")
+        self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._apply_quota()
         self._migrate()
 
     def close(self) -> None:
         with self._lock:
             try:
                 self._write_facts()
+            except StoreFull:
+                log.warning("store full at close: the last facts of %d station(s) (last seen,"
+                            " battery) are not written; their next poll says them again",
+                            len(self._pending))
             finally:
                 self._db.close()
 
@@ -357,25 +424,53 @@ class Store:
 
     @contextmanager
     def _locked_transaction(self) -> Iterator[sqlite3.Connection]:
-        """A transaction for a caller that holds the lock."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """A transaction for a caller that holds the lock. No room for it (the disk, the
+        quota) raises StoreFull and notes the store full (space.py)."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # SQLITE_FULL may have rolled it back already
+                    self._db.execute("ROLLBACK")
+                raise
+        except StoreFull as e:
+            self.space.announce(self.space.note_full(e.reason, str(e)))
             raise
-        self._db.execute("COMMIT")
+        except (sqlite3.Error, OSError) as e:
+            if not is_out_of_space(e):
+                raise
+            full = self._out_of_space(e)
+            self.space.announce(self.space.note_full(full.reason, str(full)))
+            raise full from None
+        self._bound_wal()
+
+    def _out_of_space(self, error: BaseException) -> StoreFull:
+        """What a "database or disk is full" means here: the quota's page ceiling, or the disk."""
+        if self._plan is not None:
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            if pages + self._plan.headroom_pages >= self._plan.max_pages:
+                return StoreFull(f"{self.path}: the quota of {self._plan.quota_bytes} bytes is"
+                                 " taken", QUOTA)
+        free = self.space.free_bytes()
+        return StoreFull(f"{self.path}: the disk is full ({error}; "
+                         f"{'unknown' if free is None else free} bytes free)", DISK)
 
     # --- readings in ------------------------------------------------------------------
 
     def add(self, station: str, basin: str, readings: Sequence[MessageReading]) -> Added:
         """Store one station's readings in one transaction, durable on return.
 
-        Raises StoreFull (storing nothing) when the quota leaves no room even after shedding."""
+        Raises StoreFull (storing nothing) when the disk is full, or the quota leaves no room
+        even after shedding."""
         now = self._clock()
         new_seqs: list[int] = []
         duplicates = conflicts = added_bytes = 0
         with self._transaction() as db:
+            # Room first (the rows would hit the quota's page ceiling): retransmits count too.
+            shed = 0 if self._plan is None else self._enforce_quota(
+                db, sum(row_cost(station, r.channel, basin) for r in readings))
             for r in readings:
                 row = (station, r.seq, r.channel, r.ts, r.mantissa, r.exponent, r.flags, basin, now)
                 # A seq in a received run was stored once: it is here, or was sent and pruned,
@@ -399,7 +494,6 @@ class Store:
             db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
             db.execute("UPDATE stations SET last_seen = ? WHERE station = ?", (now, station))
             self._pending.get(station, {}).pop("last_seen", None)  # older than this one
-            shed = 0
             if new_seqs:
                 # The first readings this store takes from a station set its ACK floor.
                 db.execute("UPDATE stations SET ack_floor = ? WHERE station = ? AND ack_floor IS"
@@ -407,11 +501,25 @@ class Store:
                 self._extend_runs(db, station, new_seqs)
                 self._unlose(db, station, new_seqs)
                 self._bump(db, "stored_bytes", added_bytes)
-                shed = self._enforce_quota(db)
             self._bump(db, "duplicates", duplicates)
             self._bump(db, "conflicts", conflicts)
             self._bump(db, "readings_received", len(new_seqs))
+        if new_seqs:
+            self._writable_again()
         return Added(len(new_seqs), duplicates, shed)
+
+    def _writable_again(self) -> None:
+        """Readings were stored: if the store was full, it is not; what waited in memory is
+        written, then the listeners hear of it."""
+        change = self.space.note_writable()
+        if change is None:
+            return
+        with self._lock:
+            try:
+                self._write_held()
+            except StoreFull:
+                pass  # noted; kept in memory, written after the next stored readings
+        self.space.announce(change)
 
     @staticmethod
     def _received(db: sqlite3.Connection, station: str, seq: int) -> bool:
@@ -460,56 +568,128 @@ class Store:
 
     # --- the quota --------------------------------------------------------------------
 
-    def _enforce_quota(self, db: sqlite3.Connection) -> int:
-        """Shed until the store is within its quota; returns the unsent readings dropped."""
-        if self.quota_bytes is None:
+    def _apply_quota(self) -> None:
+        """The pragmas that keep the files within the quota (module docstring); with the lock
+        held or before the store is shared."""
+        self._plan = (None if self.quota_bytes is None
+                      else QuotaPlan.of(self.quota_bytes, self._page_size))
+        if self._plan is None:
+            # No quota: after a checkpoint the WAL is cut back to 4 MiB, so a burst does not
+            # keep SD space; the database may grow as far as SQLite allows.
+            self._db.execute(f"PRAGMA journal_size_limit = {WAL_RESERVE_MAX_BYTES}")
+            self._db.execute("PRAGMA wal_autocheckpoint = 1000")
+            self._db.execute("PRAGMA max_page_count = 4294967294")
+            return
+        # SQLite keeps max_page_count at least the current size: a file already bigger than a
+        # lowered quota does not shrink, it stops growing.
+        self._db.execute(f"PRAGMA max_page_count = {self._plan.max_pages}")
+        self._db.execute(f"PRAGMA journal_size_limit = {self._plan.wal_bytes // 2}")
+        self._db.execute(f"PRAGMA wal_autocheckpoint = {self._plan.autocheckpoint_pages}")
+
+    def _bound_wal(self) -> None:
+        """After a commit: a WAL grown past its reserve (a big transaction, a checkpoint held
+        back by a reader) is checkpointed and truncated now."""
+        if self._plan is None:
+            return
+        try:
+            wal = Path(self.path + "-wal").stat().st_size
+        except OSError:
+            return
+        if wal > self._plan.wal_bytes:
+            # Best effort: a reader in another process may hold the WAL, a full disk may keep
+            # the database from taking its pages; tried again after the next commit.
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as e:
+                log.debug("WAL checkpoint after commit failed: %s", e)
+
+    def files_bytes(self) -> int:
+        """What the store's files take on disk now: database, WAL, journal, WAL index."""
+        total = 0
+        for suffix in STORE_FILE_SUFFIXES:
+            try:
+                total += Path(self.path + suffix).stat().st_size
+            except OSError:
+                pass
+        return total
+
+    def _used_pages(self, db: sqlite3.Connection) -> int:
+        """Database pages holding something (fragmented ones included); free pages are reused."""
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages - db.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def _page_bytes_per_accounted(self, db: sqlite3.Connection, used_pages: int) -> float:
+        """What an accounted byte (row_cost) takes in pages, as measured now: at least 1."""
+        accounted = self._counter(db, "stored_bytes")
+        return max(1.0, used_pages * self._page_size / accounted) if accounted else 1.0
+
+    def _enforce_quota(self, db: sqlite3.Connection, incoming_bytes: int) -> int:
+        """Shed until the pages in use plus what ``incoming_bytes`` (accounted) of new rows need
+        leave ``headroom_pages`` below the ceiling; returns the undelivered readings dropped."""
+        plan = self._plan
+        if plan is None:
             return 0
-        budget = self.quota_bytes - STORE_BASE_BYTES
-        stored = self._counter(db, "stored_bytes")
-        if stored <= budget:
-            return 0
-        need = stored - budget + int(budget * SHED_SLACK)
-        freed, _ = self._shed_rows(db, _CONFIRMED, (), need)
-        need -= freed
-        dropped = 0
-        for priority in sorted(priorities.NAMES):
-            if need <= 0:
+        target = plan.max_pages - plan.headroom_pages
+        slack = int(plan.max_pages * SHED_SLACK)
+        shed: dict[tuple[str, int], int] = {}  # (station, priority) -> readings dropped
+        while True:
+            used = self._used_pages(db)
+            ratio = self._page_bytes_per_accounted(db, used)
+            over = used + -(-int(incoming_bytes * ratio) // self._page_size) - target
+            if over <= 0:
                 break
-            where = f"{_UNDELIVERED} AND priority = ?"
+            # Rows free whole pages only once their pages empty (fragmentation): shed what the
+            # measured ratio says, then measure again.
+            if not self._shed_by_class(db, int((over + slack) * self._page_size / ratio), shed):
+                raise StoreFull(f"{self.path}: the quota of {plan.quota_bytes} bytes is taken by"
+                                " readings that may not be shed (the newest flood-event"
+                                " readings)", QUOTA)
+        for (station, priority), count in shed.items():
+            self._count_loss(db, station, SHED_REASONS[priority], count)
+        dropped = sum(shed.values())
+        self._bump(db, "readings_shed", dropped)
+        if dropped:
+            log.warning("store at its quota (%d bytes): shed %d undelivered readings, oldest"
+                        " first by priority (%s); counted in the loss ledger", plan.quota_bytes,
+                        dropped, ", ".join(f"{station} {priorities.NAMES[p]}: {n}"
+                                           for (station, p), n in sorted(shed.items())))
+        return dropped
+
+    def _shed_by_class(self, db: sqlite3.Connection, need: int,
+                       shed: dict[tuple[str, int], int]) -> int:
+        """Delete rows worth ``need`` accounted bytes: delivered ones first, then the others by
+        priority, oldest first. Returns the accounted bytes freed; adds the undelivered
+        readings dropped to ``shed``."""
+        total, _ = self._shed_rows(db, DELIVERED_SQL, (), need)
+        for priority in sorted(priorities.NAMES):
+            if total >= need:
+                break
+            where = f"{NOT_DELIVERED_SQL} AND priority = ?"
             args: tuple[Any, ...] = (priority,)
             if priority == priorities.FLOOD_EVENT:
                 boundary = self._protected_event_boundary(db)
                 if boundary is None:
                     break
                 where, args = where + " AND id < ?", args + (boundary,)
-            freed, per_station = self._shed_rows(db, where, args, need)
-            need -= freed
-            reason = SHED_REASONS[priority]
+            freed, per_station = self._shed_rows(db, where, args, need - total)
+            total += freed
             for station, count in per_station.items():
-                self._count_loss(db, station, reason, count)
-                dropped += count
-                log.warning("store full (quota %d bytes): shed %d undelivered %s readings of station"
-                            " %s, oldest first; counted in the loss ledger", self.quota_bytes,
-                            count, priorities.NAMES[priority], station)
-        self._bump(db, "readings_shed", dropped)
-        if self._counter(db, "stored_bytes") > budget:
-            raise StoreFull(f"{self.path}: quota of {self.quota_bytes} bytes is taken by readings"
-                            " that may not be shed (the newest flood-event readings)")
-        return dropped
+                shed[station, priority] = shed.get((station, priority), 0) + count
+        return total
 
     def _protected_event_boundary(self, db: sqlite3.Connection) -> int | None:
         """Flood-event readings with an id below this may be shed; None: none may."""
         if self.protected_events <= 0:
             return 1 << 62
-        row = db.execute(f"SELECT id FROM readings WHERE {_UNDELIVERED} AND priority = ? ORDER BY id DESC"
-                         " LIMIT 1 OFFSET ?", (priorities.FLOOD_EVENT,
-                                               self.protected_events - 1)).fetchone()
+        row = db.execute(f"SELECT id FROM readings WHERE {NOT_DELIVERED_SQL} AND priority = ?"
+                         " ORDER BY id DESC LIMIT 1 OFFSET ?",
+                         (priorities.FLOOD_EVENT, self.protected_events - 1)).fetchone()
         return None if row is None else int(row[0])
 
     def _shed_rows(self, db: sqlite3.Connection, where: str, args: tuple, need: int
                    ) -> tuple[int, dict[str, int]]:
-        """Delete rows matching ``where``, oldest first, until ``need`` bytes are freed.
-        Returns the bytes freed and the rows deleted per station."""
+        """Delete rows matching ``where``, oldest first, until ``need`` accounted bytes are
+        freed. Returns the bytes freed and the rows deleted per station."""
         freed = 0
         per_station: dict[str, int] = {}
         while freed < need:
@@ -529,10 +709,11 @@ class Store:
         return freed, per_station
 
     def set_quota(self, quota_bytes: int | None, protected_events: int) -> None:
-        """A reloaded configuration's quota; applied on the next ``add``."""
+        """A reloaded configuration's quota; shedding to it happens on the next ``add``."""
         with self._lock:
             self.quota_bytes = quota_bytes
             self.protected_events = protected_events
+            self._apply_quota()
 
     # --- what to ACK ------------------------------------------------------------------
 
@@ -688,12 +869,12 @@ class Store:
                         " seq < ? AND sent = 1", (station, first, end)).fetchone()[0])
                     confirmed += db.execute(
                         f"UPDATE readings SET sent = 2 WHERE station = ? AND seq >= ? AND seq < ?"
-                        f" AND {_UNDELIVERED}", (station, first, end)).rowcount
+                        f" AND {NOT_DELIVERED_SQL}", (station, first, end)).rowcount
             for station, runs in rejected.items():
                 count = 0
                 for first, end, reason in runs:
                     n = db.execute(f"UPDATE readings SET sent = 2 WHERE station = ? AND seq >= ?"
-                                   f" AND seq < ? AND {_UNDELIVERED}", (station, first, end)).rowcount
+                                   f" AND seq < ? AND {NOT_DELIVERED_SQL}", (station, first, end)).rowcount
                     if n:
                         log.warning("an ingest rejected %d readings of station %s (seqs %d-%d): %s;"
                                     " counted in the loss ledger as %s", n, station, first,
@@ -719,11 +900,11 @@ class Store:
         """Delete confirmed readings but the newest ``keep`` (kept to recognise a reused seq), at
         most ``batch`` per call so the lock is never held long. Returns how many were deleted."""
         with self._transaction() as db:
-            row = db.execute(f"SELECT id FROM readings WHERE {_CONFIRMED} ORDER BY id DESC LIMIT 1"
+            row = db.execute(f"SELECT id FROM readings WHERE {DELIVERED_SQL} ORDER BY id DESC LIMIT 1"
                              " OFFSET ?", (keep,)).fetchone()
             if row is None:
                 return 0
-            victims = db.execute(f"SELECT id, {_ROW_COST_SQL} FROM readings WHERE {_CONFIRMED}"
+            victims = db.execute(f"SELECT id, {_ROW_COST_SQL} FROM readings WHERE {DELIVERED_SQL}"
                                  " AND id <= ? ORDER BY id LIMIT ?", (row[0], batch)).fetchall()
             db.executemany("DELETE FROM readings WHERE id = ?", ((v[0],) for v in victims))
             self._bump(db, "stored_bytes", -sum(v[1] for v in victims))
@@ -776,7 +957,10 @@ class Store:
                 else value != getattr(stored, name)
                 for name, value in facts.items() if name not in _VOLATILE_FACTS)
         if durable or time.monotonic() >= self._facts_due:
-            self._write_facts()
+            try:
+                self._write_facts()
+            except StoreFull:
+                pass  # noted (space.py); the facts stay pending and go with the next write
 
     def _write_facts(self) -> None:
         """Write every station's pending facts in one transaction; with the lock held."""
@@ -829,21 +1013,58 @@ class Store:
     # --- alerts -----------------------------------------------------------------------
 
     def add_alert(self, station: str, payload: str) -> int:
-        """Keep an alert until the broker acknowledges it (logged here while the uplink is down)."""
-        with self._transaction() as db:
-            return int(db.execute("INSERT INTO alerts (station, payload, raised_at) VALUES"
-                                  " (?, ?, ?)", (station, payload, self._clock())).lastrowid or 0)
+        """Keep an alert until the broker acknowledges it (logged here while the uplink is down).
+        With the store full it is kept in memory, under the id it will be written with."""
+        now = self._clock()
+        with self._lock:
+            try:
+                with self._locked_transaction() as db:
+                    return int(db.execute("INSERT INTO alerts (station, payload, raised_at)"
+                                          " VALUES (?, ?, ?)", (station, payload, now)).lastrowid
+                               or 0)
+            except StoreFull:
+                row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'alerts'"
+                                       ).fetchone()
+                alert_id = max([0 if row is None else row[0], *self._held_alerts]) + 1
+                self._held_alerts[alert_id] = _HeldAlert(station, payload, now, False)
+                return alert_id
 
     def unsent_alerts(self, limit: int, after_id: int = 0) -> list[tuple[int, str, str]]:
         """``(id, station, payload)`` of alerts not yet acknowledged by the broker, oldest first."""
         with self._lock:
-            return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
+            stored = [tuple(r) for r in self._db.execute(
                 "SELECT id, station, payload FROM alerts WHERE sent = 0 AND id > ? ORDER BY id"
-                " LIMIT ?", (after_id, limit))]
+                " LIMIT ?", (after_id, limit + len(self._alerts_sent_unwritten)))
+                if r[0] not in self._alerts_sent_unwritten]
+            held = [(i, a.station, a.payload) for i, a in self._held_alerts.items()
+                    if i > after_id and not a.sent]
+        return sorted(stored + held)[:limit]  # type: ignore[return-value]
 
     def mark_alert_sent(self, alert_id: int) -> None:
-        with self._transaction() as db:
-            db.execute("UPDATE alerts SET sent = 1 WHERE id = ?", (alert_id,))
+        """Never fails for lack of room: then the flag is kept in memory until it can be written."""
+        with self._lock:
+            held = self._held_alerts.get(alert_id)
+            if held is not None:
+                self._held_alerts[alert_id] = held._replace(sent=True)
+                return
+            self._alerts_sent_unwritten.add(alert_id)
+            try:
+                self._write_held()
+            except StoreFull:
+                pass  # noted (space.py); written after the next stored readings
+
+    def _write_held(self) -> None:
+        """Write the alerts and alert flags kept in memory while the store was full; with the
+        lock held."""
+        if not self._held_alerts and not self._alerts_sent_unwritten:
+            return
+        with self._locked_transaction() as db:
+            db.executemany("INSERT INTO alerts (id, station, payload, raised_at, sent) VALUES"
+                           " (?, ?, ?, ?, ?)", ((i, *a) for i, a in self._held_alerts.items()))
+            db.executemany("UPDATE alerts SET sent = 1 WHERE id = ?",
+                           ((i,) for i in self._alerts_sent_unwritten))
+        self._held_alerts.clear()
+        self._alerts_sent_unwritten.clear()
 
     # --- counts -----------------------------------------------------------------------
 
@@ -867,6 +1088,8 @@ class Store:
                                            ).fetchone()[0]
             stations = self._db.execute("SELECT COUNT(*) FROM stations").fetchone()[0]
             alerts = self._db.execute("SELECT COUNT(*) FROM alerts WHERE sent = 0").fetchone()[0]
+            alerts += sum(not a.sent for a in self._held_alerts.values())
+            alerts -= len(self._alerts_sent_unwritten)
         out = {name: totals.get(name, 0) for name in
                ("readings_received", "readings_sent", "readings_confirmed", "readings_rejected",
                 "readings_resent", "duplicates", "conflicts", "readings_shed", "stored_bytes")}
