@@ -42,8 +42,7 @@ Receiving::
                                                   recognised but not parsed
 
 ``parse_decimal(text)`` turns a sensor's decimal text (``b"+1.234"``) into the exact
-``(mantissa, exponent)`` of a reading; ``fit_value(mantissa, exponent)`` gives the same value
-in the contract's range (trailing zeros dropped or added), or None when it has no such form. ``crc32`` is binascii's, or ``crc32_soft`` where a port
+``(mantissa, exponent)`` of a reading. ``crc32`` is binascii's, or ``crc32_soft`` where a port
 lacks it.
 
 Memory: imported as .mpy (mpy-cross -O3) the module holds about 7 KB of heap on the 32-bit unix
@@ -95,13 +94,13 @@ RESULT_BUSY = const(3)
 CMD_REBOOT = const(1)
 CMD_SAMPLE_NOW = const(2)
 
-# Field ranges (contracts 1.2, 1.4); beyond a small int on 32-bit ports, so not const().
-MAX_UVARINT = 9007199254740991  # 2**53 - 1: any uvarint unless its field says less
-MAX_TIME = 8589934591  # 2**33 - 1, Unix seconds
-_MAX_UNIX_MS = 8589934591999  # TIME's milliseconds
+# Field ranges (contracts 1.2, 1.4). Private consts are folded by mpy-cross: no heap for a name.
+_MAX_UVARINT = const(9007199254740991)  # 2**53 - 1: any uvarint unless its field says less
+_MAX_TIME = const(8589934591)  # 2**33 - 1, Unix seconds
+_MAX_UNIX_MS = const(8589934591999)  # TIME's milliseconds
 # A value has at most 15 significant digits (what a float64 keeps exactly).
 MAX_EXPONENT = const(20)
-MAX_MANTISSA = 999999999999999  # 10**15 - 1
+MAX_MANTISSA = 999999999999999  # 10**15 - 1; beyond a small int on 32-bit ports, so not const()
 
 ERROR_KINDS = ("crc", "cobs", "too_long", "version", "unknown_type", "malformed", "out_of_range")
 
@@ -145,7 +144,7 @@ def _uvarint_len(n):
     return size
 
 
-def _put_uvarint(buf, pos, n, limit=MAX_UVARINT):
+def _put_uvarint(buf, pos, n, limit=_MAX_UVARINT):
     if n < 0 or n > limit:
         raise ValueError("uvarint out of range")
     while n > 0x7F:
@@ -229,16 +228,13 @@ def _cobs_decode(buf, n):
 def _check_reading(seq, channel, time, mantissa, exponent, flags):
     _u8(channel)
     _u8(flags)
-    if not 0 <= seq <= MAX_UVARINT:
-        raise ValueError("seq out of range")
-    if not 0 <= time <= MAX_TIME:
-        raise ValueError("time out of range")
     if flags & MISSING and (mantissa or exponent):
         raise ValueError("a missing reading carries no value")
-    if not -MAX_MANTISSA <= mantissa <= MAX_MANTISSA:
-        raise ValueError("mantissa out of range")
-    if not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
-        raise ValueError("exponent out of range")
+    # One message for every field: each distinct string costs the heap a qstr.
+    if not (0 <= seq <= _MAX_UVARINT and 0 <= time <= _MAX_TIME
+            and -MAX_MANTISSA <= mantissa <= MAX_MANTISSA
+            and -MAX_EXPONENT <= exponent <= MAX_EXPONENT):
+        raise ValueError("reading out of range")
 
 
 # --- sending ----------------------------------------------------------------------------
@@ -273,7 +269,7 @@ def encode_hello(addr, station_id, firmware, config_hash, reset_cause, boot_coun
     _body[pos] = _u8(reset_cause)
     pos = _put_uvarint(_body, pos + 1, boot_count)
     pos = _put_uvarint(_body, pos, next_seq)
-    return _finish(_put_uvarint(_body, pos, clock, MAX_TIME))
+    return _finish(_put_uvarint(_body, pos, clock, _MAX_TIME))
 
 
 def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0):
@@ -281,7 +277,7 @@ def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0):
     pos = _start(addr, DATA)
     if not len(readings):  # "nothing to send": the station's next seq and clock
         pos = _put_uvarint(body, pos, next_seq)
-        return _finish(_put_uvarint(body, pos, base_time, MAX_TIME)), 0
+        return _finish(_put_uvarint(body, pos, base_time, _MAX_TIME)), 0
     prev_seq = readings[0][0] - 1
     prev_time = readings[0][2]
     pos = _put_uvarint(body, pos, prev_seq + 1)  # base_seq
@@ -315,7 +311,7 @@ def encode_status(addr, uptime_s, clock, state, battery_mv, outbox_depth, oldest
                   lost_overwritten, lost_corrupt, sensor_errors, free_heap):
     pos = _start(addr, STATUS)
     pos = _put_uvarint(_body, pos, uptime_s)
-    pos = _put_uvarint(_body, pos, clock, MAX_TIME)
+    pos = _put_uvarint(_body, pos, clock, _MAX_TIME)
     for n in (state, battery_mv, outbox_depth, oldest_seq, next_seq, lost_overwritten,
               lost_corrupt, sensor_errors, free_heap):
         pos = _put_uvarint(_body, pos, n)
@@ -337,10 +333,6 @@ def encode_result(addr, ref_type, status, detail=""):
 
 
 # --- receiving --------------------------------------------------------------------------
-
-
-class _OutOfRange(ValueError):
-    """A field beyond its contract range: counted as "out_of_range", not "malformed"."""
 
 
 class Decoder:
@@ -408,7 +400,7 @@ class Decoder:
         self._end = n
         try:
             frame = self._payload(ftype, buf[2])
-        except _OutOfRange:
+        except OverflowError:  # a field beyond its range (raised below, a builtin: no heap)
             return "out_of_range"
         except ValueError:  # raised bare below: a message would only cost heap
             return "malformed"
@@ -437,8 +429,8 @@ class Decoder:
                 if not length:
                     raise ValueError
                 end = first + length
-                if end > MAX_UVARINT:
-                    raise _OutOfRange
+                if end > _MAX_UVARINT:
+                    raise OverflowError
                 ranges.append((first, end))
             return (ACK, addr, cumulative, tuple(ranges))
         if ftype == TIME:
@@ -462,7 +454,7 @@ class Decoder:
         self._pos += 1
         return self._buf[self._pos - 1]
 
-    def _uvarint(self, limit=MAX_UVARINT):
+    def _uvarint(self, limit=_MAX_UVARINT):
         n = shift = 0
         while True:
             byte = self._u8()
@@ -471,11 +463,11 @@ class Decoder:
                 if shift and not byte:
                     raise ValueError
                 if n > limit:
-                    raise _OutOfRange
+                    raise OverflowError
                 return n
             shift += 7
-            if shift > 49:  # a 9th byte: beyond MAX_UVARINT (and n stays below 2**56)
-                raise _OutOfRange
+            if shift > 49:  # a 9th byte: beyond _MAX_UVARINT (and n stays below 2**56)
+                raise OverflowError
 
     def _rest(self):
         raw = bytes(self._view[self._pos:self._end])
@@ -517,19 +509,3 @@ def parse_decimal(text):
         raise ValueError("value out of range for a reading")
     return (-mantissa if i and raw[0] == 0x2D else mantissa), exponent
 
-
-def fit_value(mantissa, exponent):
-    """The same value as ``(mantissa, exponent)`` within MAX_MANTISSA and MAX_EXPONENT, changed
-    only exactly (``(1500, -22)`` -> ``(15, -20)``, ``(1, 25)`` -> ``(100000, 20)``), or None
-    when it has more significant digits than a reading carries or is too large or small."""
-    while exponent < -MAX_EXPONENT or mantissa > MAX_MANTISSA or mantissa < -MAX_MANTISSA:
-        if mantissa % 10:
-            return None
-        mantissa //= 10
-        exponent += 1
-    while exponent > MAX_EXPONENT:
-        mantissa *= 10
-        exponent -= 1
-        if mantissa > MAX_MANTISSA or mantissa < -MAX_MANTISSA:
-            return None
-    return mantissa, exponent

@@ -12,7 +12,6 @@ import json
 import re
 import sys
 import zlib
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -538,31 +537,3 @@ MAX_U = wire.MAX_UVARINT
 def test_reference_refuses_values_outside_the_contract(frame: wire.Frame) -> None:
     with pytest.raises(ValueError):
         wire.encode_body(frame)
-
-
-@given(st.integers(-2**70, 2**70), st.integers(-60, 60))
-def test_fit_value_changes_a_value_only_exactly(mantissa: int, exponent: int) -> None:
-    fitted = fw.fit_value(mantissa, exponent)
-    # The shortest form (no trailing zeros), then the fewest zeros that bring it to +20.
-    m0, e0 = mantissa, exponent
-    while m0 and not m0 % 10:
-        m0, e0 = m0 // 10, e0 + 1
-    k = max(0, e0 - wire.MAX_EXPONENT)
-    exists = (not m0) or (e0 >= -wire.MAX_EXPONENT and abs(m0) * 10**k <= wire.MAX_MANTISSA)
-    if fitted is None:
-        assert not exists
-        return
-    m, e = fitted
-    assert Decimal(m).scaleb(e) == Decimal(mantissa).scaleb(exponent)
-    assert abs(m) <= wire.MAX_MANTISSA and abs(e) <= wire.MAX_EXPONENT
-    if abs(mantissa) <= wire.MAX_MANTISSA and abs(exponent) <= wire.MAX_EXPONENT:
-        assert (m, e) == (mantissa, exponent), "a value in range is left as it is"
-
-
-@pytest.mark.parametrize("mantissa, exponent, fitted", [
-    (1500, -22, (15, -20)), (1, 25, (100000, 20)), (10**16, 0, (10**14, 2)),
-    (-10**15, 0, (-10**14, 1)), (1234567890123456, 0, None), (1, -21, None), (1, 35, None),
-    (0, -30, (0, -20)), (0, 30, (0, 20)), (MAX_U, 0, None),
-])
-def test_fit_value_examples(mantissa: int, exponent: int, fitted) -> None:
-    assert fw.fit_value(mantissa, exponent) == fitted
