@@ -195,7 +195,7 @@ def mqtt_vectors() -> list[dict]:
         mqtt.MessageReading(54, "rain_mm", T0, 0, -2, 0),  # 0.00
         mqtt.MessageReading(55, "pressure_hpa", T0, 12345678901234, 1, 0),  # 15 digits: plain
         mqtt.MessageReading(56, "pressure_hpa", T0 + 900, 12345678901234, 2, 0),  # 16: E+2
-        mqtt.MessageReading(57, "stage_m", T0, 1, -7, 0),  # 0.0000001 (1E-7 in a line)
+        mqtt.MessageReading(57, "stage_m", T0 + 1800, 1, -7, 0),  # 0.0000001 (1E-7 in a line)
         mqtt.MessageReading(MAX_U, "stage_m", MAX_T, 627814973311771, -12, 0),
     ))
     return [message_vector("readings_basic", msg), message_vector("readings_value_forms", forms)]
