@@ -22,7 +22,9 @@ Event mode, the config's ``"event"``: ``{"stage": 1, "rise": 0.05, "rain": 16, "
 "hold_s": 3600}``: the stage rising more than ``rise`` per its normal interval, or a rain
 total above ``rain_mm``, switches every slot to ``event_s`` until ``hold_s`` after the last
 trigger; readings taken meanwhile carry EVENT. A sensor that fails gives MISSING readings
-and the other sensors go on.
+and the other sensors go on. A value a reading cannot carry (a mantissa of more than 15
+digits or an exponent beyond +-20: contracts 1.4) is stored MISSING | OUT_OF_RANGE with a log
+line, never as another number.
 """
 
 from micropython import const
@@ -170,6 +172,11 @@ class Sampler:
             if s.spread:  # the spread of a burst not taken is missing too, never a 0
                 readings.append((s.spread, 0, 0, wire.MISSING))
         for ch, m, e, f in readings:
+            if not (f & wire.MISSING or (-wire.MAX_MANTISSA <= m <= wire.MAX_MANTISSA
+                                         and -wire.MAX_EXPONENT <= e <= wire.MAX_EXPONENT)):
+                # more than a reading carries (contracts 1.4): missing, never another number
+                log.e("sensor", ch, "value out of range:", m, "e", e)
+                f |= wire.MISSING | wire.OUT_OF_RANGE
             if f & wire.MISSING:
                 m = e = 0
             else:

@@ -48,6 +48,7 @@ def station(cfg, config_hash, path, board, uart, boot_count, outbox):
         link = cfg["link"]
         uart = board.uart(link["port"], link.get("baud", 9600))
     clock = StationClock(board.clock, cfg.get("clock_jump_s", 5))
+    gc.collect()  # the sampler's building left garbage: the Station's buffers get its room
     st = Station(board, path, cfg["address"], cfg["station"], config_hash, clock, outbox, smp,
                  uart, boot_count, first)
     st.config_error = bad > 0

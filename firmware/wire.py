@@ -29,8 +29,8 @@ Receiving::
             handle(item)
 
 ``feed`` yields, per frame on the stream, either a frame tuple or the name of its defect:
-``"crc"``, ``"cobs"``, ``"too_long"``, ``"version"``, ``"unknown_type"``, ``"malformed"`` (the
-kinds of the spec and the gateway's FrameDecoder; totals in ``errors``, good frames in
+``"crc"``, ``"cobs"``, ``"too_long"``, ``"version"``, ``"unknown_type"``, ``"malformed"``,
+``"out_of_range"`` (the kinds of the spec and the gateway's FrameDecoder; totals in ``errors``, good frames in
 ``frames``). It yields frames for every address. Frame tuples are ``(type, addr, fields...)``:
 
     (POLL, addr, want, max_readings, backfill)    backfill: None or (first_seq, end_seq)
@@ -94,10 +94,15 @@ RESULT_BUSY = const(3)
 CMD_REBOOT = const(1)
 CMD_SAMPLE_NOW = const(2)
 
+# Field ranges (contracts 1.2, 1.4). Private consts are folded by mpy-cross: no heap for a name.
+_MAX_UVARINT = const(9007199254740991)  # 2**53 - 1: any uvarint unless its field says less
+_MAX_TIME = const(8589934591)  # 2**33 - 1, Unix seconds
+_MAX_UNIX_MS = const(8589934591999)  # TIME's milliseconds
+# A value has at most 15 significant digits (what a float64 keeps exactly).
 MAX_EXPONENT = const(20)
-MAX_MANTISSA = 9007199254740991  # 2**53 - 1: a value survives a float64 field exactly
+MAX_MANTISSA = 999999999999999  # 10**15 - 1; beyond a small int on 32-bit ports, so not const()
 
-ERROR_KINDS = ("crc", "cobs", "too_long", "version", "unknown_type", "malformed")
+ERROR_KINDS = ("crc", "cobs", "too_long", "version", "unknown_type", "malformed", "out_of_range")
 
 _HEADER = const(3)
 _CRC = const(4)
@@ -139,9 +144,9 @@ def _uvarint_len(n):
     return size
 
 
-def _put_uvarint(buf, pos, n):
-    if n < 0:
-        raise ValueError("negative uvarint")
+def _put_uvarint(buf, pos, n, limit=_MAX_UVARINT):
+    if n < 0 or n > limit:
+        raise ValueError("uvarint out of range")
     while n > 0x7F:
         buf[pos] = (n & 0x7F) | 0x80
         n >>= 7
@@ -220,17 +225,16 @@ def _cobs_decode(buf, n):
     return j
 
 
-def _check_reading(channel, time, mantissa, exponent, flags):
+def _check_reading(seq, channel, time, mantissa, exponent, flags):
     _u8(channel)
     _u8(flags)
-    if time < 0:
-        raise ValueError("negative time")
     if flags & MISSING and (mantissa or exponent):
         raise ValueError("a missing reading carries no value")
-    if not -MAX_MANTISSA <= mantissa <= MAX_MANTISSA:
-        raise ValueError("mantissa out of range")
-    if not -MAX_EXPONENT <= exponent <= MAX_EXPONENT:
-        raise ValueError("exponent out of range")
+    # One message for every field: each distinct string costs the heap a qstr.
+    if not (0 <= seq <= _MAX_UVARINT and 0 <= time <= _MAX_TIME
+            and -MAX_MANTISSA <= mantissa <= MAX_MANTISSA
+            and -MAX_EXPONENT <= exponent <= MAX_EXPONENT):
+        raise ValueError("reading out of range")
 
 
 # --- sending ----------------------------------------------------------------------------
@@ -265,7 +269,7 @@ def encode_hello(addr, station_id, firmware, config_hash, reset_cause, boot_coun
     _body[pos] = _u8(reset_cause)
     pos = _put_uvarint(_body, pos + 1, boot_count)
     pos = _put_uvarint(_body, pos, next_seq)
-    return _finish(_put_uvarint(_body, pos, clock))
+    return _finish(_put_uvarint(_body, pos, clock, _MAX_TIME))
 
 
 def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0):
@@ -273,7 +277,7 @@ def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0):
     pos = _start(addr, DATA)
     if not len(readings):  # "nothing to send": the station's next seq and clock
         pos = _put_uvarint(body, pos, next_seq)
-        return _finish(_put_uvarint(body, pos, base_time)), 0
+        return _finish(_put_uvarint(body, pos, base_time, _MAX_TIME)), 0
     prev_seq = readings[0][0] - 1
     prev_time = readings[0][2]
     pos = _put_uvarint(body, pos, prev_seq + 1)  # base_seq
@@ -282,7 +286,7 @@ def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0):
     for seq, channel, time, mantissa, exponent, flags in readings:
         if count == max_readings and max_readings:
             break
-        _check_reading(channel, time, mantissa, exponent, flags)
+        _check_reading(seq, channel, time, mantissa, exponent, flags)
         gap = seq - prev_seq - 1
         if gap < 0:
             raise ValueError("readings must ascend by seq")
@@ -306,8 +310,10 @@ def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0):
 def encode_status(addr, uptime_s, clock, state, battery_mv, outbox_depth, oldest_seq, next_seq,
                   lost_overwritten, lost_corrupt, sensor_errors, free_heap):
     pos = _start(addr, STATUS)
-    for n in (uptime_s, clock, state, battery_mv, outbox_depth, oldest_seq, next_seq,
-              lost_overwritten, lost_corrupt, sensor_errors, free_heap):
+    pos = _put_uvarint(_body, pos, uptime_s)
+    pos = _put_uvarint(_body, pos, clock, _MAX_TIME)
+    for n in (state, battery_mv, outbox_depth, oldest_seq, next_seq, lost_overwritten,
+              lost_corrupt, sensor_errors, free_heap):
         pos = _put_uvarint(_body, pos, n)
     return _finish(pos)
 
@@ -394,6 +400,8 @@ class Decoder:
         self._end = n
         try:
             frame = self._payload(ftype, buf[2])
+        except OverflowError:  # a field beyond its range (raised below, a builtin: no heap)
+            return "out_of_range"
         except ValueError:  # raised bare below: a message would only cost heap
             return "malformed"
         if self._pos < n:
@@ -421,10 +429,12 @@ class Decoder:
                 if not length:
                     raise ValueError
                 end = first + length
+                if end > _MAX_UVARINT:
+                    raise OverflowError
                 ranges.append((first, end))
             return (ACK, addr, cumulative, tuple(ranges))
         if ftype == TIME:
-            return (TIME, addr, self._uvarint())
+            return (TIME, addr, self._uvarint(_MAX_UNIX_MS))
         if ftype == CONFIG:
             if self._pos + 4 > self._end:
                 raise ValueError
@@ -444,7 +454,7 @@ class Decoder:
         self._pos += 1
         return self._buf[self._pos - 1]
 
-    def _uvarint(self):
+    def _uvarint(self, limit=_MAX_UVARINT):
         n = shift = 0
         while True:
             byte = self._u8()
@@ -452,10 +462,12 @@ class Decoder:
             if not byte & 0x80:
                 if shift and not byte:
                     raise ValueError
+                if n > limit:
+                    raise OverflowError
                 return n
             shift += 7
-            if shift > 63:
-                raise ValueError
+            if shift > 49:  # a 9th byte: beyond _MAX_UVARINT (and n stays below 2**56)
+                raise OverflowError
 
     def _rest(self):
         raw = bytes(self._view[self._pos:self._end])
@@ -496,3 +508,4 @@ def parse_decimal(text):
     if mantissa > MAX_MANTISSA or exponent < -MAX_EXPONENT:
         raise ValueError("value out of range for a reading")
     return (-mantissa if i and raw[0] == 0x2D else mantissa), exponent
+

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import queue
+from decimal import Decimal
 import subprocess
 import threading
 import time
@@ -162,6 +163,28 @@ def test_a_failed_sensor_gives_missing_readings_and_the_others_go_on(micropython
     assert [r[3] for r in battery] == [12600] * 4, "the other channels go on"
     assert out.sensor_errors == 2
     assert any(line.startswith("E sensor 1 read failed") for line in out.lines)
+
+
+def test_a_value_a_reading_cannot_carry_is_missing_and_out_of_range_never_another_number(
+        micropython, compiled, tmp_path):
+    # count 2000 * 1234567890123457 = 2469135780246914000e-3: a mantissa of 19 digits
+    digits19 = dict(STAGE, scale_num=1234567890123457)
+    big_exponent = dict(STAGE, pin=27, channel=3, exponent=21)
+    cfg = station_config(tmp_path, [digits19, big_exponent, BATTERY])
+    steps: list[dict[str, Any]] = [{"adc": {"26": [2000], "27": [2000], "28": [12600]}},
+                                   {"cycles": 2}, frames(gw.Poll(ADDR, gw.WANT_DATA))]
+    out = run(micropython, compiled, tmp_path, steps, cfg)
+    unsynced = gw.CLOCK_UNSYNCED
+    assert [r[3:] for r in out.channel(1)] == [(0, 0, MISSING | OUT_OF_RANGE | unsynced)] * 2
+    assert [r[3:] for r in out.channel(3)] == [(0, 0, MISSING | OUT_OF_RANGE | unsynced)] * 2
+    assert [r[3] for r in out.channel(32)] == [12600] * 2, "the other channels go on"
+    assert [line for line in out.lines if " value out of range: " in line] == [
+        "E sensor 1 value out of range: 2469135780246914000 e -3",
+        "E sensor 3 value out of range: 2000 e 21"] * 2
+    sent = [r for f in out.of(gw.Data) for r in f.readings]
+    assert len(sent) == 6, "the outbox holds nothing the codec refuses: every reading is sent"
+    assert {(r.channel, r.value) for r in sent} == {(1, None), (3, None),
+                                                    (32, Decimal("12.600"))}
 
 
 # --- CONFIG (contracts 1.3) ------------------------------------------------------------------

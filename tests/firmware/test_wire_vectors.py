@@ -79,9 +79,9 @@ def check(name, ok):
 check("module holds under 16 KB of heap", free_before_import - gc.mem_free() < 16 * 1024)
 
 for text, parts in ((b"+1.234", (1234, -3)), ("-0.50", (-50, -2)), ("+12", (12, 0)),
-                    ("1.50", (150, -2)), ("9007199254740991", (9007199254740991, 0))):
+                    ("1.50", (150, -2)), ("999999999999999", (999999999999999, 0))):
     check("parse_decimal %r" % (text,), wire.parse_decimal(text) == parts)
-for text in (b"", b"+", b"1.2.3", b"1e3", b" 1", b"nan", b"9007199254740992"):
+for text in (b"", b"+", b"1.2.3", b"1e3", b" 1", b"nan", b"1000000000000000"):
     try:
         wire.parse_decimal(text)
         check("parse_decimal refuses %r" % (text,), False)

@@ -15,17 +15,20 @@ from watershed.ingest.writer import RejectedWriteError, RetryableWriteError, V1W
 
 pytestmark = pytest.mark.integration
 
-VECTOR = json.loads((Path(__file__).parents[1] / "vectors" / "mqtt_v1.json").read_text()
-                    )["messages"][0]
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "mqtt_v1.json").read_text()
+                     )["messages"]
+VECTOR = VECTORS[0]
 
 
-def test_vector_lines_read_back_exactly(influxd: Influxd, fresh_influx_db: str) -> None:
-    V1Writer(influxd.url, fresh_influx_db).write(VECTOR["lines"])
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["name"])
+def test_vector_lines_read_back_exactly(influxd: Influxd, fresh_influx_db: str,
+                                        vector: dict) -> None:
+    V1Writer(influxd.url, fresh_influx_db).write(vector["lines"])
     [(_, rows)] = query(influxd.url, fresh_influx_db,
                         "SELECT channel, value, flags, seq FROM readings")
     got = {(r["channel"], r["time"], r["seq"]): (r["value"], r["flags"]) for r in rows}
     want = {(ch, ts, seq): (None if flags & 1 else Decimal(m).scaleb(e), flags)
-            for seq, ch, ts, m, e, flags in VECTOR["readings"]}
+            for seq, ch, ts, m, e, flags in vector["readings"]}
     assert got == want
 
 

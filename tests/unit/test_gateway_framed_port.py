@@ -43,6 +43,26 @@ def test_another_protocol_version_or_frame_type_is_logged_as_a_warning(caplog) -
     assert any("unknown_type" in m and "0x7e" in m for m in warnings), warnings
 
 
+def test_a_number_beyond_its_range_is_logged_as_a_warning(caplog) -> None:
+    port = loop_port()
+    # A STATUS whose lost_overwritten is 2**64: a well-formed frame no store could hold.
+    fields = [60, 1763676900, 1, 12810, 0, 1, 1, 2**64, 0, 0, 31000]
+    payload = bytearray()
+    for n in fields:
+        while n > 0x7F:
+            payload.append((n & 0x7F) | 0x80)
+            n >>= 7
+        payload.append(n)
+    raw = bytes([1, wire.STATUS, 3]) + bytes(payload)
+    port.port.write(cobs.encode(raw + zlib.crc32(raw).to_bytes(4, "little")) + b"\x00")
+    with caplog.at_level(logging.WARNING):
+        frames, complete = port.collect(3, {wire.STATUS}, timeout_s=0.3)
+    assert frames == [] and not complete
+    assert port.decoder.errors == {"out_of_range": 1}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("out_of_range" in m and "varint longer than 8 bytes" in m for m in warnings), warnings
+
+
 def test_a_wake_preamble_of_idle_fill_goes_before_every_frame() -> None:
     port = FramedPort(serial.serial_for_url("loop://", timeout=0.05), wire.FrameDecoder(),
                       Counter(), wake_preamble=8)

@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 
 from watershed.contracts.influx import message_lines, payload_lines
 from watershed.contracts.mqtt import PayloadError, Topics, decode_readings
+from watershed.contracts.wire import MAX_SEQ
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.messages import Converter, decode_routed, readings_lines
 
-VECTOR = json.loads((Path(__file__).parents[1] / "vectors" / "mqtt_v1.json").read_text()
-                    )["messages"][0]
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "mqtt_v1.json").read_text()
+                     )["messages"]
+VECTOR = VECTORS[0]
 TOPICS = Topics()
 NOW = 1763676900 + 3600
 
@@ -28,16 +30,21 @@ SPECIAL_VALUES = [
     "-0.000", "12.0", "-12.0", "12.00", "0.05", "-0.05", "1.000000", "1.0000000", "0.0000001",
     "123456789012.345", "9007199254740991", "9007199254740992", "-9007199254740991",
     "900719925474099.1", "9007199254740.991", "90071992547409.92", "-9007199254740991.5",
-    "1e-7", "1.5E+3", "1E0", "-0e1", "0e1", "0E+2", "0.1e1", "1" + "0" * 70 + ".5"]
+    "1e-7", "1.5E+3", "1E0", "-0e1", "0e1", "0E+2", "0.1e1", "1" + "0" * 70 + ".5",
+    # contract 1.1 ranges: 15 significant digits, |exponent| <= 20
+    "1E+16", "-1E+16", "999999999999999E+20", "999999999999999", "1000000000000000",
+    "-1000000000000000", "100000000000000.0", "99999999999999.9", "1E+21", "1E-20", "1E-21",
+    "0.00000000000000000001", "0.000000000000000000001", "627.8149733117711", "627.814973311771"]
 value_text = st.one_of(number_text, st.sampled_from(SPECIAL_VALUES))
 ident = st.one_of(st.sampled_from(["SAN-01", "gw-zamora", "santiago", "stage_m", "rain_mm"]),
                   st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,33}", fullmatch=True),
                   st.sampled_from(["", "SAN 01", "a,b", 'q"', "Ø", "x/y"]))
 int_text = st.one_of(st.integers(-2, 2**64).map(str),
-                     st.sampled_from(["1.0", "true", "null", '"3"', "1e3"]))
+                     st.sampled_from(["1.0", "true", "null", '"3"', "1e3", "9007199254740991",
+                                      "9007199254740992", "8589934591", "8589934592"]))
 valid_or_not = st.one_of  # the first options valid: most messages pass, some do not
 reading = st.fixed_dictionaries(
-    {"seq": valid_or_not(st.integers(0, 2**63 - 1).map(str), int_text),
+    {"seq": valid_or_not(st.integers(0, MAX_SEQ).map(str), int_text),
      "channel": valid_or_not(st.sampled_from(["stage_m", "rain_mm"]), ident).map(json.dumps),
      "ts": valid_or_not(st.integers(NOW - 5000, NOW + 700).map(str), int_text),
      "value": valid_or_not(value_text, st.just("null")),
@@ -93,10 +100,11 @@ def test_value_forms(value: str, flags: int) -> None:
     assert outcome(readings_lines, TOPICS, topic, body) == full
 
 
-def test_vector_through_the_fast_path() -> None:
-    fast = payload_lines(VECTOR["payload"].encode())
-    seqs = [r["seq"] for r in json.loads(VECTOR["payload"])["readings"]]
-    assert fast == ("gw-zamora", "SAN-01", VECTOR["lines"], seqs)
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["name"])
+def test_vector_through_the_fast_path(vector: dict) -> None:
+    fast = payload_lines(vector["payload"].encode())
+    seqs = [r["seq"] for r in json.loads(vector["payload"])["readings"]]
+    assert fast == ("gw-zamora", "SAN-01", vector["lines"], seqs)
 
 
 def test_fast_path_declines_what_it_does_not_handle() -> None:

@@ -7,16 +7,18 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from influxdb_client import Point, WritePrecision
 
-from watershed.contracts.influx import MEASUREMENT, discharge_line, message_lines
-from watershed.contracts.mqtt import MessageReading, ReadingsMessage, decode_readings
-from watershed.contracts.wire import MAX_EXPONENT, MAX_MANTISSA, MISSING, value_text
+from watershed.contracts.influx import MEASUREMENT, discharge_line, message_lines, payload_lines
+from watershed.contracts.mqtt import (MAX_TS, MessageReading, ReadingsMessage, decode_readings,
+                                      encode_readings)
+from watershed.contracts.wire import MAX_EXPONENT, MAX_MANTISSA, MAX_SEQ, MISSING, value_text
 
-VECTOR = json.loads((Path(__file__).parents[1] / "vectors" / "mqtt_v1.json").read_text()
-                    )["messages"][0]
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "mqtt_v1.json").read_text()
+                     )["messages"]
 
 
 def point_line(msg: ReadingsMessage, r: MessageReading) -> str:
@@ -40,15 +42,20 @@ def point_discharge(station: str, basin: str, ts: int, value: Decimal | None, fl
     return point.to_line_protocol()
 
 
-def test_vector_lines() -> None:
-    msg = decode_readings(VECTOR["payload"].encode())
-    assert message_lines(msg) == VECTOR["lines"]
-    assert [point_line(msg, r) for r in msg.readings] == VECTOR["lines"]
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v["name"])
+def test_vector_lines(vector: dict) -> None:
+    msg = decode_readings(vector["payload"].encode())
+    assert message_lines(msg) == vector["lines"]
+    assert [point_line(msg, r) for r in msg.readings] == vector["lines"]
+    sent = ReadingsMessage(msg.gateway, msg.station, msg.basin,
+                           tuple(MessageReading(*r) for r in vector["readings"]))
+    assert encode_readings(sent).decode() == vector["payload"]
+    assert message_lines(sent) == vector["lines"]
 
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", fullmatch=True)
 readings = st.builds(
-    MessageReading, seq=st.integers(0, 2**63 - 1), channel=ids, ts=st.integers(0, 2**33),
+    MessageReading, seq=st.integers(0, MAX_SEQ), channel=ids, ts=st.integers(0, MAX_TS),
     mantissa=st.integers(-MAX_MANTISSA, MAX_MANTISSA),
     exponent=st.integers(-MAX_EXPONENT, MAX_EXPONENT), flags=st.integers(0, 255))
 
@@ -62,8 +69,8 @@ def test_reading_lines_match_point(gateway: str, station: str, basin: str,
     assert message_lines(msg) == [point_line(msg, r) for r in msg.readings]
 
 
-@given(ids, ids, st.integers(0, 2**33), st.one_of(st.none(), st.decimals(allow_nan=False,
-       allow_infinity=False, places=None)), st.integers(0, 255), st.integers(0, 2**63 - 1),
+@given(ids, ids, st.integers(0, MAX_TS), st.one_of(st.none(), st.decimals(allow_nan=False,
+       allow_infinity=False, places=None)), st.integers(0, 255), st.integers(0, MAX_SEQ),
        ids, ids)
 def test_discharge_lines_match_point(station: str, basin: str, ts: int, value: Decimal | None,
                                      flags: int, seq: int, gateway: str, rating: str) -> None:
@@ -72,6 +79,27 @@ def test_discharge_lines_match_point(station: str, basin: str, ts: int, value: D
 
 
 def test_zero_with_a_positive_exponent() -> None:
-    # "0e2" in a payload: (0, 2); value_text gives "000", Point (Decimal) "0".
+    # "0e2" in a payload: (0, 2); value_text gives "0", as Point (Decimal) does.
     msg = ReadingsMessage("gw", "st", "ba", (MessageReading(1, "c", 2, 0, 2, 0),))
     assert message_lines(msg) == [point_line(msg, r) for r in msg.readings]
+
+
+@given(ids, ids, ids, st.lists(readings, min_size=1, max_size=5))
+def test_every_valid_reading_is_published_as_exact_json_the_ingest_takes(
+        gateway: str, station: str, basin: str, items: list[MessageReading]) -> None:
+    items = [r if not r.flags & MISSING else MessageReading(r.seq, r.channel, r.ts, 0, 0, r.flags)
+             for r in items]
+    msg = ReadingsMessage(gateway, station, basin, tuple(items))
+    payload = encode_readings(msg)
+    # Standard JSON (no NaN or Infinity), each value the reading's exact decimal
+    plain = json.loads(payload, parse_float=Decimal, parse_int=Decimal,
+                       parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+    assert [r["value"] for r in plain["readings"]] == [r.value for r in items]
+    # Exact within float64 too: a JSON reader that holds numbers as doubles gets the value
+    for got, r in zip(json.loads(payload)["readings"], items):
+        if not r.missing:
+            assert Decimal(repr(float(got["value"]))) == r.value
+    # The ingest takes it, both paths, to the very lines of the readings sent
+    lines = message_lines(msg)
+    assert message_lines(decode_readings(payload)) == lines
+    assert payload_lines(payload) == (gateway, station, lines, [r.seq for r in items])

@@ -88,3 +88,41 @@ def test_injection_in_values_is_rejected(value: str) -> None:
     payload = PAYLOAD.replace(b'"value":1.234', f'"value":{value}'.encode())
     with pytest.raises(PayloadError):
         converter().lines(TOPIC, payload)
+
+
+# Contract 1.1 ranges (docs/contracts.md 1.2, 1.4, 2): the ingest applies the wire's.
+@pytest.mark.parametrize("field, text, reason", [
+    ("seq", "9007199254740992", "seq: expected an integer in"),  # 2**53
+    ("seq", "9223372036854775813", "seq: expected an integer in"),  # 2**63 + 5
+    ("ts", "8589934592", "ts: expected an integer in"),  # 2**33
+    ("flags", "256", "flags: expected an integer in"),
+    ("value", "1000000000000000", "more digits than the contract allows"),  # 16 digits
+    ("value", "627.8149733117711", "more digits than the contract allows"),
+    ("value", "10000000000000000", "more digits than the contract allows"),  # was 1e16's form
+    ("value", "1E+21", "more digits than the contract allows"),
+    ("value", "1E-21", "more digits than the contract allows"),
+])
+def test_numbers_beyond_the_contract_ranges_are_rejected(field: str, text: str,
+                                                         reason: str) -> None:
+    message = json.loads(PAYLOAD)
+    message["readings"][0][field] = "@"
+    payload = json.dumps(message).replace('"@"', text).encode()
+    with pytest.raises(PayloadError, match=reason):
+        converter(validation={"max_future_s": 0}).lines(TOPIC, payload)
+
+
+@pytest.mark.parametrize("field, text, value_line", [
+    ("seq", "9007199254740991", "value=1.234"),
+    ("ts", "8589934591", "value=1.234"),
+    ("value", "999999999999999", "value=999999999999999"),
+    ("value", "1E+16", "value=1E+16"),
+    ("value", "0", "value=0"),
+    ("value", "-999999999999999E+20", "value=-9.99999999999999E+34"),
+    ("value", "0.00000000000000000001", "value=1E-20"),
+])
+def test_numbers_at_the_contract_limits_pass(field: str, text: str, value_line: str) -> None:
+    message = json.loads(PAYLOAD)
+    message["readings"][0][field] = "@"
+    payload = json.dumps(message).replace('"@"', text).encode()
+    line = converter(validation={"max_future_s": 0}).lines(TOPIC, payload)[0]
+    assert f",{value_line} " in line and (field == "value" or f"{text}" in line)

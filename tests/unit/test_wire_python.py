@@ -41,6 +41,7 @@ FRAME_CLASSES = {cls.type: cls for cls in (wire.Hello, wire.Data, wire.Status, w
 NAME_TO_TYPE = {name: code for code, name in wire.FRAME_NAMES.items()}
 STATION_TYPES = (wire.HELLO, wire.DATA, wire.STATUS, wire.RESULT)
 STATION_NAMES = ("HELLO", "DATA", "STATUS", "RESULT")
+PAYLOAD_KINDS = ("malformed", "out_of_range")  # defects a station finds only in a payload it parses
 MAX_ENCODED = wire.MAX_BODY + 2
 VECTOR_ACK = bytes.fromhex(next(v["wire"] for v in VECTORS["valid"]
                                  if v["name"] == "ack_cumulative"))
@@ -171,7 +172,7 @@ def test_firmware_decoder_gives_the_expected_outcomes(vector: dict) -> None:
     if vector["gateway_only"]:  # a station does not parse station frames' payloads
         assert len(got) == len(vector["expect"])
         for g, e in zip(got, vector["expect"]):
-            assert g == e or (e == "malformed" and g in STATION_NAMES)
+            assert g == e or (e in PAYLOAD_KINDS and g in STATION_NAMES)
     else:
         assert got == vector["expect"]
     assert decoder.errors == {k: got.count(k) for k in fw.ERROR_KINDS}
@@ -182,7 +183,8 @@ def test_firmware_decoder_gives_the_expected_outcomes(vector: dict) -> None:
 addrs = st.integers(0, 255)
 u8s = st.integers(0, 255)
 u32s = st.integers(0, 2**32 - 1)
-uvarints = st.one_of(st.integers(0, 300), st.integers(0, 2**64 - 1))
+uvarints = st.one_of(st.integers(0, 300), st.integers(0, wire.MAX_UVARINT))
+times = st.one_of(st.just(0), st.integers(0, wire.MAX_TIME))
 small_gaps = st.one_of(st.integers(0, 3), st.integers(0, 2**32))
 
 
@@ -190,13 +192,13 @@ small_gaps = st.one_of(st.integers(0, 3), st.integers(0, 2**32))
 def reading_lists(draw, max_size: int = 40) -> list[Reading]:
     """Readings in contract ranges, ascending seq with random gaps, times jumping both ways."""
     seq = draw(st.integers(1, 2**40))
-    time = draw(st.integers(0, 2**33))
+    time = draw(st.integers(0, wire.MAX_TIME))
     out = []
     for i in range(draw(st.integers(1, max_size))):
         if i:
             seq += 1 + draw(small_gaps)
-            time = max(0, time + draw(st.one_of(st.sampled_from([0, 900]),
-                                                st.integers(-10**7, 10**7))))
+            time = min(wire.MAX_TIME, max(0, time + draw(st.one_of(st.sampled_from([0, 900]),
+                                                                  st.integers(-10**7, 10**7)))))
         flags = draw(u8s)
         if flags & wire.MISSING:
             mantissa = exponent = 0
@@ -211,12 +213,12 @@ def reading_lists(draw, max_size: int = 40) -> list[Reading]:
 # At most 8 readings always fit MAX_BODY (each at most 20 bytes with these ranges).
 data_frames = st.one_of(
     st.builds(lambda a, rs: wire.Data(a, tuple(rs)), addrs, reading_lists(max_size=8)),
-    st.builds(lambda a, n, t: wire.Data(a, (), next_seq=n, base_time=t), addrs, uvarints, uvarints),
+    st.builds(lambda a, n, t: wire.Data(a, (), next_seq=n, base_time=t), addrs, uvarints, times),
 )
 ids = st.from_regex(ID_PATTERN, fullmatch=True)
 hellos = st.builds(wire.Hello, addrs, ids, st.text(max_size=8), u32s, u8s, uvarints, uvarints,
-                   uvarints)
-statuses = st.builds(wire.Status, addrs, *[uvarints] * 11)
+                   times)
+statuses = st.builds(wire.Status, addrs, uvarints, times, *[uvarints] * 9)
 results = st.builds(wire.Result, addrs, u8s, u8s, st.text(max_size=50))
 polls = st.builds(wire.Poll, addrs, u8s, u8s, st.none() | st.tuples(uvarints, uvarints))
 
@@ -240,7 +242,8 @@ def config_chunks(draw) -> wire.ConfigChunk:
     return wire.ConfigChunk(draw(addrs), draw(u32s), total, offset, chunk)
 
 
-gateway_frames = st.one_of(polls, acks(), st.builds(wire.TimeSync, addrs, uvarints),
+gateway_frames = st.one_of(polls, acks(), st.builds(wire.TimeSync, addrs,
+                                                   st.integers(0, wire.MAX_UNIX_MS)),
                            config_chunks(), st.builds(wire.Command, addrs, u8s,
                                                       st.binary(max_size=100)))
 station_frames = st.one_of(data_frames, hellos, statuses, results)
@@ -390,7 +393,18 @@ def test_firmware_cuts_a_long_result_detail_at_a_character() -> None:
     lambda: fw.encode_data(5, [(1, 1, 0, 5, -1, fw.MISSING)]),  # a missing reading with a value
     lambda: fw.encode_data(5, [(2, 1, 0, 5, -1, 0), (2, 1, 0, 5, -1, 0)]),  # seq not ascending
     lambda: fw.encode_data(5, [(1, 256, 0, 5, -1, 0)]),  # channel
-    lambda: fw.encode_data(5, [(1, 1, 0, 2**53, 0, 0)]),  # mantissa
+    lambda: fw.encode_data(5, [(1, 1, 0, 10**15, 0, 0)]),  # mantissa
+    lambda: fw.encode_data(5, [(1, 1, 0, -10**15, 0, 0)]),  # mantissa
+    lambda: fw.encode_data(5, [(1, 1, 0, 1, -21, 0)]),  # exponent
+    lambda: fw.encode_data(5, [(2**53, 1, 0, 1, 0, 0)]),  # seq
+    lambda: fw.encode_data(5, [(2**53 - 1, 1, 0, 1, 0, 0), (2**53, 1, 0, 1, 0, 0)]),  # seq
+    lambda: fw.encode_data(5, [(1, 1, 2**33, 1, 0, 0)]),  # time
+    lambda: fw.encode_data(5, [], 2**53, 0),  # next_seq
+    lambda: fw.encode_data(5, [], 1, 2**33),  # base_time
+    lambda: fw.encode_hello(5, "SAN-01", "0.1", 0, 1, 0, 2**53, 0),  # next_seq
+    lambda: fw.encode_hello(5, "SAN-01", "0.1", 0, 1, 0, 1, 2**33),  # clock
+    lambda: fw.encode_status(5, 0, 2**33, 0, 0, 0, 0, 0, 0, 0, 0, 0),  # clock
+    lambda: fw.encode_status(5, 0, 0, 0, 0, 0, 0, 0, 2**64, 0, 0, 0),  # lost_overwritten
     lambda: fw.encode_data(5, [(1, 1, 0, 1, 21, 0)]),  # exponent
     lambda: fw.encode_data(5, [(1, 1, -1, 1, 0, 0)]),  # time
     lambda: fw.encode_data(256, []),  # address
@@ -414,7 +428,7 @@ def test_firmware_decoder_agrees_with_the_reference(stream: bytes, sizes: list[i
     for r, g in zip(ref, got):
         if isinstance(r, wire.FrameError):
             # A station does not parse station frames, which the gateway may find malformed.
-            if not (r.kind == "malformed" and isinstance(g, tuple) and g[0] in STATION_TYPES):
+            if not (r.kind in PAYLOAD_KINDS and isinstance(g, tuple) and g[0] in STATION_TYPES):
                 assert g == r.kind
         else:
             assert g == fw_layout(r)
@@ -492,3 +506,34 @@ def test_parse_decimal_agrees_with_the_reference(text: str) -> None:
         assert got == want
     elif want is not None and re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)", text):
         assert abs(want[0]) > wire.MAX_MANTISSA or want[1] < -wire.MAX_EXPONENT
+
+
+# --- field ranges (contracts 1.2, 1.4) -----------------------------------------------------
+
+MAX_U = wire.MAX_UVARINT
+
+
+@pytest.mark.parametrize("frame", [
+    wire.Data(5, (Reading(1, 1, 0, 10**15, 0, 0),)),  # 16 significant digits
+    wire.Data(5, (Reading(1, 1, 0, -10**15, 0, 0),)),
+    wire.Data(5, (Reading(1, 1, 0, 1, 21, 0),)),
+    wire.Data(5, (Reading(1, 1, 0, 1, -21, 0),)),
+    wire.Data(5, (Reading(2**53, 1, 0, 1, 0, 0),)),
+    wire.Data(5, (Reading(MAX_U, 1, 0, 1, 0, 0), Reading(2**53, 1, 0, 1, 0, 0))),
+    wire.Data(5, (Reading(1, 1, 2**33, 1, 0, 0),)),
+    wire.Data(5, (), next_seq=2**53),
+    wire.Data(5, (), base_time=2**33),
+    wire.Hello(5, "SAN-01", "0.1", 0, 1, 0, 2**53, 0),
+    wire.Hello(5, "SAN-01", "0.1", 0, 1, 2**63 + 5, 1, 0),
+    wire.Hello(5, "SAN-01", "0.1", 0, 1, 0, 1, 2**33),
+    wire.Status(5, 0, 2**33, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+    wire.Status(5, 0, 0, 0, 0, 0, 0, 0, 2**64, 0, 0, 0),
+    wire.TimeSync(5, wire.MAX_UNIX_MS + 1),
+    wire.Ack(5, 2**53),
+    wire.Ack(5, 1, ((MAX_U - 1, 2**53),)),
+    wire.Poll(5, wire.WANT_DATA, 0, (1, 2**53)),
+    wire.ConfigChunk(5, 0, 2**53, 0, b"{"),
+], ids=lambda f: repr(f)[:60])
+def test_reference_refuses_values_outside_the_contract(frame: wire.Frame) -> None:
+    with pytest.raises(ValueError):
+        wire.encode_body(frame)

@@ -14,6 +14,7 @@ from watershed.contracts.wire import Reading
 
 HERE = Path(__file__).parent
 T0 = 1763676900  # 2025-11-20T22:15:00Z
+MAX_U, MAX_T, MAX_M = wire.MAX_UVARINT, wire.MAX_TIME, wire.MAX_MANTISSA
 
 
 def frame_dict(frame: wire.Frame) -> dict:
@@ -40,8 +41,8 @@ def valid_frames() -> list[tuple[str, wire.Frame]]:
         Reading.from_text(105, 19, T0 + 1, "+1013.25", wire.SUSPECT),
         Reading.from_text(106, 200, T0 - 3600, "+0", wire.CLOCK_JUMP | wire.CLOCK_UNSYNCED),
         Reading.from_text(107, 32, T0, "+12.81"),
-        Reading(108, 8, T0, 2**53 - 1, -20, wire.OUT_OF_RANGE | wire.SPIKE | wire.FLATLINE | wire.EVENT),
-        Reading(109, 4, T0, -(2**53 - 1), 20, 0),
+        Reading(108, 8, T0, MAX_M, -20, wire.OUT_OF_RANGE | wire.SPIKE | wire.FLATLINE | wire.EVENT),
+        Reading(109, 4, T0, -MAX_M, 20, 0),
         Reading.from_text(110, 1, T0, "+1.50"),
     )
     return [
@@ -66,6 +67,16 @@ def valid_frames() -> list[tuple[str, wire.Frame]]:
         ("config_chunk", wire.ConfigChunk(5, 0x12345678, 300, 200, b'{"station":"SAN-01"}\x00\xff')),
         ("command_reboot", wire.Command(5, wire.CMD_REBOOT)),
         ("command_args", wire.Command(5, wire.CMD_SAMPLE_NOW, b"\x01\x00\x10")),
+        # Every field at the top of its range (contracts 1.2, 1.4).
+        ("data_range_limits", wire.Data(9, (Reading(MAX_U - 1, 1, MAX_T, MAX_M, 20, 0),
+                                            Reading(MAX_U, 2, 0, -MAX_M, -20, wire.SUSPECT)))),
+        ("data_empty_range_limits", wire.Data(9, (), next_seq=MAX_U, base_time=MAX_T)),
+        ("hello_range_limits", wire.Hello(9, "SAN-01", "0.1.0", 0xFFFFFFFF, 6, MAX_U, MAX_U, MAX_T)),
+        ("status_range_limits", wire.Status(9, MAX_U, MAX_T, *[MAX_U] * 9)),
+        ("time_range_limit", wire.TimeSync(9, wire.MAX_UNIX_MS)),
+        ("ack_range_limits", wire.Ack(9, MAX_U - 3, ((MAX_U - 1, MAX_U),))),
+        ("poll_backfill_range_limits", wire.Poll(9, wire.WANT_DATA, 0, (MAX_U - 1, MAX_U))),
+        ("config_range_limits", wire.ConfigChunk(9, 1, MAX_U, MAX_U - 1, b"}")),
     ]
 
 
@@ -77,6 +88,64 @@ def with_crc(body: bytes) -> bytes:
 def cobs_frame(body: bytes) -> bytes:
     from cobs import cobs
     return cobs.encode(body) + b"\x00"
+
+
+def uv(n: int) -> bytes:
+    """A uvarint of any size (the codecs refuse to write one out of range)."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def sv(n: int) -> bytes:
+    return uv((n << 1) if n >= 0 else ((-n << 1) - 1))
+
+
+def raw_frame(ftype: int, payload: bytes, addr: int = 5) -> bytes:
+    return cobs_frame(with_crc(bytes([1, ftype, addr]) + payload))
+
+
+def reading_bytes(gap: int = 0, dt: int = 0, exponent: int = -3, mantissa: int = 1234) -> bytes:
+    """One reading of a DATA payload (1.4), channel 1, flags 0."""
+    return uv(gap) + b"\x01" + sv(dt) + b"\x00" + bytes([exponent & 0xFF]) + sv(mantissa)
+
+
+def out_of_range_streams() -> list[tuple[str, bytes, list[str]]]:
+    """Well-formed frames with one field beyond its range (1.2, 1.4): ``out_of_range``."""
+    status = [86400, T0, 1, 12810, 0, 1, 1, 0, 0, 0, 31000]
+    status_lost = status[:7] + [2**64] + status[8:]  # lost_overwritten = 2**64
+    status_clock = status[:1] + [MAX_T + 1] + status[2:]
+    hello_head = b"\x06SAN-01\x050.1.0" + bytes(4) + b"\x01"
+    oor = ["out_of_range"]
+    return [
+        ("gateway_only:data_seq_2_63_plus_5", raw_frame(wire.DATA, uv(2**63 + 5) + uv(T0) + reading_bytes()), oor),
+        ("gateway_only:data_seq_2_53", raw_frame(wire.DATA, uv(2**53) + uv(T0) + reading_bytes()), oor),
+        ("gateway_only:data_seq_gap_beyond_2_53",
+         raw_frame(wire.DATA, uv(MAX_U) + uv(T0) + reading_bytes() + reading_bytes()), oor),
+        ("gateway_only:data_time_2_33", raw_frame(wire.DATA, uv(1) + uv(MAX_T + 1) + reading_bytes()), oor),
+        ("gateway_only:data_time_dt_beyond_2_33",
+         raw_frame(wire.DATA, uv(1) + uv(MAX_T) + reading_bytes(dt=1)), oor),
+        ("gateway_only:data_time_negative", raw_frame(wire.DATA, uv(1) + uv(0) + reading_bytes(dt=-1)), oor),
+        ("gateway_only:data_mantissa_10_15", raw_frame(wire.DATA, uv(1) + uv(T0) + reading_bytes(mantissa=10**15)), oor),
+        ("gateway_only:data_mantissa_minus_10_15",
+         raw_frame(wire.DATA, uv(1) + uv(T0) + reading_bytes(mantissa=-10**15)), oor),
+        ("gateway_only:data_exponent_21", raw_frame(wire.DATA, uv(1) + uv(T0) + reading_bytes(exponent=21)), oor),
+        ("gateway_only:data_exponent_minus_21", raw_frame(wire.DATA, uv(1) + uv(T0) + reading_bytes(exponent=-21)), oor),
+        ("gateway_only:data_empty_time_2_33", raw_frame(wire.DATA, uv(812) + uv(MAX_T + 1)), oor),
+        ("gateway_only:hello_next_seq_2_53", raw_frame(wire.HELLO, hello_head + uv(1) + uv(2**53) + uv(T0)), oor),
+        ("gateway_only:hello_clock_2_33", raw_frame(wire.HELLO, hello_head + uv(1) + uv(1) + uv(MAX_T + 1)), oor),
+        ("gateway_only:status_lost_overwritten_2_64", raw_frame(wire.STATUS, b"".join(map(uv, status_lost))), oor),
+        ("gateway_only:status_clock_2_33", raw_frame(wire.STATUS, b"".join(map(uv, status_clock))), oor),
+        ("time_unix_ms_2_33_s", raw_frame(wire.TIME, uv(wire.MAX_UNIX_MS + 1)), oor),
+        ("ack_cumulative_2_53", raw_frame(wire.ACK, uv(2**53)), oor),
+        ("ack_range_end_beyond_2_53", raw_frame(wire.ACK, uv(MAX_U - 2) + uv(1) + uv(2)), oor),
+        ("poll_backfill_end_2_53", raw_frame(wire.POLL, b"\x01\x00" + uv(1) + uv(2**53)), oor),
+        ("config_total_len_2_53", raw_frame(wire.CONFIG, bytes(4) + uv(2**53) + uv(0) + b"{"), oor),
+        # Nine bytes: past MAX_UVARINT whatever they hold, even a padded zero.
+        ("varint_of_9_bytes", raw_frame(wire.TIME, b"\x80" * 8 + b"\x00"), oor),
+    ]
 
 
 def invalid_streams() -> list[tuple[str, bytes, list[str]]]:
@@ -105,6 +174,7 @@ def invalid_streams() -> list[tuple[str, bytes, list[str]]]:
         ("two_frames_one_chunk", good + hello, ["ACK", "HELLO"]),
         ("non_minimal_varint", cobs_frame(with_crc(b"\x01\x12\x05\x80\x00")), ["malformed"]),
         ("ack_ranges_touch", cobs_frame(with_crc(b"\x01\x11\x05\x0a\x00\x01")), ["malformed"]),
+        *out_of_range_streams(),
     ]
 
 
@@ -116,14 +186,29 @@ def mqtt_vectors() -> list[dict]:
         mqtt.MessageReading(44, "pressure_hpa", T0 + 900, 15, 2, 0),
         mqtt.MessageReading(45, "air_temp_c", T0 + 900, -37, -1, wire.SUSPECT),
     ))
-    payload = mqtt.encode_readings(msg)
-    return [{
-        "name": "readings_basic",
+    # Value forms (contracts 2): exact JSON, and readings at the top of every range.
+    forms = mqtt.ReadingsMessage("gw-zamora", "SAN-01", "santiago", (
+        mqtt.MessageReading(50, "stage_m", T0, 1, 16, 0),  # 1E+16, not 17 digits
+        mqtt.MessageReading(51, "stage_m", T0 + 900, 0, 2, 0),  # 0, not 000
+        mqtt.MessageReading(52, "discharge_m3s", T0, MAX_M, 20, 0),
+        mqtt.MessageReading(53, "discharge_m3s", T0 + 900, -MAX_M, -20, 0),
+        mqtt.MessageReading(54, "rain_mm", T0, 0, -2, 0),  # 0.00
+        mqtt.MessageReading(55, "pressure_hpa", T0, 12345678901234, 1, 0),  # 15 digits: plain
+        mqtt.MessageReading(56, "pressure_hpa", T0 + 900, 12345678901234, 2, 0),  # 16: E+2
+        mqtt.MessageReading(57, "stage_m", T0 + 1800, 1, -7, 0),  # 0.0000001 (1E-7 in a line)
+        mqtt.MessageReading(MAX_U, "stage_m", MAX_T, 627814973311771, -12, 0),
+    ))
+    return [message_vector("readings_basic", msg), message_vector("readings_value_forms", forms)]
+
+
+def message_vector(name: str, msg: mqtt.ReadingsMessage) -> dict:
+    return {
+        "name": name,
         "topic": mqtt.Topics().readings(msg.gateway, msg.station),
-        "payload": payload.decode(),
+        "payload": mqtt.encode_readings(msg).decode(),
         "readings": [[r.seq, r.channel, r.ts, r.mantissa, r.exponent, r.flags] for r in msg.readings],
         "lines": influx.message_lines(msg),
-    }]
+    }
 
 
 def _one_vector_a_line(doc: dict) -> str:

@@ -20,8 +20,7 @@ from typing import Any
 
 from .ids import is_valid_id
 from .mqtt import PAYLOAD_VERSION, PayloadError
-
-MAX_SEQ = 2**63 - 1
+from .wire import MAX_SEQ
 MAX_REASON = 500  # characters of a rejection reason kept in a confirmation
 
 Run = tuple[int, int]

@@ -56,10 +56,8 @@ def float_text(value: Decimal | float) -> str | None:
 def reading_value_text(mantissa: int, exponent: int) -> str:
     """The ``value`` field's text for a reading: its exact decimal text, as ``float_text``
     gives it for ``Decimal(value_text(mantissa, exponent))``."""
-    if exponent < -6:  # str(Decimal) switches to exponent notation here (1E-7)
+    if not -6 <= exponent <= 0:  # str(Decimal) may write exponent notation (1E-7, 1.5E+17)
         return float_text(Decimal(value_text(mantissa, exponent))) or ""
-    if mantissa == 0 and exponent > 0:  # value_text gives "00"; Decimal("00") is "0"
-        return "0"
     s = value_text(mantissa, exponent)
     return s[:-2] if s.endswith(".0") else s
 

@@ -14,12 +14,13 @@ from typing import Any
 from decimal import Decimal
 
 from .ids import check_id, is_valid_id
-from .wire import MAX_EXPONENT, MAX_MANTISSA, MISSING, decimal_tuple, value_text
+from .wire import (MAX_EXPONENT, MAX_MANTISSA, MAX_SEQ, MAX_TIME, MISSING, decimal_tuple,
+                   value_text)
 
 PAYLOAD_VERSION = 1
 DEFAULT_PREFIX = "watershed"
 QOS = 1
-MAX_TS = 2**33  # year 2242: inside InfluxDB's time range (up to 2262)
+MAX_TS = MAX_TIME  # 2**33 - 1, year 2242: inside InfluxDB's time range (up to 2262)
 
 
 class Topics:
@@ -136,7 +137,7 @@ class _Number(str):
     __slots__ = ()
 
 
-_MAX_SEQ = 2**63 - 1
+_MAX_SEQ = MAX_SEQ  # 2**53 - 1: exact for a reader that holds JSON numbers as float64
 # Longer number text cannot fit MAX_MANTISSA and MAX_EXPONENT, and int() of thousands of digits
 # is slow (and refused beyond sys.get_int_max_str_digits()).
 _MAX_NUMBER_TEXT = 64

@@ -64,8 +64,17 @@ RESULT_BUSY = 3
 CMD_REBOOT = 1
 CMD_SAMPLE_NOW = 2
 
+# Field ranges (contracts 1.2, 1.4). Every number must fit the gateway's SQLite store (int64),
+# JSON readers that hold numbers as float64 and InfluxDB.
+MAX_UVARINT = (1 << 53) - 1  # any uvarint unless its field says less: exact in a float64
+MAX_SEQ = MAX_UVARINT
+MAX_TIME = (1 << 33) - 1  # Unix seconds: year 2242, inside InfluxDB's range (up to 2262)
+MAX_UNIX_MS = (MAX_TIME + 1) * 1000 - 1  # TIME's milliseconds
+_MAX_UVARINT_BYTES = 8  # 56 bits: a longer shortest-form varint exceeds MAX_UVARINT
+# A value is mantissa * 10**exponent with at most 15 significant digits, what a float64 keeps
+# exactly (DBL_DIG); with |exponent| <= 20 every value is a normal float64 far from its limits.
 MAX_EXPONENT = 20
-MAX_MANTISSA = (1 << 53) - 1  # beyond this a value would not survive a float64 field exactly
+MAX_MANTISSA = 10**15 - 1
 
 
 class FrameError(ValueError):
@@ -108,6 +117,12 @@ class Malformed(FrameError):
     """A payload that does not follow its type's layout."""
 
     kind = "malformed"
+
+
+class OutOfRange(FrameError):
+    """A well-formed field whose value lies outside its contract range (1.2, 1.4)."""
+
+    kind = "out_of_range"
 
 
 # --- values -------------------------------------------------------------------------------
@@ -171,13 +186,26 @@ def decimal_tuple(value: Decimal) -> tuple[int, int]:
 
 
 def value_text(mantissa: int, exponent: int) -> str:
-    """Plain decimal text of ``mantissa * 10**exponent`` (no exponent notation): ``1234,-3`` -> ``1.234``."""
+    """Exact JSON number text of ``mantissa * 10**exponent`` (contracts 2): plain decimal for an
+    exponent <= 0, trailing zeros kept (``1234,-3`` -> ``1.234``, ``150,-2`` -> ``1.50``); a plain
+    integer for a positive exponent while it has at most 15 digits (``15,2`` -> ``1500``, ``0,2``
+    -> ``0``), else exponent notation (``1,16`` -> ``1E+16``): a reader taking a longer integer
+    would find more digits than the contract allows."""
     digits = str(abs(mantissa))
     sign = "-" if mantissa < 0 else ""
-    if exponent >= 0:
+    if exponent > 0:
+        if not mantissa:
+            return "0"
+        if len(digits) + exponent > _MAX_INTEGER_DIGITS:
+            return f"{sign}{digits}E+{exponent}"
         return sign + digits + "0" * exponent
+    if not exponent:
+        return sign + digits
     digits = digits.rjust(-exponent + 1, "0")
     return f"{sign}{digits[:exponent]}.{digits[exponent:]}"
+
+
+_MAX_INTEGER_DIGITS = len(str(MAX_MANTISSA))
 
 
 # --- frames -------------------------------------------------------------------------------
@@ -289,9 +317,9 @@ FRAME_NAMES = {
 # --- primitive encoders -------------------------------------------------------------------
 
 
-def _uvarint(out: bytearray, n: int) -> None:
-    if n < 0:
-        raise ValueError(f"negative value for an unsigned varint: {n}")
+def _uvarint(out: bytearray, n: int, limit: int = MAX_UVARINT) -> None:
+    if not 0 <= n <= limit:
+        raise ValueError(f"value out of range for its field: {n} not in [0, {limit}]")
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
@@ -336,7 +364,7 @@ class _Reader:
         self.pos += 4
         return v
 
-    def uvarint(self) -> int:
+    def uvarint(self, limit: int = MAX_UVARINT) -> int:
         n = shift = 0
         while True:
             b = self.u8()
@@ -344,10 +372,12 @@ class _Reader:
             if not b & 0x80:
                 if shift and not b:
                     raise Malformed("varint not in its shortest form")
+                if n > limit:
+                    raise OutOfRange(f"{n} exceeds its field's maximum {limit}")
                 return n
             shift += 7
-            if shift > 63:
-                raise Malformed("varint longer than 64 bits")
+            if shift >= 7 * _MAX_UVARINT_BYTES:
+                raise OutOfRange(f"varint longer than {_MAX_UVARINT_BYTES} bytes")
 
     def svarint(self) -> int:
         z = self.uvarint()
@@ -374,6 +404,10 @@ class _Reader:
 
 
 def _check_reading(r: Reading) -> None:
+    if not 0 <= r.seq <= MAX_SEQ:
+        raise ValueError(f"seq out of range: {r.seq}")
+    if not 0 <= r.time <= MAX_TIME:
+        raise ValueError(f"time out of range: {r.time}")
     if not 0 <= r.channel <= 255:
         raise ValueError(f"channel out of range: {r.channel}")
     if not 0 <= r.flags <= 255:
@@ -389,7 +423,7 @@ def _encode_payload(f: Frame) -> bytes:
     if isinstance(f, Data):
         if not f.readings:
             _uvarint(out, f.next_seq)
-            _uvarint(out, f.base_time)
+            _uvarint(out, f.base_time, MAX_TIME)
             return bytes(out)
         first = f.readings[0]
         _uvarint(out, first.seq)
@@ -413,10 +447,12 @@ def _encode_payload(f: Frame) -> bytes:
         out.append(f.reset_cause)
         _uvarint(out, f.boot_count)
         _uvarint(out, f.next_seq)
-        _uvarint(out, f.clock)
+        _uvarint(out, f.clock, MAX_TIME)
     elif isinstance(f, Status):
-        for n in (f.uptime_s, f.clock, f.state, f.battery_mv, f.outbox_depth, f.oldest_seq,
-                  f.next_seq, f.lost_overwritten, f.lost_corrupt, f.sensor_errors, f.free_heap):
+        _uvarint(out, f.uptime_s)
+        _uvarint(out, f.clock, MAX_TIME)
+        for n in (f.state, f.battery_mv, f.outbox_depth, f.oldest_seq, f.next_seq,
+                  f.lost_overwritten, f.lost_corrupt, f.sensor_errors, f.free_heap):
             _uvarint(out, n)
     elif isinstance(f, Result):
         out.append(f.ref_type)
@@ -434,11 +470,13 @@ def _encode_payload(f: Frame) -> bytes:
         for start, stop in f.ranges:
             if start <= prev_end or stop <= start:
                 raise ValueError("ACK ranges must ascend and not touch each other or cumulative")
+            if stop > MAX_UVARINT:
+                raise ValueError(f"ACK range end out of range: {stop}")
             _uvarint(out, start - prev_end)
             _uvarint(out, stop - start)
             prev_end = stop
     elif isinstance(f, TimeSync):
-        _uvarint(out, f.unix_ms)
+        _uvarint(out, f.unix_ms, MAX_UNIX_MS)
     elif isinstance(f, ConfigChunk):
         out += f.config_hash.to_bytes(4, "little")
         _uvarint(out, f.total_len)
@@ -455,7 +493,7 @@ def _encode_payload(f: Frame) -> bytes:
 def _decode_payload(ftype: int, addr: int, p: _Reader) -> Frame:
     if ftype == DATA:
         base_seq = p.uvarint()
-        base_time = p.uvarint()
+        base_time = p.uvarint(MAX_TIME)
         readings = []
         prev_seq, prev_time = base_seq - 1, base_time
         while p.more():
@@ -467,8 +505,12 @@ def _decode_payload(ftype: int, addr: int, p: _Reader) -> Frame:
             mantissa = p.svarint()
             if flags & MISSING and (mantissa or exponent):
                 raise Malformed("missing reading with a value")
-            if time < 0 or abs(exponent) > MAX_EXPONENT or abs(mantissa) > MAX_MANTISSA:
-                raise Malformed("reading out of range")
+            if seq > MAX_SEQ:
+                raise OutOfRange(f"seq {seq} exceeds {MAX_SEQ}")
+            if not 0 <= time <= MAX_TIME:
+                raise OutOfRange(f"time {time} outside [0, {MAX_TIME}]")
+            if abs(exponent) > MAX_EXPONENT or abs(mantissa) > MAX_MANTISSA:
+                raise OutOfRange(f"value {mantissa}e{exponent} outside the contract's range")
             readings.append(Reading(seq, channel, time, mantissa, exponent, flags))
             prev_seq, prev_time = seq, time
         if not readings:
@@ -479,9 +521,10 @@ def _decode_payload(ftype: int, addr: int, p: _Reader) -> Frame:
         if not is_valid_id(station_id):
             raise Malformed(f"invalid station id {station_id!r}")
         return Hello(addr, station_id, p.string(32), p.u32le(), p.u8(), p.uvarint(), p.uvarint(),
-                     p.uvarint())
+                     p.uvarint(MAX_TIME))
     if ftype == STATUS:
-        return Status(addr, *(p.uvarint() for _ in range(11)))
+        uptime_s, clock = p.uvarint(), p.uvarint(MAX_TIME)
+        return Status(addr, uptime_s, clock, *(p.uvarint() for _ in range(9)))
     if ftype == RESULT:
         return Result(addr, p.u8(), p.u8(), p.string(MAX_BODY))
     if ftype == POLL:
@@ -503,11 +546,13 @@ def _decode_payload(ftype: int, addr: int, p: _Reader) -> Frame:
             length = p.uvarint()
             if length == 0:
                 raise Malformed("empty ACK range")
+            if first + length > MAX_UVARINT:
+                raise OutOfRange(f"ACK range end {first + length} exceeds {MAX_UVARINT}")
             ranges.append((first, first + length))
             prev_end = first + length
         return Ack(addr, cumulative, tuple(ranges))
     if ftype == TIME:
-        return TimeSync(addr, p.uvarint())
+        return TimeSync(addr, p.uvarint(MAX_UNIX_MS))
     if ftype == CONFIG:
         config_hash = p.u32le()
         total_len = p.uvarint()

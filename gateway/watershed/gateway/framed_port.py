@@ -16,7 +16,8 @@ from watershed.contracts import wire
 
 log = logging.getLogger(__name__)
 
-_MISMATCH_KINDS = (wire.UnsupportedVersion.kind, wire.UnknownFrameType.kind)
+# Defects of a frame that arrived intact (CRC good): a station's firmware at fault, not noise.
+_FIRMWARE_KINDS = (wire.UnsupportedVersion.kind, wire.UnknownFrameType.kind, wire.OutOfRange.kind)
 
 # Frame types a station sends; anything else on the line is an echo or another gateway.
 STATION_FRAME_TYPES = frozenset({wire.HELLO, wire.DATA, wire.STATUS, wire.RESULT})
@@ -82,8 +83,9 @@ class FramedPort:
             for item in self.decoder.feed(data):
                 if isinstance(item, wire.FrameError):
                     # Noise is routine and only counted; a frame of another protocol version or
-                    # type means mismatched firmware, which an operator must hear about.
-                    level = logging.WARNING if item.kind in _MISMATCH_KINDS else logging.DEBUG
+                    # type, or with a number beyond its range, means mismatched or faulty
+                    # firmware, which an operator must hear about.
+                    level = logging.WARNING if item.kind in _FIRMWARE_KINDS else logging.DEBUG
                     log.log(level, "frame rejected (%s) while waiting for address %d: %s",
                             item.kind, addr, item)
                 elif item.addr != addr or item.type not in STATION_FRAME_TYPES:
