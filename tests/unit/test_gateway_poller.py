@@ -298,7 +298,7 @@ def test_link_survives_an_unexpected_error(store: Store, monkeypatch) -> None:
         assert stored.wait(5)
     finally:
         link.stop()
-    assert link.stats()["internal_errors"] == 1
+    assert link.stats()["station_errors"] == {"RuntimeError": 1}
     assert len(store.unsent(10)) == 4
 
 

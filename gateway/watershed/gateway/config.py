@@ -301,6 +301,18 @@ def _check_unique(links: tuple[LinkConfig, ...], stations: tuple[StationConfig, 
         if station.id and station.id in ids:
             problems.append(f"station[{i}].id: {station.id!r} is registered twice")
         ids.add(station.id)
+    # One station per address per bus: more stations at an address than links polling it
+    # means two of them on one bus, which no poll can tell apart (identity.py).
+    at: dict[int, list[str]] = {}
+    for station in stations:
+        at.setdefault(station.address, []).append(station.id)
+    for address, names in at.items():
+        buses = sum(address in link.stations for link in links)
+        if len(names) > max(buses, 1):
+            i = max(i for i, s in enumerate(stations) if s.address == address)
+            problems.append(f"station[{i}].address: {', '.join(names)} are all registered at "
+                            f"address {address}, which {buses} link(s) poll: one station per "
+                            "address per link")
 
 
 # --- a checked view of one TOML table -----------------------------------------------------

@@ -28,8 +28,10 @@ from .config import ConfigError, GatewayConfig, LinkConfig, load_config
 from .forwarder import Forwarder
 from .framed_port import SerialPort
 from .health import gather_health
+from .identity import BusRegistry
 from .link import SerialLink, open_serial_port
 from .notify import SystemdNotifier, watchdog_interval_s
+from .quarantine import Quarantine
 from .remote import RemoteOperations
 from .store import Store, StoreError
 
@@ -59,6 +61,7 @@ class Gateway:
         self.store: Store | None = None
         self.forwarder: Forwarder | None = None
         self.alerts: AlertEngine | None = None
+        self.quarantine: Quarantine | None = None
         self.links: list[SerialLink] = []
         self._started_at: float | None = None
         self._stopping = threading.Event()
@@ -78,10 +81,14 @@ class Gateway:
                                    on_command=remote.handle)
         self.alerts = AlertEngine(config.id, registry, self.store, on_alert=self.forwarder.notify,
                                   clock=self._clock)
+        identity = BusRegistry(self.store, config.links, config.stations)
+        self.quarantine = Quarantine(config.id, self.store, registry,
+                                     on_alert=self.forwarder.notify, clock=self._clock)
         self.links.extend(SerialLink(link, self.store, registry, time_sync=config.time_sync,
                                      on_stored=self.forwarder.notify,
                                      on_readings=self.alerts.evaluate, open_port=self._open_port,
-                                     clock=self._clock)
+                                     clock=self._clock, identity=identity,
+                                     quarantine=self.quarantine)
                           for link in config.links)
         self._warn_unpolled_stations()
         backlog = self.store.counts()["unsent"]

@@ -13,6 +13,7 @@ from watershed import __version__
 from watershed.contracts.mqtt import PAYLOAD_VERSION
 
 from .link import SerialLink
+from .quarantine import summary as quarantine_summary
 from .store import Store
 
 
@@ -56,6 +57,8 @@ def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
                   "held_for_consumer": held_for_consumer},
         "store": {**counts, "quota_bytes": store.quota_bytes,
                   "losses_total": sum(sum(r.values()) for r in ledger.values())},
+        # Readings held back because who sent them is in doubt (quarantine.py).
+        "quarantine": quarantine_summary(store),
         "disk_free_bytes": _disk_free(store.path),
         "stations": stations,
         "links": {link.config.port: link.stats() for link in links},
