@@ -330,3 +330,58 @@ def test_idle_polls_do_not_write_to_the_store(store: Store) -> None:
         assert poller.poll(framed(port, stats), ADDR) is False
     assert (store._db.total_changes, wal.stat().st_size, wal.stat().st_mtime_ns) == before
     assert stats["polls"] == 21 and stats["timeouts"] == 0
+
+
+def two_station_port(bad_clock: int) -> ScriptedPort:
+    """Station 7 (SAN-01) answers normally; station 8 (BAD-1) says HELLO with ``bad_clock``."""
+    good = station({HELLO_DATA: [hello(), data(*STAGE)], wire.WANT_DATA: []})
+
+    def respond(frame: wire.Frame) -> list[wire.Frame]:
+        if frame.addr == ADDR + 1 and isinstance(frame, wire.Poll):
+            return [wire.Hello(ADDR + 1, "BAD-1", "1.0.0", 0, 1, 1, 5, bad_clock),
+                    wire.Data(ADDR + 1, (Reading(5, 1, T0, 1, 0),))]
+        return good(frame) if frame.addr == ADDR else []
+    return respond
+
+
+def test_a_station_failing_at_every_poll_does_not_stop_its_link_mates(store: Store, caplog
+                                                                      ) -> None:
+    port = ScriptedPort(two_station_port(1 << 63))  # a clock SQLite cannot hold
+    link = SerialLink(LinkConfig("p", stations=(ADDR + 1, ADDR), poll_interval_s=0.01,
+                                 reply_timeout_s=0.05),
+                      store, REGISTRY, time_sync=False, open_port=lambda config: port)
+    started = link.heartbeat
+    link.start()
+    try:
+        deadline = time.monotonic() + 10
+        while link.stats()["station_errors"].get("StoreError", 0) < 3:
+            assert time.monotonic() < deadline, link.stats()
+            time.sleep(0.01)
+    finally:
+        link.stop()
+    assert len(store.unsent(10)) == 4  # the station polled after the failing one
+    assert "internal_errors" not in link.stats() and link.heartbeat > started
+    logged = [r for r in caplog.records if "BAD-1" in r.getMessage() or "address 8" in
+              r.getMessage()]
+    assert sum(r.levelname == "ERROR" and "while handling its frames" in r.getMessage()
+               for r in logged) == 1  # once, not once per poll
+
+
+def test_a_link_whose_every_station_fails_stops_beating(store: Store) -> None:
+    port = ScriptedPort(two_station_port(1 << 63))
+    link = SerialLink(LinkConfig("p", stations=(ADDR + 1,), poll_interval_s=0.01,
+                                 reply_timeout_s=0.05),
+                      store, REGISTRY, time_sync=False, open_port=lambda config: port)
+    link.start()
+    try:
+        deadline = time.monotonic() + 10
+        while link.stats()["station_errors"].get("StoreError", 0) < 2:
+            assert time.monotonic() < deadline, link.stats()
+            time.sleep(0.01)
+        beat = link.heartbeat
+        while link.stats()["station_errors"]["StoreError"] < 6:
+            assert time.monotonic() < deadline, link.stats()
+            time.sleep(0.01)
+    finally:
+        link.stop()
+    assert link.heartbeat == beat  # the watchdog starves: restarting may cure a wedged store
