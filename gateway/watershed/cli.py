@@ -20,6 +20,8 @@ COMMAND_MODULES = (
 
 
 def _gateway(args: argparse.Namespace) -> int:
+    if args.config is None:  # optional only so that `gateway ACTION` may go without it
+        args.usage_error("the following arguments are required: --config")
     from .gateway.daemon import run
     return run(args.config)
 
@@ -51,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gateway", help="run the gateway daemon (serial links → store → MQTT)",
                        description="Poll stations on serial links, store readings durably, "
                                    "acknowledge them and forward them to MQTT.")
-    p.add_argument("--config", "-c", type=Path, required=True, help="gateway TOML config file")
-    p.set_defaults(func=_gateway)
+    p.add_argument("--config", "-c", type=Path, help="gateway TOML config file (required)")
+    p.set_defaults(func=_gateway, usage_error=p.error)
 
     p = sub.add_parser("ingest", help="run the ingest service (MQTT → InfluxDB)",
                        description="Subscribe to readings on MQTT and write them to InfluxDB, "

@@ -7,7 +7,9 @@ import pytest
 
 from watershed.cli import build_parser, main
 
-SUBCOMMANDS = ["gateway", "ingest", "demo", "firmware", "firmware build"]
+SUBCOMMANDS = ["gateway", "ingest", "demo", "firmware", "firmware build", "gateway quarantine",
+               "gateway quarantine list", "gateway quarantine release",
+               "gateway quarantine drop"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

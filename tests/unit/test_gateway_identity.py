@@ -251,3 +251,28 @@ def test_one_station_s_unwritable_facts_do_not_block_the_others(store: Store) ->
     assert store.station("SAN-01").next_seq == 44  # type: ignore[union-attr]
     store.record_hello(hello("SAN-02"))
     assert store.station("SAN-02") is not None
+
+
+def test_the_quarantine_remote_operation_lists_releases_and_refuses(store: Store) -> None:
+    from watershed.gateway.config import GatewayConfig
+    from watershed.gateway.remote import RemoteOperations
+
+    quarantine = Quarantine("gw-1", store, REGISTRY)
+    entry = quarantined(store, quarantine)
+    store.add("SAN-01", "santiago", [MessageReading(41, "stage_m", T0, 1234, -3, 0)])
+    results: list[dict] = []
+    remote = RemoteOperations(GatewayConfig("gw-1", stations=(SAN,)), [],
+                              lambda payload: results.append(json.loads(payload)),
+                              quarantine=quarantine)
+    for command in [{"id": "q1", "op": "quarantine", "action": "list"},
+                    {"id": "q2", "op": "quarantine", "action": "release", "quarantine": entry,
+                     "to": "SAN-01"},
+                    {"id": "q3", "op": "quarantine", "action": "drop", "quarantine": entry},
+                    {"id": "q4", "op": "quarantine", "action": "drop"}]:
+        remote.handle(json.dumps(command).encode())
+    q1, q2, q3, q4 = results
+    assert q1["ok"] and [e["id"] for e in q1["entries"]] == [entry]
+    assert q1["entries"][0]["claimed"] == "ROGUE-1" and q1["entries"][0]["readings"] == 4
+    assert (q2["ok"], q2["new"], q2["duplicate"]) == (True, 3, 1)
+    assert (q3["status"], q4["status"]) == ("rejected", "bad_request")
+    assert "released already" in q3["detail"]

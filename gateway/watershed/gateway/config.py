@@ -36,7 +36,8 @@
 
     [[station]]
     id = "SAN-01"
-    address = 1
+    address = 1                   # binds the address to this id (identity.py); one station per
+                                  # address per link
     basin = "santiago"
     channels = { 128 = "stage_backup_m" }
 

@@ -75,15 +75,16 @@ class Gateway:
         self.store = Store(config.store, clock=self._clock, quota_bytes=config.store_quota_bytes,
                            protected_events=config.protected_event_readings)
         registry = {station.id: station for station in config.stations}
-        remote = RemoteOperations(config, self.links, self._publish_result, self._clock)
+        self.quarantine = Quarantine(config.id, self.store, registry,
+                                     on_alert=self._notify_forwarder, clock=self._clock)
+        remote = RemoteOperations(config, self.links, self._publish_result, self._clock,
+                                  quarantine=self.quarantine)
         self.forwarder = Forwarder(config.id, config.mqtt, self.store, clock=self._clock,
                                    health=self.health, health_interval_s=config.health_interval_s,
                                    on_command=remote.handle)
         self.alerts = AlertEngine(config.id, registry, self.store, on_alert=self.forwarder.notify,
                                   clock=self._clock)
         identity = BusRegistry(self.store, config.links, config.stations)
-        self.quarantine = Quarantine(config.id, self.store, registry,
-                                     on_alert=self.forwarder.notify, clock=self._clock)
         self.links.extend(SerialLink(link, self.store, registry, time_sync=config.time_sync,
                                      on_stored=self.forwarder.notify,
                                      on_readings=self.alerts.evaluate, open_port=self._open_port,
@@ -112,6 +113,10 @@ class Gateway:
             self.store.close()
             self.store = None
         log.info("gateway %s stopped", self.config.id)
+
+    def _notify_forwarder(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.notify()
 
     def _publish_result(self, payload: bytes) -> None:
         if self.forwarder is not None:

@@ -74,14 +74,14 @@ class BusRegistry:
                 self._candidates.setdefault(station.address, set()).add(station.id)
         # What was learned, less what the registry now says otherwise (forgotten for good).
         self._learned: dict[tuple[str, int], str] = {}
-        for where, station in store.bindings().items():
-            if (where in self._fixed or self._registered.get(station, where[1]) != where[1]
-                    or station in self._fixed.values()):
+        for where, learned in store.bindings().items():
+            if (where in self._fixed or self._registered.get(learned, where[1]) != where[1]
+                    or learned in self._fixed.values()):
                 log.info("station %s no longer bound to address %d on %s: the registry says"
-                         " otherwise", station, where[1], where[0])
+                         " otherwise", learned, where[1], where[0])
                 store.unbind(*where)
             else:
-                self._learned[where] = station
+                self._learned[where] = learned
 
     def bound(self, link: str, addr: int) -> str | None:
         """The station id bound at ``addr`` on ``link``, or None if none is yet."""
