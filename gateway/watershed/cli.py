@@ -26,6 +26,7 @@ SERVICES = {
 }
 # Modules with a ``register(subparsers)`` that adds that area's subcommands.
 COMMAND_MODULES = (
+    "watershed.gateway.commands",
     "watershed.hydro.commands",
     "watershed.firmware_build",
 )
@@ -40,9 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_, description) in SERVICES.items():
         p = sub.add_parser(name, help=help_, description=description)
-        p.add_argument("--config", "-c", type=Path, required=True,
-                       help=f"{name} TOML config file")
-        p.set_defaults(func=_run_service, service=module)
+        # Optional to argparse so that `gateway ACTION` (gateway/commands.py) may go without it.
+        p.add_argument("--config", "-c", type=Path, help=f"{name} TOML config file (required)")
+        p.set_defaults(func=_run_service, service=module, usage_error=p.error)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     try:
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_service(args: argparse.Namespace) -> Any:
+    if args.config is None:
+        args.usage_error("the following arguments are required: --config")
     return importlib.import_module(args.service).run(args.config)
 
 

@@ -166,13 +166,21 @@ class StationBus:
             for frame in self._decoder.feed(os.read(self._fd, 4096)):
                 if isinstance(frame, wire.FrameError):
                     continue
-                station = self.stations.get(frame.addr)
-                if station is None:
-                    continue
-                with self.lock:
-                    replies = station.answer(frame)
+                replies = self._replies(frame)
                 if replies:
-                    os.write(self._fd, b"".join(wire.encode_frame(f) for f in replies))
+                    os.write(self._fd, b"".join(self._encode(f) for f in replies))
+
+    def _encode(self, frame: wire.Frame) -> bytes:
+        """A reply's bytes on the line (a test's bus may send what no codec would)."""
+        return wire.encode_frame(frame)
+
+    def _replies(self, frame: wire.Frame) -> list[wire.Frame]:
+        """What the stations answer to ``frame``, written to the line in one go."""
+        station = self.stations.get(frame.addr)
+        if station is None:
+            return []
+        with self.lock:
+            return station.answer(frame)
 
     def outbox_empty(self) -> bool:
         with self.lock:

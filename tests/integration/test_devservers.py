@@ -88,8 +88,8 @@ def test_mosquitto_keeps_queued_qos1_message_for_offline_session_across_restart(
 
 def test_mosquitto_killed_before_its_next_save_loses_what_it_acknowledged_since(
         mosquitto_factory: MosquittoFactory, mqtt_clients: MqttClientFactory) -> None:
-    # The window gateways cover by publishing recently acknowledged readings again after a
-    # reconnect (forwarder: replay_window_s); here a save only when asked.
+    # The loss gateways cover by keeping each reading until an ingest confirms it (contracts.md
+    # 2, end to end); here a save only when asked.
     broker = mosquitto_factory(autosave_s=3600)
     topic = "test/unsaved"
     subscriber = mqtt_clients(broker.port, "ingest-1", clean_session=False).connect()

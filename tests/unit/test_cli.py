@@ -9,7 +9,9 @@ import pytest
 import watershed
 from watershed.cli import build_parser, main
 
-SUBCOMMANDS = ["gateway", "ingest", "demo", "firmware", "firmware build"]
+SUBCOMMANDS = ["gateway", "ingest", "demo", "firmware", "firmware build", "gateway quarantine",
+               "gateway quarantine list", "gateway quarantine release",
+               "gateway quarantine drop"]
 
 
 @pytest.mark.parametrize("command", SUBCOMMANDS)

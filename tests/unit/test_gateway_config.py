@@ -174,6 +174,19 @@ def test_station_ids_and_link_ports_are_unique() -> None:
 def test_same_address_on_two_links_is_allowed() -> None:
     links = [{"port": "/dev/ttyUSB0", "stations": [1]}, {"port": "/dev/ttyUSB1", "stations": [1]}]
     assert len(GatewayConfig.from_dict(MINIMAL | {"link": links}).links) == 2
+    stations = [{"id": "SAN-01", "address": 1, "basin": "santiago"},
+                {"id": "SAN-02", "address": 1, "basin": "santiago"}]
+    config = GatewayConfig.from_dict(MINIMAL | {"link": links, "station": stations})
+    assert len(config.stations) == 2  # one on each bus
+
+
+def test_two_stations_at_one_address_of_one_link_are_refused_in_one_line() -> None:
+    stations = [{"id": "SAN-01", "address": 1, "basin": "santiago"},
+                {"id": "SAN-02", "address": 2, "basin": "santiago"},
+                {"id": "SAN-03", "address": 1, "basin": "santiago"}]
+    assert problems_of(MINIMAL | {"station": stations}) == [
+        "station[2].address: SAN-01, SAN-03 are all registered at address 1, which 1 link(s) "
+        "poll: one station per address per link"]
 
 
 def test_unreadable_or_invalid_files_raise_config_error(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import serial
@@ -22,7 +23,7 @@ from watershed.gateway.config import LinkConfig, StationConfig
 from watershed.gateway.framed_port import FramedPort
 from watershed.gateway.link import SerialLink
 from watershed.gateway.poller import MAX_ACK_RANGES, Poller
-from watershed.gateway.store import AckRanges, Store
+from watershed.gateway.store import AckRanges, Store, StoreError
 
 T0 = 1763676900
 NOW = 1763680000.25
@@ -298,7 +299,7 @@ def test_link_survives_an_unexpected_error(store: Store, monkeypatch) -> None:
         assert stored.wait(5)
     finally:
         link.stop()
-    assert link.stats()["internal_errors"] == 1
+    assert link.stats()["station_errors"] == {"RuntimeError": 1}
     assert len(store.unsent(10)) == 4
 
 
@@ -330,3 +331,73 @@ def test_idle_polls_do_not_write_to_the_store(store: Store) -> None:
         assert poller.poll(framed(port, stats), ADDR) is False
     assert (store._db.total_changes, wal.stat().st_size, wal.stat().st_mtime_ns) == before
     assert stats["polls"] == 21 and stats["timeouts"] == 0
+
+
+def two_station_port(bad_clock: int) -> ScriptedPort:
+    """Station 7 (SAN-01) answers normally; station 8 (BAD-1) says HELLO with ``bad_clock``."""
+    # (A clock the store could not hold is refused by the codec now: out_of_range.)
+    good = station({HELLO_DATA: [hello(), data(*STAGE)], wire.WANT_DATA: []})
+
+    def respond(frame: wire.Frame) -> list[wire.Frame]:
+        if frame.addr == ADDR + 1 and isinstance(frame, wire.Poll):
+            return [wire.Hello(ADDR + 1, "BAD-1", "1.0.0", 0, 1, 1, 5, bad_clock),
+                    wire.Data(ADDR + 1, (Reading(5, 1, T0, 1, 0),))]
+        return good(frame) if frame.addr == ADDR else []
+    return respond
+
+
+def unwritable_hello_of(store: Store, station_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store cannot record that station's HELLO (an entry it cannot write), every time."""
+    real = store.record_hello
+
+    def record_hello(hello: wire.Hello) -> Any:
+        if hello.station_id == station_id:
+            raise StoreError(f"station {station_id}: its facts cannot be stored")
+        return real(hello)
+    monkeypatch.setattr(store, "record_hello", record_hello)
+
+
+def test_a_station_failing_at_every_poll_does_not_stop_its_link_mates(
+        store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    unwritable_hello_of(store, "BAD-1", monkeypatch)
+    port = ScriptedPort(two_station_port(T0))
+    link = SerialLink(LinkConfig("p", stations=(ADDR + 1, ADDR), poll_interval_s=0.01,
+                                 reply_timeout_s=0.05),
+                      store, REGISTRY, time_sync=False, open_port=lambda config: port)
+    started = link.heartbeat
+    link.start()
+    try:
+        deadline = time.monotonic() + 10
+        while link.stats()["station_errors"].get("StoreError", 0) < 3:
+            assert time.monotonic() < deadline, link.stats()
+            time.sleep(0.01)
+    finally:
+        link.stop()
+    assert len(store.unsent(10)) == 4  # the station polled after the failing one
+    assert "internal_errors" not in link.stats() and link.heartbeat > started
+    logged = [r for r in caplog.records if "BAD-1" in r.getMessage() or "address 8" in
+              r.getMessage()]
+    assert sum(r.levelname == "ERROR" and "while handling its frames" in r.getMessage()
+               for r in logged) == 1  # once, not once per poll
+
+
+def test_a_link_whose_every_station_fails_stops_beating(store: Store,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    unwritable_hello_of(store, "BAD-1", monkeypatch)
+    port = ScriptedPort(two_station_port(T0))
+    link = SerialLink(LinkConfig("p", stations=(ADDR + 1,), poll_interval_s=0.01,
+                                 reply_timeout_s=0.05),
+                      store, REGISTRY, time_sync=False, open_port=lambda config: port)
+    link.start()
+    try:
+        deadline = time.monotonic() + 10
+        while link.stats()["station_errors"].get("StoreError", 0) < 2:
+            assert time.monotonic() < deadline, link.stats()
+            time.sleep(0.01)
+        beat = link.heartbeat
+        while link.stats()["station_errors"]["StoreError"] < 6:
+            assert time.monotonic() < deadline, link.stats()
+            time.sleep(0.01)
+    finally:
+        link.stop()
+    assert link.heartbeat == beat  # the watchdog starves: restarting may cure a wedged store

@@ -33,7 +33,8 @@
 
     [[station]]
     id = "SAN-01"
-    address = 1
+    address = 1                   # binds the address to this id (identity.py); one station per
+                                  # address per link
     basin = "santiago"
     channels = { 128 = "stage_backup_m" }
 
@@ -276,6 +277,7 @@ def _alert(t: _Table) -> AlertRule:
 def _check_unique(links: Iterable[tuple[Table, LinkConfig]],
                   stations: Iterable[tuple[Table, StationConfig]]) -> None:
     # Addresses may repeat across links (each bus has its own), ports and station ids may not.
+    links, stations = list(links), list(stations)  # each is gone through more than once
     ports: set[str] = set()
     for table, link in links:
         if link.port and link.port in ports:
@@ -286,6 +288,18 @@ def _check_unique(links: Iterable[tuple[Table, LinkConfig]],
         if station.id and station.id in ids:
             table.problem("id", f"{station.id!r} is registered twice")
         ids.add(station.id)
+    # One station per address per bus: more stations at an address than links polling it
+    # means two of them on one bus, which no poll can tell apart (identity.py).
+    at: dict[int, list[tuple[Table, str]]] = {}
+    for table, station in stations:
+        at.setdefault(station.address, []).append((table, station.id))
+    for address, entries in at.items():
+        buses = sum(address in link.stations for _, link in links)
+        if len(entries) > max(buses, 1):
+            names = ", ".join(name for _, name in entries)
+            entries[-1][0].problem("address", f"{names} are all registered at address {address},"
+                                              f" which {buses} link(s) poll: one station per "
+                                              "address per link")
 
 
 # --- the gateway's own kinds of value -----------------------------------------------------

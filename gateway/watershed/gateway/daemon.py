@@ -28,8 +28,10 @@ from .config import ConfigError, GatewayConfig, LinkConfig, load_config
 from .forwarder import Forwarder
 from .framed_port import SerialPort
 from .health import gather_health
+from .identity import BusRegistry
 from .link import SerialLink, open_serial_port
 from .notify import SystemdNotifier, watchdog_interval_s
+from .quarantine import Quarantine
 from .remote import RemoteOperations
 from .store import Store, StoreError, StoreFull
 
@@ -59,6 +61,7 @@ class Gateway:
         self.store: Store | None = None
         self.forwarder: Forwarder | None = None
         self.alerts: AlertEngine | None = None
+        self.quarantine: Quarantine | None = None
         self.links: list[SerialLink] = []
         self._started_at: float | None = None
         self._stopping = threading.Event()
@@ -72,17 +75,22 @@ class Gateway:
         self.store = Store(config.store, clock=self._clock, quota_bytes=config.store_quota_bytes,
                            protected_events=config.protected_event_readings)
         registry = {station.id: station for station in config.stations}
-        remote = RemoteOperations(config, self.links, self._publish_result, self._clock)
+        self.quarantine = Quarantine(config.id, self.store, registry,
+                                     on_alert=self._notify_forwarder, clock=self._clock)
+        remote = RemoteOperations(config, self.links, self._publish_result, self._clock,
+                                  quarantine=self.quarantine)
         self.forwarder = Forwarder(config.id, config.mqtt, self.store, clock=self._clock,
                                    health=self.health, health_interval_s=config.health_interval_s,
                                    on_command=remote.handle)
         self.alerts = AlertEngine(config.id, registry, self.store, on_alert=self.forwarder.notify,
                                   clock=self._clock)
         self.store.space.subscribe(self.alerts.on_store_space)
+        identity = BusRegistry(self.store, config.links, config.stations)
         self.links.extend(SerialLink(link, self.store, registry, time_sync=config.time_sync,
                                      on_stored=self.forwarder.notify,
                                      on_readings=self.alerts.evaluate, open_port=self._open_port,
-                                     clock=self._clock)
+                                     clock=self._clock, identity=identity,
+                                     quarantine=self.quarantine)
                           for link in config.links)
         self._warn_unpolled_stations()
         backlog = self.store.counts()["unsent"]
@@ -106,6 +114,10 @@ class Gateway:
             self.store.close()
             self.store = None
         log.info("gateway %s stopped", self.config.id)
+
+    def _notify_forwarder(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.notify()
 
     def _publish_result(self, payload: bytes) -> None:
         if self.forwarder is not None:

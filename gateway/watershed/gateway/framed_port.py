@@ -78,19 +78,34 @@ class FramedPort:
             data = self.port.read(max(1, self.port.in_waiting))
             if not data:
                 continue
-            self.stats["bytes_in"] += len(data)
             # The whole chunk is decoded before deciding to stop: a reply's frames may share it.
-            for item in self.decoder.feed(data):
-                if isinstance(item, wire.FrameError):
-                    # Noise is routine and only counted; a frame of another protocol version or
-                    # type, or with a number beyond its range, means mismatched or faulty
-                    # firmware, which an operator must hear about.
-                    level = logging.WARNING if item.kind in _FIRMWARE_KINDS else logging.DEBUG
-                    log.log(level, "frame rejected (%s) while waiting for address %d: %s",
-                            item.kind, addr, item)
-                elif item.addr != addr or item.type not in STATION_FRAME_TYPES:
-                    self.stats["stray_frames"] += 1
-                else:
-                    frames.append(item)
-                    missing.discard(item.type)
+            for item in self._decode(data, addr):
+                frames.append(item)
+                missing.discard(item.type)
         return frames, not missing
+
+    def waiting(self, addr: int) -> list[wire.Frame]:
+        """Frames from station ``addr`` that have arrived already, without waiting: after a
+        complete reply, these can only come from a second station answering at ``addr``."""
+        frames: list[wire.Frame] = []
+        while waiting := self.port.in_waiting:
+            frames += self._decode(self.port.read(waiting), addr)
+        return frames
+
+    def _decode(self, data: bytes, addr: int) -> list[wire.Frame]:
+        """The frames from station ``addr`` in ``data``; the rest counted (and logged)."""
+        self.stats["bytes_in"] += len(data)
+        frames: list[wire.Frame] = []
+        for item in self.decoder.feed(data):
+            if isinstance(item, wire.FrameError):
+                # Noise is routine and only counted; a frame of another protocol version or
+                # type, or with a number beyond its range, means mismatched or faulty firmware,
+                # which an operator must hear about.
+                level = logging.WARNING if item.kind in _FIRMWARE_KINDS else logging.DEBUG
+                log.log(level, "frame rejected (%s) while waiting for address %d: %s",
+                        item.kind, addr, item)
+            elif item.addr != addr or item.type not in STATION_FRAME_TYPES:
+                self.stats["stray_frames"] += 1
+            else:
+                frames.append(item)
+        return frames

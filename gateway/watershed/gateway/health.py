@@ -13,6 +13,7 @@ from watershed import __version__
 from watershed.contracts.mqtt import PAYLOAD_VERSION
 
 from .link import SerialLink
+from .quarantine import summary as quarantine_summary
 from .store import Store
 
 
@@ -58,6 +59,8 @@ def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
                   "alerts_unsent": counts["alerts_unsent"]},
         "store": {**counts, "quota_bytes": store.quota_bytes,
                   "losses_total": sum(sum(r.values()) for r in ledger.values())},
+        # Readings held back because who sent them is in doubt (quarantine.py).
+        "quarantine": quarantine_summary(store),
         "disk_free_bytes": _disk_free(store.path),
         # Full (disk or quota): nothing is ACKed and DATA waits until there is room (space.py).
         **store.space.health(),

@@ -4,6 +4,15 @@ The thread never dies of an error: a port that fails (USB unplugged, radio power
 closed and reopened with backoff; anything else is logged with its traceback, counted, and the
 loop carries on after a pause. A station's readings are never ACKed unless stored, so an error
 anywhere only delays them.
+
+No station can stop the others: an error while handling one station's frames ends only that
+station's visit; it is counted per kind (``station_errors``), logged with its traceback once per
+station and kind, and polling goes on with the next station.
+
+``heartbeat`` (the watchdog's view, daemon.stale_loops) moves only with progress: a station
+visit that ended without an error, the wait between rounds after such a round, and the reopen
+backoff of a failed port (a missing adapter is a state the link handles, not a hang). A link
+going round an unexpected error, or whose every station fails, stops it.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ from watershed.contracts import wire
 from .backoff import Backoff
 from .config import LinkConfig, StationConfig
 from .framed_port import FramedPort, SerialPort
+from .identity import BusRegistry
 from .poller import Poller
+from .quarantine import Quarantine
 from .store import Store, StoreFull
 
 log = logging.getLogger(__name__)
@@ -58,18 +69,23 @@ class SerialLink:
         open_port: Callable[[LinkConfig], SerialPort] = open_serial_port,
         clock: Callable[[], float] = time.time,
         reopen_backoff: Backoff | None = None,
+        identity: BusRegistry | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self.config = config
         self._open_port = open_port
         self._counters: Counter[str] = Counter()
+        self._station_errors: Counter[str] = Counter()  # per exception kind
+        self._error_logged: set[tuple[int, str]] = set()  # (address, kind) logged once
         self._decoder = wire.FrameDecoder()
         self._poller = Poller(store, registry, self._counters,
                               reply_timeout_s=config.reply_timeout_s, time_sync=time_sync,
                               on_stored=on_stored, on_readings=on_readings, clock=clock,
                               status_interval_s=config.status_interval_s,
-                              backfill_interval_s=config.backfill_interval_s)
+                              backfill_interval_s=config.backfill_interval_s,
+                              link=config.port, identity=identity, quarantine=quarantine)
         self._operations: queue.Queue[PortOperation] = queue.Queue()
-        self.heartbeat = time.monotonic()  # last time the loop went round: the watchdog's view
+        self.heartbeat = time.monotonic()  # last progress: the watchdog's view (module docstring)
         self._backoff = reopen_backoff or Backoff(0.5, 30.0)
         self._port: FramedPort | None = None
         self._stopping = threading.Event()
@@ -108,6 +124,7 @@ class SerialLink:
         counters: dict[str, Any] = dict(self._counters)
         counters["frames_ok"] = self._decoder.frames
         counters["frame_errors"] = dict(self._decoder.errors)
+        counters["station_errors"] = dict(self._station_errors)
         counters["open"] = self.is_open
         return counters
 
@@ -118,45 +135,52 @@ class SerialLink:
                  list(self.config.stations), self.config.poll_interval_s)
         next_cycle = time.monotonic()
         while not self._stopping.is_set():
-            self.heartbeat = time.monotonic()
             self._run_operations()
             try:
                 if self._port is None:
                     self._open()
-                self._poll_cycle()
+                progressed = self._poll_cycle()
                 self._backoff.reset()
             except (serial.SerialException, OSError) as e:
                 self._counters["port_errors"] += 1
                 delay = self._backoff.next_delay()
                 log.warning("link %s: %s; reopening in %.1f s", self.config.port, e, delay)
                 self._close()
-                self._wait_until(time.monotonic() + delay)
+                self._beat()
+                self._wait_until(time.monotonic() + delay, beat=True)
                 continue
             except StoreFull:
-                # Logged once by the store (space.py), never a traceback per refusal.
+                # Logged once by the store (space.py), never a traceback per refusal. A known
+                # state, not a stuck loop: the watchdog is still fed.
                 self._counters["store_full_refusals"] += 1
-                self._wait_until(time.monotonic() + self._backoff.next_delay())
+                self._beat()
+                self._wait_until(time.monotonic() + self._backoff.next_delay(), beat=True)
                 continue
             except Exception:
                 self._counters["internal_errors"] += 1
                 delay = self._backoff.next_delay()
                 log.exception("link %s: unexpected error; polling again in %.1f s",
                               self.config.port, delay)
-                self._wait_until(time.monotonic() + delay)
+                self._wait_until(time.monotonic() + delay, beat=False)
                 continue
             next_cycle = max(next_cycle + self.config.poll_interval_s, time.monotonic())
-            self._wait_until(next_cycle)
+            self._wait_until(next_cycle, beat=progressed)
         self._close()
         log.info("link %s: stopped", self.config.port)
 
-    def _wait_until(self, deadline: float) -> None:
-        """Sleep until the next cycle, waking for remote operations and to beat the heart."""
+    def _beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
+    def _wait_until(self, deadline: float, beat: bool) -> None:
+        """Sleep until the next cycle, waking for remote operations (and to beat the heart if
+        the link is making progress)."""
         while not self._stopping.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 return
             self._stopping.wait(min(left, 1.0))
-            self.heartbeat = time.monotonic()
+            if beat:
+                self._beat()
             self._run_operations()
 
     def _run_operations(self) -> None:
@@ -191,10 +215,36 @@ class SerialLink:
                 log.debug("link %s: error while closing: %s", self.config.port, e)
             self._port = None
 
-    def _poll_cycle(self) -> None:
+    def _poll_cycle(self) -> bool:
+        """Visit every station once; True if any visit ended without an error."""
+        progressed = False
         for addr in self.config.stations:
-            for _ in range(MAX_POLLS_PER_VISIT):
-                if self._stopping.is_set() or self._port is None:
-                    return
-                if not self._poller.poll(self._port, addr):
-                    break
+            try:
+                for _ in range(MAX_POLLS_PER_VISIT):
+                    if self._stopping.is_set() or self._port is None:
+                        return progressed
+                    if not self._poller.poll(self._port, addr):
+                        break
+            except (serial.SerialException, OSError, StoreFull):
+                raise  # the port, or the disk under the store: the whole link backs off
+            except Exception as e:
+                self._station_failed(addr, e)
+                continue
+            progressed = True
+            self._beat()
+        return progressed
+
+    def _station_failed(self, addr: int, error: Exception) -> None:
+        """Count an error in one station's exchange; its traceback is logged once per station
+        and kind (it would repeat at every poll), later ones at debug level."""
+        kind = type(error).__name__
+        self._station_errors[kind] += 1
+        station = self._poller.station_at(addr) or "unknown station"
+        if (addr, kind) in self._error_logged:
+            log.debug("link %s: address %d (%s): %s again: %s", self.config.port, addr, station,
+                      kind, error)
+            return
+        self._error_logged.add((addr, kind))
+        log.error("link %s: address %d (%s): %s while handling its frames; its visit ends, the"
+                  " other stations are polled; counted in station_errors, logged once",
+                  self.config.port, addr, station, kind, exc_info=error)

@@ -21,6 +21,16 @@ Readings from an address are accepted only after that station's HELLO on this li
 sequence numbers belong to the station id, and an address alone does not say which station
 (a swapped board, a mis-set DIP switch). Unaccepted readings are not ACKed, so the station
 keeps them and sends them again; nothing is lost by waiting for the HELLO.
+
+The HELLO must fit the bus bindings (identity.py). One that does not puts the address in
+dispute: HELLO is asked for at every poll, and its DATA is quarantined (quarantine.py) until a
+HELLO fits again. Quarantined readings are stored durably and ACKed by their seqs alone -- unless
+the address is shared: two stations answering one POLL (two HELLOs or two DATA frames, also
+when they arrive only just before the ACK would go out). An ACK there reaches every station at
+the address and could delete readings the gateway never got, so none is sent; the stations keep
+their readings until an operator fixes the addresses. A shared address is clear again after
+SHARED_CLEAR_POLLS polls answered by the bound station alone. A seq that arrives again with other
+content is quarantined too.
 """
 
 from __future__ import annotations
@@ -37,6 +47,9 @@ from watershed.contracts.mqtt import MessageReading
 
 from .config import UNASSIGNED_BASIN, StationConfig
 from .framed_port import FramedPort
+from .identity import SEQ_REUSED, SHARED_ADDRESS, BusRegistry, Mismatch
+from .quarantine import Quarantine
+from .runs import runs_of
 from .store import Store, StoreFull
 
 log = logging.getLogger(__name__)
@@ -44,6 +57,7 @@ log = logging.getLogger(__name__)
 MAX_ACK_RANGES = 16  # a bounded ACK; more holes than this mean a backfill is due anyway
 QUALITY_WINDOW = 50  # polls over which a station's link quality is measured
 MAX_CLOCK_OFFSET_S = 5.0  # a station clock further off than this is set again (if we may)
+SHARED_CLEAR_POLLS = 3  # polls answered by the bound station alone that clear a shared address
 
 ReadingsHook = Callable[[str, list[MessageReading]], object]
 
@@ -57,6 +71,8 @@ class _Session:
     needs_time: bool = False  # set by a HELLO; cleared when the station answers TIME
     next_status_at: float = 0.0  # monotonic; 0: at the first poll
     next_backfill_at: float = 0.0
+    dispute: Mismatch | None = None  # set: whoever answers here is in doubt; DATA quarantined
+    clean_polls: int = 0  # polls of a shared address answered by the bound station alone
 
 
 class Poller:
@@ -74,8 +90,14 @@ class Poller:
         status_interval_s: float = 300.0,
         backfill_interval_s: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
+        link: str = "",
+        identity: BusRegistry | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         self._store = store
+        self._link = link  # the port: the bindings are per link
+        self._identity = identity or BusRegistry(store, (), tuple(registry.values()))
+        self._quarantine = quarantine or Quarantine("", store, registry)
         self._on_readings = on_readings
         self._status_interval_s = status_interval_s
         self._backfill_interval_s = backfill_interval_s
@@ -117,17 +139,19 @@ class Poller:
         session = self._session(addr)
         taking = self._store.space.may_take_readings()
         status_due = self._monotonic() >= session.next_status_at
-        want = ((wire.WANT_DATA if taking else 0) | (wire.WANT_HELLO if session.needs_hello else 0)
+        ask_hello = session.needs_hello or session.dispute is not None
+        want = ((wire.WANT_DATA if taking else 0) | (wire.WANT_HELLO if ask_hello else 0)
                 | (wire.WANT_STATUS if status_due else 0))
         if not want:
             return False  # the store is full and nothing else is due: the station keeps all
         wanted = (({wire.DATA} if taking else set())
-                  | ({wire.HELLO} if session.needs_hello else set())
+                  | ({wire.HELLO} if ask_hello else set())
                   | ({wire.STATUS} if status_due else set()))
         port.discard_stale()
         port.send(wire.Poll(addr, want))
         self._stats["polls"] += 1
         frames, complete = port.collect(addr, wanted, self._reply_timeout_s)
+        frames += port.waiting(addr)  # a second station at this address answers right after
         if session.station_id is not None:
             self._recent.setdefault(session.station_id, deque(maxlen=QUALITY_WINDOW)).append(
                 complete)
@@ -137,17 +161,21 @@ class Poller:
             session.needs_hello = True
             log.debug("address %d: no complete reply within %.1f s", addr, self._reply_timeout_s)
         hellos = [f for f in frames if isinstance(f, wire.Hello)]
-        for hello in hellos:  # HELLO first whatever the order: it names whose DATA this is
-            self._on_hello(session, hello)
+        datas = [f for f in frames if isinstance(f, wire.Data)]
+        if len(hellos) > 1 or len(datas) > 1:  # one station sends one of each per POLL
+            self._on_shared(session, addr, [h.station_id for h in hellos])
+        else:
+            for hello in hellos:  # HELLO first whatever the order: it names whose DATA this is
+                self._on_hello(session, hello)
         if status_due and complete:
             session.next_status_at = self._monotonic() + self._status_interval_s
         for status in (f for f in frames if isinstance(f, wire.Status)):
             self._on_status(session, status)
         got_readings = drained = False
-        for data in (f for f in frames if isinstance(f, wire.Data)):
+        for data in datas:
             got_readings |= self._on_data(port, session, data)
             drained |= not data.readings
-        if session.needs_time and complete:
+        if session.needs_time and complete and session.station_id is not None:
             self._send_time(port, session, addr)
         if drained and session.station_id is not None and not got_readings:
             return self._fill_holes(port, session, addr)
@@ -249,6 +277,21 @@ class Poller:
 
     def _on_hello(self, session: _Session, hello: wire.Hello) -> None:
         self._stats["hellos"] += 1
+        mismatch = self._identity.check(self._link, hello.addr, hello.station_id)
+        if mismatch is not None:
+            self._stats["identity_mismatches"] += 1
+            if session.dispute is None or session.dispute.kind != SHARED_ADDRESS:
+                session.dispute = mismatch  # a shared address stays the stronger claim
+            self._dispute(session, hello.addr)
+            return
+        if session.dispute is not None:
+            if session.dispute.kind == SHARED_ADDRESS:
+                session.clean_polls += 1
+                if session.clean_polls < SHARED_CLEAR_POLLS:
+                    return  # still in doubt: its DATA is quarantined
+            log.warning("address %d on %s: station %s answers as itself again; readings are"
+                        " taken again", hello.addr, self._link, hello.station_id)
+            session.dispute = None
         previous = self._store.record_hello(hello)
         cause = (wire.RESET_CAUSES[hello.reset_cause] if hello.reset_cause < len(wire.RESET_CAUSES)
                  else f"cause {hello.reset_cause}")
@@ -269,14 +312,32 @@ class Poller:
             log.warning("station %s says its next seq is %d but seq %d is already stored: its "
                         "sequence went backwards; readings reusing stored seqs are kept as "
                         "conflicts", hello.station_id, hello.next_seq, highest)
-        registered = self._registry.get(hello.station_id)
-        if registered is not None and registered.address != hello.addr:
-            self._warn_once(hello.station_id, "address",
-                            "station %s answered at address %d, registered at %d",
-                            hello.station_id, hello.addr, registered.address)
         session.station_id = hello.station_id
         session.needs_hello = False
         session.needs_time = self._time_sync  # never push a clock this machine does not trust
+
+    def _on_shared(self, session: _Session, addr: int, ids: list[str]) -> None:
+        """More than one station answered one POLL at ``addr``: the address is in dispute."""
+        bound = self._identity.bound(self._link, addr)
+        others = sorted({i for i in ids if i != bound})
+        claimed = others[0] if others else bound or session.station_id
+        if claimed is None:  # nobody ever said who: nothing to file it under; ask again
+            session.station_id, session.needs_hello = None, True
+            return
+        self._stats["shared_address_polls"] += 1
+        session.dispute = Mismatch(SHARED_ADDRESS, bound, claimed,
+                                   f"stations {', '.join(sorted(set(ids))) or claimed} answered"
+                                   f" one POLL at address {addr}")
+        self._dispute(session, addr)
+
+    def _dispute(self, session: _Session, addr: int) -> None:
+        assert session.dispute is not None
+        session.station_id, session.needs_hello, session.clean_polls = None, True, 0
+        session.needs_time = False
+        self._quarantine.hold(session.dispute, self._link, addr)
+        self._warn_once(session.dispute.claimed, f"{session.dispute.kind}:{addr}",
+                        "address %d on %s: %s (%s); its readings are quarantined", addr,
+                        self._link, session.dispute.kind, session.dispute.detail)
 
     def _send_time(self, port: FramedPort, session: _Session, addr: int) -> None:
         port.send(wire.TimeSync(addr, int(self._clock() * 1000)))
@@ -296,6 +357,8 @@ class Poller:
 
     def _on_data(self, port: FramedPort, session: _Session, data: wire.Data,
                  backfill: bool = False) -> bool:
+        if session.dispute is not None:
+            return self._quarantine_data(port, session, data)
         if session.station_id is None:
             self._stats["data_before_hello"] += 1
             session.needs_hello = True
@@ -314,6 +377,13 @@ class Poller:
         channels = dict(registered.channels) if registered else None
         readings = [MessageReading(r.seq, channel_name(r.channel, channels), r.time, r.mantissa,
                                    r.exponent, r.flags) for r in data.readings]
+        reused = self._store.reused_seqs(station_id, readings)
+        if reused:
+            self._stats["readings_quarantined"] += self._quarantine.hold(
+                Mismatch(SEQ_REUSED, station_id, station_id,
+                         f"seqs {min(reused)}-{max(reused)} came again with other content"),
+                self._link, data.addr, [r for r in data.readings if r.seq in reused])
+            readings = [r for r in readings if r.seq not in reused]
         try:
             added = self._store.add(station_id, basin, readings)  # durable before the ACK
         except StoreFull:
@@ -328,9 +398,42 @@ class Poller:
         if added.new:
             self._on_readings(station_id, readings)
             self._on_stored()
-        port.send(self._ack(data.addr, station_id))
+        if self._ack_safe(port, session, data.addr):
+            port.send(self._ack(data.addr, station_id))
+            self._stats["acks"] += 1
+        return True
+
+    def _quarantine_data(self, port: FramedPort, session: _Session, data: wire.Data) -> bool:
+        """DATA at an address in dispute: kept in quarantine, ACKed by its seqs alone unless
+        the address is shared. True if more may wait (not at a shared address)."""
+        assert session.dispute is not None
+        if not data.readings:
+            return False
+        self._stats["readings_quarantined"] += self._quarantine.hold(
+            session.dispute, self._link, data.addr, data.readings)
+        if session.dispute.kind == SHARED_ADDRESS or not self._ack_safe(port, session,
+                                                                         data.addr):
+            return False
+        ranges = tuple(runs_of(r.seq for r in data.readings))
+        port.send(wire.Ack(data.addr, 0, ranges[-MAX_ACK_RANGES:]))
         self._stats["acks"] += 1
         return True
+
+    def _ack_safe(self, port: FramedPort, session: _Session, addr: int) -> bool:
+        """No other station has answered at ``addr`` since the reply: an ACK there would reach
+        it too. Frames it sent make the address shared, and its DATA is quarantined."""
+        late = port.waiting(addr)
+        hellos = [f.station_id for f in late if isinstance(f, wire.Hello)]
+        datas = [f for f in late if isinstance(f, wire.Data)]
+        if not hellos and not datas:
+            return True
+        known = session.station_id or (session.dispute.claimed if session.dispute else None)
+        self._on_shared(session, addr, hellos + ([known] if known else []))
+        if session.dispute is not None:
+            for data in datas:
+                self._stats["readings_quarantined"] += self._quarantine.hold(
+                    session.dispute, self._link, addr, data.readings)
+        return False
 
     def _ack(self, addr: int, station_id: str) -> wire.Ack:
         cumulative, ranges = self._store.ack_ranges(station_id)

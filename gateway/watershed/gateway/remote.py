@@ -3,12 +3,18 @@
     {"id": "op-1", "op": "config",   "station": "SAN-01", "config": {...}}
     {"id": "op-2", "op": "backfill", "station": "SAN-01", "first_seq": 100, "end_seq": 200}
     {"id": "op-3", "op": "reboot",   "station": "SAN-01"}
+    {"id": "op-4", "op": "quarantine", "action": "list"}
+    {"id": "op-5", "op": "quarantine", "action": "release", "quarantine": 3, "to": "SAN-01"}
+    {"id": "op-6", "op": "quarantine", "action": "drop", "quarantine": 3}
 
 Each is answered on ``…/cmd/result`` with ``{"v":1, "gateway", "id", "op", "station", "ok",
 "status", "detail", "at"}``; ``status`` is ``ok``, ``bad_request`` (the command is wrong),
 ``unknown_station``, ``link_down``, ``no_answer`` or the station's RESULT (``rejected``,
 ``busy`` …). The operation runs on the station's link thread between polls, so it never
-talks over an exchange in progress.
+talks over an exchange in progress. ``quarantine`` (quarantine.py) works on the store alone and
+is done at once: ``list`` answers with ``entries``, ``release`` with ``readings``, ``new`` and
+``duplicate``, ``drop`` with ``readings`` and ``lost``; one that cannot be done (no such open
+entry, a station with no readings yet) is ``rejected``.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from .config import GatewayConfig
 from .framed_port import FramedPort
 from .link import SerialLink
 from .poller import Poller
+from .quarantine import Quarantine, QuarantineError, describe
 
 log = logging.getLogger(__name__)
 
 OPERATIONS = ("config", "backfill", "reboot")
+QUARANTINE_ACTIONS = ("list", "release", "drop")
 _RESULT_NAMES = {wire.RESULT_OK: "ok", wire.RESULT_BAD_REQUEST: "bad_request",
                  wire.RESULT_REJECTED: "rejected", wire.RESULT_BUSY: "busy"}
 MAX_BACKFILL_SPAN = 1_000_000
@@ -44,8 +52,10 @@ class CommandError(ValueError):
 class RemoteOperations:
     def __init__(self, config: GatewayConfig, links: Sequence[SerialLink],
                  publish_result: Callable[[bytes], None],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 quarantine: Quarantine | None = None) -> None:
         self._config = config
+        self._quarantine = quarantine
         self._links = links
         self._publish_result = publish_result
         self._clock = clock
@@ -55,6 +65,9 @@ class RemoteOperations:
         command: dict[str, Any] = {}
         try:
             command = _json_object(payload)  # so that even a bad command's id is echoed
+            if command.get("op") == "quarantine":
+                self._on_quarantine(command)
+                return
             _check(command)
             link, addr = self._route(command["station"])
         except CommandError as e:
@@ -63,6 +76,30 @@ class RemoteOperations:
         log.info("remote operation %s %s for station %s", command.get("id"), command["op"],
                  command["station"])
         link.submit(lambda port, poller: self._run(command, addr, port, poller))
+
+    def _on_quarantine(self, command: dict[str, Any]) -> None:
+        action = command.get("action")
+        entry: Any = command.get("quarantine")
+        to: Any = command.get("to")
+        if self._quarantine is None or action not in QUARANTINE_ACTIONS:
+            raise CommandError("bad_request", f"action: expected one of "
+                                              f"{', '.join(QUARANTINE_ACTIONS)}")
+        if action != "list" and type(entry) is not int:
+            raise CommandError("bad_request", "quarantine: expected an entry id")
+        if action == "release" and not isinstance(to, str):
+            raise CommandError("bad_request", "to: expected a station id")
+        try:
+            if action == "list":
+                entries = [describe(e) for e in self._quarantine.entries()]
+                self._answer(command, "ok", f"{len(entries)} open", entries=entries)
+            elif action == "release":
+                done = self._quarantine.release(entry, to)
+                self._answer(command, "ok", f"released to {to}", **done)
+            else:
+                done = self._quarantine.drop(entry)
+                self._answer(command, "ok", "dropped", **done)
+        except QuarantineError as e:
+            self._answer(command, "rejected", str(e))
 
     def _route(self, station: str) -> tuple[SerialLink, int]:
         registered = self._config.station(station)

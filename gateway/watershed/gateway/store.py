@@ -28,7 +28,11 @@ Tables
   ``oldest_seq``): settled, so they are counted once and never asked for again.
 - ``losses``: the loss ledger, readings lost per station and reason (``gone_from_station``,
   ``shed_<priority>``). A loss is never silent: health publishes it.
-- ``alerts``: edge flood alerts, kept until the broker acknowledged them.
+- ``alerts``: edge flood alerts (and identity alerts, quarantine.py), kept until the broker
+  acknowledged them.
+- ``bus_bindings``: per link and bus address, the station id learned from its first HELLO
+  (identity.py); ``quarantine`` and ``quarantine_readings``: readings whose sender is in doubt,
+  kept apart until an operator releases or drops them (quarantine.py).
 
 The quota bounds the store's files on disk: database + WAL + rollback journal + WAL index
 (``-shm``). It is split (``QuotaPlan``) into a WAL reserve (1/8 of the quota, 128 KiB to 4 MiB:
@@ -69,7 +73,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from watershed.contracts.mqtt import MessageReading
-from watershed.contracts.wire import Hello, Status
+from watershed.contracts.wire import Hello, Reading, Status
 
 from . import priorities
 from .runs import Run, gaps, merged, runs_of, size
@@ -179,6 +183,37 @@ CREATE TABLE IF NOT EXISTS alerts (
     raised_at REAL    NOT NULL,
     sent      INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS bus_bindings (  -- identity.py: who answers at a learned address
+    link     TEXT    NOT NULL,
+    address  INTEGER NOT NULL,
+    station  TEXT    NOT NULL UNIQUE,
+    bound_at REAL    NOT NULL,
+    PRIMARY KEY (link, address)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (  -- quarantine.py: readings of a doubtful identity
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind      TEXT    NOT NULL,  -- address_taken, id_elsewhere, shared_address, seq_reused
+    link      TEXT    NOT NULL,
+    address   INTEGER NOT NULL,
+    bound     TEXT,              -- the id the address is bound to (or the id's home: id_elsewhere)
+    claimed   TEXT    NOT NULL,  -- the id the frames claimed (their HELLO, or the bound id)
+    opened_at REAL    NOT NULL,
+    last_at   REAL    NOT NULL,
+    state     TEXT    NOT NULL DEFAULT 'open',  -- open, released, dropped
+    settled_to TEXT,             -- released: the station the readings went to
+    settled_at REAL
+);
+CREATE TABLE IF NOT EXISTS quarantine_readings (
+    entry       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    channel     INTEGER NOT NULL,  -- the wire channel number: its name depends on the station
+    ts          INTEGER NOT NULL,
+    mantissa    INTEGER NOT NULL,
+    exponent    INTEGER NOT NULL,
+    flags       INTEGER NOT NULL,
+    received_at REAL    NOT NULL,
+    PRIMARY KEY (entry, seq, channel, ts, mantissa, exponent, flags)
+) WITHOUT ROWID;
 """
 
 # Columns added since schema 1 to tables of older schemas (CREATE IF NOT EXISTS leaves those alone).
@@ -277,6 +312,29 @@ class StoredReading:
     @property
     def key(self) -> tuple[str, int]:
         return self.station, self.reading.seq
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """Readings held back because who sent them is in doubt (quarantine.py)."""
+
+    id: int
+    kind: str
+    link: str
+    address: int
+    bound: str | None
+    claimed: str
+    opened_at: float
+    last_at: float
+    state: str
+    settled_to: str | None
+    settled_at: float | None
+    readings: int
+
+
+_QUARANTINE_COLUMNS = ", ".join(f for f in QuarantineEntry.__dataclass_fields__
+                                if f != "readings")
+QUARANTINED = "quarantined"  # loss-ledger reason: quarantined readings an operator dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -958,24 +1016,47 @@ class Store:
                 for name, value in facts.items() if name not in _VOLATILE_FACTS)
         if durable or time.monotonic() >= self._facts_due:
             try:
-                self._write_facts()
+                failed = self._write_facts()
             except StoreFull:
-                pass  # noted (space.py); the facts stay pending and go with the next write
+                return  # noted (space.py); the facts stay pending and go with the next write
+            if station in failed:
+                raise StoreError(f"station {station}: its facts cannot be stored: "
+                                 f"{failed[station]}")
 
-    def _write_facts(self) -> None:
-        """Write every station's pending facts in one transaction; with the lock held."""
+    def _write_facts(self) -> dict[str, str]:
+        """Write every station's pending facts in one transaction; with the lock held.
+
+        One station's facts that cannot be written (a value SQLite cannot hold) must not keep
+        every other station's from being written, nor stay pending to fail every later write:
+        they are dropped, logged, and returned (station -> why)."""
         self._facts_due = time.monotonic() + self._facts_interval_s
         if not self._pending:
-            return
-        with self._locked_transaction() as db:
-            for station, facts in self._pending.items():
-                db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
-                columns = ", ".join(
-                    f"{name} = MAX(COALESCE({name}, 0), ?)" if name == "known_next_seq"
-                    else f"{name} = ?" for name in facts)
-                db.execute(f"UPDATE stations SET {columns} WHERE station = ?",
-                           (*facts.values(), station))
+            return {}
+        failed: dict[str, str] = {}
+        try:
+            with self._locked_transaction() as db:
+                for station, facts in self._pending.items():
+                    self._write_station_facts(db, station, facts)
+        except (sqlite3.Error, OverflowError, ValueError, TypeError):
+            for station, facts in self._pending.items():  # the batch is rolled back: one by one
+                try:
+                    with self._locked_transaction() as db:
+                        self._write_station_facts(db, station, facts)
+                except (sqlite3.Error, OverflowError, ValueError, TypeError) as e:
+                    failed[station] = f"{type(e).__name__}: {e}"
+                    log.error("station %s: facts %s cannot be stored (%s); dropped", station,
+                              facts, failed[station])
         self._pending.clear()
+        return failed
+
+    @staticmethod
+    def _write_station_facts(db: sqlite3.Connection, station: str, facts: dict[str, Any]
+                             ) -> None:
+        db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
+        columns = ", ".join(f"{name} = MAX(COALESCE({name}, 0), ?)" if name == "known_next_seq"
+                            else f"{name} = ?" for name in facts)
+        db.execute(f"UPDATE stations SET {columns} WHERE station = ?",
+                   (*facts.values(), station))
 
     def station(self, station: str) -> StationInfo | None:
         """What the station said in its last HELLO, or None if it never said HELLO here."""
@@ -1065,6 +1146,102 @@ class Store:
                            ((i,) for i in self._alerts_sent_unwritten))
         self._held_alerts.clear()
         self._alerts_sent_unwritten.clear()
+
+    # --- bus identity and quarantine (identity.py, quarantine.py) ----------------------
+
+    def bindings(self) -> dict[tuple[str, int], str]:
+        """Learned bus bindings: (link, address) -> station id."""
+        with self._lock:
+            return {(link, address): station for link, address, station in self._db.execute(
+                "SELECT link, address, station FROM bus_bindings")}
+
+    def bind(self, link: str, address: int, station: str) -> bool:
+        """Bind ``station`` to ``address`` on ``link`` for good; False (nothing changed) if the
+        address or the station is bound already."""
+        with self._transaction() as db:
+            return db.execute("INSERT OR IGNORE INTO bus_bindings VALUES (?, ?, ?, ?)",
+                              (link, address, station, self._clock())).rowcount == 1
+
+    def unbind(self, link: str, address: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM bus_bindings WHERE link = ? AND address = ?", (link, address))
+
+    def quarantine_case(self, kind: str, link: str, address: int, bound: str | None,
+                        claimed: str) -> tuple[int, bool]:
+        """The open quarantine entry of this case, opened now if there is none: (id, opened)."""
+        with self._transaction() as db:
+            row = db.execute("SELECT id FROM quarantine WHERE state = 'open' AND kind = ? AND"
+                             " link = ? AND address = ? AND bound IS ? AND claimed = ?",
+                             (kind, link, address, bound, claimed)).fetchone()
+            if row is not None:
+                return int(row[0]), False
+            now = self._clock()
+            cursor = db.execute("INSERT INTO quarantine (kind, link, address, bound, claimed,"
+                                " opened_at, last_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (kind, link, address, bound, claimed, now, now))
+            return int(cursor.lastrowid or 0), True
+
+    def quarantine_add(self, entry: int, readings: Sequence[Reading]) -> int:
+        """Keep wire readings in a quarantine entry, durable on return (so they may be ACKed);
+        a reading kept there already is not kept twice. Returns how many were new."""
+        now = self._clock()
+        with self._transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO quarantine_readings VALUES (?, ?, ?, ?, ?, ?,"
+                           " ?, ?)", ((entry, r.seq, r.channel, r.time, r.mantissa, r.exponent,
+                                       r.flags, now) for r in readings))
+            new = db.total_changes - before
+            db.execute("UPDATE quarantine SET last_at = ? WHERE id = ?", (now, entry))
+            self._bump(db, "readings_quarantined", new)
+        return new
+
+    def quarantine_entries(self, entry: int | None = None, state: str | None = "open"
+                           ) -> list[QuarantineEntry]:
+        """Quarantine entries (one, or all in ``state``; None: any), oldest first."""
+        query = (f"SELECT {_QUARANTINE_COLUMNS}, (SELECT COUNT(*) FROM quarantine_readings WHERE"
+                 " entry = q.id) FROM quarantine q WHERE 1")
+        args: tuple[Any, ...] = ()
+        if entry is not None:
+            query, args = query + " AND id = ?", args + (entry,)
+        if state is not None:
+            query, args = query + " AND state = ?", args + (state,)
+        with self._lock:
+            return [QuarantineEntry(*row) for row in self._db.execute(query + " ORDER BY id",
+                                                                       args)]
+
+    def quarantined_readings(self, entry: int) -> list[Reading]:
+        with self._lock:
+            return [Reading(*row) for row in self._db.execute(
+                "SELECT seq, channel, ts, mantissa, exponent, flags FROM quarantine_readings"
+                " WHERE entry = ? ORDER BY seq, ts, channel", (entry,))]
+
+    def settle_quarantine(self, entry: int, state: str, to: str | None = None,
+                          lost_station: str | None = None, lost: int = 0) -> bool:
+        """Close an open entry as ``released`` (to ``to``) or ``dropped``; a drop's ``lost``
+        readings go into the loss ledger of ``lost_station``. False if it was not open."""
+        with self._transaction() as db:
+            if not db.execute("UPDATE quarantine SET state = ?, settled_to = ?, settled_at = ?"
+                              " WHERE id = ? AND state = 'open'",
+                              (state, to, self._clock(), entry)).rowcount:
+                return False
+            if lost_station is not None:
+                self._count_loss(db, lost_station, QUARANTINED, lost)
+        return True
+
+    def received_seqs(self, station: str, seqs: Iterable[int]) -> set[int]:
+        """Those of ``seqs`` this store has received from ``station``."""
+        with self._lock:
+            return {seq for seq in seqs if self._received(self._db, station, seq)}
+
+    def reused_seqs(self, station: str, readings: Iterable[MessageReading]) -> set[int]:
+        """Seqs of ``readings`` stored already with other content (a station that reused its
+        sequence numbers, or another station answering in its name)."""
+        with self._lock:
+            return {r.seq for r in readings if self._conflicts_with_stored(self._db, station, r)}
+
+    def ack_floor(self, station: str) -> int | None:
+        with self._lock:
+            return self._ack_floor(self._db, station)
 
     # --- counts -----------------------------------------------------------------------
 
