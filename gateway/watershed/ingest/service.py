@@ -84,7 +84,7 @@ class Ingest:
         self.status_topic = self._topics.ingest_status(config.ingest.id)
         self._writes = WriteWindow()
         self._unacked = Unacked()  # network thread only
-        self._was_busy = False  # network thread only: messages were unacked at the last report
+        self._published_busy = False  # network thread only: the last status showed unacked ones
         self._since = int(time.time())
         self._next_status = 0.0  # network thread only: monotonic time of the next status
         self._next_log = time.monotonic() + config.ingest.log_interval_s
@@ -282,13 +282,12 @@ class Ingest:
     def _report(self, client: mqtt.Client) -> None:
         """The periodic retained status message and log line."""
         now = time.monotonic()
-        unacked = len(self._unacked)
-        if self._was_busy and unacked == 0:
-            # Just settled everything: gateways take this status as evidence that what they
-            # published before it and nobody confirmed was lost (gateway/redelivery.py), so say
-            # it soon rather than at the next interval.
+        if self._published_busy and not self._unacked:
+            # Settled everything since a status said otherwise: gateways take this as evidence
+            # that what they published before it and nobody confirmed was lost
+            # (gateway/redelivery.py), so say it soon; at most once an interval (the statuses
+            # go to every gateway, over metered uplinks).
             self._next_status = min(self._next_status, now + _IDLE_STATUS_DELAY_S)
-        self._was_busy = unacked > 0
         # Only once subscribed: a status says what this ingest has settled of what the broker
         # gives its subscription, which means nothing before the SUBACK. Decided before making
         # the document: a persistent session's backlog arrives before the SUBACK, and the
@@ -300,6 +299,7 @@ class Ingest:
         if publish:
             client.publish(self.status_topic, encode_status(document), qos=QOS, retain=True)
             self._next_status = now + self.config.ingest.status_interval_s
+            self._published_busy = document["messages"]["unacked"] > 0
         if now >= self._next_log:
             log.info("%s", log_line(document))
             self._next_log = now + self.config.ingest.log_interval_s
