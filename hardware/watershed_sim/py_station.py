@@ -9,7 +9,9 @@ station side never limits a gateway under test: a DATA frame is built from the o
 
 A ``StationBus`` puts stations on the station end of one virtual serial link (an RS-485 bus):
 a thread hands each frame to the station at its address and writes the replies. Its ``lock``
-is held while a frame is handled; take it to change a station while the bus runs.
+is held while a frame is handled; take it to change a station while the bus runs. Two stations
+given the same address (a mis-set DIP switch) both answer, one after the other: a pty does not
+garble them as a real bus might, which is the harder case for the gateway.
 """
 
 from __future__ import annotations
@@ -150,7 +152,12 @@ class StationBus:
     """Stations sharing the station end of one serial link; see the module docstring."""
 
     def __init__(self, path: str, *stations: PyStation) -> None:
-        self.stations = {s.addr: s for s in stations}
+        self.members = list(stations)
+        self.stations: dict[int, PyStation] = {}  # the first station at each address
+        self._at: dict[int, list[PyStation]] = {}  # every station at each address
+        for s in stations:
+            self.stations.setdefault(s.addr, s)
+            self._at.setdefault(s.addr, []).append(s)
         self.lock = threading.Lock()
         self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
         self._decoder = wire.FrameDecoder()
@@ -166,17 +173,15 @@ class StationBus:
             for frame in self._decoder.feed(os.read(self._fd, 4096)):
                 if isinstance(frame, wire.FrameError):
                     continue
-                station = self.stations.get(frame.addr)
-                if station is None:
-                    continue
                 with self.lock:
-                    replies = station.answer(frame)
+                    replies = [reply for station in self._at.get(frame.addr, ())
+                               for reply in station.answer(frame)]
                 if replies:
                     os.write(self._fd, b"".join(wire.encode_frame(f) for f in replies))
 
     def outbox_empty(self) -> bool:
         with self.lock:
-            return all(not s.outbox for s in self.stations.values())
+            return all(not s.outbox for s in self.members)
 
     def close(self) -> None:
         os.write(self._stop_w, b"x")
