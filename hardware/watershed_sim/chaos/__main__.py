@@ -9,8 +9,9 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from .run import run_chaos, settings
+from .run import calm, run_chaos, settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the long run (1,000,000 readings, 32 stations on 4 links)")
     parser.add_argument("--no-full-disk", dest="full_disk", action="store_false",
                         help="do not fill the gateway's disk (needs root to mount a tmpfs)")
+    parser.add_argument("--calm", action="store_true",
+                        help="no faults and no misbehaving stations: what the machine carries")
     parser.add_argument("--seed", type=int, default=1, help="the fault schedule's seed")
     parser.add_argument("--readings", type=int, help="override the number of readings")
     parser.add_argument("--rate", type=float, help="override readings a second")
@@ -28,12 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    overrides = {k: v for k, v in (("readings", args.readings), ("rate", args.rate))
-                 if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in (("readings", args.readings),
+                                                   ("rate", args.rate)) if v is not None}
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
         workdir = args.workdir or Path(tmp)
-        result = run_chaos(settings(workdir, args.long, args.full_disk, seed=args.seed,
-                                    **overrides))
+        chosen = settings(workdir, args.long, args.full_disk, seed=args.seed, **overrides)
+        if args.calm:
+            chosen = calm(chosen)
+        result = run_chaos(chosen)
     print(result.report())
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -43,14 +43,15 @@ class ChaosStation(PyStation):
         self.truth_id = truth_id
         self.role = role
         self._rng = random.Random(seed)
-        self.count = 0  # readings made; ts = T0 + 60 * count, whatever the seq
+        self.count = 0  # readings made; ts = T0 + 60 * count + ts_offset, whatever the seq
+        self.ts_offset = 0  # 0-59, its own per station: no two stations make the same reading
         self.readings_sent = 0  # readings carried by DATA frames, resends included
         self.link = 0  # index of the link it is on
 
     def make(self, n: int) -> None:
         for _ in range(n):
             self.count += 1
-            self._keep(self._reading(self.next_seq, T0 + 60 * self.count))
+            self._keep(self._reading(self.next_seq, T0 + 60 * self.count + self.ts_offset))
 
     def _reading(self, seq: int, ts: int) -> Reading:
         rng = self._rng
@@ -133,6 +134,10 @@ class Fleet:
         for i, stations in enumerate(self.members):
             for s in stations:
                 s.link = i
+        for offset, s in enumerate(self.stations()):
+            if offset >= 60:
+                raise ValueError("at most 60 stations: each has its own second of the minute")
+            s.ts_offset = offset
         self.links = [VirtualSerialLink() for _ in self.members]
         self.buses = [StationBus(link.station_path, *stations)
                       for link, stations in zip(self.links, self.members)]

@@ -76,6 +76,12 @@ def settings(workdir: Path, long: bool = False, full_disk: bool = True, **overri
     return replace(s, **overrides)
 
 
+def calm(s: ChaosSettings) -> ChaosSettings:
+    """The same run without faults or misbehaving stations: the baseline."""
+    return replace(s, faults={}, layout=replace(s.layout, shared_address=False, forger=False,
+                                                 wild=False))
+
+
 @dataclass
 class ChaosResult:
     settings: ChaosSettings
@@ -175,7 +181,7 @@ def run_chaos(s: ChaosSettings) -> ChaosResult:
         feeder.done.wait()
         runner.wait()
         produced_at = time.monotonic()
-        drained = _drain(s, fleet, monitor, influxd)
+        drained = _drain(s, fleet, monitor, influxd, notes)
         drain_s = time.monotonic() - produced_at
         health = monitor.snapshot()[0]
         for daemon in (gateway, ingest):
@@ -226,7 +232,8 @@ def _points(influxd: Influxd) -> int | None:
     return sum(int(row["count"]) for _, rows in series for row in rows)
 
 
-def _drain(s: ChaosSettings, fleet: Fleet, monitor: Monitor, influxd: Influxd) -> bool:
+def _drain(s: ChaosSettings, fleet: Fleet, monitor: Monitor, influxd: Influxd,
+           notes: list[str]) -> bool:
     """Wait until nothing moves (module docstring); False if it still moved at the bound."""
     deadline = time.monotonic() + s.drain_timeout_s
     steady = 0
@@ -241,7 +248,10 @@ def _drain(s: ChaosSettings, fleet: Fleet, monitor: Monitor, influxd: Influxd) -
             return True
         last = points
         time.sleep(DRAIN_POLL_S)
-    log.warning("chaos: still moving after %.0f s: outboxes empty %s, gateway waiting %s, "
-                "ingest waiting %s", s.drain_timeout_s, fleet.outboxes_empty(),
-                gateway_waiting(monitor.snapshot()[0]), ingest_waiting(monitor.snapshot()[1]))
+    health, status = monitor.snapshot()
+    held = sum(len(st.outbox) for st in fleet.stations() if st.role == "honest")
+    notes.append(f"not drained after {s.drain_timeout_s:g} s: honest stations still hold {held} "
+                 f"readings, gateway waiting {gateway_waiting(health)}, ingest waiting "
+                 f"{ingest_waiting(status)} (None: no fresh health/status)")
+    log.warning("chaos: %s", notes[-1])
     return False

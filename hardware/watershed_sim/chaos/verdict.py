@@ -5,7 +5,8 @@ its time. It is ``ok`` when that point holds its exact value (as Decimal), flags
 ``altered`` when the point holds something else that no station made there; ``missing`` when
 there is no point, or when the point holds another station's reading (which is then also
 ``misattributed``). Every point in InfluxDB that is some other station's reading is
-``misattributed``; one that no station made is ``altered`` (a phantom).
+``misattributed``; one that no station made is ``altered`` (a phantom). A missing reading found
+under another station is counted there (``elsewhere`` in the report), not as lost.
 
 A missing reading is explained when its station still holds it (not delivered, not lost) or a
 counter names it (a dead letter, a settled loss run, a conflict the store holds back), or else
@@ -38,6 +39,7 @@ class GroupVerdict:
     produced: int = 0
     ok: int = 0
     missing: int = 0
+    misplaced: int = 0  # of the missing: stored under another station (misattributed)
     altered: int = 0
     explained: Counter[str] = field(default_factory=Counter)  # missing, by exact cause
     counted: Counter[str] = field(default_factory=Counter)  # the counters of the group's ids
@@ -74,7 +76,8 @@ class Verdict:
 
     def figures(self) -> dict[str, Any]:
         return {"readings": self.total("produced"), "ok": self.total("ok"),
-                "missing": self.total("missing"), "lost": self.lost, "altered": self.altered,
+                "missing": self.total("missing"), "missing_stored_elsewhere":
+                self.total("misplaced"), "lost": self.lost, "altered": self.altered,
                 "misattributed": self.misattributed,
                 "misattributed_as": dict(self.misattributed_as),
                 "explained_by_cause": dict(sum((g.explained for g in self.groups), Counter())),
@@ -82,13 +85,13 @@ class Verdict:
                 "passed": self.passed}
 
     def report(self, limit: int = 8) -> str:
-        lines = [f"{'group':<28} {'produced':>9} {'ok':>9} {'missing':>8} {'lost':>8} "
-                 f"{'altered':>7}  explained / counted"]
+        lines = [f"{'group':<28} {'produced':>9} {'ok':>9} {'missing':>8} {'elsewhere':>9} "
+                 f"{'lost':>8} {'altered':>7}  explained / counted"]
         for g in self.groups:
             name = ",".join(g.stations)
             causes = ", ".join(f"{k}={v}" for k, v in sorted((g.explained + g.counted).items()))
-            lines.append(f"{name:<28} {g.produced:>9} {g.ok:>9} {g.missing:>8} {g.lost:>8} "
-                         f"{g.altered:>7}  {causes or '-'}")
+            lines.append(f"{name:<28} {g.produced:>9} {g.ok:>9} {g.missing:>8} "
+                         f"{g.misplaced:>9} {g.lost:>8} {g.altered:>7}  {causes or '-'}")
             for station, runs in g.missing_seqs.items():
                 shown = ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in runs[:limit])
                 more = f" (+{len(runs) - limit} runs)" if len(runs) > limit else ""
@@ -154,8 +157,9 @@ def judge(url: str, database: str, stations: list[ChaosStation], accounts: Accou
         for r in s.produced:
             made[content(r)].add(s.truth_id)
     verdict = Verdict([], 0, Counter(), [], 0, list(accounts.errors))
+    stored_as = {c: station for station, stored in points.items() for c in stored.values()}
     for group in groups_of(stations):
-        verdict.groups.append(_judge_group(group, points, made, accounts))
+        verdict.groups.append(_judge_group(group, points, made, stored_as, accounts))
     truth_ids = {s.truth_id for s in stations}
     for station, stored in points.items():
         for place, c in stored.items():
@@ -173,7 +177,8 @@ def judge(url: str, database: str, stations: list[ChaosStation], accounts: Accou
 
 
 def _judge_group(group: list[ChaosStation], points: dict[str, dict[tuple[str, int], Content]],
-                 made: dict[Content, set[str]], accounts: Accounts) -> GroupVerdict:
+                 made: dict[Content, set[str]], stored_as: dict[Content, str],
+                 accounts: Accounts) -> GroupVerdict:
     ids = sorted({s.truth_id for s in group} | {s.station_id for s in group})
     g = GroupVerdict(sorted(s.truth_id for s in group), ids)
     unexplained = 0
@@ -193,6 +198,9 @@ def _judge_group(group: list[ChaosStation], points: dict[str, dict[tuple[str, in
                 continue
             g.missing += 1
             missing.append(r.seq)
+            if c in stored_as:  # under another station: counted as misattributed
+                g.misplaced += 1
+                continue
             cause = "station:still_in_outbox" if r.seq in s.outbox else next(
                 (accounts.exact[i][r.seq] for i in ids if r.seq in accounts.exact.get(i, {})),
                 None)
