@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .run import calm, run_chaos, settings
+from .run import calm, run_chaos, settings, well_behaved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not fill the gateway's disk (needs root to mount a tmpfs)")
     parser.add_argument("--calm", action="store_true",
                         help="no faults and no misbehaving stations: what the machine carries")
+    parser.add_argument("--well-behaved", action="store_true",
+                        help="honest stations only (the faults stay)")
     parser.add_argument("--seed", type=int, default=1, help="the fault schedule's seed")
     parser.add_argument("--readings", type=int, help="override the number of readings")
     parser.add_argument("--rate", type=float, help="override readings a second")
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
         workdir = args.workdir or Path(tmp)
         chosen = settings(workdir, args.long, args.full_disk, seed=args.seed, **overrides)
+        if args.well_behaved:
+            chosen = well_behaved(chosen)
         if args.calm:
             chosen = calm(chosen)
         result = run_chaos(chosen)

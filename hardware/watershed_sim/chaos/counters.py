@@ -7,6 +7,8 @@ confirmation, quarantine, full-disk handling): adapt them here, nowhere else.
 - ``gateway_accounts(store_path, health)``: per station id as the gateway knows it, readings
   accounted as lost or held back, by cause; and the exact seqs where the store knows them.
 - ``ingest_accounts(deadletter_path)``: the (station, seq) of every reading in a dead letter.
+- ``StoreTrace``: where the gateway's store last saw a reading nobody accounts for (the hop
+  after which it went missing).
 """
 
 from __future__ import annotations
@@ -141,3 +143,30 @@ def ingest_accounts(deadletter_path: Path) -> Accounts:
         except (ValueError, KeyError, TypeError) as e:
             accounts.errors.append(f"dead letter not understood ({e!r}): {line[:200]!r}")
     return accounts
+
+
+class StoreTrace:
+    """Which hop a reading got to, from the gateway's store file: still unsent, sent (the
+    broker acknowledged it), sent and pruned since (it is in a received run but no longer a
+    row), or never stored (the station dropped it: an ACK meant for another station)."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.rows: dict[tuple[str, int], int] = {}
+        self.runs: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        try:
+            with sqlite3.connect(f"file:{store_path}?mode=ro", uri=True) as db:
+                for station, seq, sent in db.execute("SELECT station, seq, sent FROM readings"):
+                    self.rows[(station, seq)] = sent
+                for station, first, end in db.execute(
+                        "SELECT station, first_seq, end_seq FROM received_runs"):
+                    self.runs[station].append((first, end))
+        except sqlite3.Error as e:
+            log.warning("cannot trace through the gateway store %s: %s", store_path, e)
+
+    def hop(self, station: str, seq: int) -> str:
+        sent = self.rows.get((station, seq))
+        if sent is not None:
+            return "gateway:sent, not in influx" if sent else "gateway:still unsent"
+        if any(first <= seq < end for first, end in self.runs.get(station, ())):
+            return "gateway:sent and pruned, not in influx"
+        return "never stored by the gateway"

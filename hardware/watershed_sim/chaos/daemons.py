@@ -13,6 +13,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+from collections import Counter
 from pathlib import Path
 
 from watershed.devservers import _DevServer
@@ -41,6 +43,10 @@ class WatershedDaemon(_DevServer):
 
     def _is_ready(self) -> bool:
         return True  # running is ready: what it does next (connect, poll) is what is tested
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._process is None else self._process.poll()
 
 
 def toml_value(value: object) -> str:
@@ -138,3 +144,57 @@ class SmallDisk:
             if done.returncode != 0:
                 log.warning("umount %s: %s", self.path, done.stderr.strip())
             self.mounted = False
+
+
+class Supervisor:
+    """Starts a daemon again when it exits on its own, as systemd does (Restart=always, but
+    after ``restart_s`` rather than the units' 5 s, and not after exit status 2, a bad config,
+    as RestartPreventExitStatus=2). A daemon that a fault holds down (``hold``) is left alone.
+    ``exits`` counts the exits it saw, by daemon and status."""
+
+    def __init__(self, daemons: list[WatershedDaemon], restart_s: float = 1.0) -> None:
+        self.daemons = daemons
+        self.restart_s = restart_s
+        self.exits: Counter[str] = Counter()
+        self.refused: list[str] = []  # exited with status 2: not started again
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def hold(self, daemon: WatershedDaemon) -> None:
+        """Kill it and keep it down until ``release``."""
+        with self._lock:
+            self._held.add(daemon.name)
+            daemon.kill()
+
+    def release(self, daemon: WatershedDaemon) -> None:
+        with self._lock:
+            if not daemon.running:
+                daemon.start()
+            self._held.discard(daemon.name)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.restart_s):
+            with self._lock:
+                for daemon in self.daemons:
+                    if daemon.name in self._held or daemon.running or daemon.name in self.refused:
+                        continue
+                    code = daemon.returncode
+                    if code is None:  # never started
+                        continue
+                    self.exits[f"{daemon.name} exit {code}"] += 1
+                    log.warning("chaos: %s exited by itself (status %s); starting it again",
+                                daemon.name, code)
+                    if code == 2:
+                        self.refused.append(daemon.name)
+                        continue
+                    daemon.start()

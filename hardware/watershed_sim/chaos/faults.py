@@ -1,9 +1,10 @@
 """The seeded fault schedule and the threads that carry it out.
 
-Each kind of fault has its own thread, running that kind's faults in order: break, hold for
-``hold_s``, mend. Kinds overlap (the broker may be down while the gateway restarts), as they
-would in the field. The schedule (which faults, when, for how long) comes from the seed alone;
-when they really happen depends on the machine, which the verdict never looks at.
+Each target (gateway, ingest, broker, influxd, disk) has its own thread, running its faults in
+order: break, hold for ``hold_s``, mend. Targets overlap (the broker may be down while the
+gateway restarts), as they would in the field; one target's faults never do. The schedule
+(which faults, when, for how long) comes from the seed alone; when they really happen depends
+on the machine, which the verdict never looks at.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ HOLD_S = {
     "influxd_kill": (0.5, 2.0),
     "disk_full": (2.0, 5.0),
 }
+
+
+TARGET = {"influxd_pause": "influxd", "influxd_kill": "influxd"}  # else the kind is the target
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,8 @@ def schedule(seed: int, duration_s: float, counts: dict[str, int]) -> list[Fault
 @dataclass(frozen=True)
 class Action:
     """How to break and mend one kind of fault."""
-    breaks: Callable[[], None]
-    mends: Callable[[], None]
+    breaks: Callable[[], object]
+    mends: Callable[[], object]
 
 
 class FaultRunner:
@@ -65,9 +69,10 @@ class FaultRunner:
         self.done: Counter[str] = Counter()  # faults carried out, per kind
         self.failures: list[str] = []  # a fault that could not be broken or mended
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(kind,),
-                                          name=f"chaos-{kind}", daemon=True)
-                         for kind in sorted({f.kind for f in faults})]
+        targets = sorted({TARGET.get(f.kind, f.kind) for f in faults})
+        self._threads = [threading.Thread(target=self._run, args=(target,),
+                                          name=f"chaos-{target}", daemon=True)
+                         for target in targets]
 
     def start(self) -> None:
         self._started = time.monotonic()
@@ -77,15 +82,17 @@ class FaultRunner:
     def wait(self) -> None:
         """Until every fault is carried out and mended."""
         for thread in self._threads:
-            thread.join()
+            if thread.ident is not None:  # started
+                thread.join()
 
     def stop(self) -> None:
         self._stop.set()
         self.wait()
 
-    def _run(self, kind: str) -> None:
-        action = self.actions[kind]
-        for fault in (f for f in self.faults if f.kind == kind):
+    def _run(self, target: str) -> None:
+        for fault in (f for f in self.faults if TARGET.get(f.kind, f.kind) == target):
+            kind = fault.kind
+            action = self.actions[kind]
             if self._stop.wait(max(0.0, self._started + fault.at_s - time.monotonic())):
                 return
             log.info("chaos: %s for %.1f s", kind, fault.hold_s)

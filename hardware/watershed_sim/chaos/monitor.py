@@ -35,7 +35,7 @@ class Monitor:
                                    clean_session=True)
         self._client.on_connect = lambda c, *a: c.subscribe(self._filters)
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(0.1, 1.0)
+        self._client.reconnect_delay_set(0.1, 1.0)  # type: ignore[arg-type]  # paho takes floats
         self._client.connect("127.0.0.1", port, keepalive=10)
         self._client.loop_start()
 

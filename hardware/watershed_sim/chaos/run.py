@@ -1,8 +1,11 @@
 """One chaos run: start everything, make readings while the faults happen, drain, judge.
 
-    stations (fleet.py) ─pty─▶ gateway process ─▶ mosquitto ─▶ ingest process ─▶ influxd
-         ▲ feeder                 ▲ kill -9         ▲ kill -9     ▲ kill -9       ▲ SIGSTOP
-                                  └ store on a small tmpfs that is filled for a while
+    stations (fleet.py) ─pty─▶ gateway ─▶ mosquitto ─▶ ingest ─▶ influxd
+         ▲ feeder              ▲ kill -9   ▲ kill -9    ▲ kill -9  ▲ SIGSTOP, kill -9
+                               └ its store on a small tmpfs, filled for a while
+
+The gateway and the ingest run under a supervisor that starts them again when they exit by
+themselves, as systemd would (daemons.Supervisor).
 
 After the last reading is made and every fault mended, the run waits until nothing moves any
 more (stations' outboxes empty, gateway and ingest with nothing waiting, InfluxDB's count
@@ -16,6 +19,7 @@ import logging
 import math
 import os
 import signal
+import sqlite3
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,8 +28,9 @@ from typing import Any
 from watershed.devservers import Influxd, Mosquitto
 from watershed.influxql import query
 
-from .counters import gateway_accounts, gateway_waiting, ingest_accounts, ingest_waiting
-from .daemons import SmallDisk, WatershedDaemon, gateway_toml, ingest_toml
+from .counters import (StoreTrace, gateway_accounts, gateway_waiting, ingest_accounts,
+                       ingest_waiting)
+from .daemons import SmallDisk, Supervisor, WatershedDaemon, gateway_toml, ingest_toml
 from .faults import Action, FaultRunner, schedule
 from .fleet import Feeder, Fleet, FleetLayout
 from .monitor import Monitor
@@ -76,10 +81,14 @@ def settings(workdir: Path, long: bool = False, full_disk: bool = True, **overri
     return replace(s, **overrides)
 
 
+def well_behaved(s: ChaosSettings) -> ChaosSettings:
+    """The same run with honest stations only (the faults stay)."""
+    return replace(s, layout=replace(s.layout, shared_address=False, forger=False, wild=False))
+
+
 def calm(s: ChaosSettings) -> ChaosSettings:
     """The same run without faults or misbehaving stations: the baseline."""
-    return replace(s, faults={}, layout=replace(s.layout, shared_address=False, forger=False,
-                                                 wild=False))
+    return replace(well_behaved(s), faults={})
 
 
 @dataclass
@@ -94,6 +103,7 @@ class ChaosResult:
     drained: bool
     monitor: dict[str, int]
     station_resends: int
+    exits: dict[str, int]  # daemons that exited by themselves, by status (the supervisor's)
 
     @property
     def passed(self) -> bool:
@@ -113,7 +123,7 @@ class ChaosResult:
             "readings_published_seen": self.monitor["readings_seen"],
             "readings_republished": self.monitor["readings_seen"]
             - self.monitor["distinct_readings_seen"],
-            "station_resends": self.station_resends,
+            "station_resends": self.station_resends, "daemon_exits": self.exits,
             "notes": self.notes,
         }
 
@@ -125,6 +135,8 @@ class ChaosResult:
                 f"({f['extra_publishes']}x the minimum), readings republished "
                 f"{f['readings_republished']}, station resends {f['station_resends']}")
         notes = [f"note: {n}" for n in self.notes + self.fault_failures]
+        if self.exits:
+            notes.append(f"note: exited by themselves (started again): {self.exits}")
         return "\n".join([head, *notes, self.verdict.report()])
 
 
@@ -145,6 +157,8 @@ def run_chaos(s: ChaosSettings) -> ChaosResult:
     fleet: Fleet | None = None
     monitor: Monitor | None = None
     daemons: list[WatershedDaemon] = []
+    supervisor = Supervisor(daemons)
+    runner: FaultRunner | None = None
     try:
         mosquitto.start()
         influxd.start()
@@ -165,9 +179,12 @@ def run_chaos(s: ChaosSettings) -> ChaosResult:
         _wait(lambda: (monitor.snapshot()[1] or {}).get("connected"), 60,
               "the ingest's status (subscribed)")
         gateway.start()
+        supervisor.start()
         runner = FaultRunner(schedule(s.seed, s.production_s, faults), {
-            "gateway_kill": Action(gateway.kill, gateway.start),
-            "ingest_kill": Action(ingest.kill, ingest.start),
+            "gateway_kill": Action(lambda: supervisor.hold(gateway),
+                                   lambda: supervisor.release(gateway)),
+            "ingest_kill": Action(lambda: supervisor.hold(ingest),
+                                  lambda: supervisor.release(ingest)),
             "broker_kill": Action(mosquitto.kill, mosquitto.start),
             "influxd_pause": Action(lambda: _signal(influxd, signal.SIGSTOP),
                                     lambda: _signal(influxd, signal.SIGCONT)),
@@ -184,15 +201,23 @@ def run_chaos(s: ChaosSettings) -> ChaosResult:
         drained = _drain(s, fleet, monitor, influxd, notes)
         drain_s = time.monotonic() - produced_at
         health = monitor.snapshot()[0]
+        supervisor.stop()
         for daemon in (gateway, ingest):
             daemon.stop(timeout=30)
+        if disk.mounted:  # keep the store for a look after the run (the tmpfs goes)
+            store = _copy_store(store, s.workdir / "gateway.db")
         accounts = gateway_accounts(store, health)
         accounts.merge(ingest_accounts(deadletter))
-        verdict = judge(influxd.url, DATABASE, fleet.stations(), accounts)
+        verdict = judge(influxd.url, DATABASE, fleet.stations(), accounts, StoreTrace(store))
+        notes += [f"{name} not started again after exit status 2 (bad config)"
+                  for name in supervisor.refused]
         return ChaosResult(s, verdict, dict(runner.done), runner.failures, notes,
                            produced_at - started, drain_s, drained, monitor.figures(),
-                           _station_resends(fleet))
+                           _station_resends(fleet), dict(supervisor.exits))
     finally:
+        if runner is not None:
+            runner.stop()  # mends what is broken
+        supervisor.stop()
         if monitor is not None:
             monitor.close()
         for daemon in daemons:
@@ -209,6 +234,16 @@ def run_chaos(s: ChaosSettings) -> ChaosResult:
 def _station_resends(fleet: Fleet) -> int:
     """Readings sent by the stations beyond once each for those they no longer hold."""
     return sum(st.readings_sent - (st.count - len(st.outbox)) for st in fleet.stations())
+
+
+def _copy_store(source: Path, target: Path) -> Path:
+    src, dst = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return target
 
 
 def _signal(server: Influxd, sig: int) -> None:

@@ -26,7 +26,7 @@ from watershed.contracts.channels import channel_name
 from watershed.contracts.wire import MISSING, value_text
 from watershed.influxql import query, quote_string
 
-from .counters import Accounts
+from .counters import Accounts, StoreTrace
 from .fleet import ChaosStation
 
 Content = tuple[str, int, int, Decimal | None, int]  # channel, ts, seq, value, flags
@@ -45,6 +45,8 @@ class GroupVerdict:
     counted: Counter[str] = field(default_factory=Counter)  # the counters of the group's ids
     lost: int = 0  # missing and neither named nor covered by a count
     counted_beyond_missing: int = 0  # counts above what is missing: a counter off the truth
+    implausible: list[str] = field(default_factory=list)  # counts above all the group made
+    unexplained_at: Counter[str] = field(default_factory=Counter)  # hop each was last seen at
     missing_seqs: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     altered_examples: list[str] = field(default_factory=list)
 
@@ -82,6 +84,8 @@ class Verdict:
                 "misattributed_as": dict(self.misattributed_as),
                 "explained_by_cause": dict(sum((g.explained for g in self.groups), Counter())),
                 "counted_by_cause": dict(sum((g.counted for g in self.groups), Counter())),
+                "unaccounted_by_last_hop": dict(sum((g.unexplained_at for g in self.groups),
+                                                    Counter())),
                 "passed": self.passed}
 
     def report(self, limit: int = 8) -> str:
@@ -96,6 +100,9 @@ class Verdict:
                 shown = ", ".join(f"{a}-{b - 1}" if b - a > 1 else str(a) for a, b in runs[:limit])
                 more = f" (+{len(runs) - limit} runs)" if len(runs) > limit else ""
                 lines.append(f"    {station} missing seqs: {shown}{more}")
+            if g.unexplained_at:
+                lines.append("    not accounted for, by the last hop that had them: " + ", ".join(
+                    f"{hop}={n}" for hop, n in sorted(g.unexplained_at.items())))
             if g.counted_beyond_missing:
                 lines.append(f"    counters say {g.counted_beyond_missing} more than is missing")
             lines += [f"    altered: {x}" for x in g.altered_examples[:limit]]
@@ -147,8 +154,8 @@ def groups_of(stations: list[ChaosStation]) -> list[list[ChaosStation]]:
     return sorted(groups, key=lambda g: sorted(o.truth_id for o in g))
 
 
-def judge(url: str, database: str, stations: list[ChaosStation], accounts: Accounts
-          ) -> Verdict:
+def judge(url: str, database: str, stations: list[ChaosStation], accounts: Accounts,
+          trace: StoreTrace) -> Verdict:
     ids = sorted({s.truth_id for s in stations} | {s.station_id for s in stations}
                  | set(stations_in_influx(url, database)))
     points = {station: stored_points(url, database, station) for station in ids}
@@ -159,7 +166,9 @@ def judge(url: str, database: str, stations: list[ChaosStation], accounts: Accou
     verdict = Verdict([], 0, Counter(), [], 0, list(accounts.errors))
     stored_as = {c: station for station, stored in points.items() for c in stored.values()}
     for group in groups_of(stations):
-        verdict.groups.append(_judge_group(group, points, made, stored_as, accounts))
+        g = _judge_group(group, points, made, stored_as, accounts, trace)
+        verdict.groups.append(g)
+        verdict.counter_errors += [f"implausible counter: {x}" for x in g.implausible]
     truth_ids = {s.truth_id for s in stations}
     for station, stored in points.items():
         for place, c in stored.items():
@@ -178,7 +187,7 @@ def judge(url: str, database: str, stations: list[ChaosStation], accounts: Accou
 
 def _judge_group(group: list[ChaosStation], points: dict[str, dict[tuple[str, int], Content]],
                  made: dict[Content, set[str]], stored_as: dict[Content, str],
-                 accounts: Accounts) -> GroupVerdict:
+                 accounts: Accounts, trace: StoreTrace) -> GroupVerdict:
     ids = sorted({s.truth_id for s in group} | {s.station_id for s in group})
     g = GroupVerdict(sorted(s.truth_id for s in group), ids)
     unexplained = 0
@@ -208,10 +217,15 @@ def _judge_group(group: list[ChaosStation], points: dict[str, dict[tuple[str, in
                 g.explained[cause] += 1
             else:
                 unexplained += 1
+                g.unexplained_at[trace.hop(s.station_id, r.seq)] += 1
         if missing:
             g.missing_seqs[s.truth_id] = _runs(missing)
     for i in ids:
-        g.counted.update(accounts.counted.get(i, {}))
+        for cause, n in accounts.counted.get(i, {}).items():
+            if n > g.produced:  # more than the group ever made: the counter is wrong
+                g.implausible.append(f"{i} {cause}={n}, but the group made {g.produced}")
+            else:
+                g.counted[cause] += n
     # Exact causes are in `explained`; the counts of those same causes must not cover again.
     budget = sum(n for cause, n in g.counted.items()
                  if cause not in ("gateway:gone_from_station",))
