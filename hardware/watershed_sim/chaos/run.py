@@ -66,11 +66,11 @@ class ChaosSettings:
 
 
 SHORT = dict(readings=24_000, rate=600.0)
-LONG = dict(readings=1_000_000, rate=1400.0, layout=FleetLayout(links=4, honest_per_link=8,
+LONG = dict(readings=1_000_000, rate=1500.0, layout=FleetLayout(links=4, honest_per_link=8,
                                                                  wild_after=2000),
             faults={"gateway_kill": 12, "ingest_kill": 12, "broker_kill": 10,
                     "influxd_pause": 4, "influxd_kill": 2, "disk_full": 4},
-            drain_timeout_s=600.0)
+            drain_timeout_s=300.0)
 
 
 def settings(workdir: Path, long: bool = False, full_disk: bool = True, **overrides: Any
