@@ -120,14 +120,14 @@ class Fleet:
 
     def __post_init__(self) -> None:
         lay = self.layout
-        self.members = [[self._station(link, i + 1, f"CH{link}-{i + 1:02d}", "honest")
+        self.members = [[self._station(i + 1, f"CH{link}-{i + 1:02d}", "honest")
                          for i in range(lay.honest_per_link)] for link in range(lay.links)]
         if lay.shared_address:
-            self.members[0].append(self._station(0, 1, "DUP-01", "shared_address"))
+            self.members[0].append(self._station(1, "DUP-01", "shared_address"))
         last = self.members[-1]
         if lay.forger:
             victim = self.members[0][0].station_id
-            last.append(self._station(lay.links - 1, 30, "FORGER", "forger", claims=victim))
+            last.append(self._station(30, "FORGER", "forger", claims=victim))
         if lay.wild:
             last.append(WildStation(31, "WILD-01", "WILD-01", "wild", self._seed("WILD-01"),
                                     wild_after=lay.wild_after))
@@ -145,8 +145,8 @@ class Fleet:
     def _seed(self, truth_id: str) -> int:
         return self.seed * 1_000_003 + zlib.crc32(truth_id.encode())  # hash() varies per run
 
-    def _station(self, link: int, addr: int, truth_id: str, role: str,
-                 claims: str | None = None) -> ChaosStation:
+    def _station(self, addr: int, truth_id: str, role: str, claims: str | None = None
+                 ) -> ChaosStation:
         return ChaosStation(addr, claims or truth_id, truth_id, role, self._seed(truth_id))
 
     def stations(self) -> list[ChaosStation]:
@@ -167,9 +167,6 @@ class Fleet:
                 if any(s.outbox for s in stations if s.role in roles):
                     return False
         return True
-
-    def produced(self) -> int:
-        return sum(s.count for s in self.stations())
 
     def close(self) -> None:
         for bus in self.buses:

@@ -159,6 +159,7 @@ def run_chaos(s: ChaosSettings) -> ChaosResult:
     daemons: list[WatershedDaemon] = []
     supervisor = Supervisor(daemons)
     runner: FaultRunner | None = None
+    feeder: Feeder | None = None
     try:
         mosquitto.start()
         influxd.start()
@@ -180,17 +181,8 @@ def run_chaos(s: ChaosSettings) -> ChaosResult:
               "the ingest's status (subscribed)")
         gateway.start()
         supervisor.start()
-        runner = FaultRunner(schedule(s.seed, s.production_s, faults), {
-            "gateway_kill": Action(lambda: supervisor.hold(gateway),
-                                   lambda: supervisor.release(gateway)),
-            "ingest_kill": Action(lambda: supervisor.hold(ingest),
-                                  lambda: supervisor.release(ingest)),
-            "broker_kill": Action(mosquitto.kill, mosquitto.start),
-            "influxd_pause": Action(lambda: _signal(influxd, signal.SIGSTOP),
-                                    lambda: _signal(influxd, signal.SIGCONT)),
-            "influxd_kill": Action(influxd.kill, influxd.start),
-            "disk_full": Action(disk.fill, disk.free),
-        })
+        runner = FaultRunner(schedule(s.seed, s.production_s, faults),
+                             _actions(supervisor, gateway, ingest, mosquitto, influxd, disk))
         feeder = Feeder(fleet, s.readings, s.rate)
         started = time.monotonic()
         feeder.start()
@@ -215,6 +207,8 @@ def run_chaos(s: ChaosSettings) -> ChaosResult:
                            produced_at - started, drain_s, drained, monitor.figures(),
                            _station_resends(fleet), dict(supervisor.exits))
     finally:
+        if feeder is not None:
+            feeder.stop()
         if runner is not None:
             runner.stop()  # mends what is broken
         supervisor.stop()
@@ -229,6 +223,21 @@ def run_chaos(s: ChaosSettings) -> ChaosResult:
         if fleet is not None:
             fleet.close()
         disk.unmount()
+
+
+def _actions(supervisor: Supervisor, gateway: WatershedDaemon, ingest: WatershedDaemon,
+             mosquitto: Mosquitto, influxd: Influxd, disk: SmallDisk) -> dict[str, Action]:
+    """How each kind of fault is done and undone."""
+    return {
+        "gateway_kill": Action(lambda: supervisor.hold(gateway),
+                               lambda: supervisor.release(gateway)),
+        "ingest_kill": Action(lambda: supervisor.hold(ingest), lambda: supervisor.release(ingest)),
+        "broker_kill": Action(mosquitto.kill, mosquitto.start),
+        "influxd_pause": Action(lambda: _signal(influxd, signal.SIGSTOP),
+                                lambda: _signal(influxd, signal.SIGCONT)),
+        "influxd_kill": Action(influxd.kill, influxd.start),
+        "disk_full": Action(disk.fill, disk.free),
+    }
 
 
 def _station_resends(fleet: Fleet) -> int:
