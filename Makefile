@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export WATERSHED_CACHE ?= $(HOME)/.cache/watershed
 export WATERSHED_MICROPYTHON ?= $(WATERSHED_CACHE)/micropython/micropython
 
-.PHONY: deps system-deps micropython venv test demo bench typecheck-firmware clean
+.PHONY: deps system-deps micropython venv test demo bench chaos typecheck-firmware clean
 
 deps: system-deps micropython venv
 
@@ -31,6 +31,14 @@ demo: deps
 
 bench: deps
 	$(PY) -m tests.bench --out .bench
+
+# The long chaos run (hardware/watershed_sim/chaos): 1,000,000 readings while every process is
+# killed again and again; figures in .bench/chaos.json (as `make bench` writes them); fails unless
+# nothing was lost, altered or misattributed. `make test` runs the short one.
+chaos: deps
+	$(PY) -m tests.bench --out .bench chaos
+	@$(PY) -c "import json, sys; sys.exit(not json.load(open('.bench/chaos.json'))['figures']['passed'])" \
+		|| { echo "chaos: FAILED (.bench/chaos.json)"; exit 1; }
 
 # mypy on the firmware against the esp32, rp2 and unix MicroPython stubs (installed once into
 # .stubs/<board>); tests/firmware/test_typecheck.py runs the same, so `make test` includes it.
