@@ -13,11 +13,11 @@ from cobs import cobs
 from watershed.contracts import wire
 
 
+_NO_LIMIT = 1 << 256
+
+
 def _uvarint(out: bytearray, n: int) -> None:
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
+    wire._uvarint(out, n, _NO_LIMIT)  # the contract's LEB128, its range check lifted
 
 
 def _svarint(out: bytearray, n: int) -> None:
