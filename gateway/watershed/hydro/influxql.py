@@ -53,6 +53,14 @@ def query_series(url: str, database: str, q: str, *, epoch: str = "s", username:
                  password: str = "", timeout_s: float = 30) -> list[Series]:
     """Run ``q`` (one or more statements, ``;``-separated); every series of every result.
     Raises QueryError when InfluxDB reports an error, OSError when it cannot be reached."""
+    return [s for result in query_results(url, database, q, epoch=epoch, username=username,
+                                          password=password, timeout_s=timeout_s)
+            for s in result]
+
+
+def query_results(url: str, database: str, q: str, *, epoch: str = "s", username: str = "",
+                  password: str = "", timeout_s: float = 30) -> list[list[Series]]:
+    """Run ``q``; the series of each statement, in the statements' order."""
     params = urllib.parse.urlencode({"db": database, "q": q, "epoch": epoch})
     request = urllib.request.Request(f"{url.rstrip('/')}/query?{params}", method="POST")
     if username:
@@ -70,12 +78,14 @@ def query_series(url: str, database: str, q: str, *, epoch: str = "s", username:
         except (ValueError, AttributeError):
             message = raw.strip() or str(e.reason)
         raise QueryError(f"HTTP {e.code}: {message}") from None
-    series_out = []
+    out: list[list[Series]] = []
     for result in body.get("results", []):
         if "error" in result:
             raise QueryError(result["error"])
+        series_out = []
         for series in result.get("series", []):
             columns = series["columns"]
             rows = [dict(zip(columns, values)) for values in series.get("values", [])]
             series_out.append(Series(series.get("name", ""), series.get("tags", {}), rows))
-    return series_out
+        out.append(series_out)
+    return out
