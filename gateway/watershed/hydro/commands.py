@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_common import add_range_args, add_source_args, add_tz_arg, source, time_range, zone_of
+from . import record_commands
 from .timearg import unix_time
 
 
@@ -88,6 +89,7 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     q.add_argument("--format", choices=("table", "csv", "json"), default="table",
                    help="output (default table)")
     q.set_defaults(func=_query)
+    record_commands.register(sub)
 
 
 def _decimal(text: str) -> Decimal:

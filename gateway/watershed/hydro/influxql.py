@@ -17,7 +17,7 @@ from typing import Any
 Row = dict[str, Any]
 
 # No proxies from the environment: the database is reached directly (as the writers do).
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class QueryError(RuntimeError):
@@ -67,7 +67,7 @@ def query_results(url: str, database: str, q: str, *, epoch: str = "s", username
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
+        with OPENER.open(request, timeout=timeout_s) as response:
             body = json.loads(response.read(), parse_float=Decimal)
     except urllib.error.HTTPError as e:
         # 1.x answers a statement it cannot parse, or a missing database, with 4xx {"error": …}
