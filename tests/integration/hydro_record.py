@@ -7,6 +7,8 @@ runs through all its readings in time order. The stage slots of 02:00-02:45 neve
 gateway's ledger counts them lost, gone_from_station); the 01:30 stage is a flagged spike; the
 00:45 rain is missing (sensor error). Rating SAN-01.1 is in force until 03:00, SAN-01.2 after.
 SAN-02 (santiago): rain only, 15 min, no losses.
+SAN-03 (santiago): rain only, 15 min; a power cut from 01:00 to 02:00: four slots never
+sampled, no seq missing (the firmware does not report slots it skipped).
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ basin = "santiago"
 latitude = -3.99
 longitude = -79.1
 channels = { rain_mm = 900 }
+
+[[station]]
+id = "SAN-03"
+basin = "santiago"
+channels = { rain_mm = 900 }
 """
 
 
@@ -117,6 +124,14 @@ def san02_readings() -> list[MessageReading]:
             for i, ts in enumerate(range(T0, T0 + HOURS * 3600, 900))]
 
 
+POWER_CUT = range(T0 + 3600, T0 + 7200, 900)
+
+
+def san03_readings() -> list[MessageReading]:
+    slots = [ts for ts in range(T0, T0 + HOURS * 3600, 900) if ts not in POWER_CUT]
+    return [_reading(i + 1, "rain_mm", ts, rain_at(ts)) for i, ts in enumerate(slots)]
+
+
 @dataclass
 class Record:
     setup: Setup
@@ -135,6 +150,8 @@ def _publish_health(setup: Setup, lost: int) -> None:
               "stations": {"SAN-01": {"last_seen": T0 + HOURS * 3600, "outbox_depth": 0,
                                       "losses": {"total": lost, "gone_from_station": lost}},
                            "SAN-02": {"last_seen": T0 + HOURS * 3600, "outbox_depth": 0,
+                                      "losses": {"total": 0}},
+                           "SAN-03": {"last_seen": T0 + HOURS * 3600, "outbox_depth": 0,
                                       "losses": {"total": 0}}}}
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hydro-{uuid.uuid4().hex}")
     client.connect(setup.mosquitto.host, setup.mosquitto.port)
@@ -189,8 +206,11 @@ ratings = ["san01a.toml", "san01b.toml"]
     setup.publish(encode_readings(ReadingsMessage("gw-zamora", "SAN-02", "santiago",
                                                   tuple(san02_readings()))),
                   setup.topics.readings("gw-zamora", "SAN-02"))
+    setup.publish(encode_readings(ReadingsMessage("gw-zamora", "SAN-03", "santiago",
+                                                  tuple(san03_readings()))),
+                  setup.topics.readings("gw-zamora", "SAN-03"))
     stages = sum(r.channel == "stage_m" for r in san01)
-    points = len(san01) + stages + len(san02_readings())  # a discharge per stage
+    points = len(san01) + stages + len(san02_readings()) + len(san03_readings())
     wait_for(lambda: _count(influxd.url, database) >= points, 20, f"{points} points")
     _publish_health(setup, lost)
     yield Record(setup, influxd.url, database, config, registry, points, lost)

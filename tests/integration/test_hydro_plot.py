@@ -83,7 +83,7 @@ def test_cli_writes_png_svg_pdf_in_local_time(record: Record, tmp_path: Path,
                  "--start", str(T0), "-o", str(tmp_path / "x.jpg")]) == 2
     assert main(["plot", "--config", str(record.config), "--station", "NOPE-1",
                  "--start", str(T0), "-o", str(tmp_path / "x.png")]) == 2
-    assert "known: SAN-01, SAN-02" in capsys.readouterr().err
+    assert "known: SAN-01, SAN-02, SAN-03" in capsys.readouterr().err
     fig = hydrograph(stations(record, "SAN-01"), ZoneInfo("America/Guayaquil"))
     assert any("America/Guayaquil, UTC-05:00" in ax.get_xlabel() for ax in fig.axes)
     [line] = artists(fig, "SAN-01/stage_m")

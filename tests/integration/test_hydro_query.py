@@ -47,7 +47,7 @@ def test_rain_is_summed_per_hour_by_default_and_missing_is_counted(
 def test_unknown_station_and_channel_list_the_known_ones(
         record: Record, capsys: pytest.CaptureFixture[str]) -> None:
     _, err = run(record, capsys, "--station", "SAN-09", "--start", str(T0), code=2)
-    assert "unknown station 'SAN-09'; known: SAN-01, SAN-02" in err
+    assert "unknown station 'SAN-09'; known: SAN-01, SAN-02, SAN-03" in err
     _, err = run(record, capsys, "--channel", "stage", "--start", str(T0), code=2)
     assert "unknown channel 'stage'; known:" in err and "stage_m" in err and "rain_mm" in err
 

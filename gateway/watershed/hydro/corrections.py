@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..contracts.ids import check_id
@@ -22,7 +22,6 @@ from .influxql import OPENER, QueryError, query_series, quote_string
 
 if TYPE_CHECKING:
     from .cli_common import Source
-    from .series import StationSeries
 
 MEASUREMENT = "corrections"
 
@@ -97,28 +96,3 @@ def load_corrections(src: Source, station: str, start: int, end: int) -> list[Co
                       int(row["end"]), int(row["set"]), int(row["clear"]), row["who"], row["why"])
            for s in series for row in s.rows]
     return sorted(out, key=lambda c: c.made_at)
-
-
-def apply_corrections(src: Source, series: StationSeries, start: int, end: int
-                      ) -> StationSeries:
-    """The series with each point's corrected flags and the corrections' words."""
-    corrections = load_corrections(src, series.station, start, end)
-    if not corrections:
-        return series
-    for channel, points in series.channels.items():
-        mine = [c for c in corrections if c.channel == channel]
-        if not mine:
-            continue
-        out = []
-        for p in points:
-            hits = [c for c in mine if c.start <= p.time < c.end]
-            if not hits:
-                out.append(p)
-                continue
-            flags = p.flags
-            for c in hits:
-                flags = c.apply(flags)
-            out.append(replace(p, corrected_flags=flags,
-                               correction="; ".join(c.describe() for c in hits)))
-        series.channels[channel] = out
-    return series

@@ -19,7 +19,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -27,8 +27,10 @@ from typing import Any
 from ..contracts.channels import TOTALS
 from ..contracts.ids import check_id
 from ..contracts.influx import MEASUREMENT
+from .cli_common import Source
 from .flags import flag_names
 from .influx_setup import HOURLY_MEASUREMENT, HOURLY_POLICY
+from .registry import EMPTY
 from .influxql import Series, query_results, query_series, quote_ident, quote_string
 from .windows import calendar_windows, check_every, fixed_seconds
 
@@ -173,12 +175,17 @@ def run_query(url: str, database: str, q: ReadingsQuery, *, username: str = "",
     if check and (q.stations or q.basins or q.channels):
         check_names(known_names(url, database, q, username=username, password=password,
                                 timeout_s=timeout_s), q)
-    results = query_results(url, database, q.influxql(), username=username, password=password,
-                            timeout_s=timeout_s)
+    raw = q.every is None and not q.rollups
+    # raw readings: --clean is decided on the corrected flags, so it is applied here
+    sent = replace(q, clean=False) if raw else q
+    results = query_results(url, database, sent.influxql(), username=username,
+                            password=password, timeout_s=timeout_s)
     if q.rollups:
         records = _rollup_records(q, results[0])
-    elif q.every is None:
+    elif raw:
         records = [_raw_record(q, s.tags, row) for s in results[0] for row in s.rows]
+        records = _corrected(Source(url, database, q.retention_policy, username, password,
+                                    EMPTY), q, records)
     elif fixed_seconds(q.every) is not None:
         records = [_window_record(q, s.tags, int(row["time"]), row)
                    for s in results[0] for row in s.rows if row["readings"]]
@@ -188,6 +195,28 @@ def run_query(url: str, database: str, q: ReadingsQuery, *, username: str = "",
                    for s in result for row in s.rows if row["readings"]]
     records.sort(key=lambda r: (r.station, r.channel, r.time))
     return records
+
+
+def _corrected(src: Source, q: ReadingsQuery, records: list[Record]) -> list[Record]:
+    """Raw records with ``corrected_flags`` and ``correction`` columns when a hydrologist's
+    correction touches any of them (hydro/corrections.py); --clean on the corrected flags."""
+    from .corrections import load_corrections
+    found = [c for station in sorted({r.station for r in records})
+             for c in load_corrections(src, station, q.start, q.end)]
+    if found:
+        out = []
+        for r in records:
+            hits = [c for c in found if c.covers(r.station, r.channel, r.time)]
+            flags = r.extra["flags"]
+            for c in hits:
+                flags = c.apply(flags or 0)
+            out.append(replace(r, extra={**r.extra, "corrected_flags": flags if hits else None,
+                                         "correction": "; ".join(c.describe() for c in hits)}))
+        records = out
+    if not q.clean:
+        return records
+    return [r for r in records if (r.extra["flags"] if r.extra.get("corrected_flags") is None
+                                   else r.extra["corrected_flags"]) in (0, 128)]
 
 
 def _raw_record(q: ReadingsQuery, tags: dict[str, str], row: dict[str, Any]) -> Record:

@@ -42,10 +42,11 @@ def load_station(src: Source, station: str, start: int, end: int,
     out = StationSeries(station, records[0].basin if records else
                         (src.registry.station(station).basin if src.registry.station(station)
                          else ""))
-    for r in records:
+    for r in records:  # run_query has applied the corrections
         seq = r.extra.get("seq")
+        corrected = r.extra.get("corrected_flags")
         out.channels.setdefault(r.channel, []).append(
             Point(r.time, r.value, int(r.extra.get("flags") or 0),
-                  None if seq is None else int(seq), r.extra.get("rating_id") or ""))
-    from .corrections import apply_corrections
-    return apply_corrections(src, out, start, end)
+                  None if seq is None else int(seq), r.extra.get("rating_id") or "",
+                  None if corrected is None else int(corrected), r.extra.get("correction", "")))
+    return out
