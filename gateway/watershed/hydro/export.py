@@ -78,8 +78,9 @@ def csv_wide(st: StationSeries, zone: tzinfo) -> str:
     for ts in sorted(table):
         row = [time_text(ts, zone)]
         for c in channels:
-            p = table[ts].get(c)
-            row += ["", "", ""] if p is None else [_value(p), flag_names(p.flags), _corrected(p)]
+            at = table[ts].get(c)
+            row += ["", "", ""] if at is None else [_value(at), flag_names(at.flags),
+                                                    _corrected(at)]
         w.writerow(row)
     return out.getvalue()
 
@@ -114,8 +115,8 @@ def rdb(st: StationSeries, info: StationInfo | None, zone: tzinfo, agency: str =
         when = datetime.fromtimestamp(ts, zone)
         cells = [agency, st.station, when.strftime("%Y-%m-%d %H:%M:%S"), _tz_code(when)]
         for c in channels:
-            p = table[ts].get(c)
-            cells += ["", ""] if p is None else [_value(p), flag_names(p.effective_flags)]
+            at = table[ts].get(c)
+            cells += ["", ""] if at is None else [_value(at), flag_names(at.effective_flags)]
         rows.append("\t".join(cells))
     return "\n".join(lines + rows) + "\n"
 

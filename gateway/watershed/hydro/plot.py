@@ -130,7 +130,8 @@ def _flag_markers(ax: Any, st: StationSeries, channel: str, points: list[Point],
 
 
 def _rating_changes(ax: Any, st: StationSeries, zone: tzinfo) -> list[Any]:
-    handles, last = [], None
+    handles: list[Any] = []
+    last = None
     for p in st.channels.get(DISCHARGE_CHANNEL, []):
         if p.rating_id and p.rating_id != last:
             if last is not None:

@@ -186,7 +186,7 @@ def run_query(url: str, database: str, q: ReadingsQuery, *, username: str = "",
         records = [_raw_record(q, s.tags, row) for s in results[0] for row in s.rows]
         records = _corrected(Source(url, database, q.retention_policy, username, password,
                                     EMPTY), q, records)
-    elif fixed_seconds(q.every) is not None:
+    elif fixed_seconds(q.every or "") is not None:
         records = [_window_record(q, s.tags, int(row["time"]), row)
                    for s in results[0] for row in s.rows if row["readings"]]
     else:

@@ -39,9 +39,8 @@ def load_station(src: Source, station: str, start: int, end: int,
                       retention_policy="" if src.retention_policy == "hourly"
                       else src.retention_policy, columns=("seq", "rating_id"))
     records = run_query(src.url, src.database, q, username=src.username, password=src.password)
-    out = StationSeries(station, records[0].basin if records else
-                        (src.registry.station(station).basin if src.registry.station(station)
-                         else ""))
+    info = src.registry.station(station)
+    out = StationSeries(station, records[0].basin if records else info.basin if info else "")
     for r in records:  # run_query has applied the corrections
         seq = r.extra.get("seq")
         corrected = r.extra.get("corrected_flags")
