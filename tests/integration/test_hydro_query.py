@@ -125,3 +125,12 @@ def test_recompute_refuses_a_reversed_range_and_removes_unrated_discharge(
                    "SELECT count(value) FROM readings WHERE channel = 'stage_m' AND "
                    "time >= '2025-11-20T05:00:00Z'")
     assert stages[0][1][0]["count"] == 4  # the raw stage is kept
+
+
+def test_water_year_by_basin_in_local_months(record: Record,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = run(record, capsys, "--basin", "santiago", "--channel", "rain_mm",
+                 "--water-year", "2026", "--every", "month", "--tz", "local")
+    got = {(r["station"], r["time"]) for r in rows(out)}
+    # the record's hours (2025-11-19 19:00 .. 2025-11-20 01:00 local) lie in local November
+    assert got == {(s, "2025-11-01T00:00:00-05:00") for s in ("SAN-01", "SAN-02", "SAN-03")}

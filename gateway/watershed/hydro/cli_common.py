@@ -12,7 +12,7 @@ from datetime import timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .registry import Registry, registry_for
+from .registry import Basin, Registry, registry_for
 from .timearg import unix_time
 from .windows import water_year
 
@@ -72,14 +72,15 @@ def source(args: argparse.Namespace) -> Source:
     return Source(args.url, args.db, rp, args.user, args.password, registry)
 
 
-def time_range(args: argparse.Namespace, registry: Registry, stations: list[str]
-               ) -> tuple[int, int]:
-    """[start, end) from --start/--end or --water-year; raises ValueError."""
+def time_range(args: argparse.Namespace, registry: Registry, stations: list[str],
+               basins: list[str] | None = None) -> tuple[int, int]:
+    """[start, end) from --start/--end or --water-year (the basin of the first station, else
+    the first basin; UTC and October when the registry does not say); raises ValueError."""
     if args.water_year is not None:
         if args.start is not None or args.end is not None:
             raise ValueError("--water-year replaces --start and --end: give one or the other")
-        basin = registry.basin_of(stations[0]) if stations else None
-        if basin is None or not basin.id:
+        basin = first_basin(registry, stations, basins or [])
+        if basin is None:
             return water_year(args.water_year)
         return water_year(args.water_year, basin.water_year_start_month, basin.zone)
     if args.start is None:
@@ -88,6 +89,12 @@ def time_range(args: argparse.Namespace, registry: Registry, stations: list[str]
     if end <= args.start:
         raise ValueError(f"--end ({end}) must be after --start ({args.start})")
     return args.start, end
+
+
+def first_basin(registry: Registry, stations: list[str], basins: list[str]) -> Basin | None:
+    if stations and registry.basin_of(stations[0]).id in registry.basins:
+        return registry.basin_of(stations[0])
+    return registry.basins.get(basins[0]) if basins else None
 
 
 def zone_of(tz: str, registry: Registry) -> Callable[[str], tzinfo]:

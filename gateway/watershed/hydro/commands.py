@@ -9,7 +9,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .cli_common import add_range_args, add_source_args, add_tz_arg, source, time_range, zone_of
+from .cli_common import (add_range_args, add_source_args, add_tz_arg, first_basin, source,
+                         time_range, zone_of)
 from . import record_commands
 from .timearg import unix_time
 
@@ -82,7 +83,9 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
                    help="aggregate per window (default: sum for totals such as rain_mm, mean "
                         "for the other channels)")
     q.add_argument("--clean", action="store_true",
-                   help="only values without a quality flag (flags 0 or the event bit only)")
+                   help="only values without a quality flag (flags 0 or the event bit only); "
+                        "raw readings are judged on their corrected flags, windows on the "
+                        "stored ones")
     q.add_argument("--columns", default="",
                    help="extra columns of raw readings, comma-separated: seq, rating_id, "
                         "gateway, flag_names (default none)")
@@ -194,13 +197,17 @@ def _query(args: argparse.Namespace) -> int:
     from .query import ReadingsQuery, UnknownName, format_records, run_query
     try:
         src = source(args)
-        start, end = time_range(args, src.registry, args.station)
+        start, end = time_range(args, src.registry, args.station, args.basin)
         zones = zone_of(args.tz, src.registry)
+        basin = first_basin(src.registry, args.station, args.basin)
+        # calendar windows count on one clock: the first station's (or basin's) with --tz local
+        window_zone = basin.zone if args.tz == "local" and basin else zones(
+            args.station[0] if args.station else "")
         q = ReadingsQuery(start, end, tuple(args.station), tuple(args.basin),
                           tuple(args.channel), args.every, args.agg, args.clean,
                           src.retention_policy,
                           tuple(c.strip() for c in args.columns.split(",") if c.strip()),
-                          zones(args.station[0] if args.station else ""))
+                          window_zone)
     except ValueError as e:  # ConfigError is one
         return _fail("query", e, 2)
     try:
