@@ -13,7 +13,9 @@ import dataclasses
 import logging
 import shutil
 import sys
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from watershed.devservers import MissingDependency
@@ -22,7 +24,7 @@ from watershed.firmware_build import MpyCrossMissing
 from .micropython import MicroPythonMissing
 from .report import format_table
 from .runner import run_scenario
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario import Scenario, ScenarioError, parse_scenario
 from .testbed import DEFAULT_DATABASE as DATABASE
 from .testbed import Pipeline
 
@@ -42,7 +44,13 @@ class DemoSettings:
 def demo_scenario(settings: DemoSettings) -> Scenario:
     """The scenario file with the settings' hours, speed and number of stations: the first
     ``stations`` of the file, or more made like them (same sensors and link, next basin)."""
-    scenario = load_scenario(settings.scenario)
+    # A scenario without a start begins at the current hour; the demo's begins ``hours``
+    # earlier, so that its data lies in the past, where `watershed query` (end: now) finds it.
+    try:
+        text = settings.scenario.read_text()
+    except OSError as e:
+        raise ScenarioError(f"{settings.scenario}: {e}") from None
+    scenario = parse_scenario(text, settings.scenario, now=time.time() - settings.hours * 3600)
     specs = list(scenario.stations[:settings.stations])
     basins = [st.basin for st in scenario.stations]
     for i in range(len(specs), settings.stations):
@@ -104,13 +112,16 @@ def run_demo(settings: DemoSettings) -> int:
     url = pipeline.influxd.url if pipeline.influxd else "http://127.0.0.1:PORT"
     station = scenario.stations[0].id
     print()
-    print("query the data (InfluxQL over HTTP):")
-    print(f"  curl -G '{url}/query' --data-urlencode 'db={DATABASE}' --data-urlencode "
-          f"\"q=SELECT value, flags FROM readings WHERE station='{station}' AND "
-          f"channel='stage_m'\"")
+    print("query the data:")
+    print(f"  watershed query --url {url} --db {DATABASE} --station {station} "
+          f"--channel stage_m --start {_iso(scenario.start)}")
     if settings.keep and pipeline.mosquitto and pipeline.influxd:
         print(f"servers left running: stop them with `kill {pipeline.mosquitto.pid} "
               f"{pipeline.influxd.pid}`")
     else:
         print(f"(servers stopped; rerun with --keep to query them; data stays in {workdir})")
     return 0 if lost == 0 and expected > 0 else 1
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -68,11 +68,12 @@ def test_raw_readings_are_exact(influxd: Influxd, db: str,
 def test_hourly_rain_sum_per_station_of_a_basin_as_csv(
         influxd: Influxd, db: str, capsys: pytest.CaptureFixture[str]) -> None:
     out = run(influxd, db, capsys, "--basin", "santiago", "--channel", "rain_mm",
-              "--every", "1h", "--agg", "sum", "--format", "csv")
+              "--every", "1h", "--format", "csv")  # rain is a total: summed by default
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert [(r["station"], r["time"], r["value"], r["count"]) for r in rows] == [
-        ("SAN-01", "2025-11-20T22:00:00Z", "0.3", "2"),  # 0.1 + 0.2, without float noise
-        ("SAN-02", "2025-11-20T22:00:00Z", "1.3", "1")]
+    assert [(r["station"], r["time"], r["value"], r["agg"], r["count"], r["missing"])
+            for r in rows] == [
+        ("SAN-01", "2025-11-20T22:00:00Z", "0.3", "sum", "2", "1"),  # 0.1 + 0.2, no float noise
+        ("SAN-02", "2025-11-20T22:00:00Z", "1.3", "sum", "1", "0")]
 
 
 def test_min_max_mean_and_clean(influxd: Influxd, db: str,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from zoneinfo import ZoneInfo
 
 from watershed.hydro.influxql import quote_ident, quote_string
 from watershed.ingest.config import ConfigError, IngestConfig
@@ -18,12 +19,40 @@ def test_raw_and_aggregated_statements() -> None:
         "SELECT value, flags FROM \"readings\" WHERE time >= 100s AND time < 200s AND "
         "(station = 'SAN-01' OR station = 'SAN-02') AND (channel = 'stage_m') "
         "GROUP BY station, basin, channel")
-    hourly = ReadingsQuery(100, 200, basins=("santiago",), every="1h", agg="sum", clean=True,
-                           retention_policy="raw")
+    hourly = ReadingsQuery(3700, 9000, basins=("santiago",), every="1h", agg="sum",
+                           clean=True, retention_policy="raw")
     assert hourly.influxql() == (
-        "SELECT sum(value) AS value, count(value) AS count FROM \"raw\".\"readings\" WHERE "
-        "time >= 100s AND time < 200s AND (basin = 'santiago') AND (flags = 0 OR flags = 128) "
-        "GROUP BY time(1h), station, basin, channel fill(none)")
+        "SELECT mean(value) AS mean, min(value) AS min, max(value) AS max, sum(value) AS sum, "
+        "count(value) AS count, count(flags) AS readings FROM \"raw\".\"readings\" WHERE "
+        "time >= 3700s AND time < 9000s AND (basin = 'santiago') AND (flags = 0 OR flags = 128) "
+        "GROUP BY time(3600s, 100s), station, basin, channel fill(none)")  # from --start
+    rollups = ReadingsQuery(100, 200, retention_policy="hourly")
+    assert rollups.influxql() == (
+        "SELECT mean, min, max, sum, count FROM \"hourly\".\"readings_hourly\" WHERE "
+        "time >= 100s AND time < 200s GROUP BY station, basin, channel")
+
+
+def test_calendar_windows_are_one_statement_each() -> None:
+    q = ReadingsQuery(1735689600, 1743465600, every="month")  # 2025-01-01 .. 2025-04-01
+    assert [s.split("WHERE ")[1].split(" GROUP")[0] for s in q.statements()] == [
+        "time >= 1735689600s AND time < 1738368000s",
+        "time >= 1738368000s AND time < 1740787200s",
+        "time >= 1740787200s AND time < 1743465600s"]
+
+
+@pytest.mark.parametrize("every", ["0m", "-1h", "0s", "1 h", "fortnight"])
+def test_empty_negative_and_unknown_windows_are_refused(every: str) -> None:
+    with pytest.raises(ValueError, match="every"):
+        ReadingsQuery(100, 200, every=every)
+
+
+def test_extra_columns_only_for_raw_readings() -> None:
+    q = ReadingsQuery(100, 200, columns=("seq", "rating_id", "flag_names"))
+    assert q.influxql().startswith("SELECT value, flags, seq, rating_id FROM")
+    with pytest.raises(ValueError, match="columns"):
+        ReadingsQuery(100, 200, every="1h", columns=("seq",))
+    with pytest.raises(ValueError, match="columns"):
+        ReadingsQuery(100, 200, columns=("colour",))
 
 
 @pytest.mark.parametrize("kwargs", [{"stations": ("a'b",)}, {"every": "1 h"}, {"agg": "median"},
@@ -45,16 +74,22 @@ def test_float_noise_is_dropped_and_digits_kept() -> None:
 
 
 def test_formats() -> None:
-    records = [Record(1763676000, "SAN-01", "santiago", "stage_m", Decimal("1.50"), 0),
-               Record(1763676900, "SAN-01", "santiago", "stage_m", None, 1)]
-    assert format_records(records, "csv", aggregated=False) == (
+    records = [Record(1763676000, "SAN-01", "santiago", "stage_m", Decimal("1.50"),
+                      {"flags": 0}),
+               Record(1763676900, "SAN-01", "santiago", "stage_m", None, {"flags": 1})]
+    assert format_records(records, "csv") == (
         "time,station,basin,channel,value,flags\n"
         "2025-11-20T22:00:00Z,SAN-01,santiago,stage_m,1.50,0\n"
         "2025-11-20T22:15:00Z,SAN-01,santiago,stage_m,,1\n")
-    assert '"value":1.50' in format_records(records, "json", aggregated=False)
-    assert '"value":null,"flags":1' in format_records(records, "json", aggregated=False)
-    table = format_records(records, "table", aggregated=True).splitlines()
-    assert table[0].split() == ["time", "station", "basin", "channel", "value", "count"]
+    assert '"value":1.50' in format_records(records, "json")
+    assert '"value":null,"flags":1' in format_records(records, "json")
+    local = format_records(records, "csv", lambda _s: ZoneInfo("America/Guayaquil"))
+    assert "2025-11-20T17:00:00-05:00,SAN-01" in local
+    windows = [Record(1763676000, "SAN-01", "santiago", "rain_mm", Decimal("0.3"),
+                      {"agg": "sum", "count": 2, "missing": 1})]
+    table = format_records(windows, "table").splitlines()
+    assert table[0].split() == ["time", "station", "basin", "channel", "value", "agg", "count",
+                                "missing"]
 
 
 def test_durations() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -80,6 +81,9 @@ def test_the_demo_runs_an_embedded_scenario_file():
     assert scenario.duration_s == 6 * 3600 and scenario.speed == 720
     assert {st.basin for st in scenario.stations} == {"santiago", "mayo-chinchipe",
                                                      "catamayo-chira"}
+    # its data lies in the past, where `watershed query` (end: now) finds it
+    assert scenario.start + scenario.duration_s <= time.time()
+    assert scenario.start % 3600 == 0 and time.time() - scenario.start < 7 * 3600
 
 
 @pytest.mark.parametrize("n", [1, 5])

@@ -35,6 +35,9 @@ CATALOGUE: dict[int, tuple[str, str]] = {
 NAMES = {number: name for number, (name, _) in CATALOGUE.items()}
 NUMBERS = {name: number for number, name in NAMES.items()}
 FIRST_STATION_SPECIFIC = 128
+# Channels whose reading is a total over its interval: a window's value is their sum, not their
+# mean (`watershed query --every`, the hourly rollups' default sum_channels).
+TOTALS = frozenset({"rain_mm"})
 
 
 def channel_name(number: int, station_channels: dict[int, str] | None = None) -> str:

@@ -9,6 +9,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from .cli_common import (add_range_args, add_source_args, add_tz_arg, first_basin, source,
+                         time_range, zone_of)
+from . import record_commands
 from .timearg import unix_time
 
 
@@ -62,26 +65,34 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
 
     q = sub.add_parser("query", help="readings for hydrologists: raw or per time window",
                        description="Query readings by station, basin, channel and time range "
-                                   "through InfluxQL /query; values print exactly as stored.")
-    where = q.add_mutually_exclusive_group(required=True)
-    where.add_argument("--config", "-c", type=Path, help="ingest TOML config (InfluxDB address)")
-    where.add_argument("--url", help="InfluxDB URL, e.g. http://127.0.0.1:8086")
-    q.add_argument("--db", default="watershed", help="database (with --url; default watershed)")
-    q.add_argument("--rp", default="", help="retention policy (default: the database's)")
-    q.add_argument("--user", default="", help="InfluxDB user (with --url)")
-    q.add_argument("--password", default="", help="InfluxDB password (with --url)")
-    q.add_argument("--station", action="append", default=[], help="station id (repeatable)")
-    q.add_argument("--basin", action="append", default=[], help="basin (repeatable)")
-    q.add_argument("--channel", action="append", default=[], help="channel (repeatable)")
-    q.add_argument("--start", type=unix_time, required=True, help="Unix s or ISO 8601")
-    q.add_argument("--end", type=unix_time, help="end time, exclusive (default now)")
-    q.add_argument("--every", help="aggregation window: 15m, 1h, 1d (default: raw readings)")
-    q.add_argument("--agg", choices=("mean", "min", "max", "sum"), default="mean",
-                   help="aggregate per window (default mean; sum for rain)")
+                                   "through InfluxQL /query; values print exactly as stored. "
+                                   "A station, basin or channel the database does not hold is "
+                                   "an error that lists the ones it does.")
+    add_source_args(q)
+    q.add_argument("--station", action="append", default=[], help="station id (repeatable; "
+                                                                   "default all)")
+    q.add_argument("--basin", action="append", default=[], help="basin (repeatable; default all)")
+    q.add_argument("--channel", action="append", default=[],
+                   help="channel (repeatable; default all)")
+    add_range_args(q)
+    add_tz_arg(q)
+    q.add_argument("--every", help="aggregation window, starting at --start: a duration (15m, "
+                                   "1h, 1d, 1w) or day, month, water-year (calendar, on the "
+                                   "--tz clock) (default: raw readings)")
+    q.add_argument("--agg", choices=("mean", "min", "max", "sum"),
+                   help="aggregate per window (default: sum for totals such as rain_mm, mean "
+                        "for the other channels)")
     q.add_argument("--clean", action="store_true",
-                   help="only values without a quality flag (flags 0 or the event bit only)")
-    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+                   help="only values without a quality flag (flags 0 or the event bit only); "
+                        "raw readings are judged on their corrected flags, windows on the "
+                        "stored ones")
+    q.add_argument("--columns", default="",
+                   help="extra columns of raw readings, comma-separated: seq, rating_id, "
+                        "gateway, flag_names (default none)")
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="output (default table)")
     q.set_defaults(func=_query)
+    record_commands.register(sub)
 
 
 def _decimal(text: str) -> Decimal:
@@ -142,7 +153,8 @@ def _recompute(args: argparse.Namespace) -> int:
         return _fail("recompute", e, 1)
     print(f"station {args.station}: {report.stages} stage points, {report.written} discharge "
           f"points written ({report.out_of_range} out of range), {report.no_rating} without "
-          f"an effective rating; ratings: {', '.join(report.ratings) or 'none'}")
+          f"an effective rating ({report.removed} discharge points derived before removed); "
+          f"ratings: {', '.join(report.ratings) or 'none'}")
     return 0
 
 
@@ -181,26 +193,29 @@ def _influx_downsample(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    import time
-
     from .influxql import QueryError
-    from ..ingest.config import ConfigError, load_config
-    from .query import ReadingsQuery, format_records, run_query
+    from .query import ReadingsQuery, UnknownName, format_records, run_query
     try:
-        if args.config:
-            i = load_config(args.config).influx
-            url, db, rp, user, password = (i.url, i.database, args.rp or i.retention_policy,
-                                           i.username, i.password)
-        else:
-            url, db, rp, user, password = args.url, args.db, args.rp, args.user, args.password
-        q = ReadingsQuery(args.start, args.end if args.end is not None else int(time.time()) + 1,
-                          tuple(args.station), tuple(args.basin), tuple(args.channel),
-                          args.every, args.agg, args.clean, rp)
-    except (ConfigError, ValueError) as e:
+        src = source(args)
+        start, end = time_range(args, src.registry, args.station, args.basin)
+        zones = zone_of(args.tz, src.registry)
+        basin = first_basin(src.registry, args.station, args.basin)
+        # calendar windows count on one clock: the first station's (or basin's) with --tz local
+        window_zone = basin.zone if args.tz == "local" and basin else zones(
+            args.station[0] if args.station else "")
+        q = ReadingsQuery(start, end, tuple(args.station), tuple(args.basin),
+                          tuple(args.channel), args.every, args.agg, args.clean,
+                          src.retention_policy,
+                          tuple(c.strip() for c in args.columns.split(",") if c.strip()),
+                          window_zone)
+    except ValueError as e:  # ConfigError is one
         return _fail("query", e, 2)
     try:
-        records = run_query(url, db, q, username=user, password=password)
+        records = run_query(src.url, src.database, q, username=src.username,
+                            password=src.password)
+    except UnknownName as e:
+        return _fail("query", e, 2)
     except (QueryError, OSError) as e:
-        return _fail("query", f"{url}: {e}", 1)
-    sys.stdout.write(format_records(records, args.format, aggregated=args.every is not None))
+        return _fail("query", f"{src.url}: {e}", 1)
+    sys.stdout.write(format_records(records, args.format, zones))
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 Row = dict[str, Any]
 
 # No proxies from the environment: the database is reached directly (as the writers do).
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class QueryError(RuntimeError):
@@ -53,13 +53,21 @@ def query_series(url: str, database: str, q: str, *, epoch: str = "s", username:
                  password: str = "", timeout_s: float = 30) -> list[Series]:
     """Run ``q`` (one or more statements, ``;``-separated); every series of every result.
     Raises QueryError when InfluxDB reports an error, OSError when it cannot be reached."""
+    return [s for result in query_results(url, database, q, epoch=epoch, username=username,
+                                          password=password, timeout_s=timeout_s)
+            for s in result]
+
+
+def query_results(url: str, database: str, q: str, *, epoch: str = "s", username: str = "",
+                  password: str = "", timeout_s: float = 30) -> list[list[Series]]:
+    """Run ``q``; the series of each statement, in the statements' order."""
     params = urllib.parse.urlencode({"db": database, "q": q, "epoch": epoch})
     request = urllib.request.Request(f"{url.rstrip('/')}/query?{params}", method="POST")
     if username:
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
+        with OPENER.open(request, timeout=timeout_s) as response:
             body = json.loads(response.read(), parse_float=Decimal)
     except urllib.error.HTTPError as e:
         # 1.x answers a statement it cannot parse, or a missing database, with 4xx {"error": …}
@@ -70,12 +78,14 @@ def query_series(url: str, database: str, q: str, *, epoch: str = "s", username:
         except (ValueError, AttributeError):
             message = raw.strip() or str(e.reason)
         raise QueryError(f"HTTP {e.code}: {message}") from None
-    series_out = []
+    out: list[list[Series]] = []
     for result in body.get("results", []):
         if "error" in result:
             raise QueryError(result["error"])
+        series_out = []
         for series in result.get("series", []):
             columns = series["columns"]
             rows = [dict(zip(columns, values)) for values in series.get("values", [])]
             series_out.append(Series(series.get("name", ""), series.get("tags", {}), rows))
-    return series_out
+        out.append(series_out)
+    return out

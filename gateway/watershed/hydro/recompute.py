@@ -3,7 +3,9 @@
 Raw stage is kept forever; discharge is a product of it and a rating. This reads a station's
 stage points for a time range back from InfluxDB, derives discharge through the ratings now
 configured for the station, and writes the points: same identity (station, channel, time), so
-each replaces the discharge derived before, now carrying the new rating's id.
+each replaces the discharge derived before, now carrying the new rating's id. Where no rating
+is in force any more, a discharge derived before (one with a ``rating_id``) is deleted: a
+number from a withdrawn rating must not stay behind as if it were current.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..contracts.ids import check_id
-from ..contracts.influx import MEASUREMENT, discharge_line
+from ..contracts.influx import DISCHARGE_CHANNEL, MEASUREMENT, discharge_line
 from .influxql import query
 from ..ingest.config import ConfigError, IngestConfig
 from ..ingest.ratings_setup import load_station_ratings
@@ -24,12 +26,15 @@ class RecomputeReport:
     written: int  # discharge points written
     out_of_range: int  # of those, stage outside the rating: flagged, no value
     no_rating: int  # stage points with no rating effective at their time: nothing written
+    removed: int  # of those, discharge derived earlier that was deleted
     ratings: tuple[str, ...]  # rating ids used
 
 
 def recompute(config: IngestConfig, station: str, start: int, end: int,
               writer: Writer | None = None) -> RecomputeReport:
-    """Stage points with start ≤ time < end (Unix s)."""
+    """Stage points with start ≤ time < end (Unix s). Raises ValueError for a reversed range."""
+    if end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
     check_id("station", station)  # it goes into the query text
     entry = config.station(station)
     if entry is None or not entry.ratings:
@@ -42,17 +47,18 @@ def recompute(config: IngestConfig, station: str, start: int, end: int,
     series = query(i.url, i.database, q, username=i.username, password=i.password,
                    timeout_s=max(i.timeout_s, 30))
     rows = [row for _, rows in series for row in rows]
-    lines, out_of_range, no_rating, used = [], 0, 0, set()
+    lines, out_of_range, unrated, used = [], 0, [], set()
     for row in rows:
         derived = ratings.derive(row["value"], int(row["flags"]), int(row["time"]))
         if derived is None:
-            no_rating += 1
+            unrated.append(int(row["time"]))
             continue
         used.add(derived.rating_id)
         out_of_range += derived.value is None and row["value"] is not None
         lines.append(discharge_line(station, row["basin"], int(row["time"]), derived.value,
                                     derived.flags, int(row["seq"]), row["gateway"],
                                     derived.rating_id))
+    removed = _remove_derived(config, station, unrated, start, end)
     own_writer = writer is None
     writer = writer or make_writer(i)
     try:
@@ -61,4 +67,26 @@ def recompute(config: IngestConfig, station: str, start: int, end: int,
     finally:
         if own_writer:
             writer.close()
-    return RecomputeReport(len(rows), len(lines), out_of_range, no_rating, tuple(sorted(used)))
+    return RecomputeReport(len(rows), len(lines), out_of_range, len(unrated), removed,
+                           tuple(sorted(used)))
+
+
+def _remove_derived(config: IngestConfig, station: str, times: list[int], start: int,
+                    end: int) -> int:
+    """Delete the rating-derived discharge points at ``times``; how many there were. A
+    measured discharge (no rating_id) is left alone."""
+    if not times:
+        return 0
+    i = config.influx
+    found = query(i.url, i.database,
+                  f"SELECT rating_id, value FROM {MEASUREMENT} WHERE station = '{station}' AND "
+                  f"channel = '{DISCHARGE_CHANNEL}' AND time >= {start}s AND time < {end}s",
+                  username=i.username, password=i.password, timeout_s=max(i.timeout_s, 30))
+    derived = {int(row["time"]) for _, rows in found for row in rows if row.get("rating_id")}
+    doomed = sorted(derived.intersection(times))
+    for at in range(0, len(doomed), 500):
+        query(i.url, i.database, "; ".join(
+            f"DELETE FROM {MEASUREMENT} WHERE station = '{station}' AND "
+            f"channel = '{DISCHARGE_CHANNEL}' AND time = {t}s" for t in doomed[at:at + 500]),
+            username=i.username, password=i.password, timeout_s=max(i.timeout_s, 30))
+    return len(doomed)
