@@ -18,7 +18,7 @@ import serial
 from watershed.contracts import wire
 from watershed.contracts.mqtt import MessageReading
 from watershed.contracts.wire import Reading
-from watershed.gateway.backoff import Backoff
+from watershed.backoff import Backoff
 from watershed.gateway.config import LinkConfig, StationConfig
 from watershed.gateway.framed_port import FramedPort
 from watershed.gateway.link import SerialLink

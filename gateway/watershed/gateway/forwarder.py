@@ -41,7 +41,7 @@ from watershed.contracts.confirm import decode_confirmation
 from watershed.contracts.mqtt import (QOS, PayloadError, ReadingsMessage, Topics, encode_readings,
                                       encode_status)
 
-from .backoff import Backoff
+from ..backoff import Backoff
 from .config import MqttConfig
 from .redelivery import Redelivery
 from .store import Store, StoredReading

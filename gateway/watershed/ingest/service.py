@@ -32,6 +32,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from ..backoff import Backoff
 from ..contracts.mqtt import QOS, Topics
 from .config import ConfigError, IngestConfig, load_config
 from .deadletter import DeadLetterFile
@@ -39,8 +40,8 @@ from .messages import Converter
 from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
 from .ratings_setup import load_station_ratings
 from .mqtt_client import IngestClient
-from .pipeline import (COUNTERS, Ack, Action, Backoff, Delivery, PublishConfirm, PublishDeadLetter,
-                       WritePipeline)
+from .pipeline import (COUNTERS, WRITE_RETRY, Ack, Action, Delivery, PublishConfirm,
+                       PublishDeadLetter, WritePipeline)
 from .stats import Counters
 from .writer import Writer, make_writer
 
@@ -49,14 +50,14 @@ log = logging.getLogger(__name__)
 KEEPALIVE_S = 30
 _LOOP_TIMEOUT_S = 0.02  # how long an ack may wait for the network thread's next round
 _READ_BURST = 100  # messages read in one round at most, so that acks still go out between
-_RECONNECT = Backoff(initial_s=0.5, max_s=30.0)
+_RECONNECT = Backoff(initial_s=0.5, max_s=30.0, jitter=0.5)
 _STOP_TIMEOUT_EXTRA_S = 5.0
 _IDLE_STATUS_DELAY_S = 0.5  # after settling everything, the status goes out this soon
 
 
 class Ingest:
     def __init__(self, config: IngestConfig, *, writer: Writer | None = None,
-                 backoff: Backoff = Backoff()) -> None:
+                 backoff: Backoff = WRITE_RETRY) -> None:
         self.config = config
         self._topics = Topics(config.mqtt.prefix)
         # $share: instances with the same group split the stream, each message to one of them.
