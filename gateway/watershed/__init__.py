@@ -4,9 +4,10 @@ Subpackages: ``contracts`` (wire protocol, MQTT payload, InfluxDB schema: docs/c
 ``gateway`` (serial links -> SQLite store -> MQTT), ``ingest`` (MQTT -> InfluxDB), ``hydro``
 (queries, database setup, recompute: tools over what the ingest wrote), ``ratings``
 (stage-discharge ratings). Modules: ``cli`` (the ``watershed`` command), ``firmware_build``
-(``watershed firmware build``), ``devservers`` (throw-away mosquitto and influxd on loopback, for
-the simulator and the tests). Package data: ``firmware/`` (the station firmware, a link to the
-repository's firmware/) and ``data/`` (a real USGS rating for examples).
+(``watershed firmware build``), ``backoff`` (retry delays, for both programs), ``devservers``
+(throw-away mosquitto and influxd on loopback, for the simulator and the tests). Package data:
+``firmware/`` (the station firmware, a link to the repository's firmware/) and ``data/`` (a real
+USGS rating for examples).
 
 The simulator is a package of its own, ``watershed_sim``; nothing here imports it.
 """

@@ -356,8 +356,8 @@ def idle_cpu(work: Path, broker: Mosquitto) -> dict:
         "idle_measured_s": round(t1 - t0, 1),
         "idle_readings_forwarded": sent1 - sent0,
         "idle_cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
-        # SD wear. A poll with nothing new writes nothing (store.py: station facts are batched
-        # once a minute); what is written is the readings, each stored, then marked sent.
+        # SD wear. A poll with nothing new writes nothing (store/facts.py: station facts are
+        # batched once a minute); what is written is the readings, each stored, then marked sent.
         "idle_disk_write_kb_per_min": round(
             (io1["write_bytes"] - io0["write_bytes"]) / 1024 * 60 / (t1 - t0)),
         "idle_disk_write_kb_per_reading": round(

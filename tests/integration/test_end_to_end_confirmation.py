@@ -27,7 +27,7 @@ from watershed.gateway.forwarder import Forwarder
 from watershed.gateway.store import Store
 from watershed.hydro.influxql import query
 from watershed.ingest.config import IngestConfig
-from watershed.ingest.pipeline import Backoff
+from watershed.backoff import Backoff
 from watershed.ingest.service import Ingest
 
 pytestmark = pytest.mark.integration

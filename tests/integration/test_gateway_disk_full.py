@@ -59,7 +59,8 @@ def link() -> Iterator[VirtualSerialLink]:
 
 
 def stored_seqs(gateway: Gateway) -> set[int]:
-    rows = gateway.store._db.execute("SELECT seq FROM readings WHERE station = 'SAN-01'")
+    rows = gateway.store.database.execute_read(
+        "SELECT seq FROM readings WHERE station = 'SAN-01'")
     return {seq for (seq,) in rows}
 
 

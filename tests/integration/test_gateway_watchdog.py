@@ -33,7 +33,7 @@ daemon.STALE_LOOP_S = {stale}
 daemon.HOUSEKEEPING_INTERVAL_S = 0.2  # its loop beats once a turn: a turn well within STALE
 stall, where = sys.argv[2], sys.argv[3]
 cls, name = {{"link": (link.SerialLink, "_poll_cycle"),
-             "forwarder": (forwarder.Forwarder, "_step")}}[where]
+             "forwarder": (forwarder.Forwarder, "step")}}[where]
 original = getattr(cls, name)
 def stuck(self, *args):
     while os.path.exists(stall):

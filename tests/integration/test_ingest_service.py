@@ -28,7 +28,7 @@ from watershed.contracts.mqtt import (MessageReading, ReadingsMessage, Topics, d
 from watershed.devservers import Influxd, Mosquitto, free_port
 from watershed.hydro.influxql import query
 from watershed.ingest.config import IngestConfig
-from watershed.ingest.pipeline import Backoff
+from watershed.backoff import Backoff
 from watershed.ingest.service import Ingest
 
 pytestmark = pytest.mark.integration

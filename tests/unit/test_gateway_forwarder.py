@@ -1,23 +1,21 @@
-"""The forwarder against an in-memory stand-in for paho's client: what it publishes, that a
-reading is marked acknowledged only when the broker's PUBACK for its message arrives, and
-confirmed (out of the must-deliver set) only when an ingest's confirmation names it."""
+"""The forwarder against an in-memory MQTT session (tests/fixtures/memory_mqtt.py): what it
+publishes, that a reading is marked acknowledged only when the broker's PUBACK for its message
+arrives, and confirmed (out of the must-deliver set) only when an ingest's confirmation names it.
+
+Most tests turn the forwarder themselves (``step()``, no thread), so "nothing more happens" is
+a number of turns, not a sleep; those about starting and stopping run its thread."""
 
 from __future__ import annotations
 
-import collections
 import json
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from paho.mqtt.client import ConnectFlags, MQTTMessage
-from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
 
+from tests.fixtures.memory_mqtt import MemorySession
 from watershed.contracts.mqtt import MessageReading, decode_readings
 from watershed.gateway.config import MqttConfig
 from watershed.gateway.forwarder import Forwarder, group_messages
@@ -25,100 +23,14 @@ from watershed.gateway.store import Store, StoredReading
 
 T0 = 1763676900
 GW = "gw-test"
-
-
+CONFIRM = "watershed/v1/gw-test/confirm"
+STATUS = "watershed/v1/ingest/ingest-1/status"
 INGEST_ONLINE = json.dumps({"v": 1, "ingest": "ingest-1", "state": "online"}).encode()
 
 
-class FakeClient:
-    """Just enough of paho.mqtt.client.Client, driven by the forwarder's thread. Its "broker"
-    holds a retained ingest status (``consumer``) unless a test says otherwise."""
-
-    def __init__(self, consumer: bytes | None = INGEST_ONLINE) -> None:
-        self.consumer = consumer  # retained payload on <prefix>/v1/ingest/ingest-1/status
-        self.session_present = False
-        self.subscriptions: list[str] = []
-        self._subacks: list[tuple[int, str]] = []
-        self._incoming: collections.deque[MQTTMessage] = collections.deque()  # any thread
-        self.broker_up = True
-        self.pubacks = True  # does the "broker" acknowledge publishes?
-        self.published: list[tuple[str, bytes, int, bool]] = []
-        self.will: tuple | None = None
-        self.connected = False
-        self._connack_due = False
-        self._unacked: list[int] = []
-        self._mid = 0
-        self.on_connect: Callable | None = None
-        self.on_disconnect: Callable | None = None
-        self.on_publish: Callable | None = None
-        self.on_subscribe: Callable | None = None
-        self.on_message: Callable | None = None
-
-    def will_set(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
-        self.will = (topic, payload, qos, retain)
-
-    def max_inflight_messages_set(self, n: int) -> None:
-        pass
-
-    def connect(self, host: str, port: int, keepalive: int) -> None:
-        self.reconnect()
-
-    def reconnect(self) -> None:
-        if not self.broker_up:
-            raise ConnectionRefusedError(111, "Connection refused")
-        self._connack_due = True
-
-    def loop(self, timeout: float = 1.0) -> MQTTErrorCode:
-        time.sleep(min(timeout, 0.002))
-        if not self.broker_up:
-            if self.connected:
-                self.connected = False
-                self.on_disconnect(self, None, None,
-                                   ReasonCode(PacketTypes.DISCONNECT, "Unspecified error"), None)
-            return MQTTErrorCode.MQTT_ERR_CONN_LOST
-        if self._connack_due:
-            self._connack_due = False
-            self.connected = True
-            self.on_connect(self, None, ConnectFlags(self.session_present),
-                            ReasonCode(PacketTypes.CONNACK, "Success"), None)
-        subacks, self._subacks = self._subacks, []
-        for mid, topic in subacks:
-            self.on_subscribe(self, None, mid, [ReasonCode(PacketTypes.SUBACK, "Granted QoS 1")],
-                              None)
-            if topic.endswith("/ingest/+/status") and self.consumer is not None:
-                self.deliver(topic.replace("+", "ingest-1"), self.consumer, retain=True)
-        while self._incoming:
-            self.on_message(self, None, self._incoming.popleft())
-        if self.pubacks and self.connected:
-            acked, self._unacked = self._unacked, []
-            for mid in acked:
-                self.on_publish(self, None, mid, ReasonCode(PacketTypes.PUBACK, "Success"), None)
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> Any:
-        self._mid += 1
-        self.published.append((topic, payload, qos, retain))
-        self._unacked.append(self._mid)
-        return type("Info", (), {"mid": self._mid})()
-
-    def subscribe(self, topic: str, qos: int = 0) -> tuple[MQTTErrorCode, int]:
-        self._mid += 1
-        self.subscriptions.append(topic)
-        self._subacks.append((self._mid, topic))
-        return MQTTErrorCode.MQTT_ERR_SUCCESS, self._mid
-
-    def deliver(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """A message from the broker, handed to on_message at the next loop."""
-        message = MQTTMessage(topic=topic.encode())
-        message.payload = payload
-        message.retain = retain
-        self._incoming.append(message)
-
-    def disconnect(self) -> None:
-        self.connected = False
-
-    def readings_messages(self) -> list[bytes]:
-        return [p for t, p, _, _ in self.published if t.endswith("/readings")]
+def broker() -> MemorySession:
+    """A broker holding a retained "online" status of one ingest."""
+    return MemorySession(retained={STATUS: INGEST_ONLINE})
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
@@ -138,11 +50,38 @@ def fill(store: Store, station: str, seqs: range, basin: str = "santiago") -> No
     store.add(station, basin, [MessageReading(s, "stage_m", T0 + s, 1000 + s, -3, 0) for s in seqs])
 
 
-def start(store: Store, client: FakeClient, **mqtt: Any) -> Forwarder:
-    config = MqttConfig(reconnect_min_s=0.01, reconnect_max_s=0.05, **mqtt)
-    forwarder = Forwarder(GW, config, store, clock=lambda: T0, client_factory=lambda cid: client)
+def config(**mqtt: Any) -> MqttConfig:
+    return MqttConfig(reconnect_min_s=0.01, reconnect_max_s=0.05, **mqtt)
+
+
+def start(store: Store, client: MemorySession, **mqtt: Any) -> Forwarder:
+    """A forwarder on its own thread."""
+    forwarder = Forwarder(GW, config(**mqtt), store, clock=lambda: T0, session=client.factory)
     forwarder.start()
     return forwarder
+
+
+def stepped(store: Store, client: MemorySession, clock: Callable[[], float] = lambda: T0,
+            **mqtt: Any) -> Forwarder:
+    """A forwarder the test turns: nothing happens between turns."""
+    return Forwarder(GW, config(confirm_grace_s=10, **mqtt), store, clock=clock,
+                     session=client.factory)
+
+
+def turn(forwarder: Forwarder, until: Callable[[], bool] | None = None, turns: int = 30) -> None:
+    """Turn the forwarder, looking at the store each turn: ``turns`` times, or until ``until``
+    holds (a reconnect waits out its backoff, a few tens of milliseconds)."""
+    deadline = time.monotonic() + 5.0
+    done = 0
+    while (until is None and done < turns) or (until is not None and not until()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        forwarder.notify()
+        forwarder.step()
+        done += 1
+
+
+def readings_messages(client: MemorySession) -> list[bytes]:
+    return client.messages_on("/readings")
 
 
 def test_group_messages_per_station_in_order_and_bounded() -> None:
@@ -159,19 +98,16 @@ def test_group_messages_per_station_in_order_and_bounded() -> None:
 
 
 def test_readings_are_marked_sent_only_on_puback(store: Store) -> None:
-    client = FakeClient()
+    client = broker()
     client.pubacks = False
     fill(store, "SAN-01", range(1, 6))
-    forwarder = start(store, client)
-    try:
-        wait_until(lambda: len(client.readings_messages()) == 1)
-        time.sleep(0.05)
-        assert len(store.unsent(10)) == 5  # published, not acknowledged: still owed
-        client.pubacks = True
-        wait_until(lambda: not store.unsent(10))
-    finally:
-        forwarder.stop(1)
-    (payload,) = client.readings_messages()
+    forwarder = stepped(store, client)
+    turn(forwarder, until=lambda: len(readings_messages(client)) == 1)
+    turn(forwarder, turns=30)
+    assert len(store.unsent(10)) == 5  # published, not acknowledged: still owed
+    client.pubacks = True
+    turn(forwarder, until=lambda: not store.unsent(10))
+    (payload,) = readings_messages(client)
     message = decode_readings(payload)
     assert (message.gateway, message.station, message.basin) == (GW, "SAN-01", "santiago")
     assert [r.value_text for r in message.readings] == ["1.001", "1.002", "1.003", "1.004", "1.005"]
@@ -179,7 +115,7 @@ def test_readings_are_marked_sent_only_on_puback(store: Store) -> None:
 
 
 def test_topics_qos_status_and_last_will(store: Store) -> None:
-    client = FakeClient()
+    client = broker()
     fill(store, "SAN-01", range(1, 3))
     forwarder = start(store, client, prefix="basin/x")
     wait_until(lambda: not store.unsent(10))
@@ -193,30 +129,28 @@ def test_topics_qos_status_and_last_will(store: Store) -> None:
     assert client.will is not None
     assert client.will[0] == "basin/x/v1/gw-test/status" and client.will[2:] == (1, True)
     assert json.loads(client.will[1]) == {"v": 1, "gateway": GW, "state": "offline", "since": T0}
+    assert client.endpoint is not None and client.endpoint.max_inflight == 20
 
 
 def test_inflight_messages_are_bounded(store: Store) -> None:
-    client = FakeClient()
+    client = broker()
     client.pubacks = False
     fill(store, "SAN-01", range(1, 1001))
-    forwarder = start(store, client, max_inflight=3, max_readings_per_message=10,
-                      backlog_readings_per_message=10)
-    try:
-        # A backlog leaves one of the three slots free for live readings.
-        wait_until(lambda: len(client.readings_messages()) == 2)
-        time.sleep(0.05)
-        assert len(client.readings_messages()) == 2
-        assert forwarder.stats()["inflight"] == 2
-        client.pubacks = True
-        wait_until(lambda: not store.unsent(1))
-    finally:
-        forwarder.stop(1)
-    seqs = [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
+    forwarder = stepped(store, client, max_inflight=3, max_readings_per_message=10,
+                        backlog_readings_per_message=10)
+    # A backlog leaves one of the three slots free for live readings.
+    turn(forwarder, until=lambda: len(readings_messages(client)) == 2)
+    turn(forwarder, turns=30)
+    assert len(readings_messages(client)) == 2
+    assert forwarder.stats()["inflight"] == 2
+    client.pubacks = True
+    turn(forwarder, until=lambda: not store.unsent(1))
+    seqs = [r.seq for p in readings_messages(client) for r in decode_readings(p).readings]
     assert seqs == list(range(1, 1001))  # each once, oldest first
 
 
 def test_broker_down_at_start_then_up(store: Store) -> None:
-    client = FakeClient()
+    client = broker()
     client.broker_up = False
     fill(store, "SAN-01", range(1, 4))
     forwarder = start(store, client)
@@ -230,27 +164,22 @@ def test_broker_down_at_start_then_up(store: Store) -> None:
 
 
 def test_new_readings_are_published_after_a_lost_connection(store: Store) -> None:
-    client = FakeClient()
-    forwarder = start(store, client)
-    try:
-        fill(store, "SAN-01", range(1, 3))
-        forwarder.notify()
-        wait_until(lambda: not store.unsent(10))
-        client.broker_up = False
-        wait_until(lambda: not forwarder.connected)
-        fill(store, "SAN-01", range(3, 6))
-        forwarder.notify()
-        time.sleep(0.05)
-        assert len(store.unsent(10)) == 3
-        client.broker_up = True
-        wait_until(lambda: not store.unsent(10))
-    finally:
-        forwarder.stop(1)
+    client = broker()
+    forwarder = stepped(store, client)
+    fill(store, "SAN-01", range(1, 3))
+    turn(forwarder, until=lambda: not store.unsent(10))
+    client.broker_up = False
+    turn(forwarder, until=lambda: not forwarder.connected)
+    fill(store, "SAN-01", range(3, 6))
+    turn(forwarder, turns=30)
+    assert len(store.unsent(10)) == 3
+    client.broker_up = True
+    turn(forwarder, until=lambda: not store.unsent(10))
     assert forwarder.stats()["connects"] == 2
 
 
 def test_stop_with_the_broker_down_keeps_readings_and_returns(store: Store) -> None:
-    client = FakeClient()
+    client = broker()
     client.broker_up = False
     fill(store, "SAN-01", range(1, 3))
     forwarder = start(store, client)
@@ -260,22 +189,19 @@ def test_stop_with_the_broker_down_keeps_readings_and_returns(store: Store) -> N
     assert len(store.unsent(10)) == 2
 
 
-def reconnect(client: FakeClient, forwarder: Forwarder) -> None:
+def reconnect(client: MemorySession, forwarder: Forwarder) -> None:
     connects = forwarder.stats()["connects"]
     client.broker_up = False
-    wait_until(lambda: not forwarder.connected)
+    turn(forwarder, until=lambda: not forwarder.connected)
     client.broker_up = True
-    wait_until(lambda: forwarder.stats()["connects"] == connects + 1)
+    turn(forwarder, until=lambda: forwarder.stats()["connects"] == connects + 1)
 
 
-def published_seqs(client: FakeClient) -> list[int]:
-    return [r.seq for p in client.readings_messages() for r in decode_readings(p).readings]
+def published_seqs(client: MemorySession) -> list[int]:
+    return [r.seq for p in readings_messages(client) for r in decode_readings(p).readings]
 
 
 # --- end to end: a reading leaves the must-deliver set only when an ingest confirms it ------
-
-CONFIRM = "watershed/v1/gw-test/confirm"
-STATUS = "watershed/v1/ingest/ingest-1/status"
 
 
 class Clock:
@@ -299,13 +225,6 @@ def timed_store(tmp_path: Path, clock: Clock):
         yield s
 
 
-def start_timed(store: Store, client: FakeClient, clock: Clock, **mqtt: Any) -> Forwarder:
-    config = MqttConfig(reconnect_min_s=0.01, reconnect_max_s=0.05, confirm_grace_s=10, **mqtt)
-    forwarder = Forwarder(GW, config, store, clock=clock, client_factory=lambda cid: client)
-    forwarder.start()
-    return forwarder
-
-
 def confirmation(written: dict[str, list[list[int]]], rejected: dict | None = None) -> bytes:
     return json.dumps({"v": 1, "ingest": "ingest-1", "written": written,
                        "rejected": rejected or {}}).encode()
@@ -316,54 +235,45 @@ def ingest_status(unacked: int, state: str = "online") -> bytes:
                        "messages": {"unacked": unacked}}).encode()
 
 
-def publish_and_ack(client: FakeClient, forwarder: Forwarder, store: Store, station: str,
-                    seqs: range) -> None:
+def publish_and_ack(forwarder: Forwarder, store: Store, station: str, seqs: range) -> None:
     fill(store, station, seqs)
-    forwarder.notify()
-    wait_until(lambda: store.counts()["unconfirmed"] >= len(seqs) and not store.unsent(1))
+    turn(forwarder, until=lambda: store.counts()["unconfirmed"] >= len(seqs)
+         and not store.unsent(1))
 
 
 def test_subscribes_to_its_confirmations_and_the_ingests_statuses(store: Store) -> None:
-    client = FakeClient()
-    forwarder = start(store, client)
-    try:
-        wait_until(lambda: len(client.subscriptions) >= 2)
-        reconnect(client, forwarder)  # again on every connection: a broker may have lost them
-        wait_until(lambda: len(client.subscriptions) >= 4)
-    finally:
-        forwarder.stop(1)
+    client = broker()
+    forwarder = stepped(store, client)
+    turn(forwarder, until=lambda: len(client.subscriptions) >= 2)
+    reconnect(client, forwarder)  # again on every connection: a broker may have lost them
+    turn(forwarder, until=lambda: len(client.subscriptions) >= 4)
     assert client.subscriptions == [CONFIRM, "watershed/v1/ingest/+/status"] * 2
 
 
 def test_a_broker_acknowledgement_leaves_the_reading_unconfirmed_until_an_ingest_confirms(
         timed_store: Store, clock: Clock) -> None:
-    client = FakeClient()
-    forwarder = start_timed(timed_store, client, clock)
-    try:
-        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 6))
-        assert timed_store.counts()["unconfirmed"] == 5
-        assert timed_store.prune_confirmed(keep=0) == 0  # nothing may go yet
-        client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 4]]}))
-        wait_until(lambda: timed_store.counts()["unconfirmed"] == 2)
-        assert forwarder.stats()["readings_confirmed"] == 3
-        assert timed_store.counts()["readings_confirmed"] == 3
-        assert timed_store.prune_confirmed(keep=0) == 3
-    finally:
-        forwarder.stop(1)
+    client = broker()
+    forwarder = stepped(timed_store, client, clock)
+    publish_and_ack(forwarder, timed_store, "SAN-01", range(1, 6))
+    assert timed_store.counts()["unconfirmed"] == 5
+    assert timed_store.prune_confirmed(keep=0) == 0  # nothing may go yet
+    client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 4]]}))
+    turn(forwarder, until=lambda: timed_store.counts()["unconfirmed"] == 2)
+    assert forwarder.stats()["readings_confirmed"] == 3
+    assert timed_store.counts()["readings_confirmed"] == 3
+    assert timed_store.prune_confirmed(keep=0) == 3
+    turn(forwarder, turns=30)
     assert published_seqs(client) == [1, 2, 3, 4, 5]  # nothing resent without evidence of loss
 
 
 def test_readings_an_ingest_refused_are_counted_lost_with_their_cause(
         timed_store: Store, clock: Clock) -> None:
-    client = FakeClient()
-    forwarder = start_timed(timed_store, client, clock)
-    try:
-        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 4))
-        client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 2], [3, 4]]},
-                                             {"SAN-01": [[2, 3, "ts: too old"]]}))
-        wait_until(lambda: timed_store.counts()["unconfirmed"] == 0)
-    finally:
-        forwarder.stop(1)
+    client = broker()
+    forwarder = stepped(timed_store, client, clock)
+    publish_and_ack(forwarder, timed_store, "SAN-01", range(1, 4))
+    client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 2], [3, 4]]},
+                                         {"SAN-01": [[2, 3, "ts: too old"]]}))
+    turn(forwarder, until=lambda: timed_store.counts()["unconfirmed"] == 0)
     assert timed_store.loss_ledger() == {"SAN-01": {"rejected_by_ingest": 1}}
     assert timed_store.counts()["readings_rejected"] == 1
     assert timed_store.counts()["readings_confirmed"] == 2
@@ -373,83 +283,73 @@ def test_readings_overtaken_by_a_later_confirmation_are_published_again(
         timed_store: Store, clock: Clock) -> None:
     """The broker hands an ingest its messages in order: once a reading acknowledged more than
     the grace later is confirmed, an earlier unconfirmed one was dropped on the way."""
-    client = FakeClient()
-    forwarder = start_timed(timed_store, client, clock)
-    try:
-        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 4))  # lost later
-        clock.now += 5
-        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(4, 6))
-        client.deliver(CONFIRM, confirmation({"SAN-01": [[4, 6]]}))
-        wait_until(lambda: forwarder.stats()["readings_confirmed"] == 2)
-        time.sleep(0.05)
-        assert published_seqs(client) == [1, 2, 3, 4, 5]  # 5 s apart: within the grace
-        clock.now += 6
-        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(6, 7))
-        client.deliver(CONFIRM, confirmation({"SAN-01": [[6, 7]]}))
-        wait_until(lambda: published_seqs(client)[6:] == [1, 2, 3])
-        assert forwarder.stats()["readings_resent"] == 3
-        assert timed_store.counts()["readings_resent"] == 3
-        wait_until(lambda: timed_store.counts()["unconfirmed"] == 3 and not timed_store.unsent(1))
-        client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 4]]}))
-        wait_until(lambda: timed_store.counts()["unconfirmed"] == 0)
-    finally:
-        forwarder.stop(1)
+    client = broker()
+    forwarder = stepped(timed_store, client, clock)
+    publish_and_ack(forwarder, timed_store, "SAN-01", range(1, 4))  # lost later
+    clock.now += 5
+    publish_and_ack(forwarder, timed_store, "SAN-01", range(4, 6))
+    client.deliver(CONFIRM, confirmation({"SAN-01": [[4, 6]]}))
+    turn(forwarder, until=lambda: forwarder.stats()["readings_confirmed"] == 2)
+    turn(forwarder, turns=30)
+    assert published_seqs(client) == [1, 2, 3, 4, 5]  # 5 s apart: within the grace
+    clock.now += 6
+    publish_and_ack(forwarder, timed_store, "SAN-01", range(6, 7))
+    client.deliver(CONFIRM, confirmation({"SAN-01": [[6, 7]]}))
+    turn(forwarder, until=lambda: published_seqs(client)[6:] == [1, 2, 3])
+    assert forwarder.stats()["readings_resent"] == 3
+    assert timed_store.counts()["readings_resent"] == 3
+    turn(forwarder, until=lambda: timed_store.counts()["unconfirmed"] == 3
+         and not timed_store.unsent(1))
+    client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 4]]}))
+    turn(forwarder, until=lambda: timed_store.counts()["unconfirmed"] == 0)
+    turn(forwarder, turns=30)
     assert published_seqs(client) == [1, 2, 3, 4, 5, 6, 1, 2, 3]  # only what was lost, once
 
 
 def test_a_live_idle_status_of_every_online_ingest_means_the_rest_was_lost(
         timed_store: Store, clock: Clock) -> None:
-    client = FakeClient()
-    forwarder = start_timed(timed_store, client, clock)
-    try:
-        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 4))
-        clock.now += 60
-        # Retained (replayed on subscribing, maybe hours old): proves nothing.
-        client.deliver(STATUS, ingest_status(0), retain=True)
-        # Busy: it may still hold them.
-        client.deliver(STATUS, ingest_status(12))
-        time.sleep(0.1)
-        assert published_seqs(client) == [1, 2, 3]
-        # A second ingest is online and has not said it is idle yet: wait for it too.
-        client.deliver("watershed/v1/ingest/ingest-2/status", ingest_status(3))
-        client.deliver(STATUS, ingest_status(0))
-        time.sleep(0.1)
-        assert published_seqs(client) == [1, 2, 3]
-        client.deliver("watershed/v1/ingest/ingest-2/status", ingest_status(0, state="offline"))
-        wait_until(lambda: published_seqs(client) == [1, 2, 3, 1, 2, 3])
-    finally:
-        forwarder.stop(1)
+    client = broker()
+    forwarder = stepped(timed_store, client, clock)
+    publish_and_ack(forwarder, timed_store, "SAN-01", range(1, 4))
+    clock.now += 60
+    # Retained (replayed on subscribing, maybe hours old): proves nothing.
+    client.deliver(STATUS, ingest_status(0), retain=True)
+    # Busy: it may still hold them.
+    client.deliver(STATUS, ingest_status(12))
+    turn(forwarder, turns=30)
+    assert published_seqs(client) == [1, 2, 3]
+    # A second ingest is online and has not said it is idle yet: wait for it too.
+    client.deliver("watershed/v1/ingest/ingest-2/status", ingest_status(3))
+    client.deliver(STATUS, ingest_status(0))
+    turn(forwarder, turns=30)
+    assert published_seqs(client) == [1, 2, 3]
+    client.deliver("watershed/v1/ingest/ingest-2/status", ingest_status(0, state="offline"))
+    turn(forwarder, until=lambda: published_seqs(client) == [1, 2, 3, 1, 2, 3])
     assert forwarder.stats()["ingests"] == {"ingest-1": "online", "ingest-2": "offline"}
 
 
 def test_an_ingest_that_is_slow_gets_no_copies(timed_store: Store, clock: Clock) -> None:
     """No time-out: an ingest holding messages while InfluxDB is down gets each reading once."""
-    client = FakeClient()
-    forwarder = start_timed(timed_store, client, clock)
-    try:
-        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 4))
-        for _ in range(5):
-            clock.now += 3600
-            client.deliver(STATUS, ingest_status(40))
-            reconnect(client, forwarder)
-        time.sleep(0.1)
-    finally:
-        forwarder.stop(1)
+    client = broker()
+    forwarder = stepped(timed_store, client, clock)
+    publish_and_ack(forwarder, timed_store, "SAN-01", range(1, 4))
+    for _ in range(5):
+        clock.now += 3600
+        client.deliver(STATUS, ingest_status(40))
+        reconnect(client, forwarder)
+    turn(forwarder, turns=30)
     assert published_seqs(client) == [1, 2, 3]
     assert timed_store.counts()["unconfirmed"] == 3
 
 
 def test_a_malformed_confirmation_is_counted_and_logged_once(
         timed_store: Store, clock: Clock, caplog: pytest.LogCaptureFixture) -> None:
-    client = FakeClient()
-    forwarder = start_timed(timed_store, client, clock)
-    try:
-        publish_and_ack(client, forwarder, timed_store, "SAN-01", range(1, 3))
-        for payload in (b"not json", b'{"v":1,"ingest":"i","written":{"SAN-01":[[5,2]]}}'):
-            client.deliver(CONFIRM, payload)
-        wait_until(lambda: forwarder.stats()["confirmations_invalid"] == 2)
-    finally:
-        forwarder.stop(1)
+    client = broker()
+    forwarder = stepped(timed_store, client, clock)
+    publish_and_ack(forwarder, timed_store, "SAN-01", range(1, 3))
+    for payload in (b"not json", b'{"v":1,"ingest":"i","written":{"SAN-01":[[5,2]]}}'):
+        client.deliver(CONFIRM, payload)
+    turn(forwarder, until=lambda: forwarder.stats()["confirmations_invalid"] == 2)
     assert timed_store.counts()["unconfirmed"] == 2
     assert sum("malformed confirmation" in r.message for r in caplog.records) == 1
 
@@ -459,7 +359,7 @@ def test_a_store_that_cannot_record_delivery_states_causes_no_republish_loop(
         caplog: pytest.LogCaptureFixture) -> None:
     """A full disk: PUBACKs and confirmations cannot be recorded. Each reading is published once
     (not in a loop), the failure is logged once, and the readings stay owed."""
-    client = FakeClient()
+    client = broker()
 
     def disk_full(*args: Any) -> int:
         raise OSError(28, "No space left on device")
@@ -468,18 +368,15 @@ def test_a_store_that_cannot_record_delivery_states_causes_no_republish_loop(
     monkeypatch.setattr(timed_store, "mark_published", disk_full)
     monkeypatch.setattr(timed_store, "confirm", disk_full)
     fill(timed_store, "SAN-01", range(1, 4))
-    forwarder = start_timed(timed_store, client, clock)
-    try:
-        wait_until(lambda: forwarder.stats()["errors"] >= 1)
-        client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 4]]}))
-        wait_until(lambda: forwarder.stats()["errors"] >= 2)
-        time.sleep(0.2)
-        assert published_seqs(client) == [1, 2, 3]
-        assert len(timed_store.unsent(10)) == 3  # still owed
-        monkeypatch.setattr(timed_store, "mark_published", real_mark)
-        reconnect(client, forwarder)  # the next connection publishes them again
-        wait_until(lambda: timed_store.counts()["unconfirmed"] == 3)
-    finally:
-        forwarder.stop(1)
+    forwarder = stepped(timed_store, client, clock)
+    turn(forwarder, until=lambda: forwarder.stats()["errors"] >= 1)
+    client.deliver(CONFIRM, confirmation({"SAN-01": [[1, 4]]}))
+    turn(forwarder, until=lambda: forwarder.stats()["errors"] >= 2)
+    turn(forwarder, turns=60)
+    assert published_seqs(client) == [1, 2, 3]
+    assert len(timed_store.unsent(10)) == 3  # still owed
+    monkeypatch.setattr(timed_store, "mark_published", real_mark)
+    reconnect(client, forwarder)  # the next connection publishes them again
+    turn(forwarder, until=lambda: timed_store.counts()["unconfirmed"] == 3)
     errors = [r for r in caplog.records if "cannot" in r.message and "store" in r.message]
     assert len(errors) == 1

@@ -121,7 +121,7 @@ def test_shedding_goes_delivered_then_housekeeping_weather_river_and_counts_exac
         # River readings until the quota bites: delivered rows go first, then housekeeping,
         # oldest first, and nothing else while housekeeping is left.
         seq = 1221
-        while s._db.execute("SELECT COUNT(*) FROM readings WHERE sent = 2").fetchone()[0]:
+        while s.database.execute_read("SELECT COUNT(*) FROM readings WHERE sent = 2")[0][0]:
             seq += len(fill(s, seq, 40))
         assert s.loss_ledger().get(STATION, {}).keys() <= {"shed_housekeeping"}
         while "shed_weather" not in s.loss_ledger().get(STATION, {}):
@@ -181,7 +181,7 @@ def test_the_files_stay_within_the_quota_however_far_beyond_it_the_store_is_fill
     biggest = 0
     with Store(path, quota_bytes=quota) as s:
         plan = QuotaPlan.of(quota, 4096)
-        assert s._db.execute("PRAGMA max_page_count").fetchone()[0] == plan.max_pages
+        assert s.database.execute_read("PRAGMA max_page_count") == [(plan.max_pages,)]
         for batch in range(800):  # 32,000 readings, interleaved channels: fragmentation
             s.add(STATION, BASIN, [reading(batch * 40 + i + 1, channels[i % 5])
                                    for i in range(40)])
@@ -235,8 +235,8 @@ def test_a_schema_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     """)
     db.close()
     with Store(path) as s:
-        rows = s._db.execute("SELECT seq, priority FROM readings ORDER BY seq").fetchall()
+        rows = s.database.execute_read("SELECT seq, priority FROM readings ORDER BY seq")
         assert rows == [(1, priorities.HOUSEKEEPING), (2, priorities.FLOOD_EVENT)]
         assert s.counts()["stored_bytes"] == row_cost("S", "battery_v", "b") + row_cost(
             "S", "stage_m", "b")
-        assert s._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert s.database.execute_read("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3

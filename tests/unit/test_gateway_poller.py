@@ -18,7 +18,7 @@ import serial
 from watershed.contracts import wire
 from watershed.contracts.mqtt import MessageReading
 from watershed.contracts.wire import Reading
-from watershed.gateway.backoff import Backoff
+from watershed.backoff import Backoff
 from watershed.gateway.config import LinkConfig, StationConfig
 from watershed.gateway.framed_port import FramedPort
 from watershed.gateway.link import SerialLink
@@ -326,10 +326,10 @@ def test_idle_polls_do_not_write_to_the_store(store: Store) -> None:
     port = ScriptedPort(station({HELLO_DATA: [hello(), *idle], wire.WANT_DATA: idle}))
     poller.poll(framed(port, stats), ADDR)
     wal = Path(store.path + "-wal")
-    before = store._db.total_changes, wal.stat().st_size, wal.stat().st_mtime_ns
+    before = store.database.total_changes, wal.stat().st_size, wal.stat().st_mtime_ns
     for _ in range(20):
         assert poller.poll(framed(port, stats), ADDR) is False
-    assert (store._db.total_changes, wal.stat().st_size, wal.stat().st_mtime_ns) == before
+    assert (store.database.total_changes, wal.stat().st_size, wal.stat().st_mtime_ns) == before
     assert stats["polls"] == 21 and stats["timeouts"] == 0
 
 

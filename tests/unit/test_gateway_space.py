@@ -66,7 +66,7 @@ def test_a_full_disk_is_one_state_with_alerts_in_memory_until_there_is_room(
         assert not s.space.full and [c.full for c in changes] == [True, False]
         assert len(space_lines(caplog)) == 2 and "writable again" in space_lines(caplog)[1]
         # Written now, under the ids they were handed out with.
-        rows = s._db.execute("SELECT id, payload, sent FROM alerts ORDER BY id").fetchall()
+        rows = s.database.execute_read("SELECT id, payload, sent FROM alerts ORDER BY id")
         assert rows == [(alert_id, '{"x":1}', 1), (late, '{"x":2}', 0)]
         assert s.unsent_alerts(10) == [(late, "_gateway", '{"x":2}')]
         assert s.counts()["readings_received"] == stored + 40

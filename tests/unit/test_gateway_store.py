@@ -36,7 +36,7 @@ def store(tmp_path: Path):
 def test_pragmas_make_commits_durable(store: Store) -> None:
     db = sqlite3.connect(store.path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.database.execute_read("PRAGMA synchronous") == [(2,)]  # FULL
 
 
 def test_readings_survive_reopen_exactly(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_a_reused_seq_with_other_content_is_kept_as_a_conflict(store: Store) -> 
     store.add("S", "b", [reading(1, 100)])
     assert store.add("S", "b", [reading(1, 200)]) == (0, 1, 0)
     assert store.counts()["conflicts"] == 1
-    kept = store._db.execute("SELECT seq, mantissa FROM conflicts").fetchall()
+    kept = store.database.execute_read("SELECT seq, mantissa FROM conflicts")
     assert kept == [(1, 200)]
     assert [r.reading.mantissa for r in store.unsent(10)] == [100]
 
@@ -85,7 +85,7 @@ def test_ack_covers_holes_with_selective_ranges(store: Store) -> None:
     assert store.ack_ranges("S") == AckRanges(11, ((12, 13),))
     store.add("S", "b", readings(11))
     assert store.ack_ranges("S") == AckRanges(13, ())
-    assert store._db.execute("SELECT COUNT(*) FROM received_runs").fetchone()[0] == 1
+    assert store.database.execute_read("SELECT COUNT(*) FROM received_runs") == [(1,)]
 
 
 def test_ack_floor_is_the_first_seq_this_store_took(store: Store) -> None:
@@ -160,23 +160,25 @@ def test_a_store_of_schema_2_keeps_its_acknowledged_readings_owed(tmp_path: Path
     with Store(path) as s:
         s.add("S", "b", readings(1, 2, 3))
         s.mark_published(r.id for r in s.unsent(2))
-        s._db.execute("UPDATE readings SET acked_at = NULL")
-        s._db.execute("DROP INDEX readings_unconfirmed")
-        s._db.execute("DROP INDEX readings_undelivered")
-        s._db.execute("CREATE INDEX readings_shed ON readings (priority, id) WHERE sent = 0")
-        s._db.execute("PRAGMA user_version = 2")
+        s.database.execute_write("UPDATE readings SET acked_at = NULL")
+        s.database.execute_write("DROP INDEX readings_unconfirmed")
+        s.database.execute_write("DROP INDEX readings_undelivered")
+        s.database.execute_write(
+            "CREATE INDEX readings_shed ON readings (priority, id) WHERE sent = 0")
+        s.database.execute_write("PRAGMA user_version = 2")
     with Store(path) as s:
         assert s.counts()["unconfirmed"] == 2 and len(s.unsent(10)) == 1
         assert s.oldest_unconfirmed_received_at() is not None
         assert s.resend_unconfirmed(acked_before=time.time() + 1) == 2
-        indexes = {r[0] for r in s._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        indexes = {r[0] for r in s.database.execute_read(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "readings_shed" not in indexes and "readings_undelivered" in indexes
 
 
 def test_ids_are_never_reused_after_rows_are_deleted(store: Store) -> None:
     store.add("S", "b", readings(1, 2))
     last = store.unsent(10)[-1].id
-    store._db.execute("DELETE FROM readings")  # a later pruning of sent rows
+    store.database.execute_write("DELETE FROM readings")  # a later pruning of sent rows
     store.add("S", "b", readings(3))
     assert store.unsent(10, after_id=last)[0].reading.seq == 3
 
@@ -241,7 +243,7 @@ def test_a_store_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
 def store_writes(store: Store) -> tuple[int, int, int]:
     """Rows this connection changed, and the sizes of the database file and its WAL."""
     wal = Path(store.path + "-wal")
-    return (store._db.total_changes, Path(store.path).stat().st_size,
+    return (store.database.total_changes, Path(store.path).stat().st_size,
             wal.stat().st_size if wal.exists() else 0)
 
 

@@ -16,8 +16,9 @@ from unittest.mock import ANY
 from watershed.contracts.mqtt import Topics
 from watershed.ingest.deadletter import DeadLetterFile
 from watershed.contracts.confirm import decode_confirmation, seq_runs
-from watershed.ingest.pipeline import (Ack, Action, Backoff, Delivery, PublishConfirm,
-                                       PublishDeadLetter, WritePipeline)
+from watershed.backoff import Backoff
+from watershed.ingest.pipeline import (Ack, Action, Delivery, PublishConfirm, PublishDeadLetter,
+                                       WritePipeline)
 from watershed.ingest.stats import Counters
 from watershed.ingest.writer import RejectedWriteError, RetryableWriteError
 
@@ -412,7 +413,7 @@ def test_a_writer_bug_does_not_kill_the_worker(harness: Callable[..., Harness]) 
 
 
 def test_backoff_grows_with_jitter_and_honours_retry_after() -> None:
-    b = Backoff(initial_s=1, max_s=8, max_retry_after_s=60)
+    b = Backoff(initial_s=1, max_s=8, jitter=0.5, max_retry_after_s=60)
     for attempt, ceiling in [(0, 1), (1, 2), (2, 4), (3, 8), (10, 8)]:
         delays = {b.delay(attempt) for _ in range(50)}
         assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(delays) > 1

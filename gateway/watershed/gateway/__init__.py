@@ -3,8 +3,9 @@
     config       TOML -> GatewayConfig
     daemon       Gateway(config).start()/stop()/stats(); run(config_path) for ``watershed gateway``
     link         one serial link's polling thread; framed_port (frames on a port), poller (the
-                 exchange with one station), runs (sequence-number ranges), backoff (retry delays)
-    store        durable SQLite store of readings, ACK ranges, losses, station facts, alerts;
+                 exchange with one station), runs (sequence-number ranges)
+    store        durable SQLite store (a package, one module per concern) of readings, ACK
+                 ranges, delivery states, losses, quota, station facts, alerts, bindings;
                  priorities (what a full store gives up first)
     forwarder    store -> MQTT at QoS 1, and what to send again; health (the health message),
                  alerts (flood alert rules), remote (operations from the gateway's cmd topic)

@@ -18,9 +18,10 @@ What goes out first, every turn, within ``max_inflight`` messages awaiting PUBAC
    bounded by the in-flight window, however many readings wait.
 Also retained health every ``health_interval_s``, and the gateway's command topic.
 
-Every paho call, callbacks included, happens on the forwarder's own thread, which drives the
-client with ``loop()``: paho is not safe to publish from several threads (paho #354/#358). Other
-threads only call ``notify()`` (an Event) or queue a command result.
+Every MQTT call, and every event the session reports, happens on the forwarder's own thread,
+which drives the session (watershed/mqtt) with ``loop()``: paho is not safe to publish from
+several threads (paho #354/#358). Other threads only call ``notify()`` (an Event) or queue a
+command result. ``step()`` is one turn of that thread, for tests to drive without it.
 """
 
 from __future__ import annotations
@@ -28,20 +29,19 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-
 from watershed.contracts.confirm import decode_confirmation
 from watershed.contracts.mqtt import (QOS, PayloadError, ReadingsMessage, Topics, encode_readings,
                                       encode_status)
 
-from .backoff import Backoff
+from ..backoff import Backoff
+from ..mqtt import Endpoint, Handlers, Session, Will
+from ..mqtt.paho_session import PahoSession
+from ..mqtt.session import SessionFactory
 from .config import MqttConfig
 from .redelivery import Redelivery
 from .store import Store, StoredReading
@@ -96,7 +96,7 @@ class Forwarder:
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
-        client_factory: Callable[[str], mqtt.Client] | None = None,
+        session: SessionFactory = PahoSession,
         health: HealthSource | None = None,
         health_interval_s: float = 60.0,
         on_command: CommandHandler | None = None,
@@ -109,7 +109,10 @@ class Forwarder:
         self._health = health
         self._health_interval_s = health_interval_s
         self._on_command = on_command
-        self._client = (client_factory or self._make_client)(gateway_id)
+        self._client: Session = session(self._endpoint(), Handlers(
+            on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            on_subscribe=self._on_subscribe, on_publish=self._on_publish,
+            on_message=self._on_message))
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s, RECONNECT_JITTER)
         self._wake = threading.Event()  # new readings stored, or stop requested
         self._stopping = threading.Event()
@@ -121,7 +124,6 @@ class Forwarder:
         self._socket_open = False
         self._connected = False
         self._next_attempt = 0.0
-        self._ever_connected = False
         self._live_from = 0  # rows above this id arrived while connected: live
         self._live_cursor = 0  # highest live id handed to paho
         self._backlog_cursor = 0  # highest backlog id handed to paho
@@ -186,28 +188,15 @@ class Forwarder:
 
     # --- the client -------------------------------------------------------------------
 
-    def _make_client(self, client_id: str) -> mqtt.Client:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
-                             protocol=mqtt.MQTTv311)
-        if self.config.username:
-            client.username_pw_set(self.config.username, self.config.password or None)
-        if self.config.tls:
-            client.tls_set(ca_certs=self.config.ca_file or None,
-                           certfile=self.config.cert_file or None,
-                           keyfile=self.config.key_file or None)
-        return client
-
-    def _configure(self) -> None:
-        client = self._client
-        client.will_set(self._topics.status(self.gateway_id), self._status("offline"), qos=QOS,
-                        retain=True)
-        # paho's own bound matches ours, so nothing piles up inside paho unseen.
-        client.max_inflight_messages_set(self.config.max_inflight)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
+    def _endpoint(self) -> Endpoint:
+        c = self.config
+        return Endpoint(
+            c.host, c.port, self.gateway_id, keepalive_s=c.keepalive_s, clean_session=False,
+            username=c.username, password=c.password, tls=c.tls, ca_file=c.ca_file,
+            cert_file=c.cert_file, key_file=c.key_file,
+            will=Will(self._topics.status(self.gateway_id), self._status("offline"), QOS, True),
+            # The session's own bound matches ours, so nothing piles up inside paho unseen.
+            max_inflight=c.max_inflight)
 
     def _status(self, state: str) -> bytes:
         return encode_status(self.gateway_id, state, int(self._clock()))
@@ -215,22 +204,21 @@ class Forwarder:
     # --- the forwarder thread ---------------------------------------------------------
 
     def _run(self) -> None:
-        self._configure()
         while not self._stopping.is_set():
             self.heartbeat = time.monotonic()
-            self._step()
+            self.step()
         self._flush()
         self._go_offline()
 
-    def _step(self) -> None:
-        """One turn: (re)connect if due, run paho's network loop, publish what fits."""
+    def step(self) -> None:
+        """One turn: (re)connect if due, run the session's network loop, publish what fits."""
         try:
             if not self._socket_open:
                 self._connect_when_due()
                 return
-            rc = self._client.loop(timeout=0 if self._wake.is_set() else LOOP_WAIT_S)
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                self._lost_connection(f"network loop: {mqtt.error_string(rc)}")
+            lost = self._client.loop(0 if self._wake.is_set() else LOOP_WAIT_S)
+            if lost is not None:
+                self._lost_connection(f"network loop: {lost}")
                 return
             if self._connected:
                 self._publish_pending()
@@ -248,13 +236,9 @@ class Forwarder:
             self._wake.clear()
             return
         try:
-            if self._ever_connected:
-                self._client.reconnect()
-            else:
-                self._client.connect(self.config.host, self.config.port, self.config.keepalive_s)
-                self._ever_connected = True
+            self._client.connect()
             self._socket_open = True
-        except (OSError, socket.timeout) as e:
+        except OSError as e:  # socket.timeout included
             self._stats["connect_failures"] += 1
             delay = self._backoff.next_delay()
             self._next_attempt = time.monotonic() + delay
@@ -276,12 +260,11 @@ class Forwarder:
         self._backlog_done = False
         self._alert_cursor = 0
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                    properties: Any) -> None:
-        if reason_code.is_failure:
+    def _on_connect(self, session_present: bool, refused: str | None) -> None:
+        if refused is not None:
             # The broker closes the socket; the network loop then reports it and we back off.
             self._stats["connect_failures"] += 1
-            log.error("forwarder: broker refused the connection: %s", reason_code)
+            log.error("forwarder: broker refused the connection: %s", refused)
             return
         self._connected = True
         self._stats["connects"] += 1
@@ -289,21 +272,20 @@ class Forwarder:
         self._backoff.reset()
         self._restart_cursors()
         # Every connection: a broker that lost its store lost our subscriptions too.
-        client.subscribe(self._confirm_topic, qos=QOS)
-        client.subscribe(self._ingest_filter, qos=QOS)
-        info = client.publish(self._topics.status(self.gateway_id), self._status("online"),
-                              qos=QOS, retain=True)
-        self._other_mids.add(info.mid)
+        client = self._client
+        client.subscribe(self._confirm_topic, QOS)
+        client.subscribe(self._ingest_filter, QOS)
+        self._other_mids.add(client.publish(self._topics.status(self.gateway_id),
+                                            self._status("online"), QOS, retain=True))
         if self._on_command is not None:
-            client.subscribe(self._topics.command(self.gateway_id), qos=QOS)
+            client.subscribe(self._topics.command(self.gateway_id), QOS)
         self._next_health = 0.0
         log.info("forwarder: connected to %s:%d (session present: %s), %d messages in flight",
-                 self.config.host, self.config.port, flags.session_present, len(self._inflight))
+                 self.config.host, self.config.port, session_present, len(self._inflight))
         self._wake.set()
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                      reason_codes: list[Any], properties: Any) -> None:
-        if any(rc.is_failure for rc in reason_codes):
+    def _on_subscribe(self, refused: list[str]) -> None:
+        if refused:
             log.error("forwarder: the broker refused a subscription (%s or %s): without"
                       " confirmations every reading stays in the store; check the broker's ACL",
                       self._confirm_topic, self._ingest_filter)
@@ -337,35 +319,31 @@ class Forwarder:
         self._stats["readings_rejected"] += done.rejected
         self._redelivery.on_confirmed(done.newest_acked_at)
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(self, reason: str) -> None:
         if self._connected:
             self._stats["disconnects"] += 1
         self._connected = False
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if message.topic == self._confirm_topic:
-            self._on_confirmation(bytes(message.payload))
+    def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool, mid: int) -> None:
+        if topic == self._confirm_topic:
+            self._on_confirmation(payload)
             return
-        ingest_id = self._ingest_id(message.topic)
+        ingest_id = self._ingest_id(topic)
         if ingest_id is not None:
-            self._redelivery.on_status(ingest_id, bytes(message.payload),
-                                       retained=bool(message.retain), now=self._clock())
+            self._redelivery.on_status(ingest_id, payload, retained=retain, now=self._clock())
             return
         # Only the gateway's own command topic: a retained or stray message elsewhere (a
         # broker ACL mistake, a wildcard) must never drive its stations.
-        if message.topic != self._topics.command(self.gateway_id) or message.retain:
+        if topic != self._topics.command(self.gateway_id) or retain:
             self._stats["commands_rejected"] += 1
             log.warning("forwarder: ignored a message on %s (retained: %s); commands are taken"
-                        " only from %s", message.topic, bool(message.retain),
-                        self._topics.command(self.gateway_id))
+                        " only from %s", topic, retain, self._topics.command(self.gateway_id))
             return
         self._stats["commands_received"] += 1
         if self._on_command is not None:
-            self._on_command(bytes(message.payload))
+            self._on_command(payload)
 
-    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
-                    properties: Any) -> None:
+    def _on_publish(self, mid: int) -> None:
         if mid in self._other_mids:
             self._other_mids.discard(mid)
             return
@@ -440,9 +418,9 @@ class Forwarder:
         for alert_id, station, payload in self._store.unsent_alerts(room, self._alert_cursor):
             if alert_id in self._inflight_alerts.values():
                 continue
-            info = self._client.publish(self._topics.alert(self.gateway_id, station),
-                                        payload.encode(), qos=QOS)
-            self._inflight_alerts[info.mid] = alert_id
+            mid = self._client.publish(self._topics.alert(self.gateway_id, station),
+                                       payload.encode(), QOS)
+            self._inflight_alerts[mid] = alert_id
             self._alert_cursor = alert_id
             self._stats["alerts_published"] += 1
 
@@ -473,19 +451,18 @@ class Forwarder:
         # A row already in flight (published before a reconnect; paho resends it) is skipped.
         rows = [row for row in rows if row.id not in self._inflight_ids]
         for message, chunk in _grouped(rows, self.gateway_id, per_message):
-            info = self._client.publish(self._topics.readings(self.gateway_id, message.station),
-                                        encode_readings(message), qos=QOS)
+            mid = self._client.publish(self._topics.readings(self.gateway_id, message.station),
+                                       encode_readings(message), QOS)
             ids = [r.id for r in chunk]
-            self._inflight[info.mid] = ids
+            self._inflight[mid] = ids
             self._inflight_ids.update(ids)
             self._stats["messages_published"] += 1
         return len(rows)
 
     def _publish_results(self) -> None:
         while self._results:
-            info = self._client.publish(self._topics.command_result(self.gateway_id),
-                                        self._results.popleft(), qos=QOS)
-            self._other_mids.add(info.mid)
+            self._other_mids.add(self._client.publish(
+                self._topics.command_result(self.gateway_id), self._results.popleft(), QOS))
 
     def _publish_health_if_due(self) -> None:
         if self._health is None or time.monotonic() < self._next_health:
@@ -497,10 +474,9 @@ class Forwarder:
             log.exception("forwarder: could not gather health")
             return
         health["forwarder"] = self.stats()
-        info = self._client.publish(self._topics.health(self.gateway_id),
-                                    json.dumps(health, separators=(",", ":")).encode(),
-                                    qos=QOS, retain=True)
-        self._other_mids.add(info.mid)
+        self._other_mids.add(self._client.publish(
+            self._topics.health(self.gateway_id),
+            json.dumps(health, separators=(",", ":")).encode(), QOS, retain=True))
 
     # --- stopping ---------------------------------------------------------------------
 
@@ -508,7 +484,7 @@ class Forwarder:
         """Keep publishing until the store is drained and acknowledged, or time is up."""
         while time.monotonic() < self._flush_deadline and self._socket_open:
             self._wake.set()
-            self._step()
+            self.step()
             if self._connected and not self._inflight and not self._store.unsent(1):
                 return
         if self._inflight or self._store.unsent(1):
@@ -517,14 +493,14 @@ class Forwarder:
     def _go_offline(self) -> None:
         """A clean disconnect does not fire the last will, so say "offline" ourselves."""
         if self._connected:
-            info = self._client.publish(self._topics.status(self.gateway_id),
-                                        self._status("offline"), qos=QOS, retain=True)
-            self._other_mids.add(info.mid)
+            mid = self._client.publish(self._topics.status(self.gateway_id),
+                                       self._status("offline"), QOS, retain=True)
+            self._other_mids.add(mid)
             deadline = time.monotonic() + STOP_WAIT_S
-            while info.mid in self._other_mids and self._connected and time.monotonic() < deadline:
-                self._client.loop(timeout=LOOP_WAIT_S)
+            while mid in self._other_mids and self._connected and time.monotonic() < deadline:
+                self._client.loop(LOOP_WAIT_S)
             self._client.disconnect()
-            self._client.loop(timeout=0)
+            self._client.loop(0)
         self._connected = False
         self._socket_open = False
         log.info("forwarder: stopped (%d messages published, %d acknowledged)",

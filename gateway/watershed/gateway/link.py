@@ -29,7 +29,7 @@ import serial
 
 from watershed.contracts import wire
 
-from .backoff import Backoff
+from ..backoff import Backoff
 from .config import LinkConfig, StationConfig
 from .framed_port import FramedPort, SerialPort
 from .identity import BusRegistry

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backoff import Backoff
+from ..backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from ..backoff import Backoff
 from ..contracts.confirm import ConfirmationBuilder, encode_confirmation
 from ..contracts.mqtt import PayloadError, Topics
 from .deadletter import DeadLetterFile
@@ -97,20 +97,9 @@ class PublishConfirm:
 Action = Ack | PublishDeadLetter | PublishConfirm
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Delays between retries of a failed write: doubling, with jitter so that several ingest
-    instances do not hammer a recovering database in step."""
-    initial_s: float = 0.25
-    max_s: float = 15.0
-    max_retry_after_s: float = 300.0  # a server's Retry-After is honoured up to this
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.max_s, self.initial_s * 2 ** attempt)
-        jittered = random.uniform(ceiling / 2, ceiling)
-        if retry_after is not None:
-            return max(jittered, min(retry_after, self.max_retry_after_s))
-        return jittered
+# Retries of a failed write: doubling, with jitter so that several ingest instances do not hammer
+# a recovering database in step.
+WRITE_RETRY = Backoff(initial_s=0.25, max_s=15.0, jitter=0.5)
 
 
 @dataclass(slots=True)
@@ -161,7 +150,7 @@ class WritePipeline:
     def __init__(self, writer: Writer | Sequence[Writer], deadletters: DeadLetterFile,
                  topics: Topics,
                  emit: Callable[[Action], None], counters: Counters, *, batch_size: int,
-                 flush_interval_s: float, backoff: Backoff = Backoff(),
+                 flush_interval_s: float, backoff: Backoff = WRITE_RETRY,
                  quiet_flush_s: float = QUIET_FLUSH_S,
                  convert: Callable[[str, bytes], Converted] | None = None,
                  observe_write: Callable[[int, float], None] | None = None,

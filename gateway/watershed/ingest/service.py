@@ -2,12 +2,11 @@
 
 Two threads (and the worker's write threads):
 
-- the network thread is the only one that touches the paho client. paho's thread safety is
-  limited (publishing from several threads can deadlock, paho #354/#358), so instead of
-  ``loop_start()`` plus calls from other threads, this thread runs ``client.loop()`` itself and,
-  between rounds, hands the round's messages to the worker and performs the actions the worker
-  handed back (acks, sent together, and dead-letter publishes). Its client reads ahead
-  (mqtt_client.py).
+- the network thread is the only one that touches the MQTT session (watershed/mqtt). paho's
+  thread safety is limited (publishing from several threads can deadlock, paho #354/#358), so
+  this thread runs ``session.loop()`` itself and, between rounds, hands the round's messages to
+  the worker and performs the actions the worker handed back (acks, sent together, and
+  dead-letter publishes). Its session reads ahead and batches acks (mqtt/paho_session.py).
 - the worker (pipeline.WritePipeline) decodes, batches and writes, on ``influx.parallel_writes``
   write threads. An HTTP write can block for seconds; in the network thread it would stall
   keepalives and get us disconnected.
@@ -29,18 +28,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-
+from ..backoff import Backoff
 from ..contracts.mqtt import QOS, Topics
+from ..mqtt import Endpoint, Handlers, Session, Will
+from ..mqtt.paho_session import PahoSession
+from ..mqtt.session import SessionFactory
 from .config import ConfigError, IngestConfig, load_config
 from .deadletter import DeadLetterFile
 from .messages import Converter
 from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
 from .ratings_setup import load_station_ratings
-from .mqtt_client import IngestClient
-from .pipeline import (COUNTERS, Ack, Action, Backoff, Delivery, PublishConfirm, PublishDeadLetter,
-                       WritePipeline)
+from .pipeline import (COUNTERS, WRITE_RETRY, Ack, Action, Delivery, PublishConfirm,
+                       PublishDeadLetter, WritePipeline)
 from .stats import Counters
 from .writer import Writer, make_writer
 
@@ -49,15 +48,16 @@ log = logging.getLogger(__name__)
 KEEPALIVE_S = 30
 _LOOP_TIMEOUT_S = 0.02  # how long an ack may wait for the network thread's next round
 _READ_BURST = 100  # messages read in one round at most, so that acks still go out between
-_RECONNECT = Backoff(initial_s=0.5, max_s=30.0)
+_RECONNECT = Backoff(initial_s=0.5, max_s=30.0, jitter=0.5)
 _STOP_TIMEOUT_EXTRA_S = 5.0
 _IDLE_STATUS_DELAY_S = 0.5  # after settling everything, the status goes out this soon
 
 
 class Ingest:
     def __init__(self, config: IngestConfig, *, writer: Writer | None = None,
-                 backoff: Backoff = Backoff()) -> None:
+                 backoff: Backoff = WRITE_RETRY, session: SessionFactory = PahoSession) -> None:
         self.config = config
+        self._session_factory = session
         self._topics = Topics(config.mqtt.prefix)
         # $share: instances with the same group split the stream, each message to one of them.
         self.subscription = f"$share/{config.ingest.group}/{self._topics.all_readings()}"
@@ -77,8 +77,7 @@ class Ingest:
         self._connected = False  # network thread only
         self._subscribed = False  # network thread only: the broker confirmed our subscription
         self._failed_connects = 0  # network thread only
-        self._arrived = 0  # network thread only: messages received, to see if a read brought one
-        self._client: IngestClient | None = None
+        self._client: Session | None = None
         self._pipeline: WritePipeline | None = None
         self._threads: list[threading.Thread] = []
         self.status_topic = self._topics.ingest_status(config.ingest.id)
@@ -157,32 +156,27 @@ class Ingest:
 
     # -- network thread ------------------------------------------------------------------------
 
-    def _make_client(self) -> IngestClient:
+    def _make_client(self) -> Session:
         c = self.config
-        client = IngestClient(CallbackAPIVersion.VERSION2, client_id=c.ingest.id,
-                              clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
-        if c.mqtt.username:
-            client.username_pw_set(c.mqtt.username, c.mqtt.password or None)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        # on_message, not message_callback_add: $share filters do not match it (paho #472).
-        client.on_message = self._on_message
-        # A crash leaves "offline" as the retained status, not the last numbers posing as live.
-        client.will_set(self.status_topic, encode_status(self.status("offline")), qos=QOS,
-                        retain=True)
-        client.connect_async(c.mqtt.host, c.mqtt.port, keepalive=KEEPALIVE_S)
-        return client
+        endpoint = Endpoint(
+            c.mqtt.host, c.mqtt.port, c.ingest.id, keepalive_s=KEEPALIVE_S, clean_session=False,
+            username=c.mqtt.username, password=c.mqtt.password,
+            # A crash leaves "offline" as the retained status, not the last numbers posing as
+            # live.
+            will=Will(self.status_topic, encode_status(self.status("offline")), QOS, True),
+            manual_ack=True, read_ahead=True)
+        return self._session_factory(endpoint, Handlers(
+            on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            on_subscribe=self._on_subscribe, on_message=self._on_message))
 
     def _network_loop(self) -> None:
         client = self._client
         assert client is not None
         while not self._network_stop.is_set():
-            if client.socket() is None and not self._reconnect(client):
+            if not client.is_open() and not self._reconnect(client):
                 continue
-            # Bytes read ahead are invisible to loop()'s select(): then do not wait in it.
-            client.loop(timeout=0 if client.buffered() else _LOOP_TIMEOUT_S)
-            self._read_waiting(client)
+            # Then the messages already waiting, up to _READ_BURST (acks go out between).
+            client.loop(_LOOP_TIMEOUT_S, read_burst=_READ_BURST)
             if self._arrivals:
                 self._counters.add("received", len(self._arrivals))  # before the worker sees them
                 self._inbox.put(self._arrivals)
@@ -190,44 +184,22 @@ class Ingest:
             self._perform_actions(client)
             self._report(client)
         self._perform_actions(client)  # the worker's last acks, before we go
-        if client.socket() is not None:
+        if client.is_open():
             if self._connected:
                 client.publish(self.status_topic, encode_status(self.status("offline")),
                                qos=QOS, retain=True)
             client.disconnect()
-            for _ in range(50):  # until DISCONNECT is out and paho has closed the socket
-                if client.loop(timeout=_LOOP_TIMEOUT_S) != MQTTErrorCode.MQTT_ERR_SUCCESS \
-                        or client.socket() is None:
+            for _ in range(50):  # until DISCONNECT is out and the socket is closed
+                if client.loop(_LOOP_TIMEOUT_S) is not None or not client.is_open():
                     break
-
-    def _read_waiting(self, client: IngestClient) -> None:
-        """Read the messages already waiting, on the socket or read ahead. ``loop()`` reads one
-        packet (paho's loop_read ignores max_packets), so a backlog would cost a select() and a
-        round of housekeeping per message; stops at the first read that brings no message and
-        leaves nothing read ahead, or after _READ_BURST reads (acks go out between)."""
-        for _ in range(_READ_BURST):
-            arrived = self._arrived
-            if client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return
-            if self._arrived == arrived and not client.buffered():
-                return
 
     def _wake(self) -> None:
         """Called by the worker once it has emitted a batch's acks: cut short the network
-        thread's wait in ``client.loop()`` so they go out now, not after _LOOP_TIMEOUT_S.
+        thread's wait in ``session.loop()`` so they go out now, not after _LOOP_TIMEOUT_S."""
+        if self._client is not None:
+            self._client.wake()
 
-        The byte goes to the socket pair paho itself selects on and writes to for exactly this
-        (a publish from another thread); only a send on a socket, nothing of paho's state. If a
-        paho version lacks it, acks still go out at the next round."""
-        client = self._client
-        wake = getattr(client, "_sockpairW", None) if client is not None else None
-        if wake is not None:
-            try:
-                wake.send(b"\0")
-            except OSError:  # full (a wake-up is pending anyway) or closed by a reconnect
-                pass
-
-    def _reconnect(self, client: mqtt.Client) -> bool:
+    def _reconnect(self, client: Session) -> bool:
         """Open a connection (CONNACK comes later, in on_connect); backs off after failures,
         including connections the broker closed without accepting."""
         if self._failed_connects:
@@ -236,14 +208,14 @@ class Ingest:
                 return False
         self._failed_connects += 1  # until on_connect says otherwise
         try:
-            client.reconnect()
+            client.connect()
             return True
         except OSError as e:
             log.warning("cannot reach MQTT broker %s:%d: %s", self.config.mqtt.host,
                         self.config.mqtt.port, e)
             return False
 
-    def _perform_actions(self, client: IngestClient) -> None:
+    def _perform_actions(self, client: Session) -> None:
         acks: list[int] = []  # QoS 1 PUBACKs due, sent together (a send() each would cost)
         sent = dropped = 0
         while True:
@@ -257,7 +229,7 @@ class Ingest:
                     if action.qos == 1:
                         acks.append(action.mid)
                     else:
-                        client.ack(action.mid, action.qos)
+                        client.ack([action.mid], action.qos)
                     sent += 1
                 else:
                     dropped += 1  # resent by the broker, see module doc
@@ -275,11 +247,11 @@ class Ingest:
             self._counters.add("acks_dropped", dropped)
 
     @staticmethod
-    def _send_acks(client: IngestClient, acks: list[int]) -> None:
-        client.ack_all(acks)
+    def _send_acks(client: Session, acks: list[int]) -> None:
+        client.ack(acks)
         acks.clear()
 
-    def _report(self, client: mqtt.Client) -> None:
+    def _report(self, client: Session) -> None:
         """The periodic retained status message and log line."""
         now = time.monotonic()
         if self._published_busy and not self._unacked:
@@ -297,17 +269,16 @@ class Ingest:
             return
         document = self.status()
         if publish:
-            client.publish(self.status_topic, encode_status(document), qos=QOS, retain=True)
+            client.publish(self.status_topic, encode_status(document), QOS, retain=True)
             self._next_status = now + self.config.ingest.status_interval_s
             self._published_busy = document["messages"]["unacked"] > 0
         if now >= self._next_log:
             log.info("%s", log_line(document))
             self._next_log = now + self.config.ingest.log_interval_s
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
-                    reason_code: Any, properties: object) -> None:
-        if reason_code.is_failure:
-            log.error("MQTT broker refused the connection: %s", reason_code)
+    def _on_connect(self, session_present: bool, refused: str | None) -> None:
+        if refused is not None:
+            log.error("MQTT broker refused the connection: %s", refused)
             return
         self._session += 1
         self._unacked.forget_sessions_before(self._session)
@@ -315,35 +286,28 @@ class Ingest:
         self._failed_connects = 0
         self._counters.add("connects")
         log.info("connected to MQTT %s:%d (session present: %s)", self.config.mqtt.host,
-                 self.config.mqtt.port, flags.session_present)
-        client.subscribe(self.subscription, qos=QOS)
+                 self.config.mqtt.port, session_present)
+        assert self._client is not None
+        self._client.subscribe(self.subscription, QOS)
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
-                      reason_codes: list[Any], properties: object) -> None:
-        refused = [rc for rc in reason_codes if rc.is_failure]
+    def _on_subscribe(self, refused: list[str]) -> None:
         if refused:
             log.error("MQTT broker refused the subscription %s: %s", self.subscription, refused)
         self._subscribed = not refused
         if self._subscribed:
             self._next_status = 0.0  # at once: replace the "offline" a last will may have left
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object,
-                       reason_code: Any, properties: object) -> None:
+    def _on_disconnect(self, reason: str) -> None:
         if self._connected and not self._network_stop.is_set():
-            log.warning("disconnected from MQTT: %s", reason_code)
+            log.warning("disconnected from MQTT: %s", reason)
         self._connected = False
         self._subscribed = False
 
-    def _on_message(self, client: mqtt.Client, userdata: object,
-                    message: mqtt.MQTTMessage) -> None:
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = "<topic not UTF-8>"  # rejected downstream like any other bad message
-        self._arrived += 1
-        self._unacked.add(self._session, message.mid)
-        self._arrivals.append(Delivery(message.mid, message.qos, self._session, topic,
-                                       bytes(message.payload)))
+    def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool, mid: int) -> None:
+        # A topic that is not UTF-8 (mqtt.NOT_UTF8_TOPIC) is rejected downstream like any other
+        # bad message.
+        self._unacked.add(self._session, mid)
+        self._arrivals.append(Delivery(mid, qos, self._session, topic, payload))
 
 
 def run(config_path: str | Path) -> int:
