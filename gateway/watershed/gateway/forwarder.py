@@ -135,6 +135,7 @@ class Forwarder:
         self._inflight_ids: set[int] = set()
         self._inflight_alerts: dict[int, int] = {}  # mid -> alert id
         self._other_mids: set[int] = set()  # status, health, results: nothing to mark
+        self._acked_ids: list[int] = []  # readings the broker acknowledged this turn
         self._ingest_filter = self._topics.ingest_status("+")
         self._confirm_topic = self._topics.confirm(gateway_id)
         self._redelivery = Redelivery(config.confirm_grace_s)
@@ -217,6 +218,7 @@ class Forwarder:
                 self._connect_when_due()
                 return
             lost = self._client.loop(0 if self._wake.is_set() else LOOP_WAIT_S)
+            self._record_published()
             if lost is not None:
                 self._lost_connection(f"network loop: {lost}")
                 return
@@ -355,11 +357,17 @@ class Forwarder:
         if ids is None:
             return
         self._inflight_ids.difference_update(ids)
-        if self._write_state(lambda: self._store.mark_published(ids), "mark readings published"
-                             ) is not None:
-            self._stats["messages_acked"] += 1
-            self._stats["readings_acked"] += len(ids)
+        self._acked_ids += ids  # recorded once per turn (_record_published): one transaction
+        self._stats["messages_acked"] += 1
+        self._stats["readings_acked"] += len(ids)
         self._wake.set()
+
+    def _record_published(self) -> None:
+        """The readings of every message the broker acknowledged this turn, in one transaction
+        (a backlog's drain brings dozens of PUBACKs a turn)."""
+        if self._acked_ids:
+            ids, self._acked_ids = self._acked_ids, []
+            self._write_state(lambda: self._store.mark_published(ids), "mark readings published")
 
     def _write_state(self, action: Callable[[], Any], what: str) -> Any:
         """Record a delivery state in the store; None if the store refused (disk full). Such a
