@@ -18,7 +18,8 @@ import pytest
 from tests.fixtures.memory_mqtt import MemorySession
 from watershed.contracts.mqtt import MessageReading, decode_readings
 from watershed.gateway.config import MqttConfig
-from watershed.gateway.forwarder import Forwarder, group_messages
+from watershed.gateway.forwarder import Forwarder
+from watershed.gateway.send_order import group_messages
 from watershed.gateway.store import Store, StoredReading
 
 T0 = 1763676900

@@ -10,13 +10,9 @@ evidence that they were lost, so an ingest that is merely slow gets no copies). 
 confirmed when the process dies waits in the store (at-least-once; consumers key on the reading's
 identity).
 
-What goes out first, every turn, within ``max_inflight`` messages awaiting PUBACK:
-1. flood alerts (store ``alerts``), ahead of everything;
-2. live readings: stored since the connection came up, in small messages, at once;
-3. the backlog: everything older, streamed from the store by an id cursor in large messages
-   (``backlog_readings_per_message``), never taking the slots kept for live readings. Memory is
-   bounded by the in-flight window, however many readings wait.
-Also retained health every ``health_interval_s``, and the gateway's command topic.
+What goes out first, every turn, within ``max_inflight`` messages awaiting PUBACK (decided by
+send_order.py): flood alerts, then live readings in small messages, then the backlog in large
+ones. Also retained health every ``health_interval_s``, and the gateway's command topic.
 
 Every MQTT call, and every event the session reports, happens on the forwarder's own thread,
 which drives the session (watershed/mqtt) with ``loop()``: paho is not safe to publish from
@@ -31,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from watershed.contracts.confirm import decode_confirmation
@@ -44,6 +40,7 @@ from ..mqtt.paho_session import PahoSession
 from ..mqtt.session import SessionFactory
 from .config import MqttConfig
 from .redelivery import Redelivery
+from .send_order import SendOrder
 from .store import Store, StoredReading
 
 log = logging.getLogger(__name__)
@@ -54,36 +51,8 @@ BAD_CONFIRM_LOG_INTERVAL_S = 600.0  # a malformed confirmation is logged at most
 STOP_WAIT_S = 2.0  # at stop, how long the offline status may take to be acknowledged
 RECONNECT_JITTER = 0.5  # up to half of each reconnect delay is random
 
-Key = tuple[str, int]  # (station, seq)
 HealthSource = Callable[[], dict[str, Any]]
 CommandHandler = Callable[[bytes], None]
-
-
-def group_messages(rows: Iterable[StoredReading], gateway: str, max_per_message: int
-                   ) -> list[tuple[ReadingsMessage, list[Key]]]:
-    """Readings messages of up to ``max_per_message`` readings of one station and basin, in
-    order of the first reading of each, with the store keys each message carries."""
-    return [(message, [r.key for r in chunk])
-            for message, chunk in _grouped(rows, gateway, max_per_message)]
-
-
-def _grouped(rows: Iterable[StoredReading], gateway: str, max_per_message: int
-             ) -> list[tuple[ReadingsMessage, list[StoredReading]]]:
-    groups: dict[tuple[str, str], list[StoredReading]] = {}
-    for row in rows:
-        groups.setdefault((row.station, row.basin), []).append(row)
-    messages = []
-    for (station, basin), group in groups.items():
-        for i in range(0, len(group), max_per_message):
-            chunk = group[i:i + max_per_message]
-            messages.append((ReadingsMessage(gateway, station, basin,
-                                             tuple(r.reading for r in chunk)), chunk))
-    return messages
-
-
-def live_reserve(max_inflight: int) -> int:
-    """In-flight slots the backlog leaves free, so a live reading never waits behind it."""
-    return max_inflight // 4 if max_inflight >= 4 else min(1, max_inflight - 1)
 
 
 class Forwarder:
@@ -124,16 +93,10 @@ class Forwarder:
         self._socket_open = False
         self._connected = False
         self._next_attempt = 0.0
-        self._live_from = 0  # rows above this id arrived while connected: live
-        self._live_cursor = 0  # highest live id handed to paho
-        self._backlog_cursor = 0  # highest backlog id handed to paho
-        self._backlog_done = False
-        self._alert_cursor = 0
+        self._order = SendOrder(gateway_id, config.max_inflight, config.max_readings_per_message,
+                                config.backlog_readings_per_message)
         self._last_look = 0.0
         self._next_health = 0.0
-        self._inflight: dict[int, list[int]] = {}  # mid -> store ids of the readings it carries
-        self._inflight_ids: set[int] = set()
-        self._inflight_alerts: dict[int, int] = {}  # mid -> alert id
         self._other_mids: set[int] = set()  # status, health, results: nothing to mark
         self._acked_ids: list[int] = []  # readings the broker acknowledged this turn
         self._ingest_filter = self._topics.ingest_status("+")
@@ -183,8 +146,8 @@ class Forwarder:
             self._thread.join(flush_timeout_s + STOP_WAIT_S + 5)
 
     def stats(self) -> dict[str, Any]:
-        return {**self._stats, "connected": self._connected, "inflight": len(self._inflight),
-                "backlog_draining": self._connected and not self._backlog_done,
+        return {**self._stats, "connected": self._connected, "inflight": self._order.inflight,
+                "backlog_draining": self._connected and not self._order.backlog_done,
                 "ingests": self._redelivery.ingests()}
 
     # --- the client -------------------------------------------------------------------
@@ -257,10 +220,7 @@ class Forwarder:
 
     def _restart_cursors(self) -> None:
         """What is stored now is backlog; everything after is live."""
-        self._live_from = self._live_cursor = self._store.max_id()
-        self._backlog_cursor = 0
-        self._backlog_done = False
-        self._alert_cursor = 0
+        self._order.restart(self._store.max_id())
 
     def _on_connect(self, session_present: bool, refused: str | None) -> None:
         if refused is not None:
@@ -283,7 +243,7 @@ class Forwarder:
             client.subscribe(self._topics.command(self.gateway_id), QOS)
         self._next_health = 0.0
         log.info("forwarder: connected to %s:%d (session present: %s), %d messages in flight",
-                 self.config.host, self.config.port, session_present, len(self._inflight))
+                 self.config.host, self.config.port, session_present, self._order.inflight)
         self._wake.set()
 
     def _on_subscribe(self, refused: list[str]) -> None:
@@ -349,14 +309,14 @@ class Forwarder:
         if mid in self._other_mids:
             self._other_mids.discard(mid)
             return
-        alert_id = self._inflight_alerts.pop(mid, None)
-        if alert_id is not None:
+        done = self._order.acknowledged(mid)
+        if done is None:
+            return
+        if done.alert is not None:
+            alert_id = done.alert
             self._write_state(lambda: self._store.mark_alert_sent(alert_id), "mark an alert sent")
             return
-        ids = self._inflight.pop(mid, None)
-        if ids is None:
-            return
-        self._inflight_ids.difference_update(ids)
+        ids = done.readings
         self._acked_ids += ids  # recorded once per turn (_record_published): one transaction
         self._stats["messages_acked"] += 1
         self._stats["readings_acked"] += len(ids)
@@ -416,56 +376,35 @@ class Forwarder:
                  " confirmed (lost between broker and ingest)", resent)
         self._restart_cursors()  # they are backlog now, below the cursors
 
-    def _room(self) -> int:
-        return self.config.max_inflight - len(self._inflight) - len(self._inflight_alerts)
-
     def _publish_alerts(self) -> None:
-        room = self._room()
-        if room <= 0:
+        page = self._order.alert_page()
+        if page is None:
             return
-        for alert_id, station, payload in self._store.unsent_alerts(room, self._alert_cursor):
-            if alert_id in self._inflight_alerts.values():
-                continue
-            mid = self._client.publish(self._topics.alert(self.gateway_id, station),
-                                       payload.encode(), QOS)
-            self._inflight_alerts[mid] = alert_id
-            self._alert_cursor = alert_id
+        for alert_id, station, payload in self._order.took_alerts(
+                self._store.unsent_alerts(page.limit, page.after_id)):
+            self._order.sent_alert(self._client.publish(
+                self._topics.alert(self.gateway_id, station), payload.encode(), QOS), alert_id)
             self._stats["alerts_published"] += 1
 
     def _publish_live(self) -> None:
-        room = self._room()
-        if room <= 0:
-            return
-        per_message = self.config.max_readings_per_message
-        rows = self._store.unsent(room * per_message, after_id=self._live_cursor)
-        if rows:
-            self._live_cursor = rows[-1].id
-            self._stats["live_readings_published"] += self._publish_rows(rows, per_message)
+        page = self._order.live_page()
+        if page is not None:
+            self._stats["live_readings_published"] += self._publish(self._order.took_live(
+                self._store.unsent(page.limit, after_id=page.after_id)))
 
     def _publish_backlog(self) -> None:
-        room = self._room() - live_reserve(self.config.max_inflight)
-        if room <= 0 or self._backlog_done:
-            return
-        per_message = self.config.backlog_readings_per_message
-        rows = self._store.unsent(room * per_message, after_id=self._backlog_cursor,
-                                  up_to_id=self._live_from)
-        if not rows:
-            self._backlog_done = True
-            return
-        self._backlog_cursor = rows[-1].id
-        self._stats["backlog_readings_published"] += self._publish_rows(rows, per_message)
+        page = self._order.backlog_page()
+        if page is not None:
+            self._stats["backlog_readings_published"] += self._publish(self._order.took_backlog(
+                self._store.unsent(page.limit, after_id=page.after_id, up_to_id=page.up_to_id)))
 
-    def _publish_rows(self, rows: list[StoredReading], per_message: int) -> int:
-        # A row already in flight (published before a reconnect; paho resends it) is skipped.
-        rows = [row for row in rows if row.id not in self._inflight_ids]
-        for message, chunk in _grouped(rows, self.gateway_id, per_message):
-            mid = self._client.publish(self._topics.readings(self.gateway_id, message.station),
-                                       encode_readings(message), QOS)
-            ids = [r.id for r in chunk]
-            self._inflight[mid] = ids
-            self._inflight_ids.update(ids)
+    def _publish(self, messages: list[tuple[ReadingsMessage, list[StoredReading]]]) -> int:
+        for message, rows in messages:
+            self._order.sent(self._client.publish(
+                self._topics.readings(self.gateway_id, message.station), encode_readings(message),
+                QOS), rows)
             self._stats["messages_published"] += 1
-        return len(rows)
+        return sum(len(rows) for _, rows in messages)
 
     def _publish_results(self) -> None:
         while self._results:
@@ -493,9 +432,9 @@ class Forwarder:
         while time.monotonic() < self._flush_deadline and self._socket_open:
             self._wake.set()
             self.step()
-            if self._connected and not self._inflight and not self._store.unsent(1):
+            if self._connected and self._order.idle and not self._store.unsent(1):
                 return
-        if self._inflight or self._store.unsent(1):
+        if not self._order.idle or self._store.unsent(1):
             log.info("forwarder: stopping with readings unsent; they stay in the store")
 
     def _go_offline(self) -> None:
