@@ -17,8 +17,8 @@ from watershed.contracts.mqtt import Topics
 from watershed.ingest.deadletter import DeadLetterFile
 from watershed.contracts.confirm import decode_confirmation, seq_runs
 from watershed.backoff import Backoff
-from watershed.ingest.pipeline import (Ack, Action, Delivery, PublishConfirm, PublishDeadLetter,
-                                       WritePipeline)
+from watershed.ingest.batches import Ack, Action, Delivery, PublishConfirm, PublishDeadLetter
+from watershed.ingest.pipeline import WritePipeline
 from watershed.ingest.stats import Counters
 from watershed.ingest.writer import RejectedWriteError, RetryableWriteError
 

@@ -30,12 +30,11 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ..backoff import Backoff
-from ..contracts.confirm import ConfirmationBuilder, encode_confirmation
 from ..contracts.mqtt import PayloadError, Topics
+from .batches import Ack, Action, Batch, Delivery, Entry, PublishDeadLetter
 from .deadletter import DeadLetterFile
 from .messages import Converted, convert_readings
 from .stats import Counters
@@ -65,85 +64,9 @@ COUNTERS = ("invalid", "deadlettered", "deadletter_file_errors", "messages_writt
 _GAVE_UP = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One MQTT message as received."""
-    mid: int
-    qos: int
-    session: int  # the MQTT connection it came on; an ack is valid only on that one
-    topic: str
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    mid: int
-    qos: int
-    session: int
-
-
-@dataclass(frozen=True, slots=True)
-class PublishDeadLetter:
-    record: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class PublishConfirm:
-    """An end-to-end confirmation for one gateway; published before the acks that follow it."""
-    topic: str
-    payload: bytes
-
-
-Action = Ack | PublishDeadLetter | PublishConfirm
-
-
 # Retries of a failed write: doubling, with jitter so that several ingest instances do not hammer
 # a recovering database in step.
 WRITE_RETRY = Backoff(initial_s=0.25, max_s=15.0, jitter=0.5)
-
-
-@dataclass(slots=True)
-class _Entry:
-    delivery: Delivery
-    converted: Converted | None  # None: the message could not be read at all
-    reject: str | None = None  # why the message as a whole is not written (then dead-lettered)
-    # Readings whose points InfluxDB refused (found by bisection), and the dead letter's words.
-    refused: list[tuple[int, str]] = field(default_factory=list)
-    refused_reason: str | None = None
-
-    def dead_letter_reason(self) -> str | None:
-        parts = [self.reject] if self.reject is not None else []
-        if self.converted is not None and self.converted.rejected:
-            parts.append(self.converted.reason())
-        if self.refused_reason is not None:
-            parts.append(self.refused_reason)
-        return "; ".join(parts) or None
-
-    @property
-    def lines(self) -> list[str]:
-        return self.converted.lines if self.converted is not None else []
-
-
-@dataclass(slots=True)
-class _Batch:
-    entries: list[_Entry] = field(default_factory=list)
-    number: int = 0  # in the order made: batches are settled in this order
-    line_count: int = 0
-    started: float = 0.0  # monotonic time of the first entry
-    final: bool = False  # made after stop: one write attempt
-    body: bytes | None = None  # EncodingWriter.encode(lines()), made when handed over
-
-    def add(self, entry: _Entry) -> None:
-        if not self.entries:
-            self.started = time.monotonic()
-        self.entries.append(entry)
-        self.line_count += len(entry.lines)
-
-    def age(self) -> float:
-        return time.monotonic() - self.started if self.entries else 0.0
-
-    def lines(self) -> list[str]:
-        return [line for e in self.entries if e.reject is None for line in e.lines]
 
 
 class WritePipeline:
@@ -172,10 +95,10 @@ class WritePipeline:
         self._flush_interval_s = flush_interval_s
         self._backoff = backoff
         self._quiet_flush_s = min(quiet_flush_s, flush_interval_s)
-        self._batch = _Batch()  # the worker's, being filled
+        self._batch = Batch()  # the worker's, being filled
         self._held = False  # the worker's batch is due but the write thread had no room
         # Made batches for the write thread, in order; None: no more.
-        self._ready: queue.Queue[_Batch | None] = queue.Queue(maxsize=max(1, ready_batches))
+        self._ready: queue.Queue[Batch | None] = queue.Queue(maxsize=max(1, ready_batches))
         self._unsettled = 0  # messages taken from the inbox, not yet acked or abandoned
         self.taken = 0  # messages taken from the inbox (the worker writes, others read)
         self._unsettled_lock = threading.Lock()
@@ -280,9 +203,9 @@ class WritePipeline:
         self._batch.number = self._made
         self._made += 1
         self._hand_over(self._batch, writing)
-        self._batch = _Batch()
+        self._batch = Batch()
 
-    def _hand_over(self, batch: _Batch | None, writing: list[threading.Thread]) -> None:
+    def _hand_over(self, batch: Batch | None, writing: list[threading.Thread]) -> None:
         while True:
             try:
                 self._ready.put(batch, timeout=_IDLE_POLL_S)
@@ -297,7 +220,7 @@ class WritePipeline:
                     # (and be restarted) rather than stall; nothing unwritten was acked.
                     raise RuntimeError("an ingest write thread died") from None
 
-    def _entry(self, delivery: Delivery) -> _Entry:
+    def _entry(self, delivery: Delivery) -> Entry:
         try:
             converted = self._convert(delivery.topic, delivery.payload)
         except PayloadError as e:
@@ -309,9 +232,9 @@ class WritePipeline:
             if converted.rejected:  # refused by validation, in part or whole: dead-lettered
                 self._counters.add("invalid")
                 self._counters.add("readings_rejected", len(converted.rejected))
-            return _Entry(delivery, converted)
+            return Entry(delivery, converted)
         self._counters.add("invalid")
-        return _Entry(delivery, None, reject=reason)
+        return Entry(delivery, None, reject=reason)
 
     # -- the write thread ------------------------------------------------------------------------
 
@@ -331,7 +254,7 @@ class WritePipeline:
                 self._turn.notify_all()
             raise
 
-    def _write_batch(self, batch: _Batch, stopping: threading.Event) -> None:
+    def _write_batch(self, batch: Batch, stopping: threading.Event) -> None:
         lines = batch.lines()
         written = not self._abandoning and (
             not lines or self._write(batch, lines, stopping, batch.final))
@@ -344,7 +267,7 @@ class WritePipeline:
             self._next_to_settle += 1
             self._turn.notify_all()
 
-    def _settle_in_turn(self, batch: _Batch, written: bool) -> None:
+    def _settle_in_turn(self, batch: Batch, written: bool) -> None:
         if self._abandoning or not written:
             # Stopping while InfluxDB is unreachable: leave these unacknowledged; the broker keeps
             # them in our persistent session (or gives them to another instance of the group).
@@ -357,11 +280,11 @@ class WritePipeline:
         else:
             self._settle(batch)
 
-    def _release(self, batch: _Batch) -> None:
+    def _release(self, batch: Batch) -> None:
         with self._unsettled_lock:
             self._unsettled -= len(batch.entries)
 
-    def _write(self, batch: _Batch, lines: list[str], stopping: threading.Event,
+    def _write(self, batch: Batch, lines: list[str], stopping: threading.Event,
                final: bool) -> bool:
         """True once the batch is settled (written, its bad points found and the rest written);
         False if given up because we are stopping."""
@@ -378,7 +301,7 @@ class WritePipeline:
         return self._bisect([e for e in batch.entries if e.reject is None], outcome, stopping,
                             final)
 
-    def _bisect(self, entries: list[_Entry], error: RejectedWriteError,
+    def _bisect(self, entries: list[Entry], error: RejectedWriteError,
                 stopping: threading.Event, final: bool) -> bool:
         """``entries`` were rejected together: write halves until each bad message is alone,
         then find its bad points. InfluxDB 1.x may have stored the good points of a rejected
@@ -397,7 +320,7 @@ class WritePipeline:
                 return False
         return True
 
-    def _bisect_points(self, entry: _Entry, error: RejectedWriteError,
+    def _bisect_points(self, entry: Entry, error: RejectedWriteError,
                        stopping: threading.Event, final: bool) -> bool:
         """Write the message's good points; dead-letter the message naming the bad ones."""
         bad: list[tuple[str, str]] = []  # (line, InfluxDB's message)
@@ -469,7 +392,7 @@ class WritePipeline:
             if stopping.wait(delay):
                 return _GAVE_UP
 
-    def _settle(self, batch: _Batch) -> None:
+    def _settle(self, batch: Batch) -> None:
         """Confirm to the gateways, dead-letter the rejects and acknowledge every message, in
         arrival order."""
         # Counted before the acks go out: whoever sees an ack sees the numbers that go with it.
@@ -486,25 +409,12 @@ class WritePipeline:
         if self._settled is not None:
             self._settled()
 
-    def _confirm(self, batch: _Batch) -> None:
+    def _confirm(self, batch: Batch) -> None:
         """Tell each gateway which of its readings are now written and which were refused,
         before the broker is told the messages may go (the acks): a crash between the two costs
         a duplicate write, never a reading the gateway let go of unwritten."""
-        builder = ConfirmationBuilder()
-        for entry in batch.entries:
-            c = entry.converted
-            if c is None:
-                continue  # unreadable: no reading of it can be named
-            if c.line_seqs:
-                builder.written(c.gateway, c.station, c.line_seqs)
-            for seq, reason in [*c.rejected, *entry.refused]:
-                if seq is not None:
-                    builder.rejected(c.gateway, c.station, seq, reason)
-        if not builder:
-            return
-        for gateway, confirmation in builder.confirmations(self._ingest_id).items():
-            self._emit(PublishConfirm(self._topics.confirm(gateway),
-                                      encode_confirmation(confirmation)))
+        for action in batch.confirmations(self._ingest_id, self._topics):
+            self._emit(action)
             self._counters.add("confirmations")
 
     def _deadletter(self, d: Delivery, reason: str) -> None:

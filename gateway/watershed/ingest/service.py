@@ -33,13 +33,13 @@ from ..contracts.mqtt import QOS, Topics
 from ..mqtt import Endpoint, Handlers, Session, Will
 from ..mqtt.paho_session import PahoSession
 from ..mqtt.session import SessionFactory
+from .batches import Ack, Action, Delivery, PublishConfirm, PublishDeadLetter
 from .config import ConfigError, IngestConfig, load_config
 from .deadletter import DeadLetterFile
 from .messages import Converter
 from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
+from .pipeline import COUNTERS, WRITE_RETRY, WritePipeline
 from .ratings_setup import load_station_ratings
-from .pipeline import (COUNTERS, WRITE_RETRY, Ack, Action, Delivery, PublishConfirm,
-                       PublishDeadLetter, WritePipeline)
 from .stats import Counters
 from .writer import Writer, make_writer
 
