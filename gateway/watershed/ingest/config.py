@@ -31,8 +31,14 @@ class IngestSection:
     id: str = "ingest-1"  # also the MQTT client id and the dead-letter source
     group: str = "ingest"  # shared-subscription group: instances of one group split the stream
     deadletter_file: str = "/var/lib/watershed/deadletter.jsonl"
+    # Which gateway owns each station (owners.py); default: owners.jsonl beside deadletter_file
+    owners_file: str = ""
     status_interval_s: float = 10.0  # retained status on <prefix>/v1/ingest/<id>/status
     log_interval_s: float = 60.0  # the same numbers as a log line
+
+    @property
+    def owners_path(self) -> Path:
+        return Path(self.owners_file or Path(self.deadletter_file).parent / "owners.jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +80,8 @@ class ValidationConfig:
     max_future_s: int = 0
     # Older than this is rejected too; 0 = no limit (a station may backfill after months away).
     max_past_s: int = 0
-    # With a station registry: reject stations it does not list (otherwise only ownership of
-    # the listed ones is checked).
+    # With a station registry: reject stations it does not list. Otherwise a station not listed
+    # (or listed without gateways) is owned by the first gateway it is heard from (owners.py).
     require_registered: bool = False
 
 
@@ -95,7 +101,7 @@ class RetentionConfig:
 class StationEntry:
     """One station of the registry: who may publish for it and which ratings derive discharge."""
     id: str
-    gateways: tuple[str, ...] = ()  # empty: any gateway
+    gateways: tuple[str, ...] = ()  # its owners; empty: the owners file decides (owners.py)
     ratings: tuple[Path, ...] = ()  # rating files (USGS RDB or TOML), relative to the config
     stage_channel: str = "stage_m"
 
@@ -151,8 +157,11 @@ def load_config(path: str | Path) -> IngestConfig:
 def _ingest(t: Table) -> IngestSection:
     # The id and group become topic levels and the client id.
     d = IngestSection()
+    deadletter_file = t.text("deadletter_file", d.deadletter_file)
     section = IngestSection(id=t.ident("id", d.id), group=t.ident("group", d.group),
-                            deadletter_file=t.text("deadletter_file", d.deadletter_file),
+                            deadletter_file=deadletter_file,
+                            owners_file=t.text("owners_file", d.owners_file,
+                                               allow_empty=True),
                             status_interval_s=_positive(t, "status_interval_s",
                                                         d.status_interval_s),
                             log_interval_s=_positive(t, "log_interval_s", d.log_interval_s))

@@ -36,6 +36,7 @@ from ..mqtt.session import SessionFactory
 from .config import ConfigError, IngestConfig, load_config
 from .deadletter import DeadLetterFile
 from .messages import Converter
+from .owners import Owners
 from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
 from .ratings_setup import load_station_ratings
 from .pipeline import (COUNTERS, WRITE_RETRY, Ack, Action, Delivery, PublishConfirm,
@@ -63,6 +64,7 @@ class Ingest:
         self.subscription = f"$share/{config.ingest.group}/{self._topics.all_readings()}"
         self.deadletter_topic = self._topics.deadletter(config.ingest.id)
         self._deadletters = DeadLetterFile(config.ingest.id, config.ingest.deadletter_file)
+        self.owners = Owners(config.ingest.owners_path, config.ingest.id)
         # A writer given (tests) is the only one: one write thread.
         self._writers: list[Writer] = [writer] if writer is not None else []
         self._backoff = backoff
@@ -101,7 +103,13 @@ class Ingest:
         except OSError as e:
             raise ConfigError(f"ingest.deadletter_file: cannot write {self._deadletters.path}: "
                               f"{e.strerror}") from e
-        converter = Converter(self.config, load_station_ratings(self.config))
+        try:
+            self.owners.load()
+        except OSError as e:
+            raise ConfigError(f"ingest.owners_file: cannot use {self.owners.path}: "
+                              f"{e.strerror}") from e
+        converter = Converter(self.config, load_station_ratings(self.config),
+                              owners=self.owners)
         if not self._writers:
             self._writers = [make_writer(self.config.influx)
                              for _ in range(self.config.influx.parallel_writes)]
@@ -144,6 +152,7 @@ class Ingest:
         taken = self._pipeline.taken if self._pipeline else 0
         values["queued"] = int(values["received"] or 0) - taken  # not yet taken by the worker
         values["pending"] = self._pipeline.pending if self._pipeline else 0  # in the batch
+        values["readings_not_owned"] = self.owners.refused
         values["connected"] = self._connected
         values["subscribed"] = self._subscribed
         return values
