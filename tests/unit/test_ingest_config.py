@@ -39,6 +39,7 @@ parallel_writes = 3
 def test_full_v1_file(tmp_path: Path) -> None:
     path = tmp_path / "ingest.toml"
     path.write_text(FULL_V1)
+    path.chmod(0o600)  # it holds passwords inline
     c = load_config(path)
     assert (c.ingest.id, c.ingest.group, c.ingest.deadletter_file) == ("ingest-2", "ingest",
                                                                        "/tmp/dl.jsonl")

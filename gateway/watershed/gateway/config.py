@@ -14,8 +14,11 @@
     port = 1883
     prefix = "watershed"
     keepalive_s = 30
-    username = "gw-zamora"        # optional, with password
-    password = "..."
+    username = "gw-zamora"        # optional, with password (must be the gateway id: below)
+    password_file = "mqtt-password"  # or password_env = "VAR", or password = "..." inline
+                                  # (refused in a file group/others can read); a relative
+                                  # password_file is in $CREDENTIALS_DIRECTORY (systemd
+                                  # LoadCredential=), else beside this file
     tls = true                    # optional: ca_file (default: system CAs), cert_file + key_file
     ca_file = "/etc/watershed/ca.pem"
     confirm_grace_s = 10.0        # unconfirmed readings go again on evidence of loss: see below
@@ -169,7 +172,7 @@ class GatewayConfig:
             prefix=mqtt.topic_prefix("prefix", MqttConfig.prefix),
             keepalive_s=mqtt.integer("keepalive_s", MqttConfig.keepalive_s, 1, 65535),
             username=mqtt.text("username", "", allow_empty=True),
-            password=mqtt.text("password", "", allow_empty=True, secret=True),
+            password=mqtt.secret("password"),
             max_readings_per_message=mqtt.integer(
                 "max_readings_per_message", MqttConfig.max_readings_per_message, 1, 1000),
             max_inflight=mqtt.integer("max_inflight", MqttConfig.max_inflight, 1, 1000),

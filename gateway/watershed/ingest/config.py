@@ -176,7 +176,7 @@ def _mqtt(t: Table) -> MqttConfig:
     config = MqttConfig(host=t.text("host", d.host), port=t.integer("port", d.port, 1, 65535),
                         prefix=t.ident("prefix", d.prefix),
                         username=t.text("username", d.username, allow_empty=True),
-                        password=t.text("password", d.password, allow_empty=True, secret=True))
+                        password=t.secret("password"))
     if config.password and not config.username:
         t.problem("password", "set without mqtt.username")
     t.reject_unknown()
@@ -187,10 +187,18 @@ def _influx(t: Table) -> InfluxConfig:
     d = InfluxConfig()
     api = t.choice("api", INFLUX_APIS, d.api)
 
-    def for_v2(key: str, secret: bool = False) -> str:
-        value = t.text(key, "", allow_empty=True, secret=secret)
+    def for_v2(key: str) -> str:
+        value = t.text(key, "", allow_empty=True)
         if api == "v2" and t.data.get(key, "") == "":  # (another type is reported already)
             t.problem(key, 'required (not empty) with api = "v2"')
+        return value
+
+    def token() -> str:
+        value = t.secret("token")
+        if api == "v2" and not any(t.given(k) for k in ("token", "token_file", "token_env")):
+            t.problem("token", 'required with api = "v2" (or token_file, token_env)')
+        elif api == "v2" and t.data.get("token") == "":
+            t.problem("token", 'required (not empty) with api = "v2"')
         return value
 
     url = t.text("url", d.url)
@@ -202,8 +210,8 @@ def _influx(t: Table) -> InfluxConfig:
         database=t.text("database", d.database, allow_empty=api == "v2"),
         retention_policy=t.text("retention_policy", d.retention_policy, allow_empty=True),
         username=t.text("username", d.username, allow_empty=True),
-        password=t.text("password", d.password, allow_empty=True, secret=True),
-        org=for_v2("org"), bucket=for_v2("bucket"), token=for_v2("token", secret=True),
+        password=t.secret("password"),
+        org=for_v2("org"), bucket=for_v2("bucket"), token=token(),
         batch_size=t.integer("batch_size", d.batch_size, low=1),
         flush_interval_s=_positive(t, "flush_interval_s", d.flush_interval_s),
         timeout_s=_positive(t, "timeout_s", d.timeout_s),
