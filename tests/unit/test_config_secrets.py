@@ -15,7 +15,7 @@ SECRET = "hunter2-Zq9"
 
 def ingest_file(tmp_path: Path, mqtt: str, influx: str = "", mode: int = 0o644) -> Path:
     path = tmp_path / "ingest.toml"
-    path.write_text(f'[mqtt]\nusername = "ingest"\n{mqtt}\n[influx]\n{influx}\n')
+    path.write_text(f'[mqtt]\nusername = "ingest-1"\n{mqtt}\n[influx]\n{influx}\n')
     path.chmod(mode)
     return path
 
@@ -90,3 +90,35 @@ def test_the_gateway_reads_its_password_the_same_way(tmp_path: Path, monkeypatch
     with pytest.raises(ConfigError, match="mqtt.password: a secret inline") as e:
         load_gateway(path)
     assert SECRET not in str(e.value)
+
+
+def test_a_broker_identity_other_than_the_own_id_is_refused_at_start(tmp_path: Path) -> None:
+    """The broker knows a client by its user name or its certificate's CN (and makes that its
+    client id): a gateway or ingest whose id differs is refused before it connects."""
+    import subprocess
+
+    pki = tmp_path / "pki"
+    script = Path(__file__).parents[2] / "deploy" / "watershed-pki.sh"
+    for args in (["ca"], ["client", "gw-b"]):
+        subprocess.run([str(script), str(pki), *args], check=True, capture_output=True,
+                       timeout=60)
+    body = ('[gateway]\nid = "gw-a"\n[mqtt]\ntls = true\n{mqtt}\n'
+            '[[link]]\nport = "loop://"\nstations = [1]\n')
+    path = tmp_path / "gateway.toml"
+    path.write_text(body.format(mqtt=f'cert_file = "{pki}/gw-b.crt"\n'
+                                     f'key_file = "{pki}/gw-b.key"'))
+    with pytest.raises(ConfigError) as e:
+        load_gateway(path)
+    assert ("mqtt.cert_file: the certificate's CN is 'gw-b' but this program's id is 'gw-a'"
+            in str(e.value))
+    path.write_text(body.format(mqtt='username = "gw-b"\npassword_env = "HOME"'))
+    with pytest.raises(ConfigError, match="mqtt.username: 'gw-b' differs from this program's "
+                                          "id 'gw-a'"):
+        load_gateway(path)
+    path.write_text(body.replace('"gw-a"', '"ingest"').format(mqtt=""))
+    with pytest.raises(ConfigError, match="gateway.id: 'ingest' is reserved"):
+        load_gateway(path)
+    ingest = ingest_file(tmp_path, f'tls = true\ncert_file = "{pki}/gw-b.crt"\n'
+                                   f'key_file = "{pki}/gw-b.key"')
+    with pytest.raises(ConfigError, match="CN is 'gw-b' but this program's id is 'ingest-1'"):
+        load_ingest(ingest)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from ..config_reader import ConfigError, Table, load_toml, of_mapping
 from ..contracts.ids import is_valid_id
 from ..contracts.mqtt import DEFAULT_PREFIX
+from ..mqtt.identity import identity_problem
 
 __all__ = ["ConfigError", "IngestConfig", "InfluxConfig", "IngestSection", "MqttConfig",
            "RetentionConfig", "StationEntry", "ValidationConfig", "load_config"]
@@ -46,8 +47,15 @@ class MqttConfig:
     host: str = "127.0.0.1"
     port: int = 1883
     prefix: str = DEFAULT_PREFIX
-    username: str = ""
+    username: str = ""  # the ingest id (the broker makes it the client id), or empty
     password: str = field(default="", repr=False)
+    # TLS (an ingest off the broker's host): the broker's certificate is checked against ca_file
+    # (empty: the system's CAs) and host; cert_file + key_file: the ingest's client certificate,
+    # CN = the ingest id (deploy/watershed-pki.sh)
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +134,9 @@ class IngestConfig:
     @classmethod
     def from_table(cls, root: Table, base_dir: Path | None = None) -> IngestConfig:
         """Read the root table of a document; raises ConfigError listing every problem."""
-        config = cls(ingest=_ingest(root.table("ingest")),
-                     mqtt=_mqtt(root.table("mqtt")),
+        ingest = _ingest(root.table("ingest"))
+        config = cls(ingest=ingest,
+                     mqtt=_mqtt(root.table("mqtt"), ingest.id),
                      influx=_influx(root.table("influx")),
                      validation=_validation(root.table("validation")),
                      retention=_retention(root.table("retention")),
@@ -169,16 +178,27 @@ def _ingest(t: Table) -> IngestSection:
     return section
 
 
-def _mqtt(t: Table) -> MqttConfig:
+def _mqtt(t: Table, ingest_id: str) -> MqttConfig:
     # The prefix is one topic level: contracts.mqtt.Topics parses topics as
     # <prefix>/v1/<gateway>/<station>/readings.
     d = MqttConfig()
     config = MqttConfig(host=t.text("host", d.host), port=t.integer("port", d.port, 1, 65535),
                         prefix=t.ident("prefix", d.prefix),
                         username=t.text("username", d.username, allow_empty=True),
-                        password=t.secret("password"))
+                        password=t.secret("password"),
+                        tls=t.boolean("tls", d.tls),
+                        ca_file=t.text("ca_file", d.ca_file, allow_empty=True),
+                        cert_file=t.text("cert_file", d.cert_file, allow_empty=True),
+                        key_file=t.text("key_file", d.key_file, allow_empty=True))
     if config.password and not config.username:
         t.problem("password", "set without mqtt.username")
+    if (config.ca_file or config.cert_file) and not config.tls:
+        t.problem("tls", "must be true when ca_file or cert_file is set")
+    if bool(config.cert_file) != bool(config.key_file):
+        t.problem("key_file", "cert_file and key_file go together")
+    mismatch = identity_problem(ingest_id, config.username, config.cert_file)
+    if mismatch is not None:
+        t.problem(mismatch[0], mismatch[1] + " (ingest.id)")
     t.reject_unknown()
     return config
 

@@ -169,7 +169,8 @@ class Ingest:
         c = self.config
         endpoint = Endpoint(
             c.mqtt.host, c.mqtt.port, c.ingest.id, keepalive_s=KEEPALIVE_S, clean_session=False,
-            username=c.mqtt.username, password=c.mqtt.password,
+            username=c.mqtt.username, password=c.mqtt.password, tls=c.mqtt.tls,
+            ca_file=c.mqtt.ca_file, cert_file=c.mqtt.cert_file, key_file=c.mqtt.key_file,
             # A crash leaves "offline" as the retained status, not the last numbers posing as
             # live.
             will=Will(self.status_topic, encode_status(self.status("offline")), QOS, True),
