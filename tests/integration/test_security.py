@@ -305,6 +305,8 @@ def test_a_gateway_cannot_overwrite_another_gateways_station(
     time.sleep(REFRESH_S + 0.1)  # the ingest re-reads the owners file this often
     gw_a.publish(TOPICS.readings("gw-a", "SAN-02"), readings("gw-a", "SAN-02", 3, 2500))
     wait_until(lambda: 2.5 in [p["value"] for p in points(influx, "SAN-02")], "gw-a's point")
+    for secret in (INGEST_MQTT_PASSWORD, INGEST_INFLUX_PASSWORD):
+        assert secret not in caplog.text and secret not in broker.log_path.read_text()
 
 
 def write_config(tmp_path: Path, config: IngestConfig) -> Path:

@@ -122,3 +122,10 @@ def test_a_broker_identity_other_than_the_own_id_is_refused_at_start(tmp_path: P
                                    f'key_file = "{pki}/gw-b.key"')
     with pytest.raises(ConfigError, match="CN is 'gw-b' but this program's id is 'ingest-1'"):
         load_ingest(ingest)
+
+
+def test_credentials_in_the_influx_url_are_refused_unshown(tmp_path: Path) -> None:
+    path = ingest_file(tmp_path, "", f'url = "http://ingest:{SECRET}@127.0.0.1:8086"')
+    with pytest.raises(ConfigError) as e:
+        load_ingest(path)
+    assert "influx.url: holds credentials" in str(e.value) and SECRET not in str(e.value)

@@ -223,7 +223,11 @@ def _influx(t: Table) -> InfluxConfig:
 
     url = t.text("url", d.url)
     parts = urlsplit(url)
-    if url and not (parts.scheme in ("http", "https") and parts.hostname):
+    if parts.username is not None or parts.password is not None:
+        # Never echoed: it holds a secret. URLs end up in error messages and logs.
+        t.problem("url", "holds credentials (user:password@): give them as influx.username "
+                         "and password_file instead")
+    elif url and not (parts.scheme in ("http", "https") and parts.hostname):
         t.problem("url", f"expected an http:// or https:// URL, got {url!r}")
     config = InfluxConfig(
         api=api, url=url,
