@@ -170,6 +170,11 @@ def test_setup_with_auth_makes_a_write_only_ingest_user_and_a_read_only_reader(
                  password=secrets["reader-pw"]).write([line])
     with pytest.raises(QueryError):
         query(server.url, "watershed", "SELECT value FROM readings")  # nobody
+    # A hydrologist's command line holds no password: a file (or $WATERSHED_INFLUX_PASSWORD).
+    capsys.readouterr()
+    assert main(["query", "--url", server.url, "--user", "grafana", "--password-file",
+                 str(tmp_path / "reader-pw"), "--start", "1763676000"]) == 0
+    assert "1.5" in capsys.readouterr().out
 
 
 def test_setup_refuses_to_limit_an_admin(tmp_path: Path, influxd_factory, capsys) -> None:

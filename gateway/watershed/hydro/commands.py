@@ -10,8 +10,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .cli_common import (add_range_args, add_source_args, add_tz_arg, first_basin, source,
-                         time_range, zone_of)
+from .cli_common import (add_range_args, add_source_args, add_tz_arg, first_basin,
+                         read_secret, source, time_range, zone_of)
 from . import record_commands
 from .timearg import unix_time
 
@@ -201,7 +201,7 @@ def _admin(args: argparse.Namespace) -> tuple[str, str] | None:
             raise ConfigError("--reader needs --admin-user (users are made by an admin)")
         return None
     if args.admin_password_file is not None:
-        return args.admin_user, _read_secret(args.admin_password_file, "--admin-password-file")
+        return args.admin_user, read_secret(args.admin_password_file, "--admin-password-file")
     password = os.environ.get("WATERSHED_INFLUX_ADMIN_PASSWORD", "")
     if not password:
         raise ConfigError("--admin-user needs --admin-password-file or "
@@ -215,22 +215,10 @@ def _users(args: argparse.Namespace, config: Any, admin: str) -> list[Any]:
     i = config.influx
     if i.username and i.username != admin:
         wanted.append(User(i.username, "WRITE", i.password))
-    password = (_read_secret(args.reader_password_file, "--reader-password-file")
+    password = (read_secret(args.reader_password_file, "--reader-password-file")
                 if args.reader_password_file is not None else "")
     wanted += [User(name, "READ", password) for name in args.reader]
     return wanted
-
-
-def _read_secret(path: Path, option: str) -> str:
-    from ..ingest.config import ConfigError
-    try:
-        value = path.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{option}: cannot read {path}: "
-                          f"{getattr(e, 'strerror', None) or 'not UTF-8 text'}") from e
-    if not value:
-        raise ConfigError(f"{option}: {path} is empty")
-    return value
 
 
 def _influx_downsample(args: argparse.Namespace) -> int:
