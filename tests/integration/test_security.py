@@ -286,8 +286,8 @@ def test_a_gateway_cannot_overwrite_another_gateways_station(
               .splitlines()]
     assert dead["topic"] == TOPICS.readings("gw-a", "SAN-02")
     assert "does not own station SAN-02" in dead["reason"]
-    assert "ALERT gateway gw-a published readings of station SAN-02, which gateway gw-b owns" \
-        in caplog.text
+    assert ("ALERT gateway gw-a published readings of station SAN-02, which gateway gw-b (since "
+            in caplog.text)
     assert ingest.status()["readings"]["not_owned"] == 1
 
     # Restarted, the ingest still knows SAN-02 is gw-b's (the owners file).
@@ -433,3 +433,45 @@ def test_secrets_stay_out_of_config_files_logs_and_errors(tmp_path: Path, pki: P
     assert result.returncode == 2
     # (the gateway logs to stdout, one line per problem)
     assert "the certificate's CN is 'gw-b' but this program's id is 'gw-a'" in result.stdout
+
+
+def test_a_real_gateway_on_the_shipped_broker_counts_its_refused_readings(
+        tmp_path: Path, broker: Mosquitto, pki: Path, credentials: Path, influx: Influxd,
+        started: list[Ingest]) -> None:
+    """The whole path, as deployed: a gateway daemon with its certificate over TLS, for a
+    station another gateway owns. Its readings are refused, confirmed `rejected`, and the
+    gateway counts them (loss ledger: rejected_by_ingest) and owes nothing more."""
+    from watershed.gateway.config import GatewayConfig
+    from watershed.gateway.daemon import Gateway
+    from watershed.ingest.owners import Owners
+    from watershed_sim.py_station import PyStation, StationBus
+    from watershed_sim.serial_link import VirtualSerialLink
+
+    from .test_gateway_end_to_end import SAN, config_dict, sample
+
+    config = ingest_config(tmp_path, broker, influx)
+    setup_influx(config)
+    Owners(config.ingest.owners_path).claim("SAN-07", "gw-b")  # heard from gw-b before
+    ingest = start_ingest(config, started)
+    wait_until(lambda: ingest.stats()["subscribed"], "the ingest subscribed")
+    with VirtualSerialLink() as link:
+        bus = StationBus(link.station_path, PyStation(SAN, "SAN-07"))
+        d = config_dict(tmp_path, "gw-a", broker.tls_port, link.gateway_path)
+        d["station"][0]["id"] = "SAN-07"
+        d["mqtt"].update(host=BROKER_NAME, tls=True, ca_file=str(pki / "ca.crt"),
+                         cert_file=str(pki / "gw-a.crt"), key_file=str(pki / "gw-a.key"))
+        d["link"][0]["stations"] = [SAN]
+        gw = Gateway(GatewayConfig.from_dict(d))
+        gw.start()
+        try:
+            sample(bus, SAN, ["1.234", "2.5"])
+            wait_until(lambda: gw.store.counts()["readings_rejected"] == 2,
+                       "the gateway counting its refused readings", timeout=30)
+            counts = gw.store.counts()
+            assert (counts["readings_confirmed"], counts["unsent"], counts["unconfirmed"]) == \
+                (0, 0, 0)
+        finally:
+            gw.stop()
+            bus.close()
+    assert ingest.stats()["readings_not_owned"] == 2
+    assert points(influx, "SAN-07") == []

@@ -90,6 +90,7 @@ def test_config_owners_override_the_file_and_empty_gateways_is_not_anyone(tmp_pa
                                     {"id": "SAN-03"}])
     assert c.convert(*message("gw-a")).lines and c.convert(*message("gw-c")).lines
     assert c.convert(*message("gw-b")).rejected
+    assert owners.refused == len(PAYLOAD["readings"])  # counted (and alerted) all the same
     assert owners.owner("SAN-02") is None  # the config decides, nothing recorded
     assert c.convert(*message("gw-b", "SAN-03")).lines
     assert c.convert(*message("gw-a", "SAN-03")).rejected

@@ -21,7 +21,7 @@ from ..contracts.mqtt import (MAX_TS, MessageReading, PayloadError, ReadingsMess
 from ..contracts.wire import OUT_OF_RANGE
 from ..ratings.station import StationRatings
 from .config import IngestConfig
-from .owners import Owners, Ownership
+from .owners import Owners
 
 
 @dataclass(slots=True)
@@ -172,25 +172,25 @@ class Converter:
             return None
         return Converted(*fast)
 
-    def _owner_problem(self, gateway: str, station: str
-                       ) -> tuple[str, Ownership | None] | None:
-        """Why ``gateway`` may not speak for ``station`` (and the owner it is not, when the
-        owners file says so), or None: the config's registry first, then the owners file."""
+    def _owner_problem(self, gateway: str, station: str) -> tuple[str, str | None] | None:
+        """Why ``gateway`` may not speak for ``station`` and, when another gateway owns it, who
+        (for the alert); None when it may. The config's registry first, then the owners file."""
         entry = self._config.station(station)
         if entry is None and self._config.validation.require_registered and self._config.stations:
             return f"registry: station {station} is not registered", None
         if entry is not None and entry.gateways:
             if gateway in entry.gateways:
                 return None
+            owners = ", ".join(entry.gateways)
             return (f"registry: gateway {gateway} does not own station {station} "
-                    f"(owners: {', '.join(entry.gateways)})", None)
+                    f"(owners: {owners})", f"{owners} (ingest config [[stations]])")
         owner = self.owners.owner(station)
         if owner is None:
             owner = self.owners.claim(station, gateway)
         if owner.gateway == gateway:
             return None
         return (f"owner: gateway {gateway} does not own station {station} (owned by "
-                f"{owner.gateway} since {owner.at}, {owner.by})", owner)
+                f"{owner.gateway} since {owner.at}, {owner.by})", owner.describe())
 
     def _time_problem(self, r: MessageReading) -> str | None:
         v = self._config.validation

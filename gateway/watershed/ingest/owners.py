@@ -46,6 +46,10 @@ class Ownership:
     at: int  # Unix s of the claim or move
     by: str  # "first-seen:<ingest id>" or "move:<operator>"
 
+    def describe(self) -> str:
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
+        return f"{self.gateway} (since {since}, {self.by})"
+
 
 class Owners:
     """The station -> owner registry; ``path`` None keeps it in memory only (tests, tools)."""
@@ -137,17 +141,17 @@ class Owners:
                                       f"{MOVE}:{operator}"))
         return previous
 
-    def note_refused(self, station: str, gateway: str, owner: Ownership, readings: int) -> None:
-        """Count refused readings; the first refusal of each (station, gateway) is logged."""
+    def note_refused(self, station: str, gateway: str, owner: str, readings: int) -> None:
+        """Count readings refused because ``owner`` (described) owns their station; the first
+        refusal of each (station, gateway) is logged."""
         self.refused += readings
         if (station, gateway) in self._warned:
             return
         self._warned.add((station, gateway))
-        log.warning("ALERT gateway %s published readings of station %s, which gateway %s owns "
-                    "(since %s, %s): refused and dead-lettered. If the station moved, run "
-                    "`watershed station move %s --to %s`", gateway, station, owner.gateway,
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(owner.at)), owner.by,
-                    station, gateway)
+        log.warning("ALERT gateway %s published readings of station %s, which gateway %s owns: "
+                    "refused and dead-lettered. If the station moved, run `watershed station "
+                    "move %s --to %s` (or change the ingest config's [[stations]])", gateway,
+                    station, owner, station, gateway)
 
     @contextmanager
     def _locked(self) -> Iterator[IO[bytes] | None]:
