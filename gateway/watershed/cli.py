@@ -27,6 +27,7 @@ SERVICES = {
 # Modules with a ``register(subparsers)`` that adds that area's subcommands.
 COMMAND_MODULES = (
     "watershed.gateway.commands",
+    "watershed.ingest.commands",
     "watershed.hydro.commands",
     "watershed.firmware_build",
 )

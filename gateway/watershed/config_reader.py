@@ -12,13 +12,21 @@ A getter that finds a problem records it and returns a harmless placeholder, so 
 file is still read and every problem is reported in one go. A misspelt key silently falling back
 to a default is how a gateway ends up polling the wrong port for a month, hence
 ``reject_unknown``. A value given as ``secret`` is never echoed in a message, only its type.
+
+A secret (``Table.secret``: passwords, tokens) comes from one of three keys: ``password`` inline,
+``password_file`` (a file holding it; a relative path is looked up in ``$CREDENTIALS_DIRECTORY``,
+where systemd's ``LoadCredential=`` puts it, else beside the config file) or ``password_env``
+(the name of an environment variable). A config file that holds a secret inline and that group
+or others may read is refused, with the fix in the message.
 ``file:line`` is left out when there is no file (a dict built in code) or no line for the key.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time
@@ -186,6 +194,62 @@ class Table:
                 self._expected(key, what, value, secret)
             return ""
         return value
+
+    def secret(self, key: str) -> str:
+        """A password or token from ``key`` (inline), ``key_file`` or ``key_env``: at most one
+        of them; "" when none is given. Never shows the secret in a problem."""
+        given = [k for k in (key, f"{key}_file", f"{key}_env") if self.given(k)]
+        inline = self.text(key, "", allow_empty=True, secret=True)
+        file = self.text(f"{key}_file", "", allow_empty=True)
+        env = self.text(f"{key}_env", "", allow_empty=True)
+        if len(given) > 1:
+            self.problem(given[1], f"give one of {', '.join(given)}, not several")
+            return ""
+        if inline:
+            self._refuse_readable_file(key)
+            return inline
+        if file:
+            return self._secret_file(f"{key}_file", file)
+        if env:
+            value = os.environ.get(env, "")
+            if not value:
+                self.problem(f"{key}_env", f"environment variable {env} is not set or empty")
+            return value
+        return ""
+
+    def _secret_file(self, key: str, name: str) -> str:
+        path = Path(name)
+        if not path.is_absolute():
+            credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+            source = self.problems.source
+            base = (Path(credentials) if credentials
+                    else Path(source).parent if source else Path.cwd())
+            path = base / path
+        try:
+            value = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            self.problem(key, f"cannot read {path}: {why}")
+            return ""
+        if not value:
+            self.problem(key, f"{path} is empty")
+        return value
+
+    def _refuse_readable_file(self, key: str) -> None:
+        """A secret inline in a file group or others can read is refused (mode 0600 fixes it,
+        or the secret in a file of its own)."""
+        source = self.problems.source
+        if source is None:
+            return
+        try:
+            mode = stat.S_IMODE(os.stat(source).st_mode)
+        except OSError:
+            return
+        if mode & 0o077:
+            self.problem(key, f"a secret inline in a file readable by group or others (mode "
+                              f"{mode:04o}): run `chmod 600 {source}`, or move it to a file of "
+                              f"its own with {key}_file = \"...\" (systemd LoadCredential=) or "
+                              f"to an environment variable named by {key}_env")
 
     def ident(self, key: str, default: Any = REQUIRED) -> str:
         """An identifier (station, gateway, channel ...), as contracts.ids defines it."""

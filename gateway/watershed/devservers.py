@@ -9,6 +9,7 @@ Stdlib only, so importing this module never needs the servers or any third-party
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pwd
@@ -306,11 +307,30 @@ class Influxd(_DevServer):
     debian_package = "influxdb"
 
     def __init__(
-        self, workdir: Path, port: int | None = None, *, binary: str | None = None
+        self, workdir: Path, port: int | None = None, *, binary: str | None = None,
+        admin: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(workdir, port, binary)
         # The backup/restore RPC service always listens; keep it off the default 8088.
         self.rpc_port = free_port()
+        # (user, password): authentication on, with this admin (made on first start); query()
+        # runs as it.
+        self.admin = admin
+
+    def start(self, timeout: float = 20.0) -> Self:
+        super().start(timeout)
+        if self.admin is not None and not self._admin_works():
+            # With auth on and no user yet, 1.x takes exactly this statement unauthenticated.
+            self._post_query(f"CREATE USER \"{self.admin[0]}\" WITH PASSWORD "
+                             f"'{self.admin[1]}' WITH ALL PRIVILEGES", auth=False)
+        return self
+
+    def _admin_works(self) -> bool:
+        try:
+            self.query("SHOW USERS")
+            return True
+        except RuntimeError:  # not yet created (a restart keeps it)
+            return False
 
     @property
     def url(self) -> str:
@@ -347,6 +367,7 @@ bind-address = "{self.host}:{self.rpc_port}"
   bind-address = "{self.host}:{self.port}"
   log-enabled = false
   pprof-enabled = false
+  auth-enabled = {str(self.admin is not None).lower()}
 
 [continuous_queries]
   enabled = true
@@ -373,12 +394,19 @@ bind-address = "{self.host}:{self.rpc_port}"
 
         POST because the v1 API refuses writes such as CREATE DATABASE over GET.
         """
+        return self._post_query(q, db, timeout)
+
+    def _post_query(self, q: str, db: str | None = None, timeout: float = 10.0,
+                    auth: bool = True) -> list[dict[str, Any]]:
         params = {"q": q, **({"db": db} if db else {})}
         request = urllib.request.Request(
             f"{self.url}/query",
             data=urllib.parse.urlencode(params).encode(),
             method="POST",
         )
+        if auth and self.admin is not None:
+            token = base64.b64encode(f"{self.admin[0]}:{self.admin[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 body = json.load(response)

@@ -17,7 +17,7 @@ from watershed.devservers import Mosquitto
 pytestmark = pytest.mark.integration
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "watershed.acl"
-USERS = {"gw-a": "pa", "gw-b": "pb", "ingest": "pi", "operator": "po"}
+USERS = {"gw-a": "pa", "gw-b": "pb", "ingest-1": "pi", "operator": "po"}
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
 
 def test_each_gateway_writes_only_its_own_subtree(broker: Mosquitto) -> None:
     inbox: queue.Queue = queue.Queue()
-    ingest, rc = connect(broker, "ingest", USERS["ingest"], inbox)
+    ingest, rc = connect(broker, "ingest-1", USERS["ingest-1"], inbox)
     assert rc == 0
     ingest.subscribe("$share/ingest/watershed/v1/+/+/readings", qos=1)
     time.sleep(0.3)  # let the subscription settle before publishing
@@ -104,7 +104,7 @@ def test_an_ingest_confirms_to_a_gateway_and_only_that_gateway_hears_it(broker: 
     inbox_b: queue.Queue = queue.Queue()
     gw_a, _ = connect(broker, "gw-a", USERS["gw-a"], inbox_a)
     gw_b, _ = connect(broker, "gw-b", USERS["gw-b"], inbox_b)
-    ingest, rc = connect(broker, "ingest", USERS["ingest"])
+    ingest, rc = connect(broker, "ingest-1", USERS["ingest-1"])
     assert rc == 0
     try:
         gw_a.subscribe("watershed/v1/gw-a/confirm", qos=1)
@@ -112,9 +112,9 @@ def test_an_ingest_confirms_to_a_gateway_and_only_that_gateway_hears_it(broker: 
         gw_b.subscribe("watershed/v1/+/confirm", qos=1)  # tries to read everyone's
         time.sleep(0.3)
         publish(ingest, "watershed/v1/gw-a/confirm", b"for a")
-        publish(ingest, "watershed/v1/ingest/ingest/status", b"status")
+        publish(ingest, "watershed/v1/ingest/ingest-1/status", b"status")
         assert inbox_a.get(timeout=10) == ("watershed/v1/gw-a/confirm", b"for a")
-        assert inbox_a.get(timeout=10) == ("watershed/v1/ingest/ingest/status", b"status")
+        assert inbox_a.get(timeout=10) == ("watershed/v1/ingest/ingest-1/status", b"status")
         publish(ingest, "watershed/v1/gw-b/confirm", b"for b")
         assert inbox_b.get(timeout=10) == ("watershed/v1/gw-b/confirm", b"for b")
         assert inbox_b.empty()  # gw-a's confirmation never reached gw-b

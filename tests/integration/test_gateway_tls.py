@@ -5,7 +5,6 @@ of them and keeps them stored."""
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,42 +29,26 @@ from .test_gateway_end_to_end import (
 pytestmark = pytest.mark.integration  # openssl comes from scripts/install-system-deps.sh
 
 
-def openssl(*args: str | Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+PKI_SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "watershed-pki.sh"
+GATEWAY_ID = "gw-client"  # the CN of its certificate: the broker's name for it
 
 
-def make_ca(d: Path, name: str) -> tuple[Path, Path]:
-    key, cert = d / f"{name}.key", d / f"{name}.pem"
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    return key, cert
-
-
-def make_leaf(d: Path, name: str, ca: tuple[Path, Path], extensions: str) -> tuple[Path, Path]:
-    key, csr, cert, ext = (d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem",
-                           d / f"{name}.ext")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
-    ext.write_text(extensions)
-    openssl("x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial",
-            "-out", cert, "-days", "2", "-extfile", ext)
-    return key, cert
+def pki_script(d: Path, *args: str) -> None:
+    subprocess.run([str(PKI_SCRIPT), str(d), *args], check=True, capture_output=True,
+                   timeout=60)
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Made by deploy/watershed-pki.sh, as deployed."""
     d = tmp_path_factory.mktemp("pki")
-    ca = make_ca(d, "watershed-test-ca")
-    server = make_leaf(d, "broker", ca, "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                                        "extendedKeyUsage=serverAuth\n"
-                                        "authorityKeyIdentifier=keyid\n")
-    client = make_leaf(d, "gw-client", ca, "extendedKeyUsage=clientAuth\n"
-                                           "authorityKeyIdentifier=keyid\n")
-    _, other_ca = make_ca(d, "someone-elses-ca")
-    return {"ca": ca[1], "server_key": server[0], "server_cert": server[1],
-            "client_key": client[0], "client_cert": client[1], "other_ca": other_ca}
+    for args in (["ca"], ["server", "localhost", "127.0.0.1"], ["client", GATEWAY_ID]):
+        pki_script(d, *args)
+    other = tmp_path_factory.mktemp("other-pki")
+    pki_script(other, "ca")
+    return {"ca": d / "ca.crt", "server_key": d / "server.key", "server_cert": d / "server.crt",
+            "client_key": d / f"{GATEWAY_ID}.key", "client_cert": d / f"{GATEWAY_ID}.crt",
+            "other_ca": other / "ca.crt"}
 
 
 @pytest.fixture
@@ -101,7 +84,7 @@ def tls_config(tmp_path: Path, gateway_id: str, port: int, serial: str, ca: Path
 
 def test_readings_go_over_tls_with_a_client_certificate(
         tmp_path: Path, tls_broker, pki: dict[str, Path], link: VirtualSerialLink) -> None:
-    gateway_id = f"gw-{uuid.uuid4().hex[:8]}"
+    gateway_id = GATEWAY_ID
     bus = StationBus(link.station_path, PyStation(SAN, "SAN-01"))
     subscriber = Subscriber(tls_broker.port, gateway_id)  # on the plain listener
     gateway = Gateway(tls_config(tmp_path, gateway_id, tls_broker.tls_port, link.gateway_path,
@@ -122,7 +105,7 @@ def test_readings_go_over_tls_with_a_client_certificate(
 
 def test_a_broker_whose_certificate_is_not_trusted_gets_nothing(
         tmp_path: Path, tls_broker, pki: dict[str, Path], link: VirtualSerialLink) -> None:
-    gateway_id = f"gw-{uuid.uuid4().hex[:8]}"
+    gateway_id = GATEWAY_ID
     bus = StationBus(link.station_path, PyStation(SAN, "SAN-01"))
     subscriber = Subscriber(tls_broker.port, gateway_id)
     gateway = Gateway(tls_config(tmp_path, gateway_id, tls_broker.tls_port, link.gateway_path,

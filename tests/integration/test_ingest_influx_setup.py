@@ -128,3 +128,61 @@ def test_setup_reports_an_unreachable_influxdb(tmp_path: Path,
     path.write_text(f'[influx]\nurl = "http://127.0.0.1:{free_port()}"\n')
     assert main(["influx", "setup", "--config", str(path)]) == 1
     assert "watershed influx setup" in capsys.readouterr().err
+
+
+def test_setup_with_auth_makes_a_write_only_ingest_user_and_a_read_only_reader(
+        tmp_path: Path, influxd_factory, capsys) -> None:
+    """Authentication on: `setup --admin-user` makes the ingest's user (from its config) able to
+    write and not read, and a reader able to read and not write; no password is printed."""
+    from watershed.hydro.influxql import QueryError
+    from watershed.ingest.writer import RetryableWriteError
+
+    server = influxd_factory(admin=("admin", "adm1n-Pw"))
+    secrets = {"ingest-influx-password": "wr1ter-Pw", "admin-pw": "adm1n-Pw",
+               "reader-pw": "re4der-Pw"}
+    for name, secret in secrets.items():
+        (tmp_path / name).write_text(secret + "\n")
+    path = tmp_path / "ingest.toml"
+    path.write_text(f'[influx]\nurl = "{server.url}"\ndatabase = "watershed"\n'
+                    'username = "ingest"\npassword_file = "ingest-influx-password"\n')
+    argv = ["influx", "setup", "--config", str(path), "--admin-user", "admin",
+            "--admin-password-file", str(tmp_path / "admin-pw"), "--reader", "grafana",
+            "--reader-password-file", str(tmp_path / "reader-pw")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "GRANT WRITE ON \"watershed\" TO \"ingest\"" in out
+    assert "GRANT READ ON \"watershed\" TO \"grafana\"" in out
+    assert not any(secret in out for secret in secrets.values())
+    assert main(argv) == 0
+    assert capsys.readouterr().out.endswith("database watershed: up to date\n")  # idempotent
+
+    line = "readings,station=SAN-01,channel=stage_m value=1.5 1763676900"
+    V1Writer(server.url, "watershed", username="ingest",
+             password=secrets["ingest-influx-password"]).write([line])
+    with pytest.raises(QueryError, match="not authorized"):
+        query(server.url, "watershed", "SELECT * FROM readings", username="ingest",
+              password=secrets["ingest-influx-password"])
+    [(_, rows)] = query(server.url, "watershed", "SELECT value FROM readings",
+                        username="grafana", password=secrets["reader-pw"])
+    assert [r["value"] for r in rows] == [Decimal("1.5")]
+    with pytest.raises(RetryableWriteError, match="403"):
+        V1Writer(server.url, "watershed", username="grafana",
+                 password=secrets["reader-pw"]).write([line])
+    with pytest.raises(QueryError):
+        query(server.url, "watershed", "SELECT value FROM readings")  # nobody
+    # A hydrologist's command line holds no password: a file (or $WATERSHED_INFLUX_PASSWORD).
+    capsys.readouterr()
+    assert main(["query", "--url", server.url, "--user", "grafana", "--password-file",
+                 str(tmp_path / "reader-pw"), "--start", "1763676000"]) == 0
+    assert "1.5" in capsys.readouterr().out
+
+
+def test_setup_refuses_to_limit_an_admin(tmp_path: Path, influxd_factory, capsys) -> None:
+    server = influxd_factory(admin=("admin", "adm1n-Pw"))
+    (tmp_path / "pw").write_text("adm1n-Pw")
+    path = tmp_path / "ingest.toml"
+    path.write_text(f'[influx]\nurl = "{server.url}"\nusername = "root"\npassword_env = "HOME"\n')
+    server.query("CREATE USER \"root\" WITH PASSWORD 'x' WITH ALL PRIVILEGES")
+    assert main(["influx", "setup", "--config", str(path), "--admin-user", "admin",
+                 "--admin-password-file", str(tmp_path / "pw")]) == 1
+    assert "user root is an admin" in capsys.readouterr().err

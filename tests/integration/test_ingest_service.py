@@ -6,6 +6,8 @@ share group: a persistent session left behind by one test never takes another te
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import signal
@@ -27,7 +29,7 @@ from watershed.contracts.mqtt import (MessageReading, ReadingsMessage, Topics, d
                                       encode_readings)
 from watershed.devservers import Influxd, Mosquitto, free_port
 from watershed.hydro.influxql import query
-from watershed.ingest.config import IngestConfig
+from watershed.ingest.config import IngestConfig, StationEntry
 from watershed.backoff import Backoff
 from watershed.ingest.service import Ingest
 
@@ -153,11 +155,14 @@ def test_vector_message_becomes_exact_points(setup: Setup) -> None:
 
 
 def test_duplicates_stay_one_point_per_reading(setup: Setup) -> None:
-    ingest = setup.start_ingest()
+    # A station heard by two gateways on purpose: the registry names both as its owners.
+    both = dataclasses.replace(setup.config, stations=(
+        StationEntry("SAN-01", gateways=("gw-zamora", "gw-other")),))
+    ingest = setup.start_ingest(both)
     payload = VECTOR["payload"].encode()
     setup.publish(payload)
     setup.publish(payload)
-    # The same readings heard by a second gateway: the same points, the gateway field updated.
+    # The same readings heard by the second gateway: the same points, the gateway field updated.
     other = encode_readings(ReadingsMessage("gw-other", VECTOR_MESSAGE.station,
                                             VECTOR_MESSAGE.basin, VECTOR_MESSAGE.readings))
     setup.publish(other, setup.topics.readings("gw-other", "SAN-01"))

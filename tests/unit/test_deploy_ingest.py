@@ -27,6 +27,20 @@ def test_the_ingest_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert UNIT.name not in result.stderr, result.stderr  # no warnings about the unit
 
 
-def test_the_example_config_loads() -> None:
+def test_the_example_config_loads_with_the_credentials_the_unit_hands_over(
+        tmp_path: Path, monkeypatch) -> None:
+    """The secrets are not in the config: systemd puts each LoadCredential= of the unit in
+    $CREDENTIALS_DIRECTORY, where the config's password_file names find them."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for line in UNIT.read_text().splitlines():
+        if line.startswith("LoadCredential="):
+            name = line.split("=", 1)[1].split(":", 1)[0]
+            (credentials / name).write_text(f"secret of {name}\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     config = load_config(DEPLOY / "ingest.toml")
     assert config.influx.api in ("v1", "v2")
+    assert config.mqtt.password == "secret of ingest-mqtt-password"
+    assert config.influx.password == "secret of ingest-influx-password"
+    assert "secret" not in repr(config)
+    assert config.mqtt.username == config.ingest.id  # the broker's client id

@@ -213,6 +213,6 @@ def test_a_file_reports_every_problem_with_its_line(tmp_path: Path) -> None:
 
 
 def test_a_password_is_never_shown() -> None:
-    problems = problems_of(MINIMAL | {"mqtt": {"username": "u", "password": 90210}})
+    problems = problems_of(MINIMAL | {"mqtt": {"username": MINIMAL["gateway"]["id"], "password": 90210}})
     assert problems == ["mqtt.password: expected a string, got an integer"]
     assert "hunter2" not in repr(MqttConfig(username="u", password="hunter2"))

@@ -75,7 +75,16 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert "watershed-gateway.service" not in result.stderr, result.stderr  # no warnings
 
 
-def test_the_example_config_is_valid() -> None:
+def test_the_example_config_is_valid(tmp_path: Path) -> None:
+    """With the certificates deploy/watershed-pki.sh makes for it (CN = its gateway id)."""
     from watershed.gateway.config import load_config
-    config = load_config(REPO / "deploy" / "gateway" / "gateway.example.toml")
+    example = REPO / "deploy" / "gateway" / "gateway.example.toml"
+    pki = tmp_path / "pki"
+    for args in (["ca"], ["client", "gw-zamora"]):
+        subprocess.run([str(REPO / "deploy" / "watershed-pki.sh"), str(pki), *args], check=True,
+                       capture_output=True, timeout=60)
+    config_path = tmp_path / "gateway.toml"
+    config_path.write_text(example.read_text().replace("/etc/watershed/", f"{pki}/"))
+    config = load_config(config_path)
     assert config.mqtt.tls and config.stations[0].alerts
+    assert config.mqtt.cert_file == f"{pki}/gw-zamora.crt"

@@ -19,7 +19,7 @@ deadletter_file = "/tmp/dl.jsonl"
 host = "broker.local"
 port = 8883
 prefix = "basin"
-username = "ingest"
+username = "ingest-2"
 password = "secret"
 
 [influx]
@@ -39,11 +39,12 @@ parallel_writes = 3
 def test_full_v1_file(tmp_path: Path) -> None:
     path = tmp_path / "ingest.toml"
     path.write_text(FULL_V1)
+    path.chmod(0o600)  # it holds passwords inline
     c = load_config(path)
     assert (c.ingest.id, c.ingest.group, c.ingest.deadletter_file) == ("ingest-2", "ingest",
                                                                        "/tmp/dl.jsonl")
     assert (c.mqtt.host, c.mqtt.port, c.mqtt.prefix, c.mqtt.username, c.mqtt.password) == (
-        "broker.local", 8883, "basin", "ingest", "secret")
+        "broker.local", 8883, "basin", "ingest-2", "secret")
     i = c.influx
     assert (i.api, i.url, i.database, i.retention_policy, i.username, i.password) == (
         "v1", "http://db.local:8086", "watershed", "raw", "writer", "pw")
@@ -71,7 +72,7 @@ def test_v2_needs_org_bucket_and_token() -> None:
 
 
 def test_secrets_stay_out_of_repr() -> None:
-    c = IngestConfig.from_dict({"mqtt": {"username": "u", "password": "hunter2"},
+    c = IngestConfig.from_dict({"mqtt": {"username": "ingest-1", "password": "hunter2"},
                                 "influx": {"api": "v2", "org": "o", "bucket": "b",
                                            "token": "tok3n", "password": "pw9"}})
     assert not {"hunter2", "tok3n", "pw9"} & set(repr(c).replace("'", " ").split())
@@ -136,7 +137,7 @@ def test_a_file_reports_every_problem_with_its_line(tmp_path: Path) -> None:
 
 def test_secrets_of_the_wrong_type_are_not_echoed() -> None:
     with pytest.raises(ConfigError) as e:
-        IngestConfig.from_dict({"mqtt": {"username": "u", "password": 31337},
+        IngestConfig.from_dict({"mqtt": {"username": "ingest-1", "password": 31337},
                                 "influx": {"api": "v2", "org": "o", "bucket": "b",
                                            "token": 271828, "password": 4242}})
     assert e.value.problems == ["mqtt.password: expected a string, got an integer",

@@ -14,8 +14,11 @@
     port = 1883
     prefix = "watershed"
     keepalive_s = 30
-    username = "gw-zamora"        # optional, with password
-    password = "..."
+    username = "gw-zamora"        # optional, with password (must be the gateway id: below)
+    password_file = "mqtt-password"  # or password_env = "VAR", or password = "..." inline
+                                  # (refused in a file group/others can read); a relative
+                                  # password_file is in $CREDENTIALS_DIRECTORY (systemd
+                                  # LoadCredential=), else beside this file
     tls = true                    # optional: ca_file (default: system CAs), cert_file + key_file
     ca_file = "/etc/watershed/ca.pem"
     confirm_grace_s = 10.0        # unconfirmed readings go again on evidence of loss: see below
@@ -67,11 +70,14 @@ from watershed.config_reader import ConfigError, Table, load_toml, of_mapping
 from watershed.contracts.channels import FIRST_STATION_SPECIFIC, NUMBERS
 from watershed.contracts.ids import is_valid_id
 from watershed.contracts.mqtt import DEFAULT_PREFIX
+from watershed.mqtt.identity import identity_problem
 
 __all__ = ["AlertRule", "ConfigError", "GatewayConfig", "LinkConfig", "MqttConfig",
            "StationConfig", "load_config"]
 
 DEFAULT_STORE = "/var/lib/watershed/gateway.db"
+# Topic levels where a gateway id goes that the network uses for itself (contracts.mqtt.Topics)
+RESERVED_IDS = ("ingest", "deadletter")
 UNASSIGNED_BASIN = "unassigned"  # basin of a station that is heard but not in the registry
 MIN_ADDRESS, MAX_ADDRESS = 1, 254  # 0 is the gateway, 255 broadcast (contracts 1.1)
 DEFAULT_QUOTA_BYTES = 2_000_000_000
@@ -169,7 +175,7 @@ class GatewayConfig:
             prefix=mqtt.topic_prefix("prefix", MqttConfig.prefix),
             keepalive_s=mqtt.integer("keepalive_s", MqttConfig.keepalive_s, 1, 65535),
             username=mqtt.text("username", "", allow_empty=True),
-            password=mqtt.text("password", "", allow_empty=True, secret=True),
+            password=mqtt.secret("password"),
             max_readings_per_message=mqtt.integer(
                 "max_readings_per_message", MqttConfig.max_readings_per_message, 1, 1000),
             max_inflight=mqtt.integer("max_inflight", MqttConfig.max_inflight, 1, 1000),
@@ -193,12 +199,19 @@ class GatewayConfig:
             mqtt.problem("key_file", "cert_file and key_file go together")
         if mqtt_config.password and not mqtt_config.username:
             mqtt.problem("password", "set without mqtt.username")
+        gateway_id = gw.ident("id")
+        if gateway_id in RESERVED_IDS:
+            gw.problem("id", f"{gateway_id!r} is reserved: the topic level <prefix>/v1/"
+                             f"{gateway_id}/ is the network's own (docs/contracts.md 2)")
+        mismatch = identity_problem(gateway_id, mqtt_config.username, mqtt_config.cert_file)
+        if mismatch is not None:
+            mqtt.problem(mismatch[0], mismatch[1] + " (gateway.id)")
         link_tables = root.tables("link", required=True)
         links = tuple(_link(t) for t in link_tables)
         station_tables = root.tables("station")
         stations = tuple(_station(t) for t in station_tables)
         config = cls(
-            id=gw.ident("id"),
+            id=gateway_id,
             store=gw.text("store", DEFAULT_STORE),
             time_sync=gw.boolean("time_sync", True),
             store_quota_bytes=gw.integer("store_quota_bytes", DEFAULT_QUOTA_BYTES,

@@ -5,6 +5,7 @@ are shown on."""
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,11 @@ def add_source_args(p: argparse.ArgumentParser, rp: bool = True) -> None:
                                                 "rollups (default: the database's default, raw "
                                                 "readings)")
     p.add_argument("--user", default="", help="InfluxDB user (with --url; default none)")
-    p.add_argument("--password", default="", help="InfluxDB password (with --url)")
+    p.add_argument("--password", default="",
+                   help="InfluxDB password (with --url); any user of the machine sees a command "
+                        "line: prefer --password-file or $WATERSHED_INFLUX_PASSWORD")
+    p.add_argument("--password-file", type=Path, metavar="FILE",
+                   help="a file holding the InfluxDB password (with --url)")
     p.add_argument("--registry", type=Path,
                    help="station metadata registry (default: stations.toml beside --config, "
                         "if there is one)")
@@ -69,7 +74,24 @@ def source(args: argparse.Namespace) -> Source:
         i = load_config(args.config).influx
         return Source(i.url, i.database, rp or i.retention_policy, i.username, i.password,
                       registry)
-    return Source(args.url, args.db, rp, args.user, args.password, registry)
+    password = (args.password
+                or (read_secret(args.password_file, "--password-file") if args.password_file
+                    else os.environ.get("WATERSHED_INFLUX_PASSWORD", "") if args.user else ""))
+    return Source(args.url, args.db, rp, args.user, password, registry)
+
+
+def read_secret(path: Path, option: str) -> str:
+    """A password from a file of its own (one trailing newline dropped); raises ConfigError
+    naming the option and the file, never the content."""
+    from ..ingest.config import ConfigError
+    try:
+        value = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{option}: cannot read {path}: "
+                          f"{getattr(e, 'strerror', None) or 'not UTF-8 text'}") from e
+    if not value:
+        raise ConfigError(f"{option}: {path} is empty")
+    return value
 
 
 def time_range(args: argparse.Namespace, registry: Registry, stations: list[str],

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .cli_common import (add_range_args, add_source_args, add_tz_arg, first_basin, source,
-                         time_range, zone_of)
+from .cli_common import (add_range_args, add_source_args, add_tz_arg, first_basin,
+                         read_secret, source, time_range, zone_of)
 from . import record_commands
 from .timearg import unix_time
 
@@ -54,6 +55,15 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
                                       "differs. For 2.x see deploy/influxdb/README.md.")
     s.add_argument("--config", "-c", type=Path, required=True, help="ingest TOML config file")
     s.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
+    s.add_argument("--admin-user", metavar="NAME",
+                   help="run as this admin (auth on): also make the ingest's user "
+                        "(influx.username, password from the config) WRITE only; its password "
+                        "from --admin-password-file or $WATERSHED_INFLUX_ADMIN_PASSWORD")
+    s.add_argument("--admin-password-file", type=Path, metavar="FILE")
+    s.add_argument("--reader", action="append", default=[], metavar="NAME",
+                   help="a READ-only user (hydrologists, Grafana), with --admin-user; repeatable")
+    s.add_argument("--reader-password-file", type=Path, metavar="FILE",
+                   help="the password of a --reader to create (an existing one keeps its own)")
     s.set_defaults(func=_influx_setup)
     b = influx.add_parser("downsample", help="run the hourly rollups once over a time range",
                           description="For backfills older than retention.resample_for, which "
@@ -162,12 +172,17 @@ def _influx_setup(args: argparse.Namespace) -> int:
     from .influxql import QueryError
     from ..ingest.config import ConfigError, load_config
     from .influx_setup import setup
+    from .influx_setup import SetupError, runner, users
     try:
         config = load_config(args.config)
-        done = setup(config, dry_run=args.dry_run)
+        admin = _admin(args)
+        run = runner(config, *admin) if admin else None
+        done = setup(config, run, dry_run=args.dry_run)
+        if admin:
+            done += users(config, _users(args, config, admin[0]), run, args.dry_run)
     except ConfigError as e:
         return _fail("influx setup", e, 2)
-    except (QueryError, OSError) as e:
+    except (QueryError, OSError, SetupError) as e:
         return _fail("influx setup", f"{config.influx.url}: {e}", 1)
     verb = "would run" if args.dry_run else "ran"
     for statement in done:
@@ -175,6 +190,35 @@ def _influx_setup(args: argparse.Namespace) -> int:
     print(f"database {config.influx.database}: "
           f"{'up to date' if not done else f'{len(done)} changes'}")
     return 0
+
+
+def _admin(args: argparse.Namespace) -> tuple[str, str] | None:
+    """(user, password) of --admin-user; ConfigError when a reader is asked for without one or
+    its password cannot be had."""
+    from ..ingest.config import ConfigError
+    if args.admin_user is None:
+        if args.reader:
+            raise ConfigError("--reader needs --admin-user (users are made by an admin)")
+        return None
+    if args.admin_password_file is not None:
+        return args.admin_user, read_secret(args.admin_password_file, "--admin-password-file")
+    password = os.environ.get("WATERSHED_INFLUX_ADMIN_PASSWORD", "")
+    if not password:
+        raise ConfigError("--admin-user needs --admin-password-file or "
+                          "$WATERSHED_INFLUX_ADMIN_PASSWORD")
+    return args.admin_user, password
+
+
+def _users(args: argparse.Namespace, config: Any, admin: str) -> list[Any]:
+    from .influx_setup import User
+    wanted = []
+    i = config.influx
+    if i.username and i.username != admin:
+        wanted.append(User(i.username, "WRITE", i.password))
+    password = (read_secret(args.reader_password_file, "--reader-password-file")
+                if args.reader_password_file is not None else "")
+    wanted += [User(name, "READ", password) for name in args.reader]
+    return wanted
 
 
 def _influx_downsample(args: argparse.Namespace) -> int:

@@ -6,6 +6,11 @@ deploy. Raw readings live in the database's default retention policy (``autogen`
 Rollups go to the ``hourly`` policy, measurement ``readings_hourly``, made by continuous queries
 whose names carry a hash of their text: a changed config gives a new name, and the old query is
 dropped; an unchanged one is left alone.
+
+With authentication on, ``users`` makes the database's users, run as an admin: the ingest's
+(``influx.username``) with WRITE only, and readers (hydrologists, Grafana) with READ only. A
+user that exists keeps its password; its privilege on the database is set to exactly the one
+wanted. Passwords never appear in what is printed (``PASSWORD '…'``), nor in URLs.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..contracts.influx import MEASUREMENT
 from .influxql import Series, quote_ident, quote_string, query_series
@@ -27,6 +32,17 @@ DEFAULT_RAW_POLICY = "autogen"  # what CREATE DATABASE makes on 1.x
 CLEAN = "(flags = 0 OR flags = 128)"
 
 Run = Callable[[str], list[Series]]  # one InfluxQL statement -> its series
+
+
+class SetupError(ValueError):
+    """The database is not as it may be changed to (a user to limit is an admin)."""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    privilege: str  # "WRITE" (the ingest) or "READ" (hydrologists, Grafana)
+    password: str = field(default="", repr=False)  # for a user to create
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +96,7 @@ def continuous_queries(config: IngestConfig) -> dict[str, str]:
 def setup(config: IngestConfig, run: Run | None = None, dry_run: bool = False) -> list[str]:
     """Bring the database to the config; returns what was (or, dry, would be) done. Raises
     QueryError or OSError."""
-    run = run or _runner(config)
+    run = run or runner(config)
     db = config.influx.database
     done: list[str] = []
 
@@ -113,10 +129,46 @@ def setup(config: IngestConfig, run: Run | None = None, dry_run: bool = False) -
     return done
 
 
+def users(config: IngestConfig, wanted: list[User], run: Run, dry_run: bool = False
+          ) -> list[str]:
+    """Create each user missing and give it exactly its privilege on the database; returns
+    what was (or, dry, would be) done, passwords hidden. Raises SetupError, QueryError."""
+    db = quote_ident(config.influx.database)
+    done: list[str] = []
+    admins = {row["user"]: bool(row["admin"]) for s in run("SHOW USERS") for row in s.rows}
+    for user in wanted:
+        name = quote_ident(user.name)
+        if admins.get(user.name):
+            raise SetupError(f"user {user.name} is an admin: it would not be limited to "
+                             f"{user.privilege} (choose another name, or REVOKE ALL PRIVILEGES "
+                             f"FROM {name} first)")
+        if user.name not in admins:
+            if not user.password:
+                raise SetupError(f"user {user.name} does not exist: give its password")
+            done.append(f"CREATE USER {name} WITH PASSWORD '…'")
+            if not dry_run:
+                run(f"CREATE USER {name} WITH PASSWORD {quote_string(user.password)}")
+            grants: dict[str, str] = {}
+        else:
+            grants = {row["database"]: str(row["privilege"])
+                      for s in run(f"SHOW GRANTS FOR {name}") for row in s.rows}
+        current = grants.get(config.influx.database, "NO PRIVILEGES")
+        if current == user.privilege:
+            continue
+        statements = ([f"REVOKE ALL PRIVILEGES ON {db} FROM {name}"]
+                      if current != "NO PRIVILEGES" else [])
+        statements.append(f"GRANT {user.privilege} ON {db} TO {name}")
+        for statement in statements:
+            done.append(statement)
+            if not dry_run:
+                run(statement)
+    return done
+
+
 def downsample(config: IngestConfig, start: int, end: int, run: Run | None = None) -> list[str]:
     """Run the rollups once over [start, end) (Unix s): for backfills older than
     ``retention.resample_for``, which the continuous queries no longer revisit."""
-    run = run or _runner(config)
+    run = run or runner(config)
     statements = [select for _, select in rollup_selects(
         config, f"time >= {start}s AND time < {end}s")]
     for statement in statements:
@@ -154,10 +206,14 @@ def go_duration_s(text: str) -> float:
                for n, unit in re.findall(r"([0-9.]+)(ns|us|µs|ms|s|m|h)", text))
 
 
-def _runner(config: IngestConfig) -> Run:
+def runner(config: IngestConfig, username: str | None = None, password: str = "") -> Run:
+    """Statements run as the config's user, or as ``username`` (an admin)."""
     i = config.influx
+    if username is None:
+        username, password = i.username, i.password
 
     def run(statement: str) -> list[Series]:
-        return query_series(i.url, i.database, statement, username=i.username,
-                            password=i.password, timeout_s=max(i.timeout_s, 30))
+        return query_series(i.url, i.database, statement, username=username,
+                            password=password, timeout_s=max(i.timeout_s, 30))
     return run
+

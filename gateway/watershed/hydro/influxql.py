@@ -62,7 +62,9 @@ def query_results(url: str, database: str, q: str, *, epoch: str = "s", username
                   password: str = "", timeout_s: float = 30) -> list[list[Series]]:
     """Run ``q``; the series of each statement, in the statements' order."""
     params = urllib.parse.urlencode({"db": database, "q": q, "epoch": epoch})
-    request = urllib.request.Request(f"{url.rstrip('/')}/query?{params}", method="POST")
+    # In the body, not the URL: a statement may hold a password (CREATE USER), and URLs are logged.
+    request = urllib.request.Request(f"{url.rstrip('/')}/query", data=params.encode(),
+                                     method="POST")
     if username:
         token = base64.b64encode(f"{username}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from ..config_reader import ConfigError, Table, load_toml, of_mapping
 from ..contracts.ids import is_valid_id
 from ..contracts.mqtt import DEFAULT_PREFIX
+from ..mqtt.identity import identity_problem
 
 __all__ = ["ConfigError", "IngestConfig", "InfluxConfig", "IngestSection", "MqttConfig",
            "RetentionConfig", "StationEntry", "ValidationConfig", "load_config"]
@@ -31,8 +32,14 @@ class IngestSection:
     id: str = "ingest-1"  # also the MQTT client id and the dead-letter source
     group: str = "ingest"  # shared-subscription group: instances of one group split the stream
     deadletter_file: str = "/var/lib/watershed/deadletter.jsonl"
+    # Which gateway owns each station (owners.py); default: owners.jsonl beside deadletter_file
+    owners_file: str = ""
     status_interval_s: float = 10.0  # retained status on <prefix>/v1/ingest/<id>/status
     log_interval_s: float = 60.0  # the same numbers as a log line
+
+    @property
+    def owners_path(self) -> Path:
+        return Path(self.owners_file or Path(self.deadletter_file).parent / "owners.jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +47,15 @@ class MqttConfig:
     host: str = "127.0.0.1"
     port: int = 1883
     prefix: str = DEFAULT_PREFIX
-    username: str = ""
+    username: str = ""  # the ingest id (the broker makes it the client id), or empty
     password: str = field(default="", repr=False)
+    # TLS (an ingest off the broker's host): the broker's certificate is checked against ca_file
+    # (empty: the system's CAs) and host; cert_file + key_file: the ingest's client certificate,
+    # CN = the ingest id (deploy/watershed-pki.sh)
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +88,8 @@ class ValidationConfig:
     max_future_s: int = 0
     # Older than this is rejected too; 0 = no limit (a station may backfill after months away).
     max_past_s: int = 0
-    # With a station registry: reject stations it does not list (otherwise only ownership of
-    # the listed ones is checked).
+    # With a station registry: reject stations it does not list. Otherwise a station not listed
+    # (or listed without gateways) is owned by the first gateway it is heard from (owners.py).
     require_registered: bool = False
 
 
@@ -95,7 +109,7 @@ class RetentionConfig:
 class StationEntry:
     """One station of the registry: who may publish for it and which ratings derive discharge."""
     id: str
-    gateways: tuple[str, ...] = ()  # empty: any gateway
+    gateways: tuple[str, ...] = ()  # its owners; empty: the owners file decides (owners.py)
     ratings: tuple[Path, ...] = ()  # rating files (USGS RDB or TOML), relative to the config
     stage_channel: str = "stage_m"
 
@@ -120,8 +134,9 @@ class IngestConfig:
     @classmethod
     def from_table(cls, root: Table, base_dir: Path | None = None) -> IngestConfig:
         """Read the root table of a document; raises ConfigError listing every problem."""
-        config = cls(ingest=_ingest(root.table("ingest")),
-                     mqtt=_mqtt(root.table("mqtt")),
+        ingest = _ingest(root.table("ingest"))
+        config = cls(ingest=ingest,
+                     mqtt=_mqtt(root.table("mqtt"), ingest.id),
                      influx=_influx(root.table("influx")),
                      validation=_validation(root.table("validation")),
                      retention=_retention(root.table("retention")),
@@ -151,8 +166,11 @@ def load_config(path: str | Path) -> IngestConfig:
 def _ingest(t: Table) -> IngestSection:
     # The id and group become topic levels and the client id.
     d = IngestSection()
+    deadletter_file = t.text("deadletter_file", d.deadletter_file)
     section = IngestSection(id=t.ident("id", d.id), group=t.ident("group", d.group),
-                            deadletter_file=t.text("deadletter_file", d.deadletter_file),
+                            deadletter_file=deadletter_file,
+                            owners_file=t.text("owners_file", d.owners_file,
+                                               allow_empty=True),
                             status_interval_s=_positive(t, "status_interval_s",
                                                         d.status_interval_s),
                             log_interval_s=_positive(t, "log_interval_s", d.log_interval_s))
@@ -160,16 +178,27 @@ def _ingest(t: Table) -> IngestSection:
     return section
 
 
-def _mqtt(t: Table) -> MqttConfig:
+def _mqtt(t: Table, ingest_id: str) -> MqttConfig:
     # The prefix is one topic level: contracts.mqtt.Topics parses topics as
     # <prefix>/v1/<gateway>/<station>/readings.
     d = MqttConfig()
     config = MqttConfig(host=t.text("host", d.host), port=t.integer("port", d.port, 1, 65535),
                         prefix=t.ident("prefix", d.prefix),
                         username=t.text("username", d.username, allow_empty=True),
-                        password=t.text("password", d.password, allow_empty=True, secret=True))
+                        password=t.secret("password"),
+                        tls=t.boolean("tls", d.tls),
+                        ca_file=t.text("ca_file", d.ca_file, allow_empty=True),
+                        cert_file=t.text("cert_file", d.cert_file, allow_empty=True),
+                        key_file=t.text("key_file", d.key_file, allow_empty=True))
     if config.password and not config.username:
         t.problem("password", "set without mqtt.username")
+    if (config.ca_file or config.cert_file) and not config.tls:
+        t.problem("tls", "must be true when ca_file or cert_file is set")
+    if bool(config.cert_file) != bool(config.key_file):
+        t.problem("key_file", "cert_file and key_file go together")
+    mismatch = identity_problem(ingest_id, config.username, config.cert_file)
+    if mismatch is not None:
+        t.problem(mismatch[0], mismatch[1] + " (ingest.id)")
     t.reject_unknown()
     return config
 
@@ -178,23 +207,35 @@ def _influx(t: Table) -> InfluxConfig:
     d = InfluxConfig()
     api = t.choice("api", INFLUX_APIS, d.api)
 
-    def for_v2(key: str, secret: bool = False) -> str:
-        value = t.text(key, "", allow_empty=True, secret=secret)
+    def for_v2(key: str) -> str:
+        value = t.text(key, "", allow_empty=True)
         if api == "v2" and t.data.get(key, "") == "":  # (another type is reported already)
             t.problem(key, 'required (not empty) with api = "v2"')
         return value
 
+    def token() -> str:
+        value = t.secret("token")
+        if api == "v2" and not any(t.given(k) for k in ("token", "token_file", "token_env")):
+            t.problem("token", 'required with api = "v2" (or token_file, token_env)')
+        elif api == "v2" and t.data.get("token") == "":
+            t.problem("token", 'required (not empty) with api = "v2"')
+        return value
+
     url = t.text("url", d.url)
     parts = urlsplit(url)
-    if url and not (parts.scheme in ("http", "https") and parts.hostname):
+    if parts.username is not None or parts.password is not None:
+        # Never echoed: it holds a secret. URLs end up in error messages and logs.
+        t.problem("url", "holds credentials (user:password@): give them as influx.username "
+                         "and password_file instead")
+    elif url and not (parts.scheme in ("http", "https") and parts.hostname):
         t.problem("url", f"expected an http:// or https:// URL, got {url!r}")
     config = InfluxConfig(
         api=api, url=url,
         database=t.text("database", d.database, allow_empty=api == "v2"),
         retention_policy=t.text("retention_policy", d.retention_policy, allow_empty=True),
         username=t.text("username", d.username, allow_empty=True),
-        password=t.text("password", d.password, allow_empty=True, secret=True),
-        org=for_v2("org"), bucket=for_v2("bucket"), token=for_v2("token", secret=True),
+        password=t.secret("password"),
+        org=for_v2("org"), bucket=for_v2("bucket"), token=token(),
         batch_size=t.integer("batch_size", d.batch_size, low=1),
         flush_interval_s=_positive(t, "flush_interval_s", d.flush_interval_s),
         timeout_s=_positive(t, "timeout_s", d.timeout_s),

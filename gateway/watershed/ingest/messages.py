@@ -21,6 +21,7 @@ from ..contracts.mqtt import (MAX_TS, MessageReading, PayloadError, ReadingsMess
 from ..contracts.wire import OUT_OF_RANGE
 from ..ratings.station import StationRatings
 from .config import IngestConfig
+from .owners import Owners
 
 
 @dataclass(slots=True)
@@ -109,9 +110,12 @@ def decode_routed(topics: Topics, topic: str, payload: bytes) -> ReadingsMessage
 
 class Converter:
     def __init__(self, config: IngestConfig, ratings: Mapping[str, StationRatings],
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, owners: Owners | None = None) -> None:
         self._topics = Topics(config.mqtt.prefix)
         self._config = config
+        # Who owns each station; without a file (tools, tests) the first gateway heard still
+        # owns it, for this converter's life: no configuration lets anyone write anything.
+        self.owners = owners if owners is not None else Owners(None, config.ingest.id, now)
         self._ratings = ratings
         self._ranges = {channel: (low, high) for channel, low, high in config.ranges}
         self._now = now
@@ -132,8 +136,11 @@ class Converter:
         msg, rejected = decode_routed_each(self._topics, topic, payload)
         owner_problem = self._owner_problem(msg.gateway, msg.station)
         if owner_problem is not None:  # every reading of the message is refused
+            if owner_problem[1] is not None:
+                self.owners.note_refused(msg.station, msg.gateway, owner_problem[1],
+                                         len(msg.readings))
             return Converted(msg.gateway, msg.station, [], [],
-                             rejected + [(r.seq, owner_problem) for r in msg.readings])
+                             rejected + [(r.seq, owner_problem[0]) for r in msg.readings])
         readings = []
         for r in msg.readings:
             problem = self._time_problem(r)
@@ -165,16 +172,25 @@ class Converter:
             return None
         return Converted(*fast)
 
-    def _owner_problem(self, gateway: str, station: str) -> str | None:
+    def _owner_problem(self, gateway: str, station: str) -> tuple[str, str | None] | None:
+        """Why ``gateway`` may not speak for ``station`` and, when another gateway owns it, who
+        (for the alert); None when it may. The config's registry first, then the owners file."""
         entry = self._config.station(station)
-        if entry is None:
-            if self._config.validation.require_registered and self._config.stations:
-                return f"registry: station {station} is not registered"
-            return None
-        if entry.gateways and gateway not in entry.gateways:
+        if entry is None and self._config.validation.require_registered and self._config.stations:
+            return f"registry: station {station} is not registered", None
+        if entry is not None and entry.gateways:
+            if gateway in entry.gateways:
+                return None
+            owners = ", ".join(entry.gateways)
             return (f"registry: gateway {gateway} does not own station {station} "
-                    f"(owners: {', '.join(entry.gateways)})")
-        return None
+                    f"(owners: {owners})", f"{owners} (ingest config [[stations]])")
+        owner = self.owners.owner(station)
+        if owner is None:
+            owner = self.owners.claim(station, gateway)
+        if owner.gateway == gateway:
+            return None
+        return (f"owner: gateway {gateway} does not own station {station} (owned by "
+                f"{owner.gateway} since {owner.at}, {owner.by})", owner.describe())
 
     def _time_problem(self, r: MessageReading) -> str | None:
         v = self._config.validation

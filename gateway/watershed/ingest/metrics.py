@@ -90,6 +90,8 @@ def status_document(ingest_id: str, state: str, since: int, stats: dict[str, Any
                    "rejected": stats.get("points_rejected", 0)},
         # End to end (contracts.md 2): confirmations published, readings refused one by one.
         "readings": {"rejected": stats.get("readings_rejected", 0),
+                     # of them, from a gateway that does not own their station (owners.py)
+                     "not_owned": stats.get("readings_not_owned", 0),
                      "confirmations": stats.get("confirmations", 0)},
         "batches": {"written": stats.get("batches_written", 0),
                     "write_failures": stats.get("write_failures", 0),

@@ -37,6 +37,7 @@ from .batches import Ack, Action, Delivery, PublishConfirm, PublishDeadLetter
 from .config import ConfigError, IngestConfig, load_config
 from .deadletter import DeadLetterFile
 from .messages import Converter
+from .owners import Owners
 from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
 from .pipeline import COUNTERS, WRITE_RETRY, WritePipeline
 from .ratings_setup import load_station_ratings
@@ -63,6 +64,7 @@ class Ingest:
         self.subscription = f"$share/{config.ingest.group}/{self._topics.all_readings()}"
         self.deadletter_topic = self._topics.deadletter(config.ingest.id)
         self._deadletters = DeadLetterFile(config.ingest.id, config.ingest.deadletter_file)
+        self.owners = Owners(config.ingest.owners_path, config.ingest.id)
         # A writer given (tests) is the only one: one write thread.
         self._writers: list[Writer] = [writer] if writer is not None else []
         self._backoff = backoff
@@ -101,7 +103,13 @@ class Ingest:
         except OSError as e:
             raise ConfigError(f"ingest.deadletter_file: cannot write {self._deadletters.path}: "
                               f"{e.strerror}") from e
-        converter = Converter(self.config, load_station_ratings(self.config))
+        try:
+            self.owners.load()
+        except OSError as e:
+            raise ConfigError(f"ingest.owners_file: cannot use {self.owners.path}: "
+                              f"{e.strerror}") from e
+        converter = Converter(self.config, load_station_ratings(self.config),
+                              owners=self.owners)
         if not self._writers:
             self._writers = [make_writer(self.config.influx)
                              for _ in range(self.config.influx.parallel_writes)]
@@ -144,6 +152,7 @@ class Ingest:
         taken = self._pipeline.taken if self._pipeline else 0
         values["queued"] = int(values["received"] or 0) - taken  # not yet taken by the worker
         values["pending"] = self._pipeline.pending if self._pipeline else 0  # in the batch
+        values["readings_not_owned"] = self.owners.refused
         values["connected"] = self._connected
         values["subscribed"] = self._subscribed
         return values
@@ -160,7 +169,8 @@ class Ingest:
         c = self.config
         endpoint = Endpoint(
             c.mqtt.host, c.mqtt.port, c.ingest.id, keepalive_s=KEEPALIVE_S, clean_session=False,
-            username=c.mqtt.username, password=c.mqtt.password,
+            username=c.mqtt.username, password=c.mqtt.password, tls=c.mqtt.tls,
+            ca_file=c.mqtt.ca_file, cert_file=c.mqtt.cert_file, key_file=c.mqtt.key_file,
             # A crash leaves "offline" as the retained status, not the last numbers posing as
             # live.
             will=Will(self.status_topic, encode_status(self.status("offline")), QOS, True),

@@ -1,0 +1,43 @@
+"""Who a client is at the broker, known before connecting: the broker takes a client's identity
+from its certificate's CN (or its user name) and makes it the client id and the ACL's ``%u``
+(deploy/mosquitto/watershed.conf). A program whose own id differs would connect fine and then be
+refused every topic of its own, silently under MQTT 3.1.1 (mosquitto acknowledges a denied
+publish and grants a denied subscription), so it refuses to start instead.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+
+def certificate_cn(cert_file: str | Path) -> str | None:
+    """The subject CN of a PEM certificate; None if it has none. Raises OSError, ValueError."""
+    # The stdlib's own decoder (what ssl's getpeercert() gives): private but present in every
+    # CPython since 3.0, and no new dependency on a gateway for one field.
+    decoded = ssl._ssl._test_decode_cert(str(cert_file))  # type: ignore[attr-defined]
+    for rdn in decoded.get("subject", ()):
+        for name, value in rdn:
+            if name == "commonName":
+                return str(value)
+    return None
+
+
+def identity_problem(own_id: str, username: str, cert_file: str) -> tuple[str, str] | None:
+    """``(key, message)`` when the broker would know this client by another name than
+    ``own_id``; None when both agree."""
+    if cert_file:
+        try:
+            cn = certificate_cn(cert_file)
+        except (OSError, ssl.SSLError, ValueError) as e:
+            return "cert_file", f"cannot read the certificate {cert_file}: {e}"
+        if cn != own_id:
+            return ("cert_file", f"the certificate's CN is {cn!r} but this program's id is "
+                                 f"{own_id!r}: the broker knows it as {cn!r} (its user name and "
+                                 f"client id) and refuses it {own_id!r}'s topics; use a "
+                                 f"certificate made for {own_id!r} (deploy/watershed-pki.sh)")
+    if username and username != own_id:
+        return ("username", f"{username!r} differs from this program's id {own_id!r}: the "
+                            f"broker knows it as {username!r} (its client id, and the ACL's "
+                            f"%u) and refuses it {own_id!r}'s topics; make them the same")
+    return None
