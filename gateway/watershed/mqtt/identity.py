@@ -7,20 +7,17 @@ publish and grants a denied subscription), so it refuses to start instead.
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 
 def certificate_cn(cert_file: str | Path) -> str | None:
     """The subject CN of a PEM certificate; None if it has none. Raises OSError, ValueError."""
-    # The stdlib's own decoder (what ssl's getpeercert() gives): private but present in every
-    # CPython since 3.0, and no new dependency on a gateway for one field.
-    decoded = ssl._ssl._test_decode_cert(str(cert_file))  # type: ignore[attr-defined]
-    for rdn in decoded.get("subject", ()):
-        for name, value in rdn:
-            if name == "commonName":
-                return str(value)
-    return None
+    certificate = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
 
 
 def identity_problem(own_id: str, username: str, cert_file: str) -> tuple[str, str] | None:
@@ -29,7 +26,7 @@ def identity_problem(own_id: str, username: str, cert_file: str) -> tuple[str, s
     if cert_file:
         try:
             cn = certificate_cn(cert_file)
-        except (OSError, ssl.SSLError, ValueError) as e:
+        except (OSError, ValueError) as e:
             return "cert_file", f"cannot read the certificate {cert_file}: {e}"
         if cn != own_id:
             return ("cert_file", f"the certificate's CN is {cn!r} but this program's id is "
