@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from watershed.contracts.wire import Hello, Status
+from watershed.contracts.wire import Hello, Status, config_hash
 
 from .database import Database, StoreError, StoreFull
 
@@ -47,6 +47,15 @@ class StationInfo:
     sensor_errors: int | None = None
     clock_offset_s: float | None = None
     status_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PushedConfig:
+    """The config a station last took from this gateway (remote ``config``)."""
+
+    config: str
+    config_hash: int
+    pushed_at: float
 
 
 _STATION_COLUMNS = ", ".join(StationInfo.__dataclass_fields__)
@@ -159,6 +168,17 @@ class StationFacts:
                             else f"{name} = ?" for name in facts)
         db.execute(f"UPDATE stations SET {columns} WHERE station = ?",
                    (*facts.values(), station))
+
+    def record_pushed_config(self, station: str, config: str) -> None:
+        """The station took ``config`` (its canonical JSON text): kept for ``config-get``."""
+        with self._database.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO pushed_configs VALUES (?, ?, ?, ?)",
+                       (station, config, config_hash(config.encode()), self._clock()))
+
+    def pushed_config(self, station: str) -> PushedConfig | None:
+        rows = self._database.execute_read("SELECT config, config_hash, pushed_at FROM"
+                                           " pushed_configs WHERE station = ?", (station,))
+        return PushedConfig(*rows[0]) if rows else None
 
     def station(self, station: str) -> StationInfo | None:
         """What the station said in its last HELLO, or None if it never said HELLO here."""

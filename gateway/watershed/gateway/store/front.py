@@ -37,7 +37,7 @@ from . import counters, schema
 from .alerts import AlertOutbox
 from .database import Database, StoreFull
 from .delivery import Confirmed, Delivery, StoredReading
-from .facts import FACTS_INTERVAL_S, StationFacts, StationInfo
+from .facts import FACTS_INTERVAL_S, PushedConfig, StationFacts, StationInfo
 from .identity import Bindings, Quarantine, QuarantineEntry
 from .ledger import Ledger
 from .quota import DEFAULT_PROTECTED_EVENTS, Quota, files_bytes
@@ -134,6 +134,11 @@ class Store:
         """What the store's files take on disk now: database, WAL, journal, WAL index."""
         return files_bytes(self.path)
 
+    def used_bytes(self) -> int:
+        """The database's pages in use (free pages are reused, not returned to the disk): what
+        counts against the quota's ceiling."""
+        return self._quota.used_bytes()
+
     # --- holes and the loss ledger (ledger.py) -----------------------------------------
 
     def holes(self, station: str, below: int | None = None) -> list[Run]:
@@ -187,6 +192,12 @@ class Store:
 
     def record_status(self, station: str, status: Status) -> None:
         self._facts.record_status(station, status)
+
+    def record_pushed_config(self, station: str, config: str) -> None:
+        self._facts.record_pushed_config(station, config)
+
+    def pushed_config(self, station: str) -> PushedConfig | None:
+        return self._facts.pushed_config(station)
 
     def station(self, station: str) -> StationInfo | None:
         return self._facts.station(station)
