@@ -164,3 +164,94 @@ def test_time_waits_for_a_synchronised_clock(station_bus: StationBus, config_fil
         assert gw.health()["clock"]["synchronised"] is True
     finally:
         gw.stop()
+
+
+RECORDER = """#!/bin/sh
+# Records each call: its arguments, the alert kind and state, and the JSON on stdin.
+{ printf '%s|%s|%s|' "$*" "$WATERSHED_ALERT_KIND" "$WATERSHED_ALERT_STATE"; cat; echo; } >> "$0.calls"
+"""
+
+
+def recorder(tmp_path: Path) -> tuple[Path, Path]:
+    script = tmp_path / "record-alert"
+    script.write_text(RECORDER)
+    script.chmod(0o755)
+    return script, tmp_path / "record-alert.calls"
+
+
+def calls(path: Path) -> list[tuple[str, str, str, dict]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        args, kind, state, payload = line.split("|", 3)
+        out.append((args, kind, state, json.loads(payload)))
+    return out
+
+
+def test_alarms_are_raised_and_cleared_as_alerts_and_commands(
+        tmp_path: Path, gateway_id: str, broker, link: VirtualSerialLink,
+        station_bus: StationBus) -> None:
+    from watershed.contracts.mqtt import Topics
+    from watershed.gateway.alerts import GATEWAY_ALERTS
+
+    from .test_gateway_end_to_end import Subscriber
+
+    script, recorded = recorder(tmp_path)
+    d = config_dict(tmp_path, gateway_id, broker.port, link.gateway_path)
+    d["gateway"]["health_interval_s"] = 0.2
+    d["link"][0].update(stations=[SAN, 7], poll_interval_s=0.05)
+    # Address 7 is registered and polled but nobody answers there: silent.
+    d["station"].append({"id": "MUTE-07", "address": 7, "basin": "santiago"})
+    d["station"][0]["alert"] = [{"channel": "stage_m", "above": 2.0,
+                                 "command": [str(script), "flood-sms", "+34600000000"]}]
+    d["alarms"] = {"silent_polls": 20, "disk_free_min_bytes": 1000, "command": [str(script),
+                                                                                 "alarm"]}
+    alerts = Subscriber(broker.port, gateway_id)
+    alerts.client.subscribe(Topics().alert(gateway_id, "+"), 1)
+    disk = {"free": 10**12}
+    synced = {"now": True}
+    gw = Gateway(GatewayConfig.from_dict(d), clock_sync=ClockSync(lambda: synced["now"], "test"),
+                 disk_free=lambda: disk["free"])
+    gw.start()
+    try:
+        def active() -> set[tuple[str, str | None]]:
+            return {(a["alarm"], a["station"]) for a in gw.health()["alarms"]}
+
+        wait_until(lambda: ("station_silent", "MUTE-07") in active(), timeout_s=30,
+                   what="the silent station's alarm")
+        assert not {kind for kind, station in active() if station == "SAN-01"}
+        disk["free"] = 10
+        synced["now"] = False
+        wait_until(lambda: {("disk_free", None), ("gateway_clock", None)} <= active(),
+                   timeout_s=30, what="disk and clock alarms")
+        sample(station_bus, SAN, ["2.5"])  # a flood: its rule's command runs too
+        disk["free"] = 10**12
+        synced["now"] = True
+        wait_until(lambda: not {("disk_free", None), ("gateway_clock", None)} & active(),
+                   timeout_s=30, what="disk and clock alarms cleared")
+
+        def states(kind: str) -> list[str]:
+            return [c[2] for c in calls(recorded) if c[1] == kind]
+
+        wait_until(lambda: states("disk_free") == ["raised", "cleared"]
+                   and states("gateway_clock") == ["raised", "cleared"]
+                   and states("flood") == ["raised"], timeout_s=30, what="the commands' calls")
+        flood = [c for c in calls(recorded) if c[1] == "flood"][0]
+        assert flood[0] == "flood-sms +34600000000" and flood[3]["station"] == "SAN-01"
+        disk_calls = [c for c in calls(recorded) if c[1] == "disk_free"]
+        assert disk_calls[0][0] == "alarm" and disk_calls[0][3]["value"] == 10
+
+        def alarm_alerts() -> list[tuple[str, str]]:
+            with alerts._lock:
+                payloads = list(alerts.payloads)
+            return [(p["alarm"], p["state"]) for p in map(json.loads, payloads) if "alarm" in p]
+
+        wait_until(lambda: {("disk_free", "raised"), ("disk_free", "cleared"),
+                            ("gateway_clock", "raised"), ("gateway_clock", "cleared"),
+                            ("station_silent", "raised")} <= set(alarm_alerts()),
+                   timeout_s=30, what="alarm alerts on MQTT")
+        assert GATEWAY_ALERTS == "_gateway"
+    finally:
+        gw.stop()
+        alerts.close()
