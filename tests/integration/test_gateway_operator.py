@@ -211,8 +211,8 @@ def test_alarms_are_raised_and_cleared_as_alerts_and_commands(
     alerts.client.subscribe(Topics().alert(gateway_id, "+"), 1)
     disk = {"free": 10**12}
     synced = {"now": True}
-    gw = Gateway(GatewayConfig.from_dict(d), clock_sync=ClockSync(lambda: synced["now"], "test"),
-                 disk_free=lambda: disk["free"])
+    gw = Gateway(GatewayConfig.from_dict(d), disk_free=lambda: disk["free"],
+                 clock_sync=ClockSync(lambda: synced["now"], "test"))
     gw.start()
     try:
         def active() -> set[tuple[str, str | None]]:

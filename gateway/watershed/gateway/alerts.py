@@ -7,8 +7,9 @@ and not one per reading:
   channel in the preceding ``within_s`` seconds; re-armed once the rise falls below it.
 
 A rule with a ``command`` also runs it locally (alert_commands.py): an SMS or a siren still
-goes off when the uplink is down. An alert goes into the store first (so it survives a restart and waits out an uplink outage,
-logged here meanwhile), then the forwarder publishes it ahead of any reading.
+goes off when the uplink is down. An alert goes into the store first (so it survives a restart
+and waits out an uplink outage, logged here meanwhile), then the forwarder publishes it ahead of
+any reading.
 
 The gateway's own alerts (``on_store_space``: the store became full, or writable again) go the
 same way, under the pseudo-station ``_gateway`` (no station id starts with "_"), so on

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,20 @@ _TIMEX_BYTES = 512  # struct timex is 208 bytes on 64-bit Linux; modes (first fi
 Probe = Callable[[], "bool | None"]  # True/False, or None when it cannot be told
 
 
+@functools.cache
+def _adjtimex() -> Callable[[Any], int] | None:
+    """libc's adjtimex, looked up once (find_library runs ldconfig: far too slow per call)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).adjtimex
+    except (OSError, AttributeError):
+        return None
+
+
 def kernel_clock_synchronised() -> bool | None:
     """adjtimex(2) with no modes set: True unless the kernel says TIME_ERROR; None if the call
     is not available (not Linux) or fails."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        adjtimex = libc.adjtimex
-    except (OSError, AttributeError):
+    adjtimex = _adjtimex()
+    if adjtimex is None:
         return None
     timex = ctypes.create_string_buffer(_TIMEX_BYTES)  # zeroed: modes = 0 changes nothing
     state = adjtimex(timex)

@@ -187,7 +187,8 @@ class Gateway:
             if now >= next_prune:
                 next_prune = now + HOUSEKEEPING_INTERVAL_S
                 self._prune()
-            if self._stopping.wait(min(ALARM_INTERVAL_S, self.config.health_interval_s)):
+            if self._stopping.wait(min(ALARM_INTERVAL_S, HOUSEKEEPING_INTERVAL_S,
+                                       self.config.health_interval_s)):
                 return
 
     def _watch(self) -> None:

@@ -3,8 +3,8 @@
 The facts that change at every poll but matter for no reading (last seen, battery, clock offset,
 outbox depth) are kept in memory and written at most every ``facts_interval_s``, all stations in
 one transaction: an idle gateway polling every few seconds must not wear out its SD card. A fact
-that matters is written at once: a higher ``next_seq`` (it bounds the holes to ask for), a HELLO,
-a change in the station's own loss totals. A power cut loses at most one interval of the others,
+that matters is written at once: a ``next_seq`` above what the stored readings imply (it bounds
+the holes to ask for), a HELLO, a change in the station's own loss totals. A power cut loses at most one interval of the others,
 which the next poll or STATUS says again. Facts that cannot be written (store full) stay pending.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 from watershed.contracts.wire import Hello, Status, config_hash
 
 from .database import Database, StoreError, StoreFull
+from .ledger import known_end
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,11 @@ class StationFacts:
     def pending_stations(self) -> int:
         return len(self._pending)
 
-    def written(self, station: str, fact: str) -> None:
-        """``fact`` was just written for ``station`` (with the lock held): a pending value of it
-        is older, and must not overwrite it."""
-        self._pending.get(station, {}).pop(fact, None)
+    def note(self, station: str, **facts: Any) -> None:
+        """Volatile facts (``_VOLATILE_FACTS``) to write with the next batch; with the lock held,
+        inside a caller's transaction (so nothing is written here)."""
+        assert _VOLATILE_FACTS.issuperset(facts)
+        self._pending.setdefault(station, {}).update(facts)
 
     def record_hello(self, hello: Hello) -> StationInfo | None:
         """Remember what a station said in its HELLO (at once); returns what it said before,
@@ -120,9 +122,12 @@ class StationFacts:
         ``known_next_seq``, the station's loss totals), else with the next batch."""
         self._pending.setdefault(station, {}).update(facts)
         if not durable:
-            stored = self._station_row(self._database.conn, station)
+            db = self._database.conn
+            stored = self._station_row(db, station)
+            # A next_seq is news only beyond what the stored readings imply (ledger.known_end):
+            # the poll after each reading says "next is N+1", which the reading said already.
             durable = stored is None or any(
-                (value or 0) > (getattr(stored, name) or 0) if name == "known_next_seq"
+                (value or 0) > (known_end(db, station) or 0) if name == "known_next_seq"
                 else value != getattr(stored, name)
                 for name, value in facts.items() if name not in _VOLATILE_FACTS)
         if durable or time.monotonic() >= self._due:

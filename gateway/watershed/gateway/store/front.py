@@ -77,6 +77,11 @@ class Store:
     def close(self) -> None:
         with self.database.lock:
             try:
+                self._delivery.flush()
+            except StoreFull:
+                log.warning("store full at close: %d broker acknowledgements are not written;"
+                            " those readings go out once more", self._delivery.acks_pending)
+            try:
                 self._facts.write()
             except StoreFull:
                 log.warning("store full at close: the last facts of %d station(s) (last seen,"
@@ -252,4 +257,9 @@ class Store:
         with self.database.reading() as db:
             out = counters.counts(db)
             out["alerts_unsent"] += self._alerts.unsent_in_memory()
+            # Acknowledged by the broker, noted but not written yet (delivery.py).
+            noted = self._delivery.acks_pending
+            out["unsent"] -= noted
+            out["unconfirmed"] += noted
+            out["readings_sent"] += noted
         return out
