@@ -255,3 +255,32 @@ def test_alarms_are_raised_and_cleared_as_alerts_and_commands(
     finally:
         gw.stop()
         alerts.close()
+
+
+def test_metrics_on_a_loopback_port(station_bus: StationBus, config_file: Path) -> None:
+    import urllib.request
+    from dataclasses import replace
+
+    from watershed.devservers import free_port
+    from watershed.gateway.config import load_config
+
+    port = free_port()
+    gw = Gateway(replace(load_config(config_file), metrics_port=port))
+    gw.start()
+    try:
+        sample(station_bus, SAN, ["1.0", "2.0"])
+        wait_until(lambda: gw.store.counts()["readings_received"] == 2, what="two readings")
+
+        def scrape() -> str:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10
+                                          ).read().decode()
+
+        wait_until(lambda: 'watershed_gateway_station_battery_millivolts{station="SAN-01"} 12700.0'
+                   in scrape(), what="the station's battery in the metrics")
+        text = scrape()
+        assert "watershed_gateway_readings_received_total 2.0" in text
+        assert 'watershed_gateway_alarm_active{alarm="disk_free",station=""} 0.0' in text
+        assert "watershed_gateway_clock_synchronised 1.0" in text
+        assert "process_resident_memory_bytes" in text
+    finally:
+        gw.stop()

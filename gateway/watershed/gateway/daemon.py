@@ -22,7 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import logs
+from watershed.metrics_http import serve
+
+from watershed import logs
 from .alarms import ALARM_INTERVAL_S, AlarmMonitor, observer
 from .alert_commands import AlertCommands
 from .alerts import AlertEngine
@@ -33,7 +35,8 @@ from .framed_port import SerialPort
 from .health import gather_health, write_health_file
 from .identity import BusRegistry
 from .link import SerialLink, open_serial_port
-from .notify import SystemdNotifier, watchdog_interval_s
+from .metrics import collector
+from watershed.notify import SystemdNotifier, watchdog_interval_s
 from .quarantine import Quarantine
 from .remote import RemoteOperations
 from .store import Store, StoreError, StoreFull
@@ -79,6 +82,7 @@ class Gateway:
                                               daemon=True)
         self._housekeeping_beat = time.monotonic()
         self._health_file_failed = False
+        self._metrics: Any = None
 
     def start(self) -> None:
         config = self.config
@@ -120,9 +124,20 @@ class Gateway:
         for link in self.links:
             link.start()
         self._housekeeping.start()
+        if config.metrics_port:
+            try:
+                self._metrics = serve(config.metrics_port, "watershed_gateway",
+                                      collector(self._health_with_forwarder))
+            except OSError as e:  # readings matter more than metrics: run on without them
+                log.error("no metrics: cannot listen on 127.0.0.1:%d (%s)", config.metrics_port,
+                          e)
 
     def stop(self, flush_timeout_s: float = 5.0) -> None:
         self._stopping.set()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
+            self._metrics = None
         for link in self.links:
             link.stop()
         if self.forwarder is not None:
@@ -164,6 +179,10 @@ class Gateway:
                              clock_synchronised=self.clock_sync.synchronised(),
                              time_source=self.clock_sync.source)
 
+    def _health_with_forwarder(self) -> dict[str, Any]:
+        """The health as published (the forwarder adds its stats there)."""
+        return {**self.health(), "forwarder": self.forwarder.stats() if self.forwarder else {}}
+
     def stale_loops(self, now: float | None = None) -> list[str]:
         """Loops that died or have not gone round for STALE_LOOP_S: empty when healthy."""
         now = time.monotonic() if now is None else now
@@ -203,9 +222,7 @@ class Gateway:
         if not self.config.health_file:
             return
         try:
-            write_health_file(self.config.health_file, {**self.health(),
-                                                        "forwarder": self.forwarder.stats()
-                                                        if self.forwarder else {}})
+            write_health_file(self.config.health_file, self._health_with_forwarder())
         except OSError as e:
             if not self._health_file_failed:
                 log.error("cannot write the health file %s (%s): `watershed gateway status`"

@@ -33,6 +33,7 @@ class IngestSection:
     deadletter_file: str = "/var/lib/watershed/deadletter.jsonl"
     status_interval_s: float = 10.0  # retained status on <prefix>/v1/ingest/<id>/status
     log_interval_s: float = 60.0  # the same numbers as a log line
+    metrics_port: int = 0  # Prometheus metrics on 127.0.0.1:PORT (0: none; metrics_http.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,8 @@ def _ingest(t: Table) -> IngestSection:
                             deadletter_file=t.text("deadletter_file", d.deadletter_file),
                             status_interval_s=_positive(t, "status_interval_s",
                                                         d.status_interval_s),
-                            log_interval_s=_positive(t, "log_interval_s", d.log_interval_s))
+                            log_interval_s=_positive(t, "log_interval_s", d.log_interval_s),
+                            metrics_port=t.integer("metrics_port", 0, 0, 65535))
     t.reject_unknown()
     return section
 
