@@ -167,8 +167,11 @@ def test_time_waits_for_a_synchronised_clock(station_bus: StationBus, config_fil
 
 
 RECORDER = """#!/bin/sh
-# Records each call: its arguments, the alert kind and state, and the JSON on stdin.
-{ printf '%s|%s|%s|' "$*" "$WATERSHED_ALERT_KIND" "$WATERSHED_ALERT_STATE"; cat; echo; } >> "$0.calls"
+# Records each call: its arguments, the alert kind and state, and the JSON on stdin, in one
+# write (commands run concurrently).
+payload=$(cat)
+printf '%s|%s|%s|%s\n' "$*" "$WATERSHED_ALERT_KIND" "$WATERSHED_ALERT_STATE" "$payload" \
+    >> "$0.calls"
 """
 
 
