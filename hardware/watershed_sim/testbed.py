@@ -203,7 +203,10 @@ class Pipeline:
         gw = scenario.gateway
         poll_s = self.settings.poll_interval_s if scenario.path is None else gw.poll_interval_s
         return GatewayConfig.from_dict({
-            "gateway": {"id": GATEWAY_ID, "store": str(self.settings.workdir / "gateway.db")},
+            # The simulation's clock is the truth here, whatever the host's NTP says.
+            "gateway": {"id": GATEWAY_ID, "store": str(self.settings.workdir / "gateway.db"),
+                        "time_source": "assume-synchronised",
+                        "health_file": str(self.settings.workdir / "gateway-health.json")},
             "mqtt": {"host": "127.0.0.1", "port": self.mosquitto.port},
             "link": [{"port": self.links[spec.name].gateway_path, "baud": spec.baud,
                       "stations": [st.address for st in scenario.stations_on(spec.name)],

@@ -26,10 +26,10 @@ from .test_gateway_resilience import Watcher
 
 pytestmark = pytest.mark.integration
 
-# The smallest quota the config allows (1 MiB) holds ~5,000 readings of SAN-01 once the WAL
+# The smallest quota the config allows (1 MiB) holds ~7,500 readings of SAN-01 once the WAL
 # reserve and the store's own pages are set aside. River and flood readings alone overflow it, so every
 # housekeeping and weather reading must go, and then the oldest river readings.
-HOUSEKEEPING, WEATHER, RIVER, FLOOD = 1500, 1500, 7500, 30
+HOUSEKEEPING, WEATHER, RIVER, FLOOD = 1500, 1500, 10_000, 30  # (1 KiB pages: store/database.py)
 CHANNELS = {32: "battery_v", 16: "rain_mm", 1: "stage_m"}
 
 

@@ -180,7 +180,7 @@ def test_the_files_stay_within_the_quota_however_far_beyond_it_the_store_is_fill
     channels = ("stage_m", "rain_mm", "battery_v", "stage_m", "air_temp_c")
     biggest = 0
     with Store(path, quota_bytes=quota) as s:
-        plan = QuotaPlan.of(quota, 4096)
+        plan = QuotaPlan.of(quota, s.database.page_size)
         assert s.database.execute_read("PRAGMA max_page_count") == [(plan.max_pages,)]
         for batch in range(800):  # 32,000 readings, interleaved channels: fragmentation
             s.add(STATION, BASIN, [reading(batch * 40 + i + 1, channels[i % 5])

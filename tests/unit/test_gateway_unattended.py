@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from watershed.gateway.logs import LogfmtFormatter
-from watershed.gateway.notify import SystemdNotifier, watchdog_interval_s
+from watershed.logs import LogfmtFormatter
+from watershed.notify import SystemdNotifier, watchdog_interval_s
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "gateway" / "watershed-gateway.service"

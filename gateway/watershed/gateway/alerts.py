@@ -6,8 +6,10 @@ and not one per reading:
 - ``rise`` within ``within_s``: the value is at least ``rise`` above the lowest value of that
   channel in the preceding ``within_s`` seconds; re-armed once the rise falls below it.
 
-An alert goes into the store first (so it survives a restart and waits out an uplink outage,
-logged here meanwhile), then the forwarder publishes it ahead of any reading.
+A rule with a ``command`` also runs it locally (alert_commands.py): an SMS or a siren still
+goes off when the uplink is down. An alert goes into the store first (so it survives a restart
+and waits out an uplink outage, logged here meanwhile), then the forwarder publishes it ahead of
+any reading.
 
 The gateway's own alerts (``on_store_space``: the store became full, or writable again) go the
 same way, under the pseudo-station ``_gateway`` (no station id starts with "_"), so on
@@ -22,11 +24,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from watershed.contracts.mqtt import PAYLOAD_VERSION, MessageReading
 
+from .alert_commands import AlertCommands
 from .config import AlertRule, StationConfig
 from .space import SpaceChange
 from .store import Store
@@ -59,8 +62,12 @@ class AlertEngine:
 
     def __init__(self, gateway_id: str, registry: Mapping[str, StationConfig], store: Store, *,
                  on_alert: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 commands: AlertCommands | None = None,
+                 space_command: Sequence[str] = ()) -> None:
         self._gateway_id = gateway_id
+        self._commands = commands or AlertCommands()
+        self._space_command = tuple(space_command)
         self._registry = registry
         self._store = store
         self._on_alert = on_alert
@@ -94,7 +101,10 @@ class AlertEngine:
     def on_store_space(self, change: SpaceChange) -> None:
         """The store became full or writable again (space.py logged it): alert, without taking
         this engine's lock (the store may hold its own, which ``evaluate`` takes after ours)."""
-        self._store.add_alert(GATEWAY_ALERTS, store_space_alert(self._gateway_id, change))
+        payload = store_space_alert(self._gateway_id, change)
+        self._store.add_alert(GATEWAY_ALERTS, payload)
+        self._commands.run(self._space_command, payload, "store_full",
+                           "raised" if change.full else "cleared")
         self.raised += 1
         self._on_alert()
 
@@ -108,6 +118,7 @@ class AlertEngine:
         # The value keeps its exact decimal text, as in a readings message.
         payload = json.dumps(body, separators=(",", ":")).replace('"__VALUE__"', str(value))
         self._store.add_alert(config.id, payload)
+        self._commands.run(rule.command, payload, "flood", "raised")
         self.raised += 1
         log.warning("FLOOD ALERT station %s %s = %s at %d: %s", config.id, rule.channel, value,
                     reading.ts, detail)

@@ -3,7 +3,12 @@
     [gateway]
     id = "gw-zamora"
     store = "/var/lib/watershed/gateway.db"
-    time_sync = true              # this machine's clock is synchronised (NTP/GPS): push TIME
+    time_sync = true              # push TIME to stations (only while the clock is synchronised)
+    time_source = "system"        # who says the clock is synchronised: "system" (the kernel,
+                                  # adjtimex) or "assume-synchronised" (clock_sync.py)
+    health_file = "/run/watershed/gateway-health.json"  # the health, for `watershed gateway
+                                  # status`; on tmpfs: rewritten every health_interval_s
+    metrics_port = 0              # Prometheus metrics on 127.0.0.1:PORT (0: none; metrics.py)
     store_quota_bytes = 2_000_000_000   # shed by priority beyond this (never a TTL)
     protected_event_readings = 50_000   # the newest flood-event readings are never shed
     keep_sent_readings = 10_000   # sent readings kept to recognise a reused seq; older pruned
@@ -46,6 +51,17 @@
     above = 3.5                   # threshold crossed upwards, and/or
     rise = 0.5                    # a rise of this much within within_s
     within_s = 3600
+    command = ["/usr/local/bin/flood-sms", "+34600000000"]  # optional: also run this locally
+                                  # (alert_commands.py), so an uplink outage does not silence it
+
+    [alarms]                      # the gateway's own alarms (alarms.py); every key optional
+    disk_free_min_bytes = 200_000_000  # the store's disk has less free than this
+    store_quota_fraction = 0.8    # the store takes more than this fraction of its quota
+    silent_polls = 12             # a station unheard for this many of its link's poll intervals
+    station_clock_max_offset_s = 30.0  # a station's clock this far off (its last STATUS)
+    link_error_rate = 0.5         # a station's recent polls unanswered above this share
+    no_confirmation_s = 3600.0    # readings wait unconfirmed, no ingest confirmed for this long
+    command = ["/usr/local/bin/alarm-sms"]  # optional: run at each alarm raised or cleared
 
 ``confirm_grace_s`` (default 10): a reading leaves the gateway's must-deliver set only when an
 ingest confirms it is in InfluxDB (contracts.md 2, "Nothing lost, end to end"). One the broker
@@ -72,12 +88,15 @@ from watershed.contracts.ids import is_valid_id
 from watershed.contracts.mqtt import DEFAULT_PREFIX
 from watershed.mqtt.identity import identity_problem
 
-__all__ = ["AlertRule", "ConfigError", "GatewayConfig", "LinkConfig", "MqttConfig",
+from . import clock_sync
+
+__all__ = ["AlarmConfig", "AlertRule", "ConfigError", "GatewayConfig", "LinkConfig", "MqttConfig",
            "StationConfig", "load_config"]
 
 DEFAULT_STORE = "/var/lib/watershed/gateway.db"
 # Topic levels where a gateway id goes that the network uses for itself (contracts.mqtt.Topics)
 RESERVED_IDS = ("ingest", "deadletter")
+DEFAULT_HEALTH_FILE = "/run/watershed/gateway-health.json"  # tmpfs: spares the SD card
 UNASSIGNED_BASIN = "unassigned"  # basin of a station that is heard but not in the registry
 MIN_ADDRESS, MAX_ADDRESS = 1, 254  # 0 is the gateway, 255 broadcast (contracts 1.1)
 DEFAULT_QUOTA_BYTES = 2_000_000_000
@@ -127,6 +146,20 @@ class AlertRule:
     above: float | None = None
     rise: float | None = None
     within_s: float = 3600.0
+    command: tuple[str, ...] = ()  # run locally when it fires (alert_commands.py); () none
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    """Thresholds of the gateway's own alarms (alarms.py)."""
+
+    disk_free_min_bytes: int = 200_000_000
+    store_quota_fraction: float = 0.8
+    silent_polls: int = 12
+    station_clock_max_offset_s: float = 30.0
+    link_error_rate: float = 0.5
+    no_confirmation_s: float = 3600.0
+    command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,6 +180,10 @@ class GatewayConfig:
     protected_event_readings: int = 50_000
     keep_sent_readings: int = 10_000
     health_interval_s: float = 60.0
+    time_source: str = clock_sync.SYSTEM
+    health_file: str = DEFAULT_HEALTH_FILE
+    metrics_port: int = 0
+    alarms: AlarmConfig = AlarmConfig()
     mqtt: MqttConfig = MqttConfig()
     links: tuple[LinkConfig, ...] = ()
     stations: tuple[StationConfig, ...] = ()
@@ -219,6 +256,10 @@ class GatewayConfig:
             protected_event_readings=gw.integer("protected_event_readings", 50_000, 0, 1 << 40),
             keep_sent_readings=gw.integer("keep_sent_readings", 10_000, 0, 1 << 40),
             health_interval_s=gw.number("health_interval_s", 60.0, 0.1, 86400),
+            time_source=gw.choice("time_source", clock_sync.SOURCES, clock_sync.SYSTEM),
+            health_file=gw.text("health_file", DEFAULT_HEALTH_FILE, allow_empty=True),
+            metrics_port=gw.integer("metrics_port", 0, 0, 65535),
+            alarms=_alarms(root.table("alarms")),
             mqtt=mqtt_config,
             links=links,
             stations=stations,
@@ -238,7 +279,27 @@ def load_config(path: str | Path) -> GatewayConfig:
     store = Path(config.store)
     if not store.is_absolute():
         config = replace(config, store=str(path.parent / store))
+    health = Path(config.health_file)
+    if config.health_file and not health.is_absolute():
+        config = replace(config, health_file=str(path.parent / health))
     return config
+
+
+def missing_files(config: GatewayConfig) -> list[str]:
+    """The files the config names that cannot be read on this machine, each named with its key
+    (the daemon checks them at start and reload: a missing CA file must say so, not surface
+    later as a failed TLS handshake or a store error)."""
+    problems = []
+    for key in ("ca_file", "cert_file", "key_file"):
+        name = getattr(config.mqtt, key)
+        if not name:
+            continue
+        try:
+            with open(name, "rb"):
+                pass
+        except OSError as e:
+            problems.append(f"mqtt.{key}: cannot read the TLS file {name}: {e.strerror}")
+    return problems
 
 
 # --- sections -----------------------------------------------------------------------------
@@ -280,11 +341,28 @@ def _alert(t: _Table) -> AlertRule:
         above=t.optional_number("above"),
         rise=t.optional_number("rise", low=1e-9),
         within_s=t.number("within_s", AlertRule.within_s, 1, 7 * 86400),
+        command=t.texts("command"),
     )
     if rule.above is None and rule.rise is None:
         t.problem("above", "an alert needs `above`, `rise` or both")
     t.reject_unknown()
     return rule
+
+
+def _alarms(t: _Table) -> AlarmConfig:
+    d = AlarmConfig()
+    config = AlarmConfig(
+        disk_free_min_bytes=t.integer("disk_free_min_bytes", d.disk_free_min_bytes, 0, 1 << 50),
+        store_quota_fraction=t.number("store_quota_fraction", d.store_quota_fraction, 0.01, 1.0),
+        silent_polls=t.integer("silent_polls", d.silent_polls, 1, 1_000_000),
+        station_clock_max_offset_s=t.number("station_clock_max_offset_s",
+                                            d.station_clock_max_offset_s, 1, 86400 * 365),
+        link_error_rate=t.number("link_error_rate", d.link_error_rate, 0.01, 1.0),
+        no_confirmation_s=t.number("no_confirmation_s", d.no_confirmation_s, 1, 86400 * 30),
+        command=t.texts("command"),
+    )
+    t.reject_unknown()
+    return config
 
 
 def _check_unique(links: Iterable[tuple[Table, LinkConfig]],

@@ -22,15 +22,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import logs
+from watershed.metrics_http import serve
+
+from watershed import logs
+from .alarms import ALARM_INTERVAL_S, AlarmMonitor, observer
+from .alert_commands import AlertCommands
 from .alerts import AlertEngine
-from .config import ConfigError, GatewayConfig, LinkConfig, load_config
+from .clock_sync import ClockSync
+from .config import ConfigError, GatewayConfig, LinkConfig, load_config, missing_files
 from .forwarder import Forwarder
 from .framed_port import SerialPort
-from .health import gather_health
+from .health import gather_health, write_health_file
 from .identity import BusRegistry
 from .link import SerialLink, open_serial_port
-from .notify import SystemdNotifier, watchdog_interval_s
+from .metrics import collector
+from watershed.notify import SystemdNotifier, watchdog_interval_s
 from .quarantine import Quarantine
 from .remote import RemoteOperations
 from .store import Store, StoreError, StoreFull
@@ -39,7 +45,8 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_STORE = 1  # the store cannot be opened (permissions, disk, a newer schema)
-EXIT_CONFIG = 2  # bad configuration: restarting will not help, the supervisor should not loop
+EXIT_CONFIG = 2  # bad configuration (a TLS file missing too): restarting will not help, the
+#                 supervisor should not loop (the units' RestartPreventExitStatus=2)
 
 HOUSEKEEPING_INTERVAL_S = 30.0
 STALE_LOOP_S = 120.0  # a loop that has not gone round for this long is stuck: starve the watchdog
@@ -54,10 +61,16 @@ class Gateway:
         *,
         open_port: Callable[[LinkConfig], SerialPort] = open_serial_port,
         clock: Callable[[], float] = time.time,
+        clock_sync: ClockSync | None = None,
+        disk_free: Callable[[], int | None] | None = None,
     ) -> None:
         self.config = config
         self._open_port = open_port
         self._clock = clock
+        self.clock_sync = clock_sync or ClockSync.of(config.time_source)
+        self._disk_free = disk_free
+        self.commands = AlertCommands()
+        self.alarms: AlarmMonitor | None = None
         self.store: Store | None = None
         self.forwarder: Forwarder | None = None
         self.alerts: AlertEngine | None = None
@@ -68,6 +81,8 @@ class Gateway:
         self._housekeeping = threading.Thread(target=self._housekeep, name="housekeeping",
                                               daemon=True)
         self._housekeeping_beat = time.monotonic()
+        self._health_file_failed = False
+        self._metrics: Any = None
 
     def start(self) -> None:
         config = self.config
@@ -78,20 +93,28 @@ class Gateway:
         self.quarantine = Quarantine(config.id, self.store, registry,
                                      on_alert=self._notify_forwarder, clock=self._clock)
         remote = RemoteOperations(config, self.links, self._publish_result, self._clock,
-                                  quarantine=self.quarantine)
+                                  quarantine=self.quarantine, store=self.store)
         self.forwarder = Forwarder(config.id, config.mqtt, self.store, clock=self._clock,
                                    health=self.health, health_interval_s=config.health_interval_s,
                                    on_command=remote.handle)
         self.alerts = AlertEngine(config.id, registry, self.store, on_alert=self.forwarder.notify,
-                                  clock=self._clock)
+                                  clock=self._clock, commands=self.commands,
+                                  space_command=config.alarms.command)
         self.store.space.subscribe(self.alerts.on_store_space)
         identity = BusRegistry(self.store, config.links, config.stations)
         self.links.extend(SerialLink(link, self.store, registry, time_sync=config.time_sync,
+                                     clock_synchronised=self.clock_sync.synchronised,
                                      on_stored=self.forwarder.notify,
                                      on_readings=self.alerts.evaluate, open_port=self._open_port,
                                      clock=self._clock, identity=identity,
                                      quarantine=self.quarantine)
                           for link in config.links)
+        forwarder = self.forwarder
+        self.alarms = AlarmMonitor(config, self.store, observer(
+            config, self.store, self.links, self.clock_sync,
+            lambda: forwarder.last_confirmation_at, started_at=self._clock(), clock=self._clock,
+            disk_free=self._disk_free), commands=self.commands, on_alert=self.forwarder.notify,
+            clock=self._clock)
         self._warn_unpolled_stations()
         backlog = self.store.counts()["unsent"]
         log.info("gateway %s starting: store %s (%d readings waiting, quota %d bytes), %d link(s),"
@@ -101,15 +124,27 @@ class Gateway:
         for link in self.links:
             link.start()
         self._housekeeping.start()
+        if config.metrics_port:
+            try:
+                self._metrics = serve(config.metrics_port, "watershed_gateway",
+                                      collector(self._health_with_forwarder))
+            except OSError as e:  # readings matter more than metrics: run on without them
+                log.error("no metrics: cannot listen on 127.0.0.1:%d (%s)", config.metrics_port,
+                          e)
 
     def stop(self, flush_timeout_s: float = 5.0) -> None:
         self._stopping.set()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
+            self._metrics = None
         for link in self.links:
             link.stop()
         if self.forwarder is not None:
             self.forwarder.stop(flush_timeout_s)
         if self._housekeeping.is_alive():
             self._housekeeping.join(10)
+        self.commands.wait(5)
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -139,7 +174,14 @@ class Gateway:
         assert self.store is not None
         return gather_health(self.config.id, self.store, self.links,
                              started_monotonic=self._started_at or time.monotonic(),
-                             clock=self._clock)
+                             clock=self._clock,
+                             alarms=self.alarms.active() if self.alarms else [],
+                             clock_synchronised=self.clock_sync.synchronised(),
+                             time_source=self.clock_sync.source)
+
+    def _health_with_forwarder(self) -> dict[str, Any]:
+        """The health as published (the forwarder adds its stats there)."""
+        return {**self.health(), "forwarder": self.forwarder.stats() if self.forwarder else {}}
 
     def stale_loops(self, now: float | None = None) -> list[str]:
         """Loops that died or have not gone round for STALE_LOOP_S: empty when healthy."""
@@ -152,20 +194,55 @@ class Gateway:
         return [name for name, beat in beats.items() if now - beat > STALE_LOOP_S]
 
     def _housekeep(self) -> None:
-        """Prune confirmed readings (the backlog itself never expires)."""
-        while not self._stopping.wait(HOUSEKEEPING_INTERVAL_S):
-            self._housekeeping_beat = time.monotonic()
-            try:
-                assert self.store is not None
-                while not self._stopping.is_set():
-                    if not self.store.prune_confirmed(self.config.keep_sent_readings):
-                        break
-                    self._housekeeping_beat = time.monotonic()
-            except StoreFull:
-                pass  # logged once by the store (space.py); pruned when there is room
-            except Exception:
-                log.exception("housekeeping failed; trying again in %.0f s",
-                              HOUSEKEEPING_INTERVAL_S)
+        """Alarms and the health file every few seconds; prune confirmed readings (the backlog
+        itself never expires) every HOUSEKEEPING_INTERVAL_S."""
+        next_prune = next_health = time.monotonic()
+        while True:
+            self._housekeeping_beat = now = time.monotonic()
+            self._watch()
+            if now >= next_health:
+                next_health = now + self.config.health_interval_s
+                self._write_health_file()
+            if now >= next_prune:
+                next_prune = now + HOUSEKEEPING_INTERVAL_S
+                self._prune()
+            if self._stopping.wait(min(ALARM_INTERVAL_S, HOUSEKEEPING_INTERVAL_S,
+                                       self.config.health_interval_s)):
+                return
+
+    def _watch(self) -> None:
+        try:
+            assert self.alarms is not None
+            self.alarms.evaluate()
+        except Exception:
+            log.exception("alarms could not be evaluated; trying again in %.0f s",
+                          ALARM_INTERVAL_S)
+
+    def _write_health_file(self) -> None:
+        if not self.config.health_file:
+            return
+        try:
+            write_health_file(self.config.health_file, self._health_with_forwarder())
+        except OSError as e:
+            if not self._health_file_failed:
+                log.error("cannot write the health file %s (%s): `watershed gateway status`"
+                          " shows the store only", self.config.health_file, e)
+            self._health_file_failed = True
+        else:
+            self._health_file_failed = False
+
+    def _prune(self) -> None:
+        try:
+            assert self.store is not None
+            while not self._stopping.is_set():
+                if not self.store.prune_confirmed(self.config.keep_sent_readings):
+                    break
+                self._housekeeping_beat = time.monotonic()
+        except StoreFull:
+            pass  # logged once by the store (space.py); pruned when there is room
+        except Exception:
+            log.exception("housekeeping failed; trying again in %.0f s",
+                          HOUSEKEEPING_INTERVAL_S)
 
     def _warn_unpolled_stations(self) -> None:
         polled = {addr for link in self.config.links for addr in link.stations}
@@ -180,6 +257,7 @@ def run(config_path: str | Path) -> int:
     logs.configure()
     try:
         config = load_config(config_path)
+        _check_files(config, config_path)
     except ConfigError as e:
         for problem in e.problems:  # one log line each, with file, line and key
             log.error("%s", problem)
@@ -230,10 +308,17 @@ def run(config_path: str | Path) -> int:
     return EXIT_OK
 
 
+def _check_files(config: GatewayConfig, config_path: str | Path) -> None:
+    missing = missing_files(config)
+    if missing:
+        raise ConfigError([f"{config_path}: {problem}" for problem in missing])
+
+
 def _reload(gateway: Gateway, config_path: str | Path, notifier: SystemdNotifier) -> Gateway:
     """A new gateway on the new config, or the running one if the new config is bad."""
     try:
         config = load_config(config_path)
+        _check_files(config, config_path)
     except ConfigError as e:
         for problem in e.problems:
             log.error("reload refused, keeping the running configuration: %s", problem)

@@ -104,6 +104,7 @@ class Forwarder:
         self._redelivery = Redelivery(config.confirm_grace_s)
         self._next_bad_confirm_log = 0.0
         self._store_failing = False  # the last delivery-state write failed (disk full?)
+        self.last_confirmation_at: float | None = None  # the alarms' view of the ingests
         self._stats: dict[str, int] = {"messages_published": 0, "messages_acked": 0,
                                        "readings_acked": 0, "live_readings_published": 0,
                                        "backlog_readings_published": 0, "alerts_published": 0,
@@ -277,6 +278,7 @@ class Forwarder:
         if done is None:
             return  # not recorded: those readings are confirmed again after a resend
         self._stats["confirmations"] += 1
+        self.last_confirmation_at = self._clock()
         self._stats["readings_confirmed"] += done.written
         self._stats["readings_rejected"] += done.rejected
         self._redelivery.on_confirmed(done.newest_acked_at)

@@ -3,6 +3,8 @@ far away to see, without a visit, whether readings flow, what waits, and what wa
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -18,7 +20,9 @@ from .store import Store
 
 
 def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
-                  started_monotonic: float, clock: Callable[[], float] = time.time
+                  started_monotonic: float, clock: Callable[[], float] = time.time,
+                  alarms: list[dict[str, Any]] | None = None,
+                  clock_synchronised: bool | None = None, time_source: str | None = None
                   ) -> dict[str, Any]:
     now = clock()
     links = list(links)
@@ -67,7 +71,31 @@ def gather_health(gateway_id: str, store: Store, links: Iterable[SerialLink], *,
         "store_files_bytes": store.files_bytes(),
         "stations": stations,
         "links": {link.config.port: link.stats() for link in links},
+        # This machine's clock as the OS says (clock_sync.py): TIME goes out only while true.
+        "clock": {"synchronised": clock_synchronised, "source": time_source},
+        # Active alarms (alarms.py), each raised and cleared as an alert too.
+        "alarms": alarms or [],
     }
+
+
+def write_health_file(path: str, health: dict[str, Any]) -> None:
+    """Replace ``path`` with ``health`` at once (a reader never sees half a file). Meant for
+    tmpfs (/run): rewritten every health interval, it must not wear the SD card."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(health, separators=(",", ":")) + "\n")
+    os.replace(partial, target)
+
+
+def read_health_file(path: str) -> dict[str, Any] | None:
+    """The last health the daemon wrote, or None if there is none (not running, another
+    machine)."""
+    try:
+        health = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return health if isinstance(health, dict) else None
 
 
 def _disk_free(path: str) -> int | None:

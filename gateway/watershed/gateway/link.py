@@ -64,6 +64,7 @@ class SerialLink:
         registry: Mapping[str, StationConfig],
         *,
         time_sync: bool,
+        clock_synchronised: Callable[[], bool] = lambda: True,
         on_stored: Callable[[], None] = lambda: None,
         on_readings: Callable[[str, list[Any]], object] = lambda station, readings: None,
         open_port: Callable[[LinkConfig], SerialPort] = open_serial_port,
@@ -80,7 +81,8 @@ class SerialLink:
         self._decoder = wire.FrameDecoder()
         self._poller = Poller(store, registry, self._counters,
                               reply_timeout_s=config.reply_timeout_s, time_sync=time_sync,
-                              on_stored=on_stored, on_readings=on_readings, clock=clock,
+                              clock_synchronised=clock_synchronised, on_stored=on_stored,
+                              on_readings=on_readings, clock=clock,
                               status_interval_s=config.status_interval_s,
                               backfill_interval_s=config.backfill_interval_s,
                               link=config.port, identity=identity, quarantine=quarantine)

@@ -5,6 +5,7 @@
     store the readings durably, then
     ACK cumulative + ranges       computed from the store, never from what was just received
     TIME                          after a HELLO, only while this machine's clock is synchronised
+                                  (clock_sync.py: asked of the OS at each TIME, never assumed)
         <- RESULT                 (and again when a STATUS shows the station's clock drifted)
 
 Every ``status_interval_s`` the POLL also asks for STATUS: battery, clock, and ``oldest_seq``,
@@ -84,6 +85,7 @@ class Poller:
         *,
         reply_timeout_s: float,
         time_sync: bool,
+        clock_synchronised: Callable[[], bool] = lambda: True,
         on_stored: Callable[[], None] = lambda: None,
         on_readings: ReadingsHook = lambda station, readings: None,
         clock: Callable[[], float] = time.time,
@@ -106,6 +108,7 @@ class Poller:
         self._stats = stats
         self._reply_timeout_s = reply_timeout_s
         self._time_sync = time_sync
+        self._clock_synchronised = clock_synchronised
         self._on_stored = on_stored
         self._clock = clock
         self._sessions: dict[int, _Session] = {}
@@ -175,8 +178,9 @@ class Poller:
         for data in datas:
             got_readings |= self._on_data(port, session, data)
             drained |= not data.readings
-        if session.needs_time and complete and session.station_id is not None:
-            self._send_time(port, session, addr)
+        if (session.needs_time and complete and session.station_id is not None
+                and self._clock_synchronised()):
+            self._send_time(port, session, addr)  # else kept due: sent once the clock is good
         if drained and session.station_id is not None and not got_readings:
             return self._fill_holes(port, session, addr)
         return got_readings

@@ -3,6 +3,8 @@
     {"id": "op-1", "op": "config",   "station": "SAN-01", "config": {...}}
     {"id": "op-2", "op": "backfill", "station": "SAN-01", "first_seq": 100, "end_seq": 200}
     {"id": "op-3", "op": "reboot",   "station": "SAN-01"}
+    {"id": "op-7", "op": "sample-now", "station": "SAN-01"}
+    {"id": "op-8", "op": "config-get", "station": "SAN-01"}
     {"id": "op-4", "op": "quarantine", "action": "list"}
     {"id": "op-5", "op": "quarantine", "action": "release", "quarantine": 3, "to": "SAN-01"}
     {"id": "op-6", "op": "quarantine", "action": "drop", "quarantine": 3}
@@ -10,7 +12,11 @@
 Each is answered on ``…/cmd/result`` with ``{"v":1, "gateway", "id", "op", "station", "ok",
 "status", "detail", "at"}``; ``status`` is ``ok``, ``bad_request`` (the command is wrong),
 ``unknown_station``, ``link_down``, ``no_answer`` or the station's RESULT (``rejected``,
-``busy`` …). The operation runs on the station's link thread between polls, so it never
+``busy`` …). ``config-get`` is answered from the store, at once: the wire has no frame that reads
+a station's config, so it says the hash the station reported in its last HELLO
+(``station_config_hash``) and the config this gateway last pushed to it that the station took
+(``config``, ``config_hash``, ``pushed_at``; null if none), and whether the two hashes agree
+(``matches``). The operation runs on the station's link thread between polls, so it never
 talks over an exchange in progress. ``quarantine`` (quarantine.py) works on the store alone and
 is done at once: ``list`` answers with ``entries``, ``release`` with ``readings``, ``new`` and
 ``duplicate``, ``drop`` with ``readings`` and ``lost``; one that cannot be done (no such open
@@ -33,10 +39,12 @@ from .framed_port import FramedPort
 from .link import SerialLink
 from .poller import Poller
 from .quarantine import Quarantine, QuarantineError, describe
+from .store import Store
 
 log = logging.getLogger(__name__)
 
-OPERATIONS = ("config", "backfill", "reboot")
+OPERATIONS = ("config", "backfill", "reboot", "sample-now", "config-get")
+_COMMAND_CODES = {"reboot": wire.CMD_REBOOT, "sample-now": wire.CMD_SAMPLE_NOW}
 QUARANTINE_ACTIONS = ("list", "release", "drop")
 _RESULT_NAMES = {wire.RESULT_OK: "ok", wire.RESULT_BAD_REQUEST: "bad_request",
                  wire.RESULT_REJECTED: "rejected", wire.RESULT_BUSY: "busy"}
@@ -53,8 +61,9 @@ class RemoteOperations:
     def __init__(self, config: GatewayConfig, links: Sequence[SerialLink],
                  publish_result: Callable[[bytes], None],
                  clock: Callable[[], float] = time.time,
-                 quarantine: Quarantine | None = None) -> None:
+                 quarantine: Quarantine | None = None, store: Store | None = None) -> None:
         self._config = config
+        self._store = store
         self._quarantine = quarantine
         self._links = links
         self._publish_result = publish_result
@@ -69,6 +78,9 @@ class RemoteOperations:
                 self._on_quarantine(command)
                 return
             _check(command)
+            if command["op"] == "config-get":
+                self._config_get(command)
+                return
             link, addr = self._route(command["station"])
         except CommandError as e:
             self._answer(command, e.status, str(e))
@@ -101,6 +113,26 @@ class RemoteOperations:
         except QuarantineError as e:
             self._answer(command, "rejected", str(e))
 
+    def _config_get(self, command: dict[str, Any]) -> None:
+        station = command["station"]
+        if self._config.station(station) is None:
+            raise CommandError("unknown_station", f"station {station!r} is not in the registry")
+        if self._store is None:
+            raise CommandError("bad_request", "config-get needs the gateway's store")
+        info = self._store.station(station)
+        reported = None if info is None else info.config_hash
+        pushed = self._store.pushed_config(station)
+        body: dict[str, Any] = {"station_config_hash": reported, "config": None,
+                                "config_hash": None, "pushed_at": None}
+        if pushed is not None:
+            body.update(config=json.loads(pushed.config), config_hash=pushed.config_hash,
+                        pushed_at=int(pushed.pushed_at))
+        body["matches"] = pushed is not None and pushed.config_hash == reported
+        detail = ("no HELLO heard from it yet" if reported is None else
+                  "the config this gateway pushed last" if body["matches"] else
+                  "its config was not pushed by this gateway (set locally or elsewhere)")
+        self._answer(command, "ok", detail, **body)
+
     def _route(self, station: str) -> tuple[SerialLink, int]:
         registered = self._config.station(station)
         if registered is None:
@@ -129,8 +161,10 @@ class RemoteOperations:
         if op == "config":
             blob = json.dumps(command["config"], sort_keys=True, separators=(",", ":")).encode()
             result = poller.push_config(port, addr, blob)
+            if result is not None and result.status == wire.RESULT_OK and self._store is not None:
+                self._store.record_pushed_config(command["station"], blob.decode())
         else:
-            result = poller.send_command(port, addr, wire.CMD_REBOOT)
+            result = poller.send_command(port, addr, _COMMAND_CODES[op])
         if result is None:
             self._answer(command, "no_answer", "the station did not answer")
         else:

@@ -36,6 +36,7 @@ class IngestSection:
     owners_file: str = ""
     status_interval_s: float = 10.0  # retained status on <prefix>/v1/ingest/<id>/status
     log_interval_s: float = 60.0  # the same numbers as a log line
+    metrics_port: int = 0  # Prometheus metrics on 127.0.0.1:PORT (0: none; metrics_http.py)
 
     @property
     def owners_path(self) -> Path:
@@ -173,7 +174,8 @@ def _ingest(t: Table) -> IngestSection:
                                                allow_empty=True),
                             status_interval_s=_positive(t, "status_interval_s",
                                                         d.status_interval_s),
-                            log_interval_s=_positive(t, "log_interval_s", d.log_interval_s))
+                            log_interval_s=_positive(t, "log_interval_s", d.log_interval_s),
+                            metrics_port=t.integer("metrics_port", 0, 0, 65535))
     t.reject_unknown()
     return section
 

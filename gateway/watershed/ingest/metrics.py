@@ -11,6 +11,7 @@ from collections import OrderedDict, deque
 from typing import Any
 
 from ..contracts.mqtt import PAYLOAD_VERSION
+from ..metrics_http import Family
 
 WINDOW = 1000  # writes kept for percentiles: recent enough to show a slow database now
 
@@ -114,3 +115,30 @@ def log_line(document: dict[str, Any]) -> str:
             f"{document['points']['written']}, write p50 {latency['p50']} ms p99 "
             f"{latency['p99']} ms, lag {document['lag_s']} s, write failures "
             f"{document['batches']['write_failures']}")
+
+
+def prometheus_families(document: dict[str, Any]) -> list[Family]:
+    """The status document (``status_document``) as Prometheus metrics (metrics_http.py):
+    counters as ``…_total``, the backlog, the lag, write latency."""
+    families: list[Family] = []
+
+    def one(name: str, doc: str, value: Any) -> None:
+        family = Family(name, doc)
+        family.add(value)
+        families.append(family)
+
+    for section in ("messages", "readings", "points", "batches"):
+        for key, value in (document.get(section) or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total = "" if key in ("unacked", "queued", "pending") else "_total"
+                one(f"{section}_{key}{total}", f"{section} {key.replace('_', ' ')}", value)
+    one("consumer_lag_seconds", "age of the oldest message not yet acknowledged",
+        document.get("lag_s"))
+    one("started_timestamp_seconds", "when the ingest started", document.get("since"))
+    one("connected", "1 while connected to the broker", document.get("connected"))
+    latency = (document.get("window") or {}).get("latency_ms") or {}
+    for quantile in ("p50", "p99", "max"):
+        value = latency.get(quantile)
+        one(f"write_latency_{quantile}_seconds", f"InfluxDB write latency, {quantile}, recent",
+            None if value is None else value / 1000)
+    return families

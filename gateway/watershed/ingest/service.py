@@ -28,7 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import logs
 from ..backoff import Backoff
+from ..metrics_http import serve
+from ..notify import SystemdNotifier, watchdog_interval_s
 from ..contracts.mqtt import QOS, Topics
 from ..mqtt import Endpoint, Handlers, Session, Will
 from ..mqtt.paho_session import PahoSession
@@ -37,8 +40,9 @@ from .batches import Ack, Action, Delivery, PublishConfirm, PublishDeadLetter
 from .config import ConfigError, IngestConfig, load_config
 from .deadletter import DeadLetterFile
 from .messages import Converter
+from .metrics import (Unacked, WriteWindow, encode_status, log_line, prometheus_families,
+                      status_document)
 from .owners import Owners
-from .metrics import Unacked, WriteWindow, encode_status, log_line, status_document
 from .pipeline import COUNTERS, WRITE_RETRY, WritePipeline
 from .ratings_setup import load_station_ratings
 from .stats import Counters
@@ -321,26 +325,45 @@ class Ingest:
 
 
 def run(config_path: str | Path) -> int:
-    """Run until SIGTERM or SIGINT; the exit status (2: bad config, 1: a thread died)."""
-    if not logging.getLogger().handlers:  # run as a command: the periodic status line shows
-        logging.basicConfig(level=logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run until SIGTERM or SIGINT; the exit status (2: bad config, 1: a thread died).
+
+    Logs in logfmt on stdout like the gateway (journald keeps them). Under systemd
+    (``Type=notify``) it says READY=1 once started and feeds the watchdog while both of its
+    threads live; metrics on 127.0.0.1:``[ingest] metrics_port`` if set."""
+    logs.configure()
     try:
         ingest = Ingest(load_config(config_path))
         ingest.start()
     except ConfigError as e:
-        print(f"watershed ingest: {e}", file=sys.stderr)
+        print(f"watershed ingest: {e}", file=sys.stderr)  # journald keeps stderr too
         return 2
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
+    notifier = SystemdNotifier()
+    watchdog_s = watchdog_interval_s()
+    metrics = None
+    port = ingest.config.ingest.metrics_port
+    if port:
+        try:
+            metrics = serve(port, "watershed_ingest",
+                            lambda: prometheus_families(ingest.status()))
+        except OSError as e:
+            log.error("no metrics: cannot listen on 127.0.0.1:%d (%s)", port, e)
+    notifier.notify("READY=1", f"STATUS=ingest {ingest.config.ingest.id} running")
     try:
-        while not stop.wait(1.0):
+        while not stop.wait(min(watchdog_s or 1.0, 1.0)):
             if not ingest.running():
                 log.error("an ingest thread died; exiting")
                 return 1
+            notifier.notify("WATCHDOG=1")
         return 0
     finally:
+        notifier.notify("STOPPING=1")
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
         ingest.stop()
+        notifier.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

@@ -26,6 +26,8 @@ def identity_problem(own_id: str, username: str, cert_file: str) -> tuple[str, s
     if cert_file:
         try:
             cn = certificate_cn(cert_file)
+        except FileNotFoundError:
+            cn = own_id  # not there yet (a config skeleton): the daemon names a missing file
         except (OSError, ValueError) as e:
             return "cert_file", f"cannot read the certificate {cert_file}: {e}"
         if cn != own_id:

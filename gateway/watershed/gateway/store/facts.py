@@ -3,8 +3,8 @@
 The facts that change at every poll but matter for no reading (last seen, battery, clock offset,
 outbox depth) are kept in memory and written at most every ``facts_interval_s``, all stations in
 one transaction: an idle gateway polling every few seconds must not wear out its SD card. A fact
-that matters is written at once: a higher ``next_seq`` (it bounds the holes to ask for), a HELLO,
-a change in the station's own loss totals. A power cut loses at most one interval of the others,
+that matters is written at once: a ``next_seq`` above what the stored readings imply (it bounds
+the holes to ask for), a HELLO, a change in the station's own loss totals. A power cut loses at most one interval of the others,
 which the next poll or STATUS says again. Facts that cannot be written (store full) stay pending.
 """
 
@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from watershed.contracts.wire import Hello, Status
+from watershed.contracts.wire import Hello, Status, config_hash
 
 from .database import Database, StoreError, StoreFull
+from .ledger import known_end
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,15 @@ class StationInfo:
     status_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PushedConfig:
+    """The config a station last took from this gateway (remote ``config``)."""
+
+    config: str
+    config_hash: int
+    pushed_at: float
+
+
 _STATION_COLUMNS = ", ".join(StationInfo.__dataclass_fields__)
 # Station facts a power cut may lose (the next poll says them again): written in batches.
 _VOLATILE_FACTS = frozenset({"last_seen", "battery_mv", "outbox_depth", "oldest_seq",
@@ -70,10 +80,11 @@ class StationFacts:
     def pending_stations(self) -> int:
         return len(self._pending)
 
-    def written(self, station: str, fact: str) -> None:
-        """``fact`` was just written for ``station`` (with the lock held): a pending value of it
-        is older, and must not overwrite it."""
-        self._pending.get(station, {}).pop(fact, None)
+    def note(self, station: str, **facts: Any) -> None:
+        """Volatile facts (``_VOLATILE_FACTS``) to write with the next batch; with the lock held,
+        inside a caller's transaction (so nothing is written here)."""
+        assert _VOLATILE_FACTS.issuperset(facts)
+        self._pending.setdefault(station, {}).update(facts)
 
     def record_hello(self, hello: Hello) -> StationInfo | None:
         """Remember what a station said in its HELLO (at once); returns what it said before,
@@ -111,9 +122,12 @@ class StationFacts:
         ``known_next_seq``, the station's loss totals), else with the next batch."""
         self._pending.setdefault(station, {}).update(facts)
         if not durable:
-            stored = self._station_row(self._database.conn, station)
+            db = self._database.conn
+            stored = self._station_row(db, station)
+            # A next_seq is news only beyond what the stored readings imply (ledger.known_end):
+            # the poll after each reading says "next is N+1", which the reading said already.
             durable = stored is None or any(
-                (value or 0) > (getattr(stored, name) or 0) if name == "known_next_seq"
+                (value or 0) > (known_end(db, station) or 0) if name == "known_next_seq"
                 else value != getattr(stored, name)
                 for name, value in facts.items() if name not in _VOLATILE_FACTS)
         if durable or time.monotonic() >= self._due:
@@ -159,6 +173,17 @@ class StationFacts:
                             else f"{name} = ?" for name in facts)
         db.execute(f"UPDATE stations SET {columns} WHERE station = ?",
                    (*facts.values(), station))
+
+    def record_pushed_config(self, station: str, config: str) -> None:
+        """The station took ``config`` (its canonical JSON text): kept for ``config-get``."""
+        with self._database.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO pushed_configs VALUES (?, ?, ?, ?)",
+                       (station, config, config_hash(config.encode()), self._clock()))
+
+    def pushed_config(self, station: str) -> PushedConfig | None:
+        rows = self._database.execute_read("SELECT config, config_hash, pushed_at FROM"
+                                           " pushed_configs WHERE station = ?", (station,))
+        return PushedConfig(*rows[0]) if rows else None
 
     def station(self, station: str) -> StationInfo | None:
         """What the station said in its last HELLO, or None if it never said HELLO here."""

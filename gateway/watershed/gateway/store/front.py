@@ -37,7 +37,7 @@ from . import counters, schema
 from .alerts import AlertOutbox
 from .database import Database, StoreFull
 from .delivery import Confirmed, Delivery, StoredReading
-from .facts import FACTS_INTERVAL_S, StationFacts, StationInfo
+from .facts import FACTS_INTERVAL_S, PushedConfig, StationFacts, StationInfo
 from .identity import Bindings, Quarantine, QuarantineEntry
 from .ledger import Ledger
 from .quota import DEFAULT_PROTECTED_EVENTS, Quota, files_bytes
@@ -76,6 +76,11 @@ class Store:
 
     def close(self) -> None:
         with self.database.lock:
+            try:
+                self._delivery.flush()
+            except StoreFull:
+                log.warning("store full at close: %d broker acknowledgements are not written;"
+                            " those readings go out once more", self._delivery.acks_pending)
             try:
                 self._facts.write()
             except StoreFull:
@@ -134,6 +139,11 @@ class Store:
         """What the store's files take on disk now: database, WAL, journal, WAL index."""
         return files_bytes(self.path)
 
+    def used_bytes(self) -> int:
+        """The database's pages in use (free pages are reused, not returned to the disk): what
+        counts against the quota's ceiling."""
+        return self._quota.used_bytes()
+
     # --- holes and the loss ledger (ledger.py) -----------------------------------------
 
     def holes(self, station: str, below: int | None = None) -> list[Run]:
@@ -188,6 +198,12 @@ class Store:
     def record_status(self, station: str, status: Status) -> None:
         self._facts.record_status(station, status)
 
+    def record_pushed_config(self, station: str, config: str) -> None:
+        self._facts.record_pushed_config(station, config)
+
+    def pushed_config(self, station: str) -> PushedConfig | None:
+        return self._facts.pushed_config(station)
+
     def station(self, station: str) -> StationInfo | None:
         return self._facts.station(station)
 
@@ -241,4 +257,9 @@ class Store:
         with self.database.reading() as db:
             out = counters.counts(db)
             out["alerts_unsent"] += self._alerts.unsent_in_memory()
+            # Acknowledged by the broker, noted but not written yet (delivery.py).
+            noted = self._delivery.acks_pending
+            out["unsent"] -= noted
+            out["unconfirmed"] += noted
+            out["readings_sent"] += noted
         return out

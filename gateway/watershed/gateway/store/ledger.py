@@ -61,6 +61,17 @@ def unlose(db: sqlite3.Connection, station: str, seqs: list[int]) -> None:
     count_loss(db, station, GONE_FROM_STATION, -returned)
 
 
+def known_end(db: sqlite3.Connection, station: str) -> int | None:
+    """The seq below which every seq was taken by the station: the highest next_seq it reported
+    or just past the highest seq received, whichever is higher (facts.py writes a reported
+    next_seq at once only when it says more than the readings do); None until it reported one."""
+    row = db.execute("SELECT known_next_seq, (SELECT MAX(end_seq) FROM received_runs WHERE"
+                     " station = ?1) FROM stations WHERE station = ?1", (station,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return max(row[0], row[1] or 0)
+
+
 class Ledger:
     def __init__(self, database: Database, clock: Callable[[], float]) -> None:
         self._database = database
@@ -72,9 +83,7 @@ class Ledger:
         with self._database.reading() as db:
             floor = ack_floor(db, station)
             if below is None:
-                row = db.execute("SELECT known_next_seq FROM stations WHERE station = ?",
-                                 (station,)).fetchone()
-                below = None if row is None else row[0]
+                below = known_end(db, station)
             if floor is None or below is None:
                 return []
             return gaps(settled_runs(db, station), floor, below)

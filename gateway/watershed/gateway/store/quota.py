@@ -168,6 +168,10 @@ class Quota:
                                            for (station, p), n in sorted(shed.items())))
         return dropped
 
+    def used_bytes(self) -> int:
+        with self._database.reading() as db:
+            return self._used_pages(db) * self._page_size
+
     @staticmethod
     def _used_pages(db: sqlite3.Connection) -> int:
         """Database pages holding something (fragmented ones included); free pages are reused."""

@@ -2,7 +2,7 @@
 
 Tables (front.py says what each is for): ``readings``, ``received_runs``, ``stations``,
 ``conflicts``, ``counters``, ``lost_runs``, ``losses``, ``alerts``, ``bus_bindings``,
-``quarantine``, ``quarantine_readings``.
+``quarantine``, ``quarantine_readings``, ``pushed_configs``.
 """
 
 from __future__ import annotations
@@ -135,6 +135,12 @@ CREATE TABLE IF NOT EXISTS quarantine (  -- quarantine.py: readings of a doubtfu
     settled_to TEXT,             -- released: the station the readings went to
     settled_at REAL
 );
+CREATE TABLE IF NOT EXISTS pushed_configs (  -- remote.py: the config last pushed to a station
+    station     TEXT PRIMARY KEY,                -- (the wire cannot read one back: config-get)
+    config      TEXT    NOT NULL,                -- the canonical JSON bytes sent
+    config_hash INTEGER NOT NULL,                -- their CRC-32, as the station's HELLO says it
+    pushed_at   REAL    NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS quarantine_readings (
     entry       INTEGER NOT NULL,
     seq         INTEGER NOT NULL,

@@ -1,4 +1,4 @@
-"""systemd's notify protocol (sd_notify(3)): one datagram to the socket in $NOTIFY_SOCKET.
+"""systemd's notify protocol (sd_notify(3)) for both services: one datagram to $NOTIFY_SOCKET.
 
 Small enough to write here rather than depend on a library: ``READY=1`` once the gateway runs,
 ``WATCHDOG=1`` while its loops are healthy, ``RELOADING=1``/``STOPPING=1`` around a reload or a

@@ -3,8 +3,8 @@
     level=warning logger=watershed.gateway.store msg="store full: ..." station=SAN-01
 
 journald keeps stdout lines as MESSAGE; logfmt keeps them greppable and machine-readable
-(``journalctl -u watershed-gateway | grep level=error``). Fields passed as ``extra={...}`` are
-added to the line. No timestamp: journald stamps each line (``--timestamps`` adds one).
+(``journalctl -u watershed-gateway | grep level=error``; the ingest logs the same way). Fields
+passed as ``extra={...}`` are added to the line. No timestamp: journald stamps each line (``--timestamps`` adds one).
 """
 
 from __future__ import annotations
