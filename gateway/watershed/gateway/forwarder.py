@@ -98,7 +98,6 @@ class Forwarder:
         self._last_look = 0.0
         self._next_health = 0.0
         self._other_mids: set[int] = set()  # status, health, results: nothing to mark
-        self._acked_ids: list[int] = []  # readings the broker acknowledged this turn
         self._ingest_filter = self._topics.ingest_status("+")
         self._confirm_topic = self._topics.confirm(gateway_id)
         self._redelivery = Redelivery(config.confirm_grace_s)
@@ -182,7 +181,6 @@ class Forwarder:
                 self._connect_when_due()
                 return
             lost = self._client.loop(0 if self._wake.is_set() else LOOP_WAIT_S)
-            self._record_published()
             if lost is not None:
                 self._lost_connection(f"network loop: {lost}")
                 return
@@ -319,17 +317,12 @@ class Forwarder:
             self._write_state(lambda: self._store.mark_alert_sent(alert_id), "mark an alert sent")
             return
         ids = done.readings
-        self._acked_ids += ids  # recorded once per turn (_record_published): one transaction
+        # Noted at once, in arrival order: a confirmation that follows it in the same turn
+        # finds it (the store batches the writes: store/delivery.py).
+        self._write_state(lambda: self._store.mark_published(ids), "mark readings published")
         self._stats["messages_acked"] += 1
         self._stats["readings_acked"] += len(ids)
         self._wake.set()
-
-    def _record_published(self) -> None:
-        """The readings of every message the broker acknowledged this turn, in one transaction
-        (a backlog's drain brings dozens of PUBACKs a turn)."""
-        if self._acked_ids:
-            ids, self._acked_ids = self._acked_ids, []
-            self._write_state(lambda: self._store.mark_published(ids), "mark readings published")
 
     def _write_state(self, action: Callable[[], Any], what: str) -> Any:
         """Record a delivery state in the store; None if the store refused (disk full). Such a
