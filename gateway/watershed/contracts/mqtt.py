@@ -107,9 +107,10 @@ def encode_readings(msg: ReadingsMessage) -> bytes:
     for kind, ident in (("gateway", msg.gateway), ("station", msg.station), ("basin", msg.basin)):
         check_id(kind, ident)
     items = []
+    for channel in {r.channel for r in msg.readings}:  # once each, not once a reading
+        check_id("channel", channel)
     for r in msg.readings:
-        check_id("channel", r.channel)
-        value = "null" if r.missing else value_text(r.mantissa, r.exponent)
+        value = "null" if r.flags & MISSING else value_text(r.mantissa, r.exponent)
         items.append(f'{{"seq":{r.seq},"channel":"{r.channel}","ts":{r.ts},'
                      f'"value":{value},"flags":{r.flags}}}')
     return (f'{{"v":{PAYLOAD_VERSION},"gateway":"{msg.gateway}","station":"{msg.station}",'

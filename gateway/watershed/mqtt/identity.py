@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 
 def certificate_cn(cert_file: str | Path) -> str | None:
     """The subject CN of a PEM certificate; None if it has none. Raises OSError, ValueError."""
+    # Imported here: only a config with a certificate needs it (~10 MB on a Pi otherwise).
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     certificate = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
     names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else None

@@ -120,7 +120,7 @@ class Database:
     def execute_read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Every row ``sql`` returns, read under the lock."""
         with self.lock:
-            return [tuple(row) for row in self.conn.execute(sql, args)]
+            return self.conn.execute(sql, args).fetchall()  # a list of tuples already
 
     def execute_write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         """Run one statement in a durable transaction; returns the rows it changed."""
