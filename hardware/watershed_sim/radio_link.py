@@ -101,10 +101,6 @@ class RadioLink:
     def port_for(self, station: str) -> str:
         return self.station_path
 
-    @property
-    def hub(self) -> PtyHub:
-        return self._hub
-
     def stats(self) -> dict[str, Any]:
         with self._hub._lock:
             return self.medium.counts()
