@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(mosquitto influxdb python3 python3-venv python3-dev dpkg-dev build-essential gcc-multilib
-          pkg-config libffi-dev git ca-certificates openssl systemd)
+          pkg-config libffi-dev git ca-certificates openssl systemd e2fsprogs mount)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
