@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,11 @@ class Pipeline:
     tap: MqttTap | None = None  # every readings message the broker carried, for explain()
     writer: RecordingWriter | None = None  # every line the ingest wrote, for explain()
     _own_servers: bool = False
+    # Topic prefix and ingest id: the defaults on servers of its own; on a broker shared with
+    # other tests, names of this run's own, so no other test's gateway, queued messages or
+    # offline member of the ingests' shared subscription touches this run's readings.
+    prefix: str = "watershed"
+    ingest_id: str = "ingest-demo"
 
     def start(self) -> None:
         """Start everything; servers given at construction (test fixtures) are used as they
@@ -127,9 +133,12 @@ class Pipeline:
             self.mosquitto.start()
             self.influxd = Influxd(s.workdir / "influxd")
             self.influxd.start()
+        else:
+            run = uuid.uuid4().hex[:8]
+            self.prefix, self.ingest_id = f"sim{run}", f"ingest-{run}"
         self._create_database()
         if s.trace:
-            self.tap = MqttTap("127.0.0.1", self.mosquitto.port)
+            self.tap = MqttTap("127.0.0.1", self.mosquitto.port, prefix=self.prefix)
             self.tap.start()
         ingest_config = self._ingest_config()
         if s.trace:
@@ -209,7 +218,8 @@ class Pipeline:
                         "health_file": str(self.settings.workdir / "gateway-health.json")},
             # Loopback and simulated time: evidence that a reading was lost (the ingest's
             # statuses) comes within a second, so the gateway need not wait the field's 10 s.
-            "mqtt": {"host": "127.0.0.1", "port": self.mosquitto.port, "confirm_grace_s": 2.0},
+            "mqtt": {"host": "127.0.0.1", "port": self.mosquitto.port, "confirm_grace_s": 2.0,
+                     "prefix": self.prefix},
             "link": [{"port": self.links[spec.name].gateway_path, "baud": spec.baud,
                       "stations": [st.address for st in scenario.stations_on(spec.name)],
                       "poll_interval_s": poll_s, "reply_timeout_s": gw.reply_timeout_s}
@@ -221,9 +231,9 @@ class Pipeline:
     def _ingest_config(self) -> IngestConfig:
         assert self.mosquitto is not None and self.influxd is not None
         return IngestConfig.from_dict({
-            "ingest": {"id": "ingest-demo", "status_interval_s": 2.0,
+            "ingest": {"id": self.ingest_id, "status_interval_s": 2.0,
                        "deadletter_file": str(self.settings.workdir / "deadletter.jsonl")},
-            "mqtt": {"host": "127.0.0.1", "port": self.mosquitto.port},
+            "mqtt": {"host": "127.0.0.1", "port": self.mosquitto.port, "prefix": self.prefix},
             "influx": {"api": "v1", "url": self.influxd.url, "database": self.settings.database,
                        "flush_interval_s": 0.2},
         })
