@@ -46,8 +46,8 @@ _UNIX = [False]  # the config is for the unix port: its ports are device paths
 
 def _spec(v):
     """The section named ``v`` as {key: type}."""
-    for t in _SPEC.split("\n"):
-        t = t.split()
+    for line in _SPEC.split("\n"):
+        t = line.split()
         if t and t[0] == v:
             return dict(w.split("=") for w in t[1:])
     return None
@@ -132,7 +132,7 @@ def check(v):
     """Every defect of the config ``v`` as ``(key, what)``; an empty list: it can run."""
     if not isinstance(v, dict):
         return [("config", "must be a JSON object")]
-    b = []
+    b = []  # type: list[tuple[str, str]]
     t = v.get("board")
     _UNIX[0] = isinstance(t, dict) and t.get("name") == "unix"
     _object(v, _spec("top"), "", b)
@@ -186,7 +186,7 @@ def _entries(v, b):
         b.append(("channels", "empty: a station needs at least one sensor entry"))
     elif len(v) > _MAX_ENTRIES:
         b.append(("channels", "at most %d sensor entries" % _MAX_ENTRIES))
-    seen = {}  # channel number -> the entry that stores readings on it
+    seen = {}  # type: dict[int, str]  # channel number -> the entry that stores readings on it
     for i in range(len(v)):
         c = v[i]
         k = "channels.%d" % i
