@@ -61,24 +61,26 @@ def _raw(path):
 
 
 def _board(b):
-    """The board of the config's ``board`` object, or of this port with its defaults."""
-    name = b.get("name")
-    if name not in ("esp32", "rp2", "unix"):
-        name = {"esp32": "esp32", "rp2": "rp2"}.get(sys.platform, "unix")
-    mod = __import__("hal_" + name)
-    try:
-        return mod.Board(b)
-    except Exception as e:
-        log.e("config: board:", repr(e), "- its defaults instead")
-        return mod.Board({"name": name})
+    """The board of the config's ``board`` object, else this port's with its defaults."""
+    port = {"esp32": "esp32", "rp2": "rp2"}.get(sys.platform, "unix")
+    for name, cfg in ((b.get("name"), b), (port, {"name": port})):
+        try:
+            return __import__("hal_" + str(name)).Board(cfg)
+        except Exception as e:  # not this port's board, or its config is unusable
+            log.e("config: board:", name, repr(e))
+    raise OSError("no board")
 
 
 class _NoLink:
     """No usable link in the config: the console alone answers."""
 
     def readinto(self, buf, timeout_ms):
-        time.sleep_ms(timeout_ms)
+        self.waiting(timeout_ms)
         return 0
+
+    def waiting(self, timeout_ms):
+        time.sleep_ms(timeout_ms)
+        return False
 
     def write(self, data):
         pass

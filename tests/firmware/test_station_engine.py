@@ -13,6 +13,7 @@ the gateway's codec (watershed.contracts.wire)."""
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 import subprocess
 import time
@@ -337,10 +338,35 @@ def test_the_technicians_console(micropython, compiled, tmp_path):
         assert 0 < int(asleep[2]) <= int(asleep[4]) and int(asleep[2]) > int(asleep[4]) // 2, asleep
         last = {int(line.split()[2]): line.split()[3:] for line in status
                 if line.startswith("C last ")}
-        assert last[1][1:3] == ["2000", "-3"] and last[32][1:3] == ["12600", "-3"], status
+        # names with their unit, ISO UTC times, exact values, flags by name
+        assert last[1][0] == "stage_m" and last[1][2:] == ["2.000", "unsynced"], status
+        assert last[32][0] == "battery_v" and last[32][2:] == ["12.600", "unsynced"], status
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", last[1][1]), status
 
         (tmp_path / "io" / "adc26").write_text("2345\n")
-        assert sorted(con.command("read")) == ["C read 1 2345 -3 0", "C read 32 12600 -3 0"]
+        assert sorted(con.command("read")) == ["C read 1 stage_m 2.345 ok",
+                                               "C read 32 battery_v 12.600 ok"]
+
+        dumped = con.command("dump")
+        assert dumped[:2] == ["C dump station ENG-01",
+                              "C seq,channel,name,time,unix_s,mantissa,exponent,value,flags"]
+        rows = [line[2:].split(",") for line in dumped[2:]]
+        assert rows and [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
+        assert {(r[1], r[2], r[5], r[6], r[7]) for r in rows if r[1] == "32"} == {
+            ("32", "battery_v", "12600", "-3", "12.600")}
+        assert con.command("dump 2")[2].startswith("C 2,")
+
+        # two-point calibration of the stage: 1.000 m at count 2345, 3.000 m at count 6345
+        assert con.command("cal 1 1.000")[0].startswith("C cal 1 point 1: count 2345")
+        (tmp_path / "io" / "adc26").write_text("6345\n")
+        assert con.command("cal 1 3.000") == ["C cal 1 offset -172 scale 2000 / 4000"]
+        con.wait_for(lambda line: line == "C set channels.0 calibration")
+        calibrated = json.loads(config.read_text())["channels"][0]
+        assert (calibrated["offset"], calibrated["scale_num"], calibrated["scale_den"]) == (
+            -172, 2000, 4000)
+        con.wait_for(lambda line: line.startswith("I config "))
+        cfg = json.loads(config.read_text())
+        assert sorted(con.command("read"))[0] == "C read 1 stage_m 3.000 ok"
 
         shown = con.command("config")
         assert len(shown) == 1 and json.loads(shown[0][len("C config "):]) == cfg

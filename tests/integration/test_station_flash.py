@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,10 @@ def link() -> Iterator[VirtualSerialLink]:
 
 
 def site_config(link: VirtualSerialLink, interval_s: int = 60) -> dict[str, Any]:
+    # 60 times wall time: a reading a second
     return {"station": "FLASH-01", "address": ADDR, "basin": "santiago",
             "board": {"name": "unix", "data_dir": "data", "io_dir": "io", "sim_epoch": T0,
-                      "wall_epoch": T0, "speed": 1},
+                      "wall_epoch": int(time.time()), "speed": 60},
             "link": {"port": link.station_path},
             "channels": [{"sensor": "analog", "pin": 26, "channel": 1,
                           "interval_s": interval_s, "exponent": -3, "samples": 1}]}
@@ -59,7 +61,7 @@ def test_flash_boot_status_and_hello(board, link, tmp_path):
     r = flash(board, config)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout.splitlines()
-    assert "board: MicroPython 1.25, .mpy 6.3" in out
+    assert "board: MicroPython 1.25, .mpy 6.3, unix" in out
     written = [line for line in out if line.startswith("  writing ")]
     assert any(line.startswith("  writing main.py ") for line in written)
     assert any(line.startswith("  writing station.mpy ") for line in written)
@@ -75,8 +77,28 @@ def test_flash_boot_status_and_hello(board, link, tmp_path):
         gateway.close()
     [hello] = [f for f in got if isinstance(f, gw.Hello)]
     assert hello.station_id == "FLASH-01"
-    canonical = json.dumps(site_config(link), sort_keys=True, separators=(",", ":")).encode()
-    assert hello.config_hash == gw.config_hash(canonical)
+    canonical = config.read_text()
+    assert hello.config_hash == gw.config_hash(json.dumps(
+        json.loads(canonical), sort_keys=True, separators=(",", ":")).encode())
+
+    # the outbox over the console, into a gateway store: twice, no duplicates
+    time.sleep(3)  # a few readings (a second each)
+    dumped = tmp_path / "f.csv"
+    r = subprocess.run([sys.executable, "-m", "watershed.cli", "station", "dump", board.path,
+                        "--out", str(dumped)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = dumped.read_text().splitlines()
+    assert rows[0] == "station,seq,channel,name,time,unix_s,mantissa,exponent,value,flags"
+    assert len(rows) >= 3 and all(row.startswith("FLASH-01,") for row in rows[1:])
+    assert all(",stage_m," in row and row.endswith(",missing|unsynced") for row in rows[1:])
+    store = tmp_path / "gw.db"
+    for new in (len(rows) - 1, 0):
+        r = subprocess.run([sys.executable, "-m", "watershed.cli", "station", "dump", "--load",
+                            str(dumped), "--into", str(store), "--basin", "santiago"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == (f"FLASH-01: {new} new, {len(rows) - 1 - new} already "
+                                    "stored")
 
     # again with a new config: only the config is written
     config.write_text(json.dumps(site_config(link, interval_s=120)))

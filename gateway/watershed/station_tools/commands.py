@@ -42,6 +42,7 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     d.add_argument("--from-seq", type=int, default=0, help="first seq to dump (default: all)")
     d.add_argument("--load", type=Path, help="a CSV file from an earlier dump to load")
     d.add_argument("--into", type=Path, help="the gateway's store (SQLite) to load it into")
+    d.add_argument("--basin", default="unknown", help="the stations' basin, for --into")
     d.add_argument("--timeout", type=float, default=30, help="seconds to wait for the console")
     d.set_defaults(func=_dump)
 

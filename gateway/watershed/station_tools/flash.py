@@ -26,17 +26,19 @@ from watershed.station_tools import check
 
 CONFIG_NAME = "config.json"
 _VERSION_PROBE = ("import sys\nv=sys.implementation\n"
-                  "print(v.version[0], v.version[1], v._mpy & 0xff, (v._mpy >> 8) & 3)")
+                  "print(v.version[0], v.version[1], v._mpy & 0xff, (v._mpy >> 8) & 3, "
+                  "sys.platform)")
+_BOARD_OF_PLATFORM = {"esp32": "esp32", "rp2": "rp2", "linux": "unix"}
 
 
 class FlashError(RuntimeError):
     """The board or the config is not fit: the message says what and what would be right."""
 
 
-def board_abi(transport: SerialTransport) -> tuple[str, str]:
-    """(MicroPython version "1.25", .mpy ABI "6.3") of the board."""
-    major, minor, mpy, sub = transport.exec(_VERSION_PROBE).decode().split()
-    return f"{major}.{minor}", f"{mpy}.{sub}"
+def board_abi(transport: SerialTransport) -> tuple[str, str, str]:
+    """(MicroPython version "1.25", .mpy ABI "6.3", board module name "esp32") of the board."""
+    major, minor, mpy, sub, platform = transport.exec(_VERSION_PROBE).decode().split()
+    return f"{major}.{minor}", f"{mpy}.{sub}", _BOARD_OF_PLATFORM.get(platform, platform)
 
 
 def _remote_sha256(transport: SerialTransport, path: str) -> bytes | None:
@@ -102,6 +104,7 @@ def first_status(transport: SerialTransport, timeout: float,
     """Soft-reset the board from its friendly REPL (main.py starts the station), wait for the
     station's start line, ask ``status`` on its console; the C lines up to "C ok"."""
     serial = transport.serial
+    serial.timeout = 0.2  # the deadline below, not a read, bounds the wait
     transport.exit_raw_repl()
     serial.write(b"\x04")  # soft reset: boot.py, main.py
     deadline = time.monotonic() + timeout
@@ -117,7 +120,7 @@ def first_status(transport: SerialTransport, timeout: float,
                 say(line)
                 serial.write(b"status\r\n")
                 asked = True
-            elif line.startswith(("E ", "Traceback")):
+            elif line.startswith(("E ", "I ", "Traceback")) or (line and not asked):
                 say(line)
             elif asked and line.startswith("C "):
                 if line == "C ok":
@@ -141,8 +144,12 @@ def flash(port: str, config: Path, firmware: Path | None, board: str | None, tim
         transport = SerialTransport(port, baudrate=115200)
         try:
             transport.enter_raw_repl(soft_reset=True)
-            version, abi = board_abi(transport)
-            say(f"board: MicroPython {version}, .mpy {abi}")
+            version, abi, platform = board_abi(transport)
+            say(f"board: MicroPython {version}, .mpy {abi}, {platform}")
+            wanted = json.loads(config_bytes)["board"]["name"]
+            if wanted != platform:
+                say(f"warning: the config is for {wanted} but the board is {platform}: the "
+                    "station will start in safe mode")
             if abi != MPY_ABI:
                 raise FlashError(f"{port}: the board's MicroPython {version} loads .mpy {abi}; "
                                  f"the firmware is .mpy {MPY_ABI}: install MicroPython "
