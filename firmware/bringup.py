@@ -1,16 +1,14 @@
 """Boot only: the station brought up on its config, whatever the config holds.
 
 ``build(path)`` tries the config at ``path``, then the last good one (``path + ".bak"``), then
-safe mode (safemode.py); ``rebuild(st)`` checks and commits a new config with the running
-station torn down, answers it, and builds again. Imported by ``station.bring_up`` while it
-works and dropped afterwards, like config.py and startup.py which it imports one at a time.
+safe mode (safemode.py). Imported by ``station.bring_up`` (and renew.py) while it works and
+dropped afterwards, like config.py and startup.py which it imports one at a time.
 """
 
 import gc
 import sys
 
 import log
-import wire
 
 
 def build(path, board=None, uart=None, boot_count=0, synced=False):
@@ -78,32 +76,3 @@ def _build(cfg, config_hash, path, board, uart, boot_count, synced):
         raise
     finally:
         del sys.modules["startup"]
-
-
-def rebuild(st):
-    """The station on a new config: ``st`` torn down (its buffers and drivers freed: the
-    validator needs that heap), the new config (``st.pending``) checked and committed or
-    refused, the answer sent (a RESULT to the gateway, or a console line), then built again on
-    the same board, link, boot count and clock synchronisation."""
-    board, uart, boots, path = st.board, st.uart, st.boot_count, st.path
-    synced, addr, pending = st.clock.synced, st.address, st.pending
-    backup = st.config_from == path
-    st.outbox.close()
-    st.outbox = st.sampler = st.decoder = st.clock = st._rx = None
-    _forget()
-    if pending:
-        import config
-        try:
-            why = config.apply(path, pending[0], backup)
-        finally:
-            del sys.modules["config"]
-        if why:
-            log.e("config rejected:", why)
-        if pending[1] is None:  # the gateway's CONFIG
-            uart.write(wire.encode_result(addr, wire.CONFIG,
-                                          wire.RESULT_REJECTED if why else wire.RESULT_OK,
-                                          why or ""))
-        elif not why:
-            print("C set", pending[1])
-        gc.collect()
-    return build(path, board, uart, boots, synced)

@@ -78,8 +78,6 @@ class Uart:
     """A serial port: a pty path opened read/write, waited on with select.poll."""
 
     def __init__(self, path, baud=9600):
-        if not isinstance(path, str):  # open(int) would take a file descriptor: stdout, say
-            raise ValueError("a port on the unix board is a device path")
         self.baud = baud
         self._port = open(path, "r+b")
         self._poller = select.poll()

@@ -91,6 +91,8 @@ class _NoLink:
 
 def _link(board, link):
     try:
+        if board.name == "unix" and not isinstance(link["port"], str):
+            raise ValueError("a port on the unix board is a device path")  # not a descriptor
         return board.uart(link["port"], link.get("baud", 9600))
     except Exception as e:
         log.e("config: link:", repr(e), "- no gateway link in safe mode")

@@ -234,12 +234,15 @@ class Station:
 
 
 def bring_up(how, *args):
-    """``bringup.build(*args)`` or ``bringup.rebuild(*args)``: that module only while it works."""
-    import bringup
+    """``bringup.build(*args)`` (boot) or ``renew.rebuild(*args)`` (a new config): that module
+    only while it works."""
+    name = "bringup" if how == "build" else "renew"
+    mod = __import__(name)
     try:
-        return getattr(bringup, how)(*args)
+        return getattr(mod, how)(*args)
     finally:
-        del sys.modules["bringup"]
+        sys.modules.pop(name, None)
+        sys.modules.pop("bringup", None)
 
 
 def main(config_path="config.json"):
