@@ -104,7 +104,7 @@ def apply(path, config_hash, backup=True):
     """Commit ``path + ".new"`` as the config at ``path``; None, or why it was rejected (and
     the new file is gone). The config at ``path`` becomes the last good one (``.bak``) only
     with ``backup`` (it is in force): one the station refused never replaces the last good
-    one. Called with the station torn down (``station.rebuild``): the validator needs the
+    one. Called with the station torn down (``renew.rebuild``): the validator needs the
     heap the running station holds."""
     tmp = path + ".new"
     why = _acceptable(tmp, config_hash)
@@ -156,7 +156,7 @@ def write(tmp, cfg):
 
 def chunk(st, config_hash, total, offset, data):
     """A CONFIG chunk (contracts 1.3), written straight to flash. After the last one the
-    station is torn down and the whole is checked (``station.rebuild``): RESULT ok and the
+    station is torn down and the whole is checked (``renew.rebuild``): RESULT ok and the
     new config is in force, or RESULT rejected and why, and the old one stays."""
     tmp = st.path + ".new"
     if total > _MAX_CONFIG:

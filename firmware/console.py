@@ -140,7 +140,7 @@ def set_key(st, key, text):
 
 
 def propose(st, cfg, what):
-    """Write ``cfg`` as the new config: checked and committed by bringup.rebuild, which
+    """Write ``cfg`` as the new config: checked and committed by renew.rebuild, which
     answers "C set <what>" or the reason it was refused."""
     import config
     config.write(st.path + ".new", cfg)

@@ -5,7 +5,7 @@ sensor kind: an unknown key is a defect (a typo such as ``"exponnent"`` would ot
 silent default), and so is a wrong type or range, a duplicate channel, an empty channel list or
 an unknown board. What ``check`` accepts, ``startup.station`` builds (tests/firmware: a property
 test). The same module runs in the station (boot, and a new config with the station torn down:
-``station.rebuild``) and on the laptop (``watershed station check``, under CPython), so both
+``renew.rebuild``) and on the laptop (``watershed station check``, under CPython), so both
 say the same thing.
 
 Heap: the specs are one text, split only while checking, and the code uses few names, because
