@@ -168,9 +168,18 @@ class Board:
     name = "unix"
 
     def __init__(self, cfg):
-        self.data_dir = cfg["data_dir"]
-        self._io_dir = cfg["io_dir"]
-        self.clock = Clock(cfg["sim_epoch"], cfg["wall_epoch"], cfg.get("speed", 1))
+        # Defaults (safe mode with no usable board config): flash and inputs beside the
+        # firmware, the wall clock.
+        self.data_dir = cfg.get("data_dir", "data")
+        self._io_dir = cfg.get("io_dir", "io")
+        for d in (self.data_dir, self._io_dir):
+            try:
+                os.mkdir(d)
+            except OSError:
+                pass  # exists
+        wall = _wall_ms() // 1000
+        self.clock = Clock(cfg.get("sim_epoch", wall), cfg.get("wall_epoch", wall),
+                           cfg.get("speed", 1))
         self.watchdog_feeds = 0
         self._irq_pins = {}
         try:  # edges from before this boot came while the board was off: lost

@@ -1,6 +1,6 @@
 """Boot only: build the station's parts on a loaded, checked config (config.py).
 
-Imported by ``station.build`` (after the config is loaded and the outbox replayed) and dropped
+Imported by ``bringup.build`` (after the config is loaded and the outbox replayed) and dropped
 afterwards, with the drivers package's ``make_driver``, so none of this code stays in RAM while
 the station samples: the boot counter, one sampler slot per sensor entry (a bad entry
 is logged, flagged as a config error, and the others go on), the quality limits and the event
@@ -17,10 +17,10 @@ _MODULES = {"analog": "analog", "rain": "rain", "sdi12": "sdi12", "bme280": "bme
             "serial_level": "level_serial"}
 
 
-def station(cfg, config_hash, path, board, uart, boot_count, outbox):
-    """The Station for ``cfg`` on ``board`` and ``outbox``. ``uart`` and ``boot_count`` are kept
-    when given (a new config on a running station); otherwise this is a boot: counted, the link
-    opened."""
+def station(cfg, config_hash, path, board, uart, boot_count, outbox, synced=False):
+    """The Station for ``cfg`` on ``board`` and ``outbox``. ``uart``, ``boot_count`` and
+    ``synced`` are kept when given (a new config on a running station: the clock the gateway
+    set stays synchronised); otherwise this is a boot: counted, the link opened."""
     # The drivers' modules first, on the emptiest heap: the biggest load before the rest.
     for c in cfg["channels"]:
         name = _MODULES.get(c.get("sensor", "analog") if isinstance(c, dict) else "")
@@ -48,10 +48,12 @@ def station(cfg, config_hash, path, board, uart, boot_count, outbox):
         link = cfg["link"]
         uart = board.uart(link["port"], link.get("baud", 9600))
     clock = StationClock(board.clock, cfg.get("clock_jump_s", 5))
+    clock.synced = synced
     gc.collect()  # the sampler's building left garbage: the Station's buffers get its room
     st = Station(board, path, cfg["address"], cfg["station"], config_hash, clock, outbox, smp,
                  uart, boot_count, first)
-    st.config_error = bad > 0
+    if bad:  # schema.check passed it, yet an entry did not build: refuse the config
+        raise ValueError("%d sensor entries did not build" % bad)
     return st
 
 

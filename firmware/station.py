@@ -37,7 +37,8 @@ class Station:
         self.address = address
         self.station_id = station_id
         self.config_hash = config_hash
-        self.config_error = False
+        self.config_error = False  # STATUS state CONFIG_ERROR: not on the config at ``path``
+        self.config_from = path  # the file the config in force came from (or .bak)
         self.clock = clock
         self.outbox = outbox
         self.sampler = sampler
@@ -48,7 +49,8 @@ class Station:
         self._hello_due = first  # the first answer after boot says who we are
         self._rx = bytearray(64)
         self._cfg_got = 0  # bytes of a CONFIG received so far
-        self.reload = False  # a new config is in force: main() builds the station again
+        self.reload = False  # main() builds the station again (rebuild) ...
+        self.pending = None  # ... after checking this new config: (config_hash, console key)
         self._started = board.clock.now()
         self._console = None
         self._awake_from = None  # ticks_ms of the technician's last console line
@@ -231,48 +233,28 @@ class Station:
             self.step()
 
 
-def build(path, board=None, uart=None, boot_count=0):
-    """Load the config (config.py), the board (``hal_<name>.py``) and the outbox, then build the
-    station on them (startup.py). The boot-only modules (config, outbox_boot, startup) are
-    dropped after their work, one at a time, so none shares the heap with the station running."""
-    import config
+def bring_up(how, *args):
+    """``bringup.build(*args)`` (boot) or ``renew.rebuild(*args)`` (a new config): that module
+    only while it works."""
+    name = "bringup" if how == "build" else "renew"
+    mod = __import__(name)
     try:
-        cfg, config_hash, defects = config.load(path)
+        return getattr(mod, how)(*args)
     finally:
-        del sys.modules["config"]
-    gc.collect()
-    if board is None:
-        board = __import__("hal_" + cfg["board"]["name"]).Board(cfg["board"])
-    # The outbox's boot replay (outbox_boot.py, dropped after it), before the drivers load.
-    from outbox import Outbox
-    ob = cfg.get("outbox", {})
-    outbox = Outbox(board.data_dir, ob.get("budget_bytes", 65536), ob.get("segment_records", 128))
-    ob = None
-    gc.collect()
-    import startup
-    try:
-        st = startup.station(cfg, config_hash, path, board, uart, boot_count, outbox)
-    finally:
-        del sys.modules["startup"]
-    if defects:
-        st.config_error = True
-    return st
+        sys.modules.pop(name, None)
+        sys.modules.pop("bringup", None)
 
 
 def main(config_path="config.json"):
     gc.collect()  # a 48 KB heap: start the station on a compacted heap
-    station = build(config_path)
+    station = bring_up("build", config_path)
     gc.collect()
     print("station", station.station_id, "address", station.address, "next seq",
           station.outbox.next_seq, "free", gc.mem_free())
     while True:
         station.run()
-        # A new config is in force: the same board, link and boot, the new channels.
-        board, uart, boots = station.board, station.uart, station.boot_count
-        station.outbox.close()
-        station = None
-        gc.collect()
-        station = build(config_path, board, uart, boots)
+        # A new config: the same board, link and boot, the new channels.
+        station = bring_up("rebuild", station)
         gc.collect()
         print("I config", "%08x" % station.config_hash, "in force")
 

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "watershed.ingest.commands",
     "watershed.hydro.commands",
     "watershed.firmware_build",
+    "watershed.station_tools.commands",
 )
 SIM_PACKAGE = "watershed_sim"
 SIM_COMMANDS = SIM_PACKAGE + ".commands"

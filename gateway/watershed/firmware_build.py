@@ -19,8 +19,17 @@ from pathlib import Path
 from typing import Any
 
 # -O3: no line-number tables in the bytecode (about 5 % of the firmware's RAM; tracebacks then
-# name the function and file, not the line) and no asserts. What goes on a board is built so.
+# say "line 1") and no asserts. What goes on a board is built so; ``--debug`` keeps the line
+# numbers (mpy-cross's default -O0) for a board on the bench.
 MPY_CROSS_FLAGS = ("-O3",)
+DEBUG_FLAGS: tuple[str, ...] = ()
+MICROPYTHON_VERSION = "1.25"  # the boards' MicroPython: the .mpy version below is its
+MPY_ABI = "6.3"  # .mpy version 6, sub-version 3 (MicroPython 1.23 to 1.25)
+# Run by a board after boot (source, not .mpy: MicroPython looks for main.py); it starts the
+# station on config.json beside it.
+MAIN_PY = """import station
+station.main("config.json")
+"""
 
 
 class MpyCrossMissing(RuntimeError):
@@ -43,10 +52,11 @@ def mpy_cross() -> str:
     return found
 
 
-def compile_firmware(out: Path, source: Path | None = None) -> Path:
+def compile_firmware(out: Path, source: Path | None = None, *, debug: bool = False) -> Path:
     """Compile every firmware module, packages included, to ``out/<path>.mpy`` keeping the
-    folder layout; raises CalledProcessError with mpy-cross's message if one does not compile,
-    FileNotFoundError if ``source`` holds no firmware."""
+    folder layout, and write ``out/main.py`` (a bootable tree: copy it to the board's root);
+    raises CalledProcessError with mpy-cross's message if one does not compile,
+    FileNotFoundError if ``source`` holds no firmware. ``debug`` keeps line numbers."""
     source = firmware_dir() if source is None else source
     if not (source / "station.py").is_file():
         raise FileNotFoundError(f"{source}: no station firmware here (station.py missing)")
@@ -55,9 +65,10 @@ def compile_firmware(out: Path, source: Path | None = None) -> Path:
         relative = module.relative_to(source)
         target = out / relative.with_suffix(".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([tool, *MPY_CROSS_FLAGS, "-o", str(target), "-s", str(relative),
-                        str(module)],
+        subprocess.run([tool, *(DEBUG_FLAGS if debug else MPY_CROSS_FLAGS), "-o", str(target),
+                        "-s", str(relative), str(module)],
                        check=True, capture_output=True, text=True)
+    (out / "main.py").write_text(MAIN_PY)
     return out
 
 
@@ -70,17 +81,20 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     b.add_argument("--out", type=Path, default=Path("build/firmware"), help="output folder")
     b.add_argument("--firmware-dir", type=Path,
                    help="firmware source to compile (default: the copy in the package)")
+    b.add_argument("--debug", action="store_true",
+                   help="keep line numbers in tracebacks (costs about 5 %% more RAM)")
     b.set_defaults(func=_build)
 
 
 def _build(args: argparse.Namespace) -> int:
     try:
-        out = compile_firmware(args.out, args.firmware_dir)
+        out = compile_firmware(args.out, args.firmware_dir, debug=args.debug)
     except (MpyCrossMissing, FileNotFoundError) as e:
         print(f"watershed firmware build: {e}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as e:
         print(f"watershed firmware build: mpy-cross failed: {e.stderr.strip()}", file=sys.stderr)
         return 1
-    print(f"compiled firmware into {out}")
+    print(f"compiled firmware into {out} (MicroPython {MICROPYTHON_VERSION}, .mpy "
+          f"{MPY_ABI}{', with line numbers' if args.debug else ''}); main.py starts the station")
     return 0

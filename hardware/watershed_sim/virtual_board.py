@@ -41,6 +41,15 @@ log = logging.getLogger(__name__)
 CTRL_A, CTRL_B, CTRL_C, CTRL_D, CTRL_E = 1, 2, 3, 4, 5
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 PASTE_WINDOW = 128  # bytes the host may send before the board asks for more
+# After a soft reset from the friendly REPL a board runs main.py, if there is one.
+RUN_MAIN = b"""import os
+try:
+    os.stat("main.py")
+except OSError:
+    pass
+else:
+    exec(open("main.py").read(), {"__name__": "__main__"})
+"""
 BLOCK_SIZE = 4096
 
 # Runs in the unix port. Blocks arrive on stdin as "<length>\n<code>"; each answer is the
@@ -86,6 +95,7 @@ except OSError:
     vfs = os.VfsLfs2(bdev)
 os.mount(vfs, "/flash")
 os.chdir("/flash")
+sys.path.insert(0, "/flash")  # modules on the flash, as a board imports them
 del bdev, vfs, FileBlockDevice
 
 def _serve():
@@ -104,7 +114,7 @@ def _serve():
                 if not more:
                     return
                 code += more
-        except KeyboardInterrupt:  # a Ctrl-C that came as the last block ended
+        except (KeyboardInterrupt, ValueError):  # a Ctrl-C, or console input left unread
             continue
         try:
             exec(code.decode(), g)
@@ -300,6 +310,7 @@ class VirtualBoard:
                     line.clear()
                     self._write(b"\r\nMPY: soft reboot\r\n")
                     self._soft_reset()
+                    self._execute(RUN_MAIN, pending, raw=False, console=True)
                     self._write(self._banner() + b">>> ")
                 elif c in (0x0D, 0x0A):
                     self._write(b"\r\n")
@@ -338,9 +349,11 @@ class VirtualBoard:
                 self._write(b"\x01")
         return None
 
-    def _execute(self, code: bytes, pending: bytearray, raw: bool) -> None:
+    def _execute(self, code: bytes, pending: bytearray, raw: bool, console: bool = False
+                 ) -> None:
         """Run ``code`` in the agent, its answer going out as it comes; Ctrl-C interrupts it.
-        Other bytes the host sends meanwhile wait in ``pending``."""
+        Other bytes the host sends meanwhile wait in ``pending``; with ``console`` (main.py
+        running) they are the program's stdin, lines ended by Enter (CR) as on a board."""
         agent = self._agent
         if agent is None or agent.stdin is None or agent.poll() is not None:
             self._write(b"\x04unix port agent is not running\r\n\x04" if raw else b"")
@@ -360,7 +373,15 @@ class VirtualBoard:
             if CTRL_C in data:
                 agent.send_signal(signal.SIGINT)
                 data = data[data.index(CTRL_C) + 1:]
-            pending += data
+                console = False  # what follows is for the REPL
+            if console and data:
+                try:
+                    agent.stdin.write(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+                    agent.stdin.flush()
+                except OSError:
+                    pass
+            else:
+                pending += data
 
     def _banner(self) -> bytes:
         return (b"MicroPython (unix port) on a watershed virtual board; flash: littlefs2\r\n"

@@ -80,7 +80,7 @@ sim.ms = b["sim_epoch"] * 1000
 b = None
 board.clock = sim
 board.adc = Adc
-st = station.build(argv[1], board, sim, 0)
+st = station.bring_up("build", argv[1], board, sim, 0)
 steps = load(argv[2])
 gc.collect()
 
@@ -88,11 +88,8 @@ gc.collect()
 def step():
     global st
     st.step()
-    if st.reload:  # a new config is in force: rebuilt as station.main does
-        st.outbox.close()
-        st = None
-        gc.collect()
-        st = station.build(argv[1], board, sim, 1)
+    if st.reload:  # a new config: rebuilt as station.main does
+        st = station.bring_up("rebuild", st)
         print("I config", "%08x" % st.config_hash, "in force")
 
 

@@ -79,6 +79,6 @@ sim = Sim()
 sim.ms = T0 * 1000
 board.clock = sim
 gc.collect()
-st = station.build(argv[1], board, sim, 0)
+st = station.bring_up("build", argv[1], board, sim, 0)
 gc.collect()
 import heap_loop_mp  # noqa: E402,F401  (runs the loop)

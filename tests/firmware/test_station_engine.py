@@ -13,18 +13,17 @@ the gateway's codec (watershed.contracts.wire)."""
 from __future__ import annotations
 
 import json
-import queue
+import re
 from decimal import Decimal
 import subprocess
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.micropython import MicroPythonRunner
+from tests.firmware.station_console import Console
 from watershed.contracts import wire as gw
 from watershed.firmware_build import compile_firmware, mpy_cross
 from watershed_sim.serial_link import VirtualSerialLink
@@ -169,8 +168,9 @@ def test_a_value_a_reading_cannot_carry_is_missing_and_out_of_range_never_anothe
         micropython, compiled, tmp_path):
     # count 2000 * 1234567890123457 = 2469135780246914000e-3: a mantissa of 19 digits
     digits19 = dict(STAGE, scale_num=1234567890123457)
-    big_exponent = dict(STAGE, pin=27, channel=3, exponent=21)
-    cfg = station_config(tmp_path, [digits19, big_exponent, BATTERY])
+    # 2000 * 10**17: 21 digits (an exponent beyond 20 is a config defect: schema.py refuses it)
+    digits21 = dict(STAGE, pin=27, channel=3, scale_num=10**17)
+    cfg = station_config(tmp_path, [digits19, digits21, BATTERY])
     steps: list[dict[str, Any]] = [{"adc": {"26": [2000], "27": [2000], "28": [12600]}},
                                    {"cycles": 2}, frames(gw.Poll(ADDR, gw.WANT_DATA))]
     out = run(micropython, compiled, tmp_path, steps, cfg)
@@ -180,7 +180,7 @@ def test_a_value_a_reading_cannot_carry_is_missing_and_out_of_range_never_anothe
     assert [r[3] for r in out.channel(32)] == [12600] * 2, "the other channels go on"
     assert [line for line in out.lines if " value out of range: " in line] == [
         "E sensor 1 value out of range: 2469135780246914000 e -3",
-        "E sensor 3 value out of range: 2000 e 21"] * 2
+        "E sensor 3 value out of range: 200000000000000000000 e -3"] * 2
     sent = [r for f in out.of(gw.Data) for r in f.readings]
     assert len(sent) == 6, "the outbox holds nothing the codec refuses: every reading is sent"
     assert {(r.channel, r.value) for r in sent} == {(1, None), (3, None),
@@ -235,12 +235,30 @@ def test_a_config_pushed_by_the_gateway_is_applied_and_its_hash_is_in_hello(
     assert again.of(gw.Hello)[0].config_hash == gw.config_hash(blob)
 
 
+def test_a_config_pushed_keeps_the_clock_synchronised(micropython, compiled, tmp_path):
+    """Issue 14, item 5: the gateway's TIME stays in force across a new config: the readings
+    after it are not flagged CLOCK_UNSYNCED."""
+    old = station_config(tmp_path, [STAGE])
+    new = dict(old, channels=[dict(STAGE, interval_s=120)])
+    steps = [{"adc": {"26": [2000]}}, {"cycles": 1},
+             frames(gw.TimeSync(ADDR, (T0 + 61) * 1000)), {"cycles": 1},
+             config_frames(canonical(new)), {"cycles": 3},
+             frames(gw.Poll(ADDR, gw.WANT_STATUS))]
+    out = run(micropython, compiled, tmp_path, steps, old)
+    assert [(r.ref_type, r.status) for r in out.of(gw.Result)] == [
+        (gw.TIME, gw.RESULT_OK), (gw.CONFIG, gw.RESULT_OK)]
+    flags = [r[5] for r in out.channel(1)]
+    assert flags[0] & gw.CLOCK_UNSYNCED, "before the first TIME"
+    assert len(flags) == 5 and not any(f & gw.CLOCK_UNSYNCED for f in flags[1:]), flags
+    assert out.of(gw.Status)[0].state & gw.STATE_CLOCK_SYNCED
+
+
 @pytest.mark.parametrize("defect, reason", [
     ("hash", "config_hash does not match"),
-    ("interval", "config: channels.0.interval_s: must be 1-86400"),
+    ("interval", "config: channels.0.interval_s: must be a whole number 1 to 86400"),
     ("json", "config not in canonical form"),  # MicroPython's json takes it cut short
     ("spaces", "config not in canonical form"),
-    ("address", "config: address: must be 1-254"),
+    ("address", "config: address: must be a whole number 1 to 254"),
 ])
 def test_a_bad_config_is_rejected_with_a_reason_and_the_old_one_stays(
         micropython, compiled, tmp_path, defect, reason):
@@ -295,43 +313,6 @@ def test_a_config_chunk_out_of_order_is_a_bad_request_and_nothing_changes(
 # --- the technician's console (issue 3, item 8) ----------------------------------------------
 
 
-class Console:
-    """The station (station.main, as on a board) with the technician on its stdin."""
-
-    def __init__(self, micropython: MicroPythonRunner, compiled: Path, config: Path) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.process = micropython.start(
-            code=f"import station; station.main({str(config)!r})", path=[compiled],
-            stdin=subprocess.PIPE, stderr=subprocess.STDOUT)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"timed out; last lines: {self.seen[-10:]}") from None
-            self.seen.append(line)
-            if predicate(line):
-                return line
-
-    def command(self, text: str) -> list[str]:
-        """The C lines answering ``text`` (up to its "C ok")."""
-        assert self.process.stdin is not None
-        start = len(self.seen)
-        self.process.stdin.write(text + "\n")
-        self.process.stdin.flush()
-        self.wait_for(lambda line: line == "C ok")
-        return [line for line in self.seen[start:-1] if line.startswith("C ")]
-
-
 def test_the_technicians_console(micropython, compiled, tmp_path):
     cfg = station_config(tmp_path, [STAGE, BATTERY])
     cfg["board"].update(speed=60, wall_epoch=int(time.time()))  # a slot a second
@@ -357,19 +338,47 @@ def test_the_technicians_console(micropython, compiled, tmp_path):
         assert 0 < int(asleep[2]) <= int(asleep[4]) and int(asleep[2]) > int(asleep[4]) // 2, asleep
         last = {int(line.split()[2]): line.split()[3:] for line in status
                 if line.startswith("C last ")}
-        assert last[1][1:3] == ["2000", "-3"] and last[32][1:3] == ["12600", "-3"], status
+        # names with their unit, ISO UTC times, exact values, flags by name
+        assert last[1][0] == "stage_m" and last[1][2:] == ["2.000", "unsynced"], status
+        assert last[32][0] == "battery_v" and last[32][2:] == ["12.600", "unsynced"], status
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", last[1][1]), status
 
         (tmp_path / "io" / "adc26").write_text("2345\n")
-        assert sorted(con.command("read")) == ["C read 1 2345 -3 0", "C read 32 12600 -3 0"]
+        assert sorted(con.command("read")) == ["C read 1 stage_m 2.345 ok",
+                                               "C read 32 battery_v 12.600 ok"]
+
+        dumped = con.command("dump")
+        assert dumped[:2] == ["C dump station ENG-01",
+                              "C seq,channel,name,time,unix_s,mantissa,exponent,value,flags"]
+        rows = [line[2:].split(",") for line in dumped[2:]]
+        assert rows and [int(r[0]) for r in rows] == list(range(1, len(rows) + 1))
+        assert {(r[1], r[2], r[5], r[6], r[7]) for r in rows if r[1] == "32"} == {
+            ("32", "battery_v", "12600", "-3", "12.600")}
+        assert con.command("dump 2")[2].startswith("C 2,")
+
+        # two-point calibration of the stage: 1.000 m at count 2345, 3.000 m at count 6345
+        assert con.command("cal 1 1.000")[0].startswith("C cal 1 point 1: count 2345")
+        (tmp_path / "io" / "adc26").write_text("6345\n")
+        assert con.command("cal 1 3.000") == ["C cal 1 offset -172 scale 2000 / 4000"]
+        con.wait_for(lambda line: line == "C set channels.0 calibration")
+        calibrated = json.loads(config.read_text())["channels"][0]
+        assert (calibrated["offset"], calibrated["scale_num"], calibrated["scale_den"]) == (
+            -172, 2000, 4000)
+        con.wait_for(lambda line: line.startswith("I config "))
+        cfg = json.loads(config.read_text())
+        assert sorted(con.command("read"))[0] == "C read 1 stage_m 3.000 ok"
 
         shown = con.command("config")
         assert len(shown) == 1 and json.loads(shown[0][len("C config "):]) == cfg
 
         assert con.command("set address 0") == []  # checked like a CONFIG frame: refused
         assert json.loads(config.read_text()) == cfg, "the old config stays"
-        assert "C log E config rejected: config: address: must be 1-254" in con.command("log")
+        assert ("C log E config rejected: config: address: must be a whole number 1 to 254"
+                in con.command("log"))
 
-        assert con.command("set channels.0.interval_s 120") == ["C set channels.0.interval_s"]
+        # checked with the station torn down (the validator needs its heap), then answered
+        assert con.command("set channels.0.interval_s 120") == []
+        con.wait_for(lambda line: line == "C set channels.0.interval_s")
         new = json.loads(json.dumps(cfg))
         new["channels"][0]["interval_s"] = 120
         assert json.loads(config.read_text()) == new

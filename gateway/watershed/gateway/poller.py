@@ -243,6 +243,11 @@ class Poller:
             self._stats["clock_drifts"] += 1
             log.info("station %s clock is %+.0f s off", station_id, status.clock - self._clock())
             session.needs_time = self._time_sync
+        elif not status.state & wire.STATE_CLOCK_SYNCED:
+            # Its readings are flagged CLOCK_UNSYNCED until a TIME comes, however close it is.
+            self._stats["clock_unsynced"] += 1
+            log.info("station %s says its clock is not synchronised", station_id)
+            session.needs_time = self._time_sync
 
     def _fill_holes(self, port: FramedPort, session: _Session, addr: int) -> bool:
         """The station has nothing unacknowledged left: whatever is missing below its next seq
