@@ -18,17 +18,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..command_groups import actions_of
 from ..contracts.ids import is_valid_id
 from .config import ConfigError, load_config
 from .owners import Owners
 
 
 def register(sub: "argparse._SubParsersAction[Any]") -> None:
-    p = sub.add_parser("station", help="which gateway owns each station (ingest side)",
-                       description="A station's readings are written only from the gateway that "
-                                   "owns it: the first one it was heard from, until moved here.")
-    actions = p.add_subparsers(dest="station_command", required=True, metavar="ACTION")
-    o = actions.add_parser("owners", help="each station's owner, since when, and who said so")
+    actions = actions_of(sub, "station")
+    o = actions.add_parser("owners", help="each station's owner, since when, and who said so",
+                           description="A station's readings are written only from the gateway "
+                                       "that owns it: the first one it was heard from, until "
+                                       "moved with `watershed station move`.")
     o.add_argument("--config", "-c", type=Path, required=True, help="ingest TOML config file")
     o.add_argument("--json", action="store_true", help="one JSON object per line")
     o.set_defaults(func=_owners)

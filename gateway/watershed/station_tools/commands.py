@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..command_groups import actions_of
 from . import check
 
 
 def register(sub: "argparse._SubParsersAction[Any]") -> None:
     """Add ``station ...`` to the ``watershed`` parser."""
-    p = sub.add_parser("station", help="a technician's tools for one station (check, flash, dump)")
-    st = p.add_subparsers(dest="station_command", required=True, metavar="ACTION")
+    st = actions_of(sub, "station")
     c = st.add_parser("check", help="check a station config.json for a board",
                       description="Run the firmware's own config validator, then check the "
                                   "config against the board's pin map and the channel "
