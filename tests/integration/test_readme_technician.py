@@ -49,6 +49,7 @@ def test_the_readme_technician_steps_work_as_written(tmp_path):
     assert (tmp_path / "build" / "firmware" / "main.py").is_file()
     assert (tmp_path / "build" / "firmware" / "station.mpy").is_file()
     assert "ok for esp32: station SAN-01" in outputs[2]
+    assert "a 7 Ah battery lasts 58 days without sun" in outputs[2]  # the power budget
     flashed = outputs[3].splitlines()
     assert any(line.startswith("  writing config.json") for line in flashed), flashed
     assert any(line.startswith("warning: the config is for esp32") for line in flashed)

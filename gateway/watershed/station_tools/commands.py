@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..command_groups import actions_of
-from . import check
+from . import check, power
 
 
 def register(sub: "argparse._SubParsersAction[Any]") -> None:
@@ -17,9 +17,14 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     c = st.add_parser("check", help="check a station config.json for a board",
                       description="Run the firmware's own config validator, then check the "
                                   "config against the board's pin map and the channel "
-                                  "catalogue. One line per defect; exit status 1 if any.")
+                                  "catalogue. One line per defect; exit status 1 if any. "
+                                  "A config that passes gets its channels and power budget.")
     c.add_argument("config", type=Path, help="the station's config.json")
     c.add_argument("--board", required=True, choices=check.BOARDS, help="the board it runs on")
+    c.add_argument("--battery-ah", type=_positive, default=7.0,
+                   help="the station's battery, for the power budget (default 7 Ah)")
+    c.add_argument("--poll-s", type=_positive, default=60.0,
+                   help="the gateway's poll interval, for the power budget (default 60 s)")
     c.set_defaults(func=_check)
     f = st.add_parser("flash", help="put the firmware and a config onto a board over USB",
                       description="Check the board's MicroPython (1.25, .mpy 6.3), copy the "
@@ -47,6 +52,16 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     d.set_defaults(func=_dump)
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
 def _check(args: argparse.Namespace) -> int:
     cfg, bad = check.check_file(args.config, args.board)
     for key, what in bad:
@@ -59,6 +74,9 @@ def _check(args: argparse.Namespace) -> int:
     print(f"{args.config}: ok for {args.board}: station {cfg['station']}, address "
           f"{cfg['address']}, {len(cfg['channels'])} sensor entries")
     for line in check.describe(cfg):
+        print(line)
+    budget = power.budget(cfg, check.pin_map(args.board)["power"], args.poll_s)
+    for line in power.describe(budget, args.battery_ah, args.poll_s):
         print(line)
     return 0
 
