@@ -12,9 +12,10 @@
     logs, notify structured log lines; systemd's notify protocol
 """
 
-from .config import ConfigError, GatewayConfig, LinkConfig, MqttConfig, StationConfig, load_config
+from .config import (ConfigError, GatewayConfig, GatewayMqttConfig, LinkConfig, StationConfig,
+                     load_config)
 from .daemon import Gateway, run
 from .store import Store
 
-__all__ = ["ConfigError", "Gateway", "GatewayConfig", "LinkConfig", "MqttConfig", "StationConfig",
-           "Store", "load_config", "run"]
+__all__ = ["ConfigError", "Gateway", "GatewayConfig", "GatewayMqttConfig", "LinkConfig",
+           "StationConfig", "Store", "load_config", "run"]

@@ -38,7 +38,7 @@ from ..backoff import Backoff
 from ..mqtt import Endpoint, Handlers, Session, Will
 from ..mqtt.paho_session import PahoSession
 from ..mqtt.session import SessionFactory
-from .config import MqttConfig
+from .config import GatewayMqttConfig
 from .redelivery import Redelivery
 from .send_order import SendOrder
 from .store import Store, StoredReading
@@ -61,7 +61,7 @@ class Forwarder:
     def __init__(
         self,
         gateway_id: str,
-        config: MqttConfig,
+        config: GatewayMqttConfig,
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
@@ -154,10 +154,8 @@ class Forwarder:
 
     def _endpoint(self) -> Endpoint:
         c = self.config
-        return Endpoint(
-            c.host, c.port, self.gateway_id, keepalive_s=c.keepalive_s, clean_session=False,
-            username=c.username, password=c.password, tls=c.tls, ca_file=c.ca_file,
-            cert_file=c.cert_file, key_file=c.key_file,
+        return c.endpoint(
+            self.gateway_id, keepalive_s=c.keepalive_s, clean_session=False,
             will=Will(self._topics.status(self.gateway_id), self._status("offline"), QOS, True),
             # The session's own bound matches ours, so nothing piles up inside paho unseen.
             max_inflight=c.max_inflight)
