@@ -14,8 +14,8 @@ from typing import Any
 from decimal import Decimal
 
 from .ids import check_id, is_valid_id
-from .wire import (MAX_EXPONENT, MAX_MANTISSA, MAX_SEQ, MAX_TIME, MISSING, decimal_tuple,
-                   value_text)
+from .decimals import MAX_EXPONENT, MAX_MANTISSA, decimal_tuple, value_text
+from .wire import MAX_SEQ, MAX_TIME, MISSING
 
 PAYLOAD_VERSION = 1
 DEFAULT_PREFIX = "watershed"
