@@ -43,7 +43,8 @@ from .messages import Converter
 from .metrics import (Unacked, WriteWindow, encode_status, log_line, prometheus_families,
                       status_document)
 from .owners import Owners
-from .pipeline import COUNTERS, WRITE_RETRY, WritePipeline
+from .batch_write import WRITE_RETRY
+from .pipeline import COUNTERS, WritePipeline
 from .ratings_setup import load_station_ratings
 from .stats import Counters
 from .writer import Writer, make_writer
