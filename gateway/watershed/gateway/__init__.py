@@ -7,8 +7,10 @@
     store        durable SQLite store (a package, one module per concern) of readings, ACK
                  ranges, delivery states, losses, quota, station facts, alerts, bindings;
                  priorities (what a full store gives up first)
-    forwarder    store -> MQTT at QoS 1, and what to send again; health (the health message),
-                 alerts (flood alert rules), remote (operations from the gateway's cmd topic)
+    forwarder    store -> MQTT at QoS 1, and what to send again (send_order, redelivery);
+                 incoming (confirmations, ingests' statuses, commands from the broker); health
+                 (the health message), alerts (flood alert rules), remote (operations from the
+                 gateway's cmd topic)
     logs, notify structured log lines; systemd's notify protocol
 """
 
