@@ -3,7 +3,9 @@
     config       TOML -> GatewayConfig
     daemon       Gateway(config).start()/stop()/stats(); run(config_path) for ``watershed gateway``
     link         one serial link's polling thread; framed_port (frames on a port), poller (the
-                 exchange with one station), runs (sequence-number ranges)
+                 exchange with one station; station_session, what it knows of one), identity
+                 and address_disputes (who answers at an address), quarantine, runs
+                 (sequence-number ranges)
     store        durable SQLite store (a package, one module per concern) of readings, ACK
                  ranges, delivery states, losses, quota, station facts, alerts, bindings;
                  priorities (what a full store gives up first)
