@@ -1,15 +1,8 @@
 """The ``[mqtt]`` table every program that connects to the broker reads: where the broker is
-and who the program is to it. The gateway's publisher adds knobs of its own
-(gateway/config.py ``GatewayMqttConfig``); the ingest reads just this.
-
-    [mqtt]
-    host = "127.0.0.1"
-    port = 1883
-    prefix = "watershed"
-    username = "gw-zamora"           # optional, with password; must be the program's own id
-    password_file = "mqtt-password"  # or password_env = "VAR", or password = "..." (config_reader)
-    tls = true                       # optional: ca_file (default: system CAs), cert_file + key_file
-    ca_file = "/etc/watershed/ca.pem"
+(host, port, prefix) and who the program is to it (username with password, password_file or
+password_env: config_reader.py; tls with ca_file, cert_file and key_file). The gateway's
+publisher adds keys of its own (gateway/config.py ``GatewayMqttConfig``); the ingest reads just
+these. Each program's file documents them with an example.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from .constants import (ACK, BROADCAST_ADDRESS, CLOCK_JUMP, CLOCK_UNSYNCED, CMD_
                         TIME, WANT_DATA, WANT_HELLO, WANT_STATUS)
 from .errors import (CobsError, CrcError, FrameError, Malformed, OutOfRange, TooLong,
                      UnknownFrameType, UnsupportedVersion)
-from .frames import (FRAME_NAMES, Ack, Command, ConfigChunk, Data, Frame, Hello, Poll, Reading,
-                     Result, Status, TimeSync, config_hash)
+from .frames import (FRAME_NAMES, Ack, Command, ConfigChunk, Data, FlaggedValue, Frame, Hello,
+                     Poll, Reading, Result, Status, TimeSync, config_hash)
 from .framing import (FrameDecoder, decode_body, decode_frame, encode_body, encode_frame,
                       readings_per_frame)
 from .varint import put_uvarint
@@ -40,7 +40,8 @@ __all__ = [
     "RESET_CAUSES", "RESULT", "RESULT_BAD_REQUEST", "RESULT_BUSY", "RESULT_OK", "RESULT_REJECTED",
     "SPIKE", "STATE_CLOCK_SYNCED", "STATE_CONFIG_ERROR", "STATE_EVENT_MODE", "STATUS", "SUSPECT",
     "TIME", "WANT_DATA", "WANT_HELLO", "WANT_STATUS",
-    "Ack", "CobsError", "Command", "ConfigChunk", "CrcError", "Data", "Frame", "FrameDecoder",
+    "Ack", "CobsError", "Command", "ConfigChunk", "CrcError", "Data", "FlaggedValue", "Frame",
+    "FrameDecoder",
     "FrameError", "Hello", "Malformed", "OutOfRange", "Poll", "Reading", "Result", "Status",
     "TimeSync", "TooLong", "UnknownFrameType", "UnsupportedVersion",
     "config_hash", "decimal_parts", "decimal_tuple", "decode_body", "decode_frame", "encode_body",

@@ -13,8 +13,26 @@ from .constants import (ACK, COMMAND, CONFIG, DATA, HELLO, MISSING, POLL, RESULT
                         WANT_DATA)
 
 
+class FlaggedValue:
+    """A reading's value as every contract carries it: ``mantissa * 10**exponent`` exactly, or
+    none when its flags say MISSING (a wire ``Reading``, an MQTT ``MessageReading``)."""
+
+    __slots__ = ()
+    mantissa: int
+    exponent: int
+    flags: int
+
+    @property
+    def missing(self) -> bool:
+        return bool(self.flags & MISSING)
+
+    @property
+    def value(self) -> Decimal | None:
+        return None if self.missing else Decimal(self.mantissa).scaleb(self.exponent)
+
+
 @dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(FlaggedValue):
     """One sample: an exact decimal ``mantissa * 10**exponent`` at a UTC second, with flags."""
 
     seq: int
@@ -23,16 +41,6 @@ class Reading:
     mantissa: int
     exponent: int
     flags: int = 0
-
-    @property
-    def missing(self) -> bool:
-        return bool(self.flags & MISSING)
-
-    @property
-    def value(self) -> Decimal | None:
-        if self.missing:
-            return None
-        return Decimal(self.mantissa).scaleb(self.exponent)
 
     @classmethod
     def from_text(cls, seq: int, channel: int, time: int, text: str, flags: int = 0) -> "Reading":
