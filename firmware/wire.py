@@ -1,6 +1,6 @@
 """Station <-> gateway wire protocol v1: the firmware's codec (docs/contracts.md, section 1).
 
-The same bytes as the gateway's codec (gateway/watershed/contracts/wire.py); both must pass
+The same bytes as the gateway's codec (gateway/watershed/contracts/wire/); both must pass
 tests/vectors/wire_v1.json. A frame on the wire is ``COBS(version type addr payload crc32le) 0x00``
 with a body of at most MAX_BODY (250) bytes. Written for MicroPython; imports under CPython too.
 

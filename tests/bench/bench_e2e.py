@@ -22,7 +22,7 @@ from typing import Any
 
 from watershed.contracts.mqtt import MessageReading
 from watershed.devservers import Influxd, Mosquitto
-from watershed.gateway.config import MqttConfig
+from watershed.gateway.config import GatewayMqttConfig
 from watershed.gateway.forwarder import Forwarder
 from watershed.gateway.store import Store
 from watershed.ingest.config import IngestConfig
@@ -97,8 +97,9 @@ def broker_restart(work: Path, broker: Mosquitto, influx: Influxd) -> dict[str, 
         "mqtt": {"host": broker.host, "port": broker.port},
         "influx": {"url": influx.url, "database": "restart"}}))
     store = Store(work / "restart.db")
-    forwarder = Forwarder("gw-restart", MqttConfig(host=broker.host, port=broker.port,
-                                                   reconnect_min_s=0.1, reconnect_max_s=1.0),
+    forwarder = Forwarder("gw-restart",
+                          GatewayMqttConfig(host=broker.host, port=broker.port,
+                                            reconnect_min_s=0.1, reconnect_max_s=1.0),
                           store)
     ingest.start()
     forwarder.start()

@@ -22,7 +22,7 @@ from tests.fixtures.mqtt import wait_until
 from tests.fixtures.servers import MosquittoFactory
 from watershed.contracts.mqtt import MessageReading
 from watershed.devservers import Influxd, Mosquitto
-from watershed.gateway.config import MqttConfig
+from watershed.gateway.config import GatewayMqttConfig
 from watershed.gateway.forwarder import Forwarder
 from watershed.gateway.store import Store
 from watershed.hydro.influxql import query
@@ -73,8 +73,8 @@ class Pipeline:
         return ingest
 
     def start_gateway(self) -> Forwarder:
-        config = MqttConfig(host=self.broker.host, port=self.broker.port, reconnect_min_s=0.05,
-                            reconnect_max_s=0.3, confirm_grace_s=2.0)
+        config = GatewayMqttConfig(host=self.broker.host, port=self.broker.port,
+                                   reconnect_min_s=0.05, reconnect_max_s=0.3, confirm_grace_s=2.0)
         self.forwarder = Forwarder(GW, config, self.store)
         self.forwarder.start()
         return self.forwarder

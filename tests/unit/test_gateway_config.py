@@ -10,8 +10,8 @@ import pytest
 from watershed.gateway.config import (
     ConfigError,
     GatewayConfig,
+    GatewayMqttConfig,
     LinkConfig,
-    MqttConfig,
     load_config,
 )
 
@@ -67,8 +67,8 @@ def test_example_file_reads_into_dataclasses(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.id == "gw-zamora"
     assert config.time_sync is True
-    assert config.mqtt == MqttConfig(host="127.0.0.1", port=1883, prefix="watershed",
-                                     keepalive_s=30)
+    assert config.mqtt == GatewayMqttConfig(host="127.0.0.1", port=1883, prefix="watershed",
+                                            keepalive_s=30)
     assert config.links == (LinkConfig("/dev/ttyUSB0", 9600, (1, 2), 5.0, 2.0),)
     station = config.station("SAN-01")
     assert station is not None and station.basin == "santiago" and station.address == 1
@@ -78,7 +78,7 @@ def test_example_file_reads_into_dataclasses(tmp_path: Path) -> None:
 
 def test_minimal_config_takes_defaults() -> None:
     config = GatewayConfig.from_dict(MINIMAL)
-    assert config.mqtt == MqttConfig()
+    assert config.mqtt == GatewayMqttConfig()
     assert config.links[0].baud == 9600
     assert config.stations == ()
 
@@ -215,4 +215,4 @@ def test_a_file_reports_every_problem_with_its_line(tmp_path: Path) -> None:
 def test_a_password_is_never_shown() -> None:
     problems = problems_of(MINIMAL | {"mqtt": {"username": MINIMAL["gateway"]["id"], "password": 90210}})
     assert problems == ["mqtt.password: expected a string, got an integer"]
-    assert "hunter2" not in repr(MqttConfig(username="u", password="hunter2"))
+    assert "hunter2" not in repr(GatewayMqttConfig(username="u", password="hunter2"))

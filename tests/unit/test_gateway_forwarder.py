@@ -17,7 +17,7 @@ import pytest
 
 from tests.fixtures.memory_mqtt import MemorySession
 from watershed.contracts.mqtt import MessageReading, decode_readings
-from watershed.gateway.config import MqttConfig
+from watershed.gateway.config import GatewayMqttConfig
 from watershed.gateway.forwarder import Forwarder
 from watershed.gateway.send_order import group_messages
 from watershed.gateway.store import Store, StoredReading
@@ -51,8 +51,8 @@ def fill(store: Store, station: str, seqs: range, basin: str = "santiago") -> No
     store.add(station, basin, [MessageReading(s, "stage_m", T0 + s, 1000 + s, -3, 0) for s in seqs])
 
 
-def config(**mqtt: Any) -> MqttConfig:
-    return MqttConfig(reconnect_min_s=0.01, reconnect_max_s=0.05, **mqtt)
+def config(**mqtt: Any) -> GatewayMqttConfig:
+    return GatewayMqttConfig(reconnect_min_s=0.01, reconnect_max_s=0.05, **mqtt)
 
 
 def start(store: Store, client: MemorySession, **mqtt: Any) -> Forwarder:

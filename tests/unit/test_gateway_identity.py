@@ -20,7 +20,8 @@ from watershed.gateway.identity import (
     SHARED_ADDRESS,
     BusRegistry,
 )
-from watershed.gateway.poller import SHARED_CLEAR_POLLS, Poller
+from watershed.gateway.address_disputes import SHARED_CLEAR_POLLS
+from watershed.gateway.poller import Poller
 from watershed.gateway.quarantine import Quarantine, QuarantineError, summary
 from watershed.gateway.store import Store
 

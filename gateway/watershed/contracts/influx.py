@@ -22,7 +22,8 @@ import msgspec
 from .ids import check_id, is_valid_id
 from .mqtt import (_MAX_SEQ, MAX_TS, PAYLOAD_VERSION, MessageReading, PayloadError, ReadingsMessage,
                    _Number, _number)
-from .wire import MAX_EXPONENT, MAX_MANTISSA, MISSING, value_text
+from .decimals import MAX_EXPONENT, MAX_MANTISSA, value_text
+from .wire import MISSING
 
 MEASUREMENT = "readings"
 PRECISION = "s"

@@ -14,8 +14,8 @@ from typing import Any
 from decimal import Decimal
 
 from .ids import check_id, is_valid_id
-from .wire import (MAX_EXPONENT, MAX_MANTISSA, MAX_SEQ, MAX_TIME, MISSING, decimal_tuple,
-                   value_text)
+from .decimals import MAX_EXPONENT, MAX_MANTISSA, decimal_tuple, value_text
+from .wire import MAX_SEQ, MAX_TIME, MISSING, FlaggedValue
 
 PAYLOAD_VERSION = 1
 DEFAULT_PREFIX = "watershed"
@@ -73,21 +73,13 @@ class PayloadError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class MessageReading:
+class MessageReading(FlaggedValue):
     seq: int
     channel: str
     ts: int  # Unix seconds, UTC
     mantissa: int
     exponent: int
     flags: int
-
-    @property
-    def missing(self) -> bool:
-        return bool(self.flags & MISSING)
-
-    @property
-    def value(self) -> Decimal | None:
-        return None if self.missing else Decimal(self.mantissa).scaleb(self.exponent)
 
     @property
     def value_text(self) -> str | None:

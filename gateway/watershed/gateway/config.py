@@ -85,13 +85,12 @@ from typing import Any
 from watershed.config_reader import ConfigError, Table, load_toml, of_mapping
 from watershed.contracts.channels import FIRST_STATION_SPECIFIC, NUMBERS
 from watershed.contracts.ids import is_valid_id
-from watershed.contracts.mqtt import DEFAULT_PREFIX
-from watershed.mqtt.identity import identity_problem
+from watershed.mqtt.config import MqttConfig, read_mqtt
 
 from . import clock_sync
 
-__all__ = ["AlarmConfig", "AlertRule", "ConfigError", "GatewayConfig", "LinkConfig", "MqttConfig",
-           "StationConfig", "load_config"]
+__all__ = ["AlarmConfig", "AlertRule", "ConfigError", "GatewayConfig", "GatewayMqttConfig",
+           "LinkConfig", "StationConfig", "load_config"]
 
 DEFAULT_STORE = "/var/lib/watershed/gateway.db"
 # Topic levels where a gateway id goes that the network uses for itself (contracts.mqtt.Topics)
@@ -103,23 +102,17 @@ DEFAULT_QUOTA_BYTES = 2_000_000_000
 MIN_QUOTA_BYTES = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class MqttConfig:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    prefix: str = DEFAULT_PREFIX
+@dataclass(frozen=True, slots=True)
+class GatewayMqttConfig(MqttConfig):
+    """The broker connection (mqtt/config.py) and how the gateway publishes over it: these keys
+    are the gateway's alone (the ingest's keepalive is fixed, it publishes no readings)."""
+
     keepalive_s: int = 30
-    username: str = ""
-    password: str = field(default="", repr=False)
     max_readings_per_message: int = 50
     max_inflight: int = 20  # messages published and not yet acknowledged (PUBACK)
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     backlog_readings_per_message: int = 500  # a backlog drains in large messages
-    tls: bool = False
-    ca_file: str = ""  # empty: the system's CA certificates
-    cert_file: str = ""  # client certificate, with key_file
-    key_file: str = ""
     # Unconfirmed readings are published again when an ingest confirmed one acknowledged this
     # much later, or has settled everything since (redelivery.py).
     confirm_grace_s: float = 10.0
@@ -184,7 +177,7 @@ class GatewayConfig:
     health_file: str = DEFAULT_HEALTH_FILE
     metrics_port: int = 0
     alarms: AlarmConfig = AlarmConfig()
-    mqtt: MqttConfig = MqttConfig()
+    mqtt: GatewayMqttConfig = GatewayMqttConfig()
     links: tuple[LinkConfig, ...] = ()
     stations: tuple[StationConfig, ...] = ()
 
@@ -205,44 +198,12 @@ class GatewayConfig:
         """Read the root table of a document; raises ConfigError listing every problem."""
         root = _Table.of(root)
         gw = root.table("gateway", required=True)
-        mqtt = root.table("mqtt")
-        mqtt_config = MqttConfig(
-            host=mqtt.text("host", MqttConfig.host),
-            port=mqtt.integer("port", MqttConfig.port, 1, 65535),
-            prefix=mqtt.topic_prefix("prefix", MqttConfig.prefix),
-            keepalive_s=mqtt.integer("keepalive_s", MqttConfig.keepalive_s, 1, 65535),
-            username=mqtt.text("username", "", allow_empty=True),
-            password=mqtt.secret("password"),
-            max_readings_per_message=mqtt.integer(
-                "max_readings_per_message", MqttConfig.max_readings_per_message, 1, 1000),
-            max_inflight=mqtt.integer("max_inflight", MqttConfig.max_inflight, 1, 1000),
-            reconnect_min_s=mqtt.number("reconnect_min_s", MqttConfig.reconnect_min_s, 0.01, 3600),
-            reconnect_max_s=mqtt.number("reconnect_max_s", MqttConfig.reconnect_max_s, 0.01, 3600),
-            backlog_readings_per_message=mqtt.integer(
-                "backlog_readings_per_message", MqttConfig.backlog_readings_per_message, 1,
-                10_000),
-            tls=mqtt.boolean("tls", False),
-            ca_file=mqtt.text("ca_file", "", allow_empty=True),
-            cert_file=mqtt.text("cert_file", "", allow_empty=True),
-            key_file=mqtt.text("key_file", "", allow_empty=True),
-            confirm_grace_s=mqtt.number("confirm_grace_s", MqttConfig.confirm_grace_s, 0.1,
-                                        86400),
-        )
-        if mqtt_config.reconnect_max_s < mqtt_config.reconnect_min_s:
-            mqtt.problem("reconnect_max_s", "must not be below mqtt.reconnect_min_s")
-        if (mqtt_config.ca_file or mqtt_config.cert_file) and not mqtt_config.tls:
-            mqtt.problem("tls", "must be true when ca_file or cert_file is set")
-        if bool(mqtt_config.cert_file) != bool(mqtt_config.key_file):
-            mqtt.problem("key_file", "cert_file and key_file go together")
-        if mqtt_config.password and not mqtt_config.username:
-            mqtt.problem("password", "set without mqtt.username")
         gateway_id = gw.ident("id")
         if gateway_id in RESERVED_IDS:
             gw.problem("id", f"{gateway_id!r} is reserved: the topic level <prefix>/v1/"
                              f"{gateway_id}/ is the network's own (docs/contracts.md 2)")
-        mismatch = identity_problem(gateway_id, mqtt_config.username, mqtt_config.cert_file)
-        if mismatch is not None:
-            mqtt.problem(mismatch[0], mismatch[1] + " (gateway.id)")
+        mqtt = root.table("mqtt")
+        mqtt_config = _mqtt(mqtt, gateway_id)
         link_tables = root.tables("link", required=True)
         links = tuple(_link(t) for t in link_tables)
         station_tables = root.tables("station")
@@ -303,6 +264,27 @@ def missing_files(config: GatewayConfig) -> list[str]:
 
 
 # --- sections -----------------------------------------------------------------------------
+
+
+def _mqtt(t: _Table, gateway_id: str) -> GatewayMqttConfig:
+    # A prefix of several levels is allowed here (the ingest's is one level: ingest/config.py).
+    d = GatewayMqttConfig()
+    config = GatewayMqttConfig(
+        **read_mqtt(t, t.topic_prefix("prefix", d.prefix), gateway_id,
+                    "gateway.id").connection(),
+        keepalive_s=t.integer("keepalive_s", d.keepalive_s, 1, 65535),
+        max_readings_per_message=t.integer(
+            "max_readings_per_message", d.max_readings_per_message, 1, 1000),
+        max_inflight=t.integer("max_inflight", d.max_inflight, 1, 1000),
+        reconnect_min_s=t.number("reconnect_min_s", d.reconnect_min_s, 0.01, 3600),
+        reconnect_max_s=t.number("reconnect_max_s", d.reconnect_max_s, 0.01, 3600),
+        backlog_readings_per_message=t.integer(
+            "backlog_readings_per_message", d.backlog_readings_per_message, 1, 10_000),
+        confirm_grace_s=t.number("confirm_grace_s", d.confirm_grace_s, 0.1, 86400),
+    )
+    if config.reconnect_max_s < config.reconnect_min_s:
+        t.problem("reconnect_max_s", "must not be below mqtt.reconnect_min_s")
+    return config
 
 
 def _link(t: _Table) -> LinkConfig:

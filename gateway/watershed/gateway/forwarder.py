@@ -12,7 +12,9 @@ identity).
 
 What goes out first, every turn, within ``max_inflight`` messages awaiting PUBACK (decided by
 send_order.py): flood alerts, then live readings in small messages, then the backlog in large
-ones. Also retained health every ``health_interval_s``, and the gateway's command topic.
+ones. Also retained health every ``health_interval_s``, and the gateway's command topic. What
+the broker sends the gateway (confirmations, ingests' statuses, commands) is routed by
+incoming.py.
 
 Every MQTT call, and every event the session reports, happens on the forwarder's own thread,
 which drives the session (watershed/mqtt) with ``loop()``: paho is not safe to publish from
@@ -30,15 +32,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from watershed.contracts.confirm import decode_confirmation
-from watershed.contracts.mqtt import (QOS, PayloadError, ReadingsMessage, Topics, encode_readings,
-                                      encode_status)
+from watershed.contracts.mqtt import QOS, ReadingsMessage, Topics, encode_readings, encode_status
 
 from ..backoff import Backoff
 from ..mqtt import Endpoint, Handlers, Session, Will
 from ..mqtt.paho_session import PahoSession
 from ..mqtt.session import SessionFactory
-from .config import MqttConfig
+from .config import GatewayMqttConfig
+from .incoming import Incoming
 from .redelivery import Redelivery
 from .send_order import SendOrder
 from .store import Store, StoredReading
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 
 LOOP_WAIT_S = 0.1  # longest paho's network loop waits for traffic in one turn
 LOOK_INTERVAL_S = 1.0  # unprompted, the store is looked at this often (notify() is immediate)
-BAD_CONFIRM_LOG_INTERVAL_S = 600.0  # a malformed confirmation is logged at most this often
 STOP_WAIT_S = 2.0  # at stop, how long the offline status may take to be acknowledged
 RECONNECT_JITTER = 0.5  # up to half of each reconnect delay is random
 
@@ -61,7 +61,7 @@ class Forwarder:
     def __init__(
         self,
         gateway_id: str,
-        config: MqttConfig,
+        config: GatewayMqttConfig,
         store: Store,
         *,
         clock: Callable[[], float] = time.time,
@@ -78,10 +78,6 @@ class Forwarder:
         self._health = health
         self._health_interval_s = health_interval_s
         self._on_command = on_command
-        self._client: Session = session(self._endpoint(), Handlers(
-            on_connect=self._on_connect, on_disconnect=self._on_disconnect,
-            on_subscribe=self._on_subscribe, on_publish=self._on_publish,
-            on_message=self._on_message))
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s, RECONNECT_JITTER)
         self._wake = threading.Event()  # new readings stored, or stop requested
         self._stopping = threading.Event()
@@ -98,12 +94,8 @@ class Forwarder:
         self._last_look = 0.0
         self._next_health = 0.0
         self._other_mids: set[int] = set()  # status, health, results: nothing to mark
-        self._ingest_filter = self._topics.ingest_status("+")
-        self._confirm_topic = self._topics.confirm(gateway_id)
         self._redelivery = Redelivery(config.confirm_grace_s)
-        self._next_bad_confirm_log = 0.0
         self._store_failing = False  # the last delivery-state write failed (disk full?)
-        self.last_confirmation_at: float | None = None  # the alarms' view of the ingests
         self._stats: dict[str, int] = {"messages_published": 0, "messages_acked": 0,
                                        "readings_acked": 0, "live_readings_published": 0,
                                        "backlog_readings_published": 0, "alerts_published": 0,
@@ -113,12 +105,23 @@ class Forwarder:
                                        "connects": 0, "disconnects": 0, "connect_failures": 0,
                                        "errors": 0, "commands_received": 0,
                                        "commands_rejected": 0}
+        self._incoming = Incoming(gateway_id, self._topics, store, self._redelivery, self._stats,
+                                  self._write_state, clock=clock, on_command=on_command)
+        self._client: Session = session(self._endpoint(), Handlers(
+            on_connect=self._on_connect, on_disconnect=self._on_disconnect,
+            on_subscribe=self._on_subscribe, on_publish=self._on_publish,
+            on_message=self._incoming.on_message))
 
     # --- public, any thread -----------------------------------------------------------
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def last_confirmation_at(self) -> float | None:
+        """When an ingest last confirmed readings (the alarms' view); None: not since start."""
+        return self._incoming.last_confirmation_at
 
     @property
     def running(self) -> bool:
@@ -154,10 +157,8 @@ class Forwarder:
 
     def _endpoint(self) -> Endpoint:
         c = self.config
-        return Endpoint(
-            c.host, c.port, self.gateway_id, keepalive_s=c.keepalive_s, clean_session=False,
-            username=c.username, password=c.password, tls=c.tls, ca_file=c.ca_file,
-            cert_file=c.cert_file, key_file=c.key_file,
+        return c.endpoint(
+            self.gateway_id, keepalive_s=c.keepalive_s, clean_session=False,
             will=Will(self._topics.status(self.gateway_id), self._status("offline"), QOS, True),
             # The session's own bound matches ours, so nothing piles up inside paho unseen.
             max_inflight=c.max_inflight)
@@ -234,12 +235,12 @@ class Forwarder:
         self._restart_cursors()
         # Every connection: a broker that lost its store lost our subscriptions too.
         client = self._client
-        client.subscribe(self._confirm_topic, QOS)
-        client.subscribe(self._ingest_filter, QOS)
+        client.subscribe(self._incoming.confirm_topic, QOS)
+        client.subscribe(self._incoming.ingest_filter, QOS)
         self._other_mids.add(client.publish(self._topics.status(self.gateway_id),
                                             self._status("online"), QOS, retain=True))
         if self._on_command is not None:
-            client.subscribe(self._topics.command(self.gateway_id), QOS)
+            client.subscribe(self._incoming.command_topic, QOS)
         self._next_health = 0.0
         log.info("forwarder: connected to %s:%d (session present: %s), %d messages in flight",
                  self.config.host, self.config.port, session_present, self._order.inflight)
@@ -249,61 +250,12 @@ class Forwarder:
         if refused:
             log.error("forwarder: the broker refused a subscription (%s or %s): without"
                       " confirmations every reading stays in the store; check the broker's ACL",
-                      self._confirm_topic, self._ingest_filter)
-
-    def _ingest_id(self, topic: str) -> str | None:
-        """The ingest id of a topic matching ``<prefix>/v1/ingest/+/status``, else None."""
-        head, _, tail = self._ingest_filter.partition("+")
-        if topic.startswith(head) and topic.endswith(tail):
-            ident = topic[len(head):len(topic) - len(tail)]
-            if ident and "/" not in ident:
-                return ident
-        return None
-
-    def _on_confirmation(self, payload: bytes) -> None:
-        try:
-            confirmation = decode_confirmation(payload)
-        except PayloadError as e:
-            self._stats["confirmations_invalid"] += 1
-            if time.monotonic() >= self._next_bad_confirm_log:
-                self._next_bad_confirm_log = time.monotonic() + BAD_CONFIRM_LOG_INTERVAL_S
-                log.warning("forwarder: ignored a malformed confirmation on %s: %s (%d so far)",
-                            self._confirm_topic, e, self._stats["confirmations_invalid"])
-            return
-        done = self._write_state(lambda: self._store.confirm(confirmation.written,
-                                                             confirmation.rejected),
-                                 "record a confirmation")
-        if done is None:
-            return  # not recorded: those readings are confirmed again after a resend
-        self._stats["confirmations"] += 1
-        self.last_confirmation_at = self._clock()
-        self._stats["readings_confirmed"] += done.written
-        self._stats["readings_rejected"] += done.rejected
-        self._redelivery.on_confirmed(done.newest_acked_at)
+                      self._incoming.confirm_topic, self._incoming.ingest_filter)
 
     def _on_disconnect(self, reason: str) -> None:
         if self._connected:
             self._stats["disconnects"] += 1
         self._connected = False
-
-    def _on_message(self, topic: str, payload: bytes, qos: int, retain: bool, mid: int) -> None:
-        if topic == self._confirm_topic:
-            self._on_confirmation(payload)
-            return
-        ingest_id = self._ingest_id(topic)
-        if ingest_id is not None:
-            self._redelivery.on_status(ingest_id, payload, retained=retain, now=self._clock())
-            return
-        # Only the gateway's own command topic: a retained or stray message elsewhere (a
-        # broker ACL mistake, a wildcard) must never drive its stations.
-        if topic != self._topics.command(self.gateway_id) or retain:
-            self._stats["commands_rejected"] += 1
-            log.warning("forwarder: ignored a message on %s (retained: %s); commands are taken"
-                        " only from %s", topic, retain, self._topics.command(self.gateway_id))
-            return
-        self._stats["commands_received"] += 1
-        if self._on_command is not None:
-            self._on_command(payload)
 
     def _on_publish(self, mid: int) -> None:
         if mid in self._other_mids:

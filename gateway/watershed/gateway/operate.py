@@ -15,11 +15,11 @@ import uuid
 from typing import Any
 
 from watershed.contracts.mqtt import QOS, Topics
-from watershed.mqtt import Endpoint, Handlers
+from watershed.mqtt import Handlers
 from watershed.mqtt.paho_session import PahoSession
 from watershed.mqtt.session import SessionFactory
 
-from .config import MqttConfig
+from .config import GatewayMqttConfig
 
 LOOP_S = 0.1
 
@@ -33,7 +33,7 @@ def command_body(op: str, station: str, **fields: Any) -> dict[str, Any]:
     return {"id": f"op-{uuid.uuid4().hex[:12]}", "op": op, "station": station, **fields}
 
 
-def send_operation(gateway_id: str, mqtt: MqttConfig, body: dict[str, Any], timeout_s: float,
+def send_operation(gateway_id: str, mqtt: GatewayMqttConfig, body: dict[str, Any], timeout_s: float,
                    *, session: SessionFactory = PahoSession) -> dict[str, Any]:
     """Publish ``body`` on the gateway's command topic and wait for its result (matched by id).
     Raises OSError if the broker cannot be reached, OperationTimeout if no result comes."""
@@ -63,10 +63,8 @@ def send_operation(gateway_id: str, mqtt: MqttConfig, body: dict[str, Any], time
             state["result"] = answer
 
     client = session(
-        Endpoint(mqtt.host, mqtt.port, f"watershed-op-{uuid.uuid4().hex[:8]}",
-                 keepalive_s=mqtt.keepalive_s, clean_session=True, username=mqtt.username,
-                 password=mqtt.password, tls=mqtt.tls, ca_file=mqtt.ca_file,
-                 cert_file=mqtt.cert_file, key_file=mqtt.key_file),
+        mqtt.endpoint(f"watershed-op-{uuid.uuid4().hex[:8]}", keepalive_s=mqtt.keepalive_s,
+                      clean_session=True),
         Handlers(on_connect=on_connect, on_subscribe=on_subscribe, on_message=on_message))
     client.connect()
     deadline = time.monotonic() + timeout_s

@@ -24,14 +24,13 @@ sequence numbers belong to the station id, and an address alone does not say whi
 keeps them and sends them again; nothing is lost by waiting for the HELLO.
 
 The HELLO must fit the bus bindings (identity.py). One that does not puts the address in
-dispute: HELLO is asked for at every poll, and its DATA is quarantined (quarantine.py) until a
-HELLO fits again. Quarantined readings are stored durably and ACKed by their seqs alone -- unless
-the address is shared: two stations answering one POLL (two HELLOs or two DATA frames, also
-when they arrive only just before the ACK would go out). An ACK there reaches every station at
-the address and could delete readings the gateway never got, so none is sent; the stations keep
-their readings until an operator fixes the addresses. A shared address is clear again after
-SHARED_CLEAR_POLLS polls answered by the bound station alone. A seq that arrives again with other
-content is quarantined too.
+dispute (address_disputes.py): HELLO is asked for at every poll, and its DATA is quarantined
+(quarantine.py) until a HELLO fits again. Quarantined readings are stored durably and ACKed by
+their seqs alone -- unless the address is shared: two stations answering one POLL (two HELLOs or
+two DATA frames, also when they arrive only just before the ACK would go out). An ACK there
+reaches every station at the address and could delete readings the gateway never got, so none
+is sent; the stations keep their readings until an operator fixes the addresses. A seq that
+arrives again with other content is quarantined too.
 """
 
 from __future__ import annotations
@@ -40,40 +39,25 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from watershed.contracts import wire
 from watershed.contracts.channels import channel_name
 from watershed.contracts.mqtt import MessageReading
 
 from .config import UNASSIGNED_BASIN, StationConfig
+from .address_disputes import MAX_ACK_RANGES, AddressDisputes
 from .framed_port import FramedPort
-from .identity import SEQ_REUSED, SHARED_ADDRESS, BusRegistry, Mismatch
+from .identity import SEQ_REUSED, BusRegistry, Mismatch
 from .quarantine import Quarantine
-from .runs import runs_of
+from .station_session import StationSession
 from .store import Store, StoreFull
 
 log = logging.getLogger(__name__)
 
-MAX_ACK_RANGES = 16  # a bounded ACK; more holes than this mean a backfill is due anyway
 QUALITY_WINDOW = 50  # polls over which a station's link quality is measured
 MAX_CLOCK_OFFSET_S = 5.0  # a station clock further off than this is set again (if we may)
-SHARED_CLEAR_POLLS = 3  # polls answered by the bound station alone that clear a shared address
 
 ReadingsHook = Callable[[str, list[MessageReading]], object]
-
-
-@dataclass
-class _Session:
-    """What the gateway knows of the station at one address since the link opened."""
-
-    station_id: str | None = None
-    needs_hello: bool = True
-    needs_time: bool = False  # set by a HELLO; cleared when the station answers TIME
-    next_status_at: float = 0.0  # monotonic; 0: at the first poll
-    next_backfill_at: float = 0.0
-    dispute: Mismatch | None = None  # set: whoever answers here is in doubt; DATA quarantined
-    clean_polls: int = 0  # polls of a shared address answered by the bound station alone
 
 
 class Poller:
@@ -111,9 +95,11 @@ class Poller:
         self._clock_synchronised = clock_synchronised
         self._on_stored = on_stored
         self._clock = clock
-        self._sessions: dict[int, _Session] = {}
+        self._sessions: dict[int, StationSession] = {}
         self._recent: dict[str, deque[bool]] = {}  # per station: did recent polls get answers
         self._warned: set[tuple[str, str]] = set()
+        self._disputes = AddressDisputes(link, self._identity, self._quarantine, stats,
+                                         self._warn_once)
 
     def forget_sessions(self) -> None:
         """After the port was lost: every station must say HELLO again before its DATA counts."""
@@ -128,12 +114,12 @@ class Poller:
         session = self._sessions.get(addr)
         return None if session is None else session.station_id
 
-    def _session(self, addr: int) -> _Session:
+    def _session(self, addr: int) -> StationSession:
         session = self._sessions.get(addr)
         if session is None:
             # The first STATUS one interval after the link opens: the first exchanges are
             # for readings.
-            session = self._sessions[addr] = _Session(
+            session = self._sessions[addr] = StationSession(
                 next_status_at=self._monotonic() + self._status_interval_s)
         return session
 
@@ -166,7 +152,7 @@ class Poller:
         hellos = [f for f in frames if isinstance(f, wire.Hello)]
         datas = [f for f in frames if isinstance(f, wire.Data)]
         if len(hellos) > 1 or len(datas) > 1:  # one station sends one of each per POLL
-            self._on_shared(session, addr, [h.station_id for h in hellos])
+            self._disputes.on_shared(session, addr, [h.station_id for h in hellos])
         else:
             for hello in hellos:  # HELLO first whatever the order: it names whose DATA this is
                 self._on_hello(session, hello)
@@ -229,7 +215,7 @@ class Poller:
 
     # --- STATUS, holes and backfill -----------------------------------------------------
 
-    def _on_status(self, session: _Session, status: wire.Status) -> None:
+    def _on_status(self, session: StationSession, status: wire.Status) -> None:
         if session.station_id is None:
             return  # whose status is unknown until HELLO; asked again next time
         self._stats["statuses"] += 1
@@ -249,7 +235,7 @@ class Poller:
             log.info("station %s says its clock is not synchronised", station_id)
             session.needs_time = self._time_sync
 
-    def _fill_holes(self, port: FramedPort, session: _Session, addr: int) -> bool:
+    def _fill_holes(self, port: FramedPort, session: StationSession, addr: int) -> bool:
         """The station has nothing unacknowledged left: whatever is missing below its next seq
         is a hole. Ask for the lowest one; True if readings came back."""
         now = self._monotonic()
@@ -261,7 +247,7 @@ class Poller:
             return False
         return self._backfill(port, session, addr, holes[0])
 
-    def _backfill(self, port: FramedPort, session: _Session, addr: int,
+    def _backfill(self, port: FramedPort, session: StationSession, addr: int,
                   hole: tuple[int, int]) -> bool:
         port.discard_stale()
         port.send(wire.Poll(addr, wire.WANT_DATA, 0, hole))
@@ -284,23 +270,10 @@ class Poller:
 
     # --- HELLO ------------------------------------------------------------------------
 
-    def _on_hello(self, session: _Session, hello: wire.Hello) -> None:
+    def _on_hello(self, session: StationSession, hello: wire.Hello) -> None:
         self._stats["hellos"] += 1
-        mismatch = self._identity.check(self._link, hello.addr, hello.station_id)
-        if mismatch is not None:
-            self._stats["identity_mismatches"] += 1
-            if session.dispute is None or session.dispute.kind != SHARED_ADDRESS:
-                session.dispute = mismatch  # a shared address stays the stronger claim
-            self._dispute(session, hello.addr)
+        if not self._disputes.hello_fits(session, hello):
             return
-        if session.dispute is not None:
-            if session.dispute.kind == SHARED_ADDRESS:
-                session.clean_polls += 1
-                if session.clean_polls < SHARED_CLEAR_POLLS:
-                    return  # still in doubt: its DATA is quarantined
-            log.warning("address %d on %s: station %s answers as itself again; readings are"
-                        " taken again", hello.addr, self._link, hello.station_id)
-            session.dispute = None
         previous = self._store.record_hello(hello)
         cause = (wire.RESET_CAUSES[hello.reset_cause] if hello.reset_cause < len(wire.RESET_CAUSES)
                  else f"cause {hello.reset_cause}")
@@ -325,30 +298,7 @@ class Poller:
         session.needs_hello = False
         session.needs_time = self._time_sync  # never push a clock this machine does not trust
 
-    def _on_shared(self, session: _Session, addr: int, ids: list[str]) -> None:
-        """More than one station answered one POLL at ``addr``: the address is in dispute."""
-        bound = self._identity.bound(self._link, addr)
-        others = sorted({i for i in ids if i != bound})
-        claimed = others[0] if others else bound or session.station_id
-        if claimed is None:  # nobody ever said who: nothing to file it under; ask again
-            session.station_id, session.needs_hello = None, True
-            return
-        self._stats["shared_address_polls"] += 1
-        session.dispute = Mismatch(SHARED_ADDRESS, bound, claimed,
-                                   f"stations {', '.join(sorted(set(ids))) or claimed} answered"
-                                   f" one POLL at address {addr}")
-        self._dispute(session, addr)
-
-    def _dispute(self, session: _Session, addr: int) -> None:
-        assert session.dispute is not None
-        session.station_id, session.needs_hello, session.clean_polls = None, True, 0
-        session.needs_time = False
-        self._quarantine.hold(session.dispute, self._link, addr)
-        self._warn_once(session.dispute.claimed, f"{session.dispute.kind}:{addr}",
-                        "address %d on %s: %s (%s); its readings are quarantined", addr,
-                        self._link, session.dispute.kind, session.dispute.detail)
-
-    def _send_time(self, port: FramedPort, session: _Session, addr: int) -> None:
+    def _send_time(self, port: FramedPort, session: StationSession, addr: int) -> None:
         port.send(wire.TimeSync(addr, int(self._clock() * 1000)))
         self._stats["time_syncs"] += 1
         # Wait for the RESULT: on a shared bus nobody else may be polled while it is talking.
@@ -364,10 +314,10 @@ class Poller:
 
     # --- DATA -------------------------------------------------------------------------
 
-    def _on_data(self, port: FramedPort, session: _Session, data: wire.Data,
+    def _on_data(self, port: FramedPort, session: StationSession, data: wire.Data,
                  backfill: bool = False) -> bool:
         if session.dispute is not None:
-            return self._quarantine_data(port, session, data)
+            return self._disputes.quarantine_data(port, session, data)
         if session.station_id is None:
             self._stats["data_before_hello"] += 1
             session.needs_hello = True
@@ -407,42 +357,10 @@ class Poller:
         if added.new:
             self._on_readings(station_id, readings)
             self._on_stored()
-        if self._ack_safe(port, session, data.addr):
+        if self._disputes.ack_safe(port, session, data.addr):
             port.send(self._ack(data.addr, station_id))
             self._stats["acks"] += 1
         return True
-
-    def _quarantine_data(self, port: FramedPort, session: _Session, data: wire.Data) -> bool:
-        """DATA at an address in dispute: kept in quarantine, ACKed by its seqs alone unless
-        the address is shared. True if more may wait (not at a shared address)."""
-        assert session.dispute is not None
-        if not data.readings:
-            return False
-        self._stats["readings_quarantined"] += self._quarantine.hold(
-            session.dispute, self._link, data.addr, data.readings)
-        if session.dispute.kind == SHARED_ADDRESS or not self._ack_safe(port, session,
-                                                                         data.addr):
-            return False
-        ranges = tuple(runs_of(r.seq for r in data.readings))
-        port.send(wire.Ack(data.addr, 0, ranges[-MAX_ACK_RANGES:]))
-        self._stats["acks"] += 1
-        return True
-
-    def _ack_safe(self, port: FramedPort, session: _Session, addr: int) -> bool:
-        """No other station has answered at ``addr`` since the reply: an ACK there would reach
-        it too. Frames it sent make the address shared, and its DATA is quarantined."""
-        late = port.waiting(addr)
-        hellos = [f.station_id for f in late if isinstance(f, wire.Hello)]
-        datas = [f for f in late if isinstance(f, wire.Data)]
-        if not hellos and not datas:
-            return True
-        known = session.station_id or (session.dispute.claimed if session.dispute else None)
-        self._on_shared(session, addr, hellos + ([known] if known else []))
-        if session.dispute is not None:
-            for data in datas:
-                self._stats["readings_quarantined"] += self._quarantine.hold(
-                    session.dispute, self._link, addr, data.readings)
-        return False
 
     def _ack(self, addr: int, station_id: str) -> wire.Ack:
         cumulative, ranges = self._store.ack_ranges(station_id)

@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ..contracts.mqtt import Topics
-from ..ingest.config import MqttConfig
+from ..mqtt.config import MqttConfig
 
 log = logging.getLogger(__name__)
 

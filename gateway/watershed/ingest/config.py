@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 
 from ..config_reader import ConfigError, Table, load_toml, of_mapping
 from ..contracts.ids import is_valid_id
-from ..contracts.mqtt import DEFAULT_PREFIX
-from ..mqtt.identity import identity_problem
+from ..mqtt.config import MqttConfig, read_mqtt
 
 __all__ = ["ConfigError", "IngestConfig", "InfluxConfig", "IngestSection", "MqttConfig",
            "RetentionConfig", "StationEntry", "ValidationConfig", "load_config"]
@@ -41,22 +40,6 @@ class IngestSection:
     @property
     def owners_path(self) -> Path:
         return Path(self.owners_file or Path(self.deadletter_file).parent / "owners.jsonl")
-
-
-@dataclass(frozen=True, slots=True)
-class MqttConfig:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    prefix: str = DEFAULT_PREFIX
-    username: str = ""  # the ingest id (the broker makes it the client id), or empty
-    password: str = field(default="", repr=False)
-    # TLS (an ingest off the broker's host): the broker's certificate is checked against ca_file
-    # (empty: the system's CAs) and host; cert_file + key_file: the ingest's client certificate,
-    # CN = the ingest id (deploy/watershed-pki.sh)
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,25 +165,8 @@ def _ingest(t: Table) -> IngestSection:
 
 def _mqtt(t: Table, ingest_id: str) -> MqttConfig:
     # The prefix is one topic level: contracts.mqtt.Topics parses topics as
-    # <prefix>/v1/<gateway>/<station>/readings.
-    d = MqttConfig()
-    config = MqttConfig(host=t.text("host", d.host), port=t.integer("port", d.port, 1, 65535),
-                        prefix=t.ident("prefix", d.prefix),
-                        username=t.text("username", d.username, allow_empty=True),
-                        password=t.secret("password"),
-                        tls=t.boolean("tls", d.tls),
-                        ca_file=t.text("ca_file", d.ca_file, allow_empty=True),
-                        cert_file=t.text("cert_file", d.cert_file, allow_empty=True),
-                        key_file=t.text("key_file", d.key_file, allow_empty=True))
-    if config.password and not config.username:
-        t.problem("password", "set without mqtt.username")
-    if (config.ca_file or config.cert_file) and not config.tls:
-        t.problem("tls", "must be true when ca_file or cert_file is set")
-    if bool(config.cert_file) != bool(config.key_file):
-        t.problem("key_file", "cert_file and key_file go together")
-    mismatch = identity_problem(ingest_id, config.username, config.cert_file)
-    if mismatch is not None:
-        t.problem(mismatch[0], mismatch[1] + " (ingest.id)")
+    # <prefix>/v1/<gateway>/<station>/readings. The keepalive is the service's (KEEPALIVE_S).
+    config = read_mqtt(t, t.ident("prefix", MqttConfig().prefix), ingest_id, "ingest.id")
     t.reject_unknown()
     return config
 

@@ -21,6 +21,9 @@ body if the writer lets it (``EncodingWriter``): the write thread should do noth
 because each time it lets go of the GIL (compressing, sending) it may wait a switch interval
 (5 ms) for the busy worker to give it back.
 
+Each write thread writes through its own ``BatchWrite`` (batch_write.py): retries, and the
+points InfluxDB refuses found by bisection.
+
 It never calls paho itself (see service.py for why).
 """
 
@@ -34,11 +37,12 @@ from typing import Callable, Sequence
 
 from ..backoff import Backoff
 from ..contracts.mqtt import PayloadError, Topics
+from .batch_write import WRITE_RETRY, BatchWrite
 from .batches import Ack, Action, Batch, Delivery, Entry, PublishDeadLetter
 from .deadletter import DeadLetterFile
 from .messages import Converted, convert_readings
 from .stats import Counters
-from .writer import EncodingWriter, RejectedWriteError, RetryableWriteError, Writer
+from .writer import EncodingWriter, Writer
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +64,6 @@ COUNTERS = ("invalid", "deadlettered", "deadletter_file_errors", "messages_writt
             "points_written", "points_rejected", "readings_rejected", "batches_written",
             "write_failures", "rejected_batches", "bisect_writes", "abandoned", "confirmations")
 
-# What a write attempt came to: written, rejected by InfluxDB (the error), or given up (stopping).
-_GAVE_UP = object()
-
-
-# Retries of a failed write: doubling, with jitter so that several ingest instances do not hammer
-# a recovering database in step.
-WRITE_RETRY = Backoff(initial_s=0.25, max_s=15.0, jitter=0.5)
-
-
 class WritePipeline:
     def __init__(self, writer: Writer | Sequence[Writer], deadletters: DeadLetterFile,
                  topics: Topics,
@@ -85,7 +80,6 @@ class WritePipeline:
         # A writer that takes its request body made beforehand gets it from this thread.
         first = self._writers[0]
         self._encoding = first if isinstance(first, EncodingWriter) else None
-        self._local = threading.local()  # .writer: the write thread's own
         self._deadletters = deadletters
         self._topics = topics
         self._emit = emit
@@ -239,7 +233,7 @@ class WritePipeline:
     # -- the write thread ------------------------------------------------------------------------
 
     def _write_loop(self, n: int, writer: Writer, stopping: threading.Event) -> None:
-        self._local.writer = writer
+        writes = BatchWrite(writer, self._counters, self._backoff, self._observe_write)
         try:
             while True:
                 self._busy[n] = False
@@ -247,17 +241,17 @@ class WritePipeline:
                 if batch is None:
                     return
                 self._busy[n] = True
-                self._write_batch(batch, stopping)
+                self._write_batch(batch, writes, stopping)
         except BaseException:
             with self._turn:  # the other write threads must not wait for this one's turn
                 self._broken = True
                 self._turn.notify_all()
             raise
 
-    def _write_batch(self, batch: Batch, stopping: threading.Event) -> None:
+    def _write_batch(self, batch: Batch, writes: BatchWrite, stopping: threading.Event) -> None:
         lines = batch.lines()
         written = not self._abandoning and (
-            not lines or self._write(batch, lines, stopping, batch.final))
+            not lines or writes.write(batch, lines, stopping, batch.final))
         with self._turn:
             while self._next_to_settle != batch.number:
                 if self._broken:
@@ -283,114 +277,6 @@ class WritePipeline:
     def _release(self, batch: Batch) -> None:
         with self._unsettled_lock:
             self._unsettled -= len(batch.entries)
-
-    def _write(self, batch: Batch, lines: list[str], stopping: threading.Event,
-               final: bool) -> bool:
-        """True once the batch is settled (written, its bad points found and the rest written);
-        False if given up because we are stopping."""
-        outcome = self._attempt(lines, stopping, final, batch.body)
-        if outcome is _GAVE_UP:
-            return False
-        if outcome is None:
-            self._counters.add("batches_written")
-            return True
-        assert isinstance(outcome, RejectedWriteError)
-        log.error("InfluxDB rejected a batch of %d messages (%s); bisecting for the bad points",
-                  len(batch.entries), outcome)
-        self._counters.add("rejected_batches")
-        return self._bisect([e for e in batch.entries if e.reject is None], outcome, stopping,
-                            final)
-
-    def _bisect(self, entries: list[Entry], error: RejectedWriteError,
-                stopping: threading.Event, final: bool) -> bool:
-        """``entries`` were rejected together: write halves until each bad message is alone,
-        then find its bad points. InfluxDB 1.x may have stored the good points of a rejected
-        write already; writing them again is harmless (same identity, same point)."""
-        if len(entries) == 1:
-            return self._bisect_points(entries[0], error, stopping, final)
-        middle = len(entries) // 2
-        for half in (entries[:middle], entries[middle:]):
-            lines = [line for e in half for line in e.lines]
-            self._counters.add("bisect_writes")
-            outcome = self._attempt(lines, stopping, final)
-            if outcome is _GAVE_UP:
-                return False
-            if isinstance(outcome, RejectedWriteError) and \
-                    not self._bisect(half, outcome, stopping, final):
-                return False
-        return True
-
-    def _bisect_points(self, entry: Entry, error: RejectedWriteError,
-                       stopping: threading.Event, final: bool) -> bool:
-        """Write the message's good points; dead-letter the message naming the bad ones."""
-        bad: list[tuple[str, str]] = []  # (line, InfluxDB's message)
-        pending: list[tuple[list[str], RejectedWriteError]] = [(entry.lines, error)]
-        while pending:
-            lines, why = pending.pop()
-            if len(lines) == 1:
-                bad.append((lines[0], why.message))
-                continue
-            middle = len(lines) // 2
-            for half in (lines[:middle], lines[middle:]):
-                self._counters.add("bisect_writes")
-                outcome = self._attempt(half, stopping, final)
-                if outcome is _GAVE_UP:
-                    return False
-                if isinstance(outcome, RejectedWriteError):
-                    pending.append((half, outcome))
-        if not bad:
-            return True  # every part went through on its own: the message is written
-        self._counters.add("points_rejected", len(bad))
-        # The readings whose points InfluxDB refused are rejected (dead-lettered, and refused in
-        # the confirmation); the rest of the message is written.
-        converted = entry.converted
-        assert converted is not None
-        seq_of = dict(zip(converted.lines, converted.line_seqs))
-        entry.refused = [(seq_of[line], f"influx rejected {line!r}: {why}") for line, why in bad]
-        self._counters.add("readings_rejected", len({seq for seq, _ in entry.refused}))
-        written = len(entry.lines) - len(bad)
-        details = "; ".join(f"{line!r}: {why}" for line, why in bad[:5])
-        entry.refused_reason = (f"influx rejected {len(bad)} of {len(entry.lines)} points "
-                                f"({written} written): {details}")
-        return True
-
-    def _attempt(self, lines: list[str], stopping: threading.Event, final: bool,
-                 body: bytes | None = None) -> RejectedWriteError | None | object:
-        """Write ``lines`` (``body``: their EncodingWriter.encode, if made), retrying for as long
-        as the failure is retryable (holding the acks is what makes the broker keep the
-        messages). None when written, the RejectedWriteError when InfluxDB refused the data,
-        _GAVE_UP when stopping."""
-        attempt = 0
-        while True:
-            started = time.monotonic()
-            try:
-                writer = self._local.writer
-                if body is not None and isinstance(writer, EncodingWriter):
-                    writer.write(lines, body)
-                else:
-                    writer.write(lines)
-            except RejectedWriteError as e:
-                return e
-            except RetryableWriteError as e:
-                error = e
-            except Exception as e:  # a writer bug must not kill the worker (and stall the stream)
-                log.exception("unexpected error writing to InfluxDB")
-                error = RetryableWriteError(repr(e))
-            else:
-                self._counters.add("points_written", len(lines))
-                if self._observe_write is not None:
-                    self._observe_write(len(lines), time.monotonic() - started)
-                return None
-            self._counters.add("write_failures")
-            self._counters.set("last_write_error", error.message)
-            if final or stopping.is_set():
-                return _GAVE_UP
-            delay = self._backoff.delay(attempt, error.retry_after)
-            attempt += 1
-            log.warning("write of %d points failed (%s); retry %d in %.2f s",
-                        len(lines), error, attempt, delay)
-            if stopping.wait(delay):
-                return _GAVE_UP
 
     def _settle(self, batch: Batch) -> None:
         """Confirm to the gateways, dead-letter the rejects and acknowledge every message, in

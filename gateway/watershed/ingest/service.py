@@ -33,7 +33,7 @@ from ..backoff import Backoff
 from ..metrics_http import serve
 from ..notify import SystemdNotifier, watchdog_interval_s
 from ..contracts.mqtt import QOS, Topics
-from ..mqtt import Endpoint, Handlers, Session, Will
+from ..mqtt import Handlers, Session, Will
 from ..mqtt.paho_session import PahoSession
 from ..mqtt.session import SessionFactory
 from .batches import Ack, Action, Delivery, PublishConfirm, PublishDeadLetter
@@ -43,7 +43,8 @@ from .messages import Converter
 from .metrics import (Unacked, WriteWindow, encode_status, log_line, prometheus_families,
                       status_document)
 from .owners import Owners
-from .pipeline import COUNTERS, WRITE_RETRY, WritePipeline
+from .batch_write import WRITE_RETRY
+from .pipeline import COUNTERS, WritePipeline
 from .ratings_setup import load_station_ratings
 from .stats import Counters
 from .writer import Writer, make_writer
@@ -171,10 +172,8 @@ class Ingest:
 
     def _make_client(self) -> Session:
         c = self.config
-        endpoint = Endpoint(
-            c.mqtt.host, c.mqtt.port, c.ingest.id, keepalive_s=KEEPALIVE_S, clean_session=False,
-            username=c.mqtt.username, password=c.mqtt.password, tls=c.mqtt.tls,
-            ca_file=c.mqtt.ca_file, cert_file=c.mqtt.cert_file, key_file=c.mqtt.key_file,
+        endpoint = c.mqtt.endpoint(
+            c.ingest.id, keepalive_s=KEEPALIVE_S, clean_session=False,
             # A crash leaves "offline" as the retained status, not the last numbers posing as
             # live.
             will=Will(self.status_topic, encode_status(self.status("offline")), QOS, True),
