@@ -122,6 +122,7 @@ def test_relative_store_path_is_taken_from_the_config_folder(tmp_path: Path) -> 
     ("mqtt.port", "1883", "mqtt.port: expected an integer"),
     ("mqtt.keepalive_s", True, "mqtt.keepalive_s: expected an integer"),
     ("mqtt.prefix", "water/#", "mqtt.prefix: 'water/#'"),
+    ("mqtt.prefix", "a/b", "mqtt.prefix: 'a/b': must be one topic level"),
     ("mqtt.confirm_grace_s", 0, "mqtt.confirm_grace_s"),
     ("link[0].baud", "fast", "link[0].baud: expected an integer"),
     ("link[0].stations", [0], "link[0].stations: expected a non-empty list of bus addresses"),

@@ -270,7 +270,7 @@ def _mqtt(t: _Table, gateway_id: str) -> GatewayMqttConfig:
     # A prefix of several levels is allowed here (the ingest's is one level: ingest/config.py).
     d = GatewayMqttConfig()
     config = GatewayMqttConfig(
-        **read_mqtt(t, t.topic_prefix("prefix", d.prefix), gateway_id,
+        **read_mqtt(t, t.one_level_prefix("prefix", d.prefix), gateway_id,
                     "gateway.id").connection(),
         keepalive_s=t.integer("keepalive_s", d.keepalive_s, 1, 65535),
         max_readings_per_message=t.integer(
@@ -381,11 +381,12 @@ def _check_unique(links: Iterable[tuple[Table, LinkConfig]],
 class _Table(Table):
     """The shared typed table, plus the values only the gateway reads."""
 
-    def topic_prefix(self, key: str, default: str) -> str:
+    def one_level_prefix(self, key: str, default: str) -> str:
+        """The topic prefix: one level, as the ingest parses <prefix>/v1/<gateway>/..."""
         value = self.text(key, default)
-        if value and not all(is_valid_id(level) for level in value.split("/")):
-            self.problem(key, f"{value!r}: every topic level must be a valid identifier "
-                              "(no empty levels, wildcards or spaces)")
+        if value and not is_valid_id(value):
+            self.problem(key, f"{value!r}: must be one topic level, a valid identifier (no "
+                              "'/', wildcards or spaces): the ingest reads <prefix>/v1/...")
         return value
 
     def addresses(self, key: str) -> tuple[int, ...]:
