@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import shutil
 import sys
@@ -37,7 +38,8 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
         "run", help="run a scenario file through the real pipeline",
         description="Run a TOML scenario (stations, sensors, links, faults, environment or "
                     "replayed records) against the real firmware, gateway, mosquitto, ingest "
-                    "and influxd; end with a truth-vs-stored report per station and channel. "
+                    "and influxd; show progress on a terminal; end with a truth-vs-stored report "
+                    "per station and channel. "
                     "Exit 0 when every reading is stored exactly, 1 if any is missing or "
                     "wrong or a station crashed or ran out of memory, 2 for a bad scenario "
                     "file, 3 for a missing dependency.")
@@ -45,7 +47,10 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     r.add_argument("--workdir", type=Path, default=Path(".sim"),
                    help="where servers, stores and station flash live (default .sim)")
     r.add_argument("--speed", type=int, help="override the scenario's speed")
-    r.add_argument("--keep", action="store_true", help="leave mosquitto and influxd running")
+    r.add_argument("--keep", action="store_true",
+                   help="leave mosquitto and influxd running and say where they are")
+    r.add_argument("--json", action="store_true",
+                   help="the report as JSON on stdout (the rest on stderr)")
     r.add_argument("--check", action="store_true", help="only validate the scenario file")
     r.set_defaults(func=_run)
 
@@ -61,9 +66,9 @@ def _run(args: argparse.Namespace) -> int:
     from watershed.firmware_build import MpyCrossMissing
 
     from .micropython import MicroPythonMissing
-    from .report import format_table
     from .runner import run_scenario
     from .scenario import ScenarioError, load_scenario
+    from .testbed import Pipeline
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -77,16 +82,61 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.scenario}: ok ({len(scenario.stations)} stations, "
               f"{scenario.duration_s / 86400:g} days at {scenario.speed}x)")
         return EXIT_OK
+    # With --json, stdout carries the report alone; what a person reads goes to stderr.
+    human = sys.stderr if args.json else sys.stdout
     workdir = args.workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"sim: {scenario.name}: {len(scenario.stations)} stations, "
           f"{scenario.duration_s / 3600:g} simulated hours at {scenario.speed}x "
-          f"(about {scenario.duration_s / scenario.speed:.0f} s), working in {workdir}")
+          f"(about {scenario.duration_s / scenario.speed:.0f} s), working in {workdir}",
+          file=human, flush=True)
+    pipelines: list[Pipeline] = []
+    show = _ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     try:
-        result = run_scenario(scenario, workdir, keep_servers=args.keep)
+        result = run_scenario(scenario, workdir, keep_servers=args.keep, pipeline_out=pipelines,
+                              progress=show)
     except (MissingDependency, MicroPythonMissing, MpyCrossMissing) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_DEPENDENCY
+    finally:
+        if show is not None:
+            show.end()
+    report = result.to_json()
+    if args.keep and pipelines and pipelines[0].mosquitto and pipelines[0].influxd:
+        p = pipelines[0]
+        assert p.mosquitto is not None and p.influxd is not None
+        report["kept"] = {"influxdb_url": p.influxd.url, "database": p.settings.database,
+                          "mqtt_port": p.mosquitto.port,
+                          "pids": [p.mosquitto.pid, p.influxd.pid]}
+    if args.json:
+        json.dump(report, sys.stdout, indent=1)
+        print()
+    else:
+        _print_report(result, scenario, report.get("kept"))
+    return EXIT_OK if result.ok else EXIT_MISSING
+
+
+class _ProgressLine:
+    """One line on a terminal, rewritten in place once a second."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.shown = False
+
+    def __call__(self, progress: Any) -> None:
+        self.out.write("\r\x1b[K" + progress.line())
+        self.out.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _print_report(result: Any, scenario: Any, kept: dict[str, Any] | None) -> None:
+    from .report import format_table
+
     print(format_table(result.reports))
     for name, stats in result.link_stats.items():
         print(f"link {name}: {stats}")
@@ -105,4 +155,7 @@ def _run(args: argparse.Namespace) -> int:
           f"{result.mismatched}; {scenario.duration_s / 86400:g} simulated days in "
           f"{result.wall_s + result.drain_wall_s:.0f} s "
           f"({result.sim_days_per_wall_s:.3f} days per second)")
-    return EXIT_OK if result.ok else EXIT_MISSING
+    if kept:
+        print(f"servers left running: InfluxDB {kept['influxdb_url']} database "
+              f"{kept['database']}, MQTT 127.0.0.1:{kept['mqtt_port']}; stop them with "
+              f"`kill {' '.join(map(str, kept['pids']))}`")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,24 +53,80 @@ class ScenarioResult:
         return self.scenario.duration_s / 86400 / max(self.wall_s + self.drain_wall_s, 1e-9)
 
 
+    def to_json(self) -> dict[str, Any]:
+        """The report for machines (``watershed sim run --json``)."""
+        return {
+            "scenario": self.scenario.name, "ok": self.ok, "expected": self.expected,
+            "missing": self.missing, "mismatched": self.mismatched,
+            "simulated_days": self.scenario.duration_s / 86400,
+            "wall_s": round(self.wall_s, 1), "drain_wall_s": round(self.drain_wall_s, 1),
+            "sim_days_per_wall_s": round(self.sim_days_per_wall_s, 4),
+            "channels": [asdict(r) for r in self.reports],
+            "links": self.link_stats,
+            "faults_done": [{"at": _iso(at), "what": what} for at, what in self.faults_done],
+            "firmware_faults": self.firmware_faults,
+            "explanation": self.explanation,
+        }
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is, for a person watching: simulated time, readings so far, faults done."""
+
+    phase: str  # "running" the scenario, then "draining" (waiting for InfluxDB)
+    sim_time: float
+    start: float
+    end: float
+    readings: int
+    faults_done: int
+
+    def line(self) -> str:
+        done = min(1.0, max(0.0, (self.sim_time - self.start) / max(self.end - self.start, 1)))
+        return (f"{self.phase}: {_iso(self.sim_time)} ({done:4.0%}), {self.readings} readings, "
+                f"{self.faults_done} faults done")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _watch(pipeline: Pipeline, scenario: Scenario, phase: list[str],
+           report: Callable[[Progress], None], stop: threading.Event) -> None:
+    """Call ``report`` once a wall second until ``stop`` (a daemon thread's loop)."""
+    while not stop.wait(1.0):
+        if pipeline.clock is None:
+            continue
+        report(Progress(phase[0], pipeline.clock.now(), scenario.start,
+                        scenario.start + scenario.duration_s,
+                        sum(len(st.produced) for st in pipeline.stations),
+                        len(pipeline.timeline.done) if pipeline.timeline else 0))
+
+
 def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_DATABASE,
                  mosquitto: Mosquitto | None = None, influxd: Influxd | None = None,
                  drain_timeout_s: float = 120.0, keep_servers: bool = False,
-                 pipeline_out: list[Pipeline] | None = None) -> ScenarioResult:
+                 pipeline_out: list[Pipeline] | None = None,
+                 progress: Callable[[Progress], None] | None = None) -> ScenarioResult:
     """Start, run ``scenario.duration_s`` of simulated time, wait until InfluxDB holds every
     reading the stations stored by then, stop. ``pipeline_out`` receives the pipeline, for a
-    caller that wants to look inside (or query the kept servers)."""
+    caller that wants to look inside (or query the kept servers); ``progress`` is called once a
+    wall second from another thread."""
     pipeline = Pipeline(PipelineSettings(workdir=workdir, database=database, scenario=scenario),
                         mosquitto=mosquitto, influxd=influxd)
     if pipeline_out is not None:
         pipeline_out.append(pipeline)
     started = time.monotonic()
+    phase, stop_watching = ["running"], threading.Event()
+    if progress is not None:
+        threading.Thread(target=_watch, args=(pipeline, scenario, phase, progress, stop_watching),
+                         name="sim-progress", daemon=True).start()
     try:
         pipeline.start()
         pipeline.run_until(scenario.start + scenario.duration_s)
         pipeline.wait_for_last_slots(scenario.start + scenario.duration_s)
         ran = time.monotonic() - started
         produced = pipeline.produced()
+        phase[0] = "draining"
         reports = pipeline.wait_until_stored(produced, timeout_s=drain_timeout_s)
         drained = time.monotonic() - started - ran
         return ScenarioResult(
@@ -77,4 +136,5 @@ def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_D
             explanation=pipeline.explain_missing(reports),
             firmware_faults=pipeline.firmware_faults())
     finally:
+        stop_watching.set()
         pipeline.stop(keep_servers=keep_servers)
