@@ -31,6 +31,7 @@ from watershed.hydro.influxql import query
 from watershed_sim.serial_link import VirtualSerialLink
 
 from tests.bench.bench_gateway import (BACKLOG_READINGS, GatewayProcess, fill_backlog,
+                                      process_cpu_s,
                                        gateway_config, store_counter, wait_for)
 from tests.integration.test_gateway_end_to_end import _toml
 
@@ -62,14 +63,21 @@ def drain(work: Path, broker: Mosquitto, influx: Influxd) -> dict[str, Any]:
     ingest = start_ingest(work, broker, influx)
     link = VirtualSerialLink()  # a quiet link: the backlog is all there is
     config = gateway_config(work, gateway_id, broker, [link.gateway_path], 1)
+    servers = {"mosquitto": broker.pid, "influxd": influx.pid}
     try:
         time.sleep(2.0)  # the ingest connected and subscribed (its own start is not timed)
+        cpu_before = {name: process_cpu_s(pid) for name, pid in servers.items()}
+        cpu_before["ingest"] = ingest.cpu_s()
         t_spawn = time.monotonic()
         gateway = GatewayProcess(config)
         try:
             t_done = wait_for(lambda: store_counter(db, "readings_confirmed") >= BACKLOG_READINGS,
                               300, "the whole backlog confirmed by the ingest", interval_s=0.05)
             resent = store_counter(db, "readings_resent")
+            # Where the time went: CPU seconds of each process in the drain (2 cores).
+            cpu = {name: process_cpu_s(pid) - cpu_before[name] for name, pid in servers.items()}
+            cpu["ingest"] = ingest.cpu_s() - cpu_before["ingest"]
+            cpu["gateway"] = gateway.cpu_s()
         finally:
             gateway.stop()
     finally:
@@ -85,6 +93,7 @@ def drain(work: Path, broker: Mosquitto, influx: Influxd) -> dict[str, Any]:
         "e2e_readings_per_s": round(BACKLOG_READINGS / seconds),
         "e2e_readings_in_influx": in_influx,
         "e2e_readings_resent": resent,
+        "e2e_cpu_s": {name: round(v, 1) for name, v in cpu.items()},
         "target_e2e_confirmed_s": TARGET_S,
     }
 

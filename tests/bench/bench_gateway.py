@@ -100,6 +100,16 @@ def gateway_config(work: Path, gateway_id: str, broker: Mosquitto, links: list[s
     return path
 
 
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` so far (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (14, 15)
+
+
 class GatewayProcess:
     """``watershed gateway --config FILE`` (or another service) as a child process, with /proc
     readings of it."""
@@ -117,9 +127,7 @@ class GatewayProcess:
 
     def cpu_s(self) -> float:
         """User + system CPU time of the gateway so far."""
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (14, 15)
+        return process_cpu_s(self.pid)
 
     def memory_kb(self) -> dict[str, int]:
         out = {}
