@@ -208,6 +208,24 @@ def test_pruned_and_shed_seqs_are_duplicates_not_new_readings(store: Store) -> N
     assert [r.reading.seq for r in store.unsent(10)] == [6]
 
 
+def test_confirmed_readings_above_a_waiting_backlog_are_pruned_once_it_is_through(
+        store: Store) -> None:
+    store.add(STATION, BASIN, [reading(s) for s in range(1, 11)])
+    rows = store.unsent(10)
+    deliver(store, rows[:5] + rows[8:])  # 6-8 wait (a backlog), 9-10 were live
+    before = store.counts()["stored_bytes"]
+    assert store.prune_confirmed(keep=2) == 3  # 1-3: 4-5 kept, and 9-10 above the backlog
+    assert store.counts()["stored_bytes"] < before
+    assert store.prune_confirmed(keep=2) == 0
+    mark = store.unsent(10)
+    assert [r.reading.seq for r in mark] == [6, 7, 8]
+    store.mark_published(r.id for r in mark)  # acknowledged, not confirmed: kept
+    assert store.prune_confirmed(keep=0) == 2
+    store.confirm({STATION: [(6, 9)]})
+    assert store.prune_confirmed(keep=2) == 3  # 6-8; the newest two (9, 10) kept
+    assert store.add(STATION, BASIN, [reading(9)]) == (0, 1, 0)  # still recognised
+
+
 def test_priorities_of_channels() -> None:
     assert priorities.shed_priority("battery_v", 0) == priorities.HOUSEKEEPING
     assert priorities.shed_priority("rain_mm", 0) == priorities.WEATHER

@@ -30,7 +30,7 @@ from .alerts import AlertOutbox
 from .counters import bump
 from .database import Database
 from .ledger import REJECTED_BY_INGEST, count_loss
-from .schema import DELIVERED_SQL, NOT_DELIVERED_SQL, ROW_COST_SQL
+from .schema import NOT_DELIVERED_SQL, ROW_COST_SQL
 
 log = logging.getLogger(__name__)
 
@@ -204,16 +204,28 @@ class Delivery:
         most ``batch`` per call so the lock is never held long. Returns how many were deleted.
         Acknowledged alerts a month old go too."""
         with self._database.transaction() as db:
-            row = db.execute(f"SELECT id FROM readings WHERE {DELIVERED_SQL} ORDER BY id DESC"
-                             " LIMIT 1 OFFSET ?", (keep,)).fetchone()
+            # Every row below the oldest one not yet delivered is delivered; the partial indexes
+            # find that one at once. (Counting delivered rows down from the newest walked every
+            # undelivered row above them: a 1M backlog's drain spent a fifth of its CPU there.)
+            # While a backlog waits, delivered rows above it are kept until it is through.
+            low = db.execute("SELECT MIN(id) FROM readings WHERE sent = 0").fetchone()[0]
+            in_flight = db.execute("SELECT MIN(id) FROM readings INDEXED BY readings_unconfirmed"
+                                   " WHERE sent = 1").fetchone()[0]  # few: the in-flight window
+            bounds = [i for i in (low, in_flight) if i is not None]
+            below = min(bounds) if bounds else 1 << 62  # nothing waits: every row is delivered
+            row = db.execute("SELECT id FROM readings WHERE id < ? ORDER BY id DESC"
+                             " LIMIT 1 OFFSET ?", (below, keep)).fetchone()
             if row is None:
                 return 0
-            victims = db.execute(f"SELECT id, {ROW_COST_SQL} FROM readings WHERE {DELIVERED_SQL}"
-                                 " AND id <= ? ORDER BY id LIMIT ?", (row[0], batch)).fetchall()
-            db.executemany("DELETE FROM readings WHERE id = ?", ((v[0],) for v in victims))
-            bump(db, "stored_bytes", -sum(v[1] for v in victims))
+            last = db.execute("SELECT id FROM readings WHERE id <= ? ORDER BY id"
+                              " LIMIT 1 OFFSET ?", (row[0], batch - 1)).fetchone()
+            upper = row[0] if last is None else last[0]
+            count, cost = db.execute(f"SELECT COUNT(*), SUM({ROW_COST_SQL}) FROM readings"
+                                     " WHERE id <= ?", (upper,)).fetchone()
+            db.execute("DELETE FROM readings WHERE id <= ?", (upper,))
+            bump(db, "stored_bytes", -(cost or 0))
             AlertOutbox.prune(db, self._clock() - ALERT_HISTORY_S)
-        return len(victims)
+        return int(count)
 
     def oldest_unsent_received_at(self) -> float | None:
         """When the oldest reading still waiting for the broker arrived (None: nothing waits)."""
