@@ -40,6 +40,8 @@ def test_every_example_config_passes_for_its_board(example, capsys):
     (lambda c: c["channels"].append(dict(c["channels"][1])), "channels.3.channel",
      "channel 16 already comes from channels.1"),
     (lambda c: c.update(channels=[]), "channels", "empty"),
+    (lambda c: c["channels"][2].update(channel=35), "channels.2.channel",
+     "channel 35 is the station's report of slots not sampled"),
     (lambda c: c["board"].update(name="esp8266"), "board.name", "unknown board 'esp8266'"),
     (lambda c: c["quality"].update({"1": 5}), "quality.1", "must be an object"),
     (lambda c: c["outbox"].update(budget_bytes="big"), "outbox.budget_bytes",
