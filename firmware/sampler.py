@@ -25,13 +25,6 @@ trigger; readings taken meanwhile carry EVENT. A sensor that fails gives MISSING
 and the other sensors go on. A value a reading cannot carry (a mantissa of more than 15
 digits or an exponent beyond +-20: contracts 1.4) is stored MISSING | OUT_OF_RANGE with a log
 line, never as another number.
-
-Slots the station could not sample (a power cut or a reboot, slots passed while it was busy, a
-forward clock step) leave a trace: one reading on the catalogue channel NOT_SAMPLED
-(``not_sampled_s``, contracts 1.6) at the time sampling resumed, whose value is how many seconds
-before it the station took no sample: every slot in ``[time - value, time]`` without a reading
-was not sampled. One reading a gap, whatever its length: a long power cut never fills the
-outbox with placeholders.
 """
 
 from micropython import const
@@ -41,7 +34,6 @@ import wire
 from clock import MIN_VALID_S
 
 _MAX_BURST = const(15)
-NOT_SAMPLED = const(35)  # not_sampled_s: the catalogue channel of a gap's report
 
 
 class Slot:
@@ -57,7 +49,6 @@ class Slot:
         self.spread = spread
         self.next_due = 0
         self.last_slot = 0  # the time of this slot's newest reading: slots only ascend
-        self.sampled = 0  # the newest slot sampled on a plausible clock: a gap starts after it
         self.jump = False  # flag the next readings CLOCK_JUMP
 
     def schedule(self, now):
@@ -129,45 +120,15 @@ class Sampler:
         self.sensor_errors = 0
         self.last = {}  # channel -> (time, mantissa, exponent, flags): the newest readings
         self._prev = {}  # stage channel -> (time, value) for the rise rate
-        self.gap_from = 0  # the earliest slot not sampled and not yet reported (0: none)
-        self.gap_at = 0  # the time of the last gap reported
 
     def schedule(self, now):
-        """Schedule every slot (at boot: the slots since the last ones sampled before it are a
-        gap)."""
         for s in self.slots:
             s.schedule(now)
-            self.missed(s, s.next_due - s.iv)
 
     def clock_stepped(self, now):
         for s in self.slots:
             s.jump = True
             s.schedule(now)
-            self.missed(s, s.next_due - s.iv)
-
-    def missed(self, s, upto):
-        """Note the slots of ``s`` after the last one it sampled, up to ``upto``, as not
-        sampled (each once: they count as sampled afterwards). Needs a plausible clock on both
-        ends: a gap on an impossible clock is measured when TIME sets it."""
-        if s.sampled < MIN_VALID_S or upto < MIN_VALID_S:
-            return
-        first = (s.sampled // s.iv + 1) * s.iv
-        if first <= upto:
-            if not self.gap_from or first < self.gap_from:
-                self.gap_from = first
-            s.sampled = upto
-
-    def report_gap(self, now, clock, store):
-        """The gap noted so far as one NOT_SAMPLED reading at ``now``: its length in seconds.
-        Waits for a plausible clock, and for a second after the last report (a channel never
-        gives two readings the same time)."""
-        first = self.gap_from
-        if not first or now < MIN_VALID_S or now <= self.gap_at or now < first:
-            return
-        print("I not sampled from", first, "to", now)
-        store(NOT_SAMPLED, now, now - first, 0, clock.flags(now))
-        self.gap_from = 0
-        self.gap_at = now
 
     def next_due(self):
         due = 0
@@ -184,17 +145,13 @@ class Sampler:
             if s.next_due <= now:
                 n += 1
                 # The latest slot due: slots missed while busy or skipped by a forward step
-                # cannot be measured any more, and are reported as a gap.
+                # cannot be measured any more.
                 at = now // s.iv * s.iv
                 if at < s.next_due:
                     at = s.next_due
-                self.missed(s, at - s.iv)
                 self.sample(s, at, clock, store)
                 s.last_slot = at
-                if at >= MIN_VALID_S:
-                    s.sampled = at
                 s.schedule(now)
-        self.report_gap(now, clock, store)
         if self.event and now >= self.event_until:
             self._mode(False, now)
         return n

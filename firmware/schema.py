@@ -221,10 +221,7 @@ def _entries(v, b):
             out = [(c["channel"], "channel") if "channel" in c else (c["no"], "no")]
         out += [(c.get(n, 0), n) for n in ("range_channel", "spread")]
         for n, j in out:
-            if n == 35:  # sampler.NOT_SAMPLED
-                b.append((k + "." + j, "channel 35 is the station's report of slots not "
-                                       "sampled, no sensor's"))
-            elif n and n in seen:
+            if n and n in seen:
                 b.append((k + "." + j, "channel %d already comes from %s" % (n, seen[n])))
             elif n:
                 seen[n] = k

@@ -44,9 +44,6 @@ def station(cfg, config_hash, path, board, uart, boot_count, outbox, synced=Fals
         if s.spread:
             t = max(t, last_time.get(s.spread, 0))
         s.last_slot = t
-        s.sampled = t  # a power cut's gap starts after it (sampler.py: NOT_SAMPLED)
-    from sampler import NOT_SAMPLED  # loaded by sampler() above: no new module on the heap
-    smp.gap_at = last_time.get(NOT_SAMPLED, 0)  # a gap's report never repeats a time
     if uart is None:
         link = cfg["link"]
         uart = board.uart(link["port"], link.get("baud", 9600))

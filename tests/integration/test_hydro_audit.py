@@ -1,7 +1,7 @@
 """`watershed audit` and `watershed correct` on a record that went through the pipeline, with
 the gateway's loss ledger read from its retained health on the real broker: lost slots have
 their cause, a power cut's unsampled slots are "not sampled" when the station reported the gap
-(firmware/sampler.py, channel not_sampled_s), else unaccounted (exit 1) until a hydrologist marks
+(firmware/gap.py, channel not_sampled_s), else unaccounted (exit 1) until a hydrologist marks
 the period; corrections keep the original and show in query, export and plot."""
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def test_a_power_cut_the_station_reported_is_not_sampled_and_complete(
     assert {k: rain[k] for k in ("expected", "stored", "not_sampled", "unaccounted")} == {
         "expected": "24", "stored": "20", "not_sampled": "4", "unaccounted": "0"}
     assert ("not sampled (the station's report): 2025-11-20T01:00:00Z .. "
-            "2025-11-20T01:58:20Z (3500 s: power cut, reboot or clock step)") in out
+            "2025-11-20T01:58:20Z (3500 s: power cut or reboot)") in out
     assert f"seq: 1..{len(readings)}, 0 missing" in out
     # a range that ends inside the cut: the report, made after it, still covers its slots
     code = main(["audit", "--config", str(record.config), "--station", "SAN-04",

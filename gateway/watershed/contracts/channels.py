@@ -30,9 +30,9 @@ CATALOGUE: dict[int, tuple[str, str]] = {
     32: ("battery_v", "battery voltage, volts"),
     33: ("solar_v", "solar panel voltage, volts"),
     34: ("logger_temp_c", "logger enclosure temperature, degrees Celsius"),
-    # the station's own report, never a sensor's (firmware/sampler.py)
+    # the station's own report, never a sensor's (firmware/gap.py)
     35: ("not_sampled_s", "a gap: seconds before this reading's time in which the station "
-                          "took no sample (power cut, reboot, clock step forward)"),
+                          "took no sample (power cut, reboot)"),
 }
 
 NAMES = {number: name for number, (name, _) in CATALOGUE.items()}

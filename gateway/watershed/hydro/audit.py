@@ -8,8 +8,8 @@ put in one class:
   rejected_by_ingest);
 - ``pending``: produced or due, not yet arrived: waiting in the station's outbox, the
   gateway's queue or quarantine, or the station has not been heard from since;
-- ``not_sampled``: the station reported it could not sample then (a power cut, a reboot, a
-  forward clock step): a ``not_sampled_s`` reading covers it (contracts 1.6, firmware/sampler.py);
+- ``not_sampled``: the station reported it was off then (a power cut, a reboot): a
+  ``not_sampled_s`` reading covers it (contracts 1.6, firmware/gap.py);
 - ``marked``: a hydrologist's correction covers it (``watershed correct mark``), with why;
 - ``unaccounted``: none of these — e.g. slots a station too old to report its gaps never
   sampled (no seq is missing there).
@@ -188,7 +188,7 @@ def format_audit(a: Audit, time_text: Any) -> str:
         lines.append(f"loss ledger of {gateway} (all time): " + ", ".join(
             f"{k} {v}" for k, v in sorted(reasons.items())))
     lines += [f"not sampled (the station's report): {time_text(f)} .. {time_text(t)} "
-              f"({t - f} s: power cut, reboot or clock step)" for f, t in a.gaps]
+              f"({t - f} s: power cut or reboot)" for f, t in a.gaps]
     if a.extra:
         lines.append(f"{a.extra} readings off the slot grid (event mode)")
     lines += [f"correction: {m.channel} {time_text(m.start)} .. {time_text(m.end)}: "
