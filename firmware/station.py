@@ -239,10 +239,16 @@ def bring_up(how, *args):
     name = "bringup" if how == "build" else "renew"
     mod = __import__(name)
     try:
-        return getattr(mod, how)(*args)
+        st = getattr(mod, how)(*args)
     finally:
         sys.modules.pop(name, None)
         sys.modules.pop("bringup", None)
+    del mod
+    gc.collect()  # the boot module's code and garbage go before gap.py loads
+    import gap  # a power cut's trace (gap.py), once the station is built
+    gap.report(st)
+    del sys.modules["gap"]
+    return st
 
 
 def main(config_path="config.json"):

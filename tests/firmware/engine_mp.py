@@ -11,6 +11,7 @@
 #   {"adc": {"26": [c1, c2, ...]}}   the next reads of pin 26 (the last one sticks)
 #   {"fail": [26]}                   reads of these pins raise OSError from now on ([]: none)
 #   {"cycles": n}                    n sampling cycles: the clock to the next sample due, step
+#   {"clock": t}                     the clock to t (Unix s), then one step
 #   {"frames": "<hex>"}              gateway bytes into the link, then one step
 # Output: the station's console (R lines ...) and each frame it sends as "W <hex>";
 # "S <sensor_errors> <config_hash hex>" after every step; "done" at the end.
@@ -103,6 +104,9 @@ for s in steps:
         for _ in range(s["cycles"]):
             sim.ms = st.sampler.next_due() * 1000
             step()
+    elif "clock" in s:
+        sim.ms = s["clock"] * 1000
+        step()
     elif "frames" in s:
         sim.inbox = bytes.fromhex(s["frames"])
         while sim.inbox:

@@ -8,7 +8,9 @@ gateway's ledger counts them lost, gone_from_station); the 01:30 stage is a flag
 00:45 rain is missing (sensor error). Rating SAN-01.1 is in force until 03:00, SAN-01.2 after.
 SAN-02 (santiago): rain only, 15 min, no losses.
 SAN-03 (santiago): rain only, 15 min; a power cut from 01:00 to 02:00: four slots never
-sampled, no seq missing (the firmware does not report slots it skipped).
+sampled, no seq missing (firmware too old to report the slots it skipped).
+SAN-04 (santiago, registry only: test_hydro_audit.py publishes it): as SAN-03, with the
+station's report of the gap (san04_readings).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from watershed.contracts.channels import NOT_SAMPLED
 from watershed.contracts.mqtt import MessageReading, ReadingsMessage, encode_readings
 from watershed.contracts.wire import MISSING, SPIKE
 from watershed.devservers import Influxd, Mosquitto
@@ -73,6 +76,11 @@ channels = { rain_mm = 900 }
 
 [[station]]
 id = "SAN-03"
+basin = "santiago"
+channels = { rain_mm = 900 }
+
+[[station]]
+id = "SAN-04"
 basin = "santiago"
 channels = { rain_mm = 900 }
 """
@@ -132,6 +140,24 @@ def san03_readings() -> list[MessageReading]:
     return [_reading(i + 1, "rain_mm", ts, rain_at(ts)) for i, ts in enumerate(slots)]
 
 
+POWER_BACK = T0 + 7100  # SAN-04 boots at 01:58:20 and reports the gap from 01:00:00
+
+
+def san04_readings() -> list[MessageReading]:
+    """SAN-03's record from firmware that reports its gaps: a ``not_sampled_s`` reading of
+    3500 s at the boot after the cut, in seq order between the readings around it."""
+    out, seq = [], 0
+    for ts in range(T0, T0 + HOURS * 3600, 900):
+        if ts in POWER_CUT:
+            continue
+        if ts > POWER_BACK and not any(r.channel == NOT_SAMPLED for r in out):
+            seq += 1
+            out.append(_reading(seq, NOT_SAMPLED, POWER_BACK, str(POWER_BACK - POWER_CUT[0])))
+        seq += 1
+        out.append(_reading(seq, "rain_mm", ts, rain_at(ts)))
+    return out
+
+
 @dataclass
 class Record:
     setup: Setup
@@ -152,6 +178,8 @@ def _publish_health(setup: Setup, lost: int) -> None:
                            "SAN-02": {"last_seen": T0 + HOURS * 3600, "outbox_depth": 0,
                                       "losses": {"total": 0}},
                            "SAN-03": {"last_seen": T0 + HOURS * 3600, "outbox_depth": 0,
+                                      "losses": {"total": 0}},
+                           "SAN-04": {"last_seen": T0 + HOURS * 3600, "outbox_depth": 0,
                                       "losses": {"total": 0}}}}
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"hydro-{uuid.uuid4().hex}")
     client.connect(setup.mosquitto.host, setup.mosquitto.port)

@@ -1,6 +1,7 @@
 """`watershed audit` and `watershed correct` on a record that went through the pipeline, with
 the gateway's loss ledger read from its retained health on the real broker: lost slots have
-their cause, a power cut's unsampled slots are unaccounted (exit 1) until a hydrologist marks
+their cause, a power cut's unsampled slots are "not sampled" when the station reported the gap
+(firmware/gap.py, channel not_sampled_s), else unaccounted (exit 1) until a hydrologist marks
 the period; corrections keep the original and show in query, export and plot."""
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from watershed.hydro.plot import hydrograph
 from watershed.hydro.registry import load_registry
 from watershed.hydro.series import load_station
 
-from .hydro_record import HOURS, SPIKE_AT, T0, Record, record
+from watershed.contracts.mqtt import ReadingsMessage, encode_readings
+
+from .hydro_record import HOURS, SPIKE_AT, T0, Record, _count, record, san04_readings
+from .test_ingest_service import wait_for
 
 pytestmark = pytest.mark.integration
 __all__ = ["record"]
@@ -110,3 +114,28 @@ def test_a_flag_and_an_unflag_keep_the_original(record: Record,
                  *RANGE]) == 0
     listed = capsys.readouterr().out.splitlines()
     assert len(listed) == 2 and "sensor fouled" in listed[1]
+
+
+def test_a_power_cut_the_station_reported_is_not_sampled_and_complete(
+        record: Record, capsys: pytest.CaptureFixture[str]) -> None:
+    readings = san04_readings()
+    before = _count(record.influx_url, record.database)
+    record.setup.publish(encode_readings(ReadingsMessage("gw-zamora", "SAN-04", "santiago",
+                                                         tuple(readings))),
+                         record.setup.topics.readings("gw-zamora", "SAN-04"))
+    wait_for(lambda: _count(record.influx_url, record.database) >= before + len(readings), 20,
+             "SAN-04's points")
+    code, out = audit(record, capsys, "SAN-04")
+    assert code == 0, out
+    rain = table(out)["rain_mm"]
+    assert {k: rain[k] for k in ("expected", "stored", "not_sampled", "unaccounted")} == {
+        "expected": "24", "stored": "20", "not_sampled": "4", "unaccounted": "0"}
+    assert ("not sampled (the station's report): 2025-11-20T01:00:00Z .. "
+            "2025-11-20T01:58:20Z (3500 s: power cut or reboot)") in out
+    assert f"seq: 1..{len(readings)}, 0 missing" in out
+    # a range that ends inside the cut: the report, made after it, still covers its slots
+    code = main(["audit", "--config", str(record.config), "--station", "SAN-04",
+                 "--start", "2025-11-20T00:00:00Z", "--end", "2025-11-20T01:30:00Z"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (table(out)["rain_mm"]["stored"], table(out)["rain_mm"]["not_sampled"]) == ("4", "2")

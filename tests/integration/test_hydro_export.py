@@ -16,6 +16,8 @@ import pytest
 from watershed.cli import main
 from watershed.hydro.influxql import query
 
+from tests.fixtures.waterml_schema import schema_errors
+
 from .hydro_record import HOURS, MISSING_RAIN_AT, SPIKE_AT, T0, Record, record
 
 pytestmark = pytest.mark.integration
@@ -97,6 +99,7 @@ def test_waterml2_parses_with_units_qualifiers_and_metadata(
     path = tmp_path / "san01.xml"
     assert "wrote" in export(record, capsys, "--station", "SAN-01", "--format", "waterml2",
                              "-o", str(path))
+    assert schema_errors(path.read_text(encoding="utf-8")) == [], "valid against the OGC XSD"
     root = ET.parse(path).getroot()
     assert root.tag == f"{{{NS['wml2']}}}Collection"
     back: dict[tuple[str, int], Decimal | None] = {}

@@ -27,7 +27,8 @@ def missing_lines(result) -> list[str]:
 
 def test_thirty_days_of_five_stations_with_faults_lose_nothing(tmp_path, mosquitto, influxd):
     scenario = load_scenario(SCENARIOS / "thirty_days_five_stations.toml")
-    result = run_scenario(scenario, tmp_path, database=f"sim_{uuid.uuid4().hex[:8]}",
+    database = f"sim_{uuid.uuid4().hex[:8]}"
+    result = run_scenario(scenario, tmp_path, database=database,
                           mosquitto=mosquitto, influxd=influxd, drain_timeout_s=120)
     assert result.expected > 20_000
     assert not missing_lines(result), missing_lines(result)
@@ -35,6 +36,14 @@ def test_thirty_days_of_five_stations_with_faults_lose_nothing(tmp_path, mosquit
     assert [what for _, what in result.faults_done] == ["SAN-02 power off", "SAN-02 power on"]
     bus = result.link_stats["bus-zamora"]
     assert bus["lost_outage"] > 0  # the outage really cut the bus
+    # the day without power left its trace: SAN-02 reported the gap at boot (firmware/gap.py)
+    cut_at, cut_end = scenario.start + 20 * 86400, scenario.start + 21 * 86400
+    [(_, rows)] = query(influxd.url, database, "SELECT value FROM readings WHERE "
+                        "station = 'SAN-02' AND channel = 'not_sampled_s'")
+    [row] = rows
+    back, seconds = int(row["time"]), int(row["value"])  # epoch s; the gap's length, s
+    # (at 28800x a wall second is 8 simulated hours: the kill and the boot land near, not on)
+    assert abs(back - seconds - cut_at) <= 3600 and cut_end <= back <= cut_end + 6 * 3600, row
 
 
 def test_usgs_series_replayed_through_the_firmware_is_exact_in_influxdb(

@@ -48,3 +48,29 @@ def test_without_health_a_seq_gap_is_unaccounted_and_said_why() -> None:
     a = audit(series([(T0, 1), (T0 + 1800, 3)]), {"stage_m": 900}, T0, T0 + 2700, None, [],
               now=T0 + 2700)
     assert a.unaccounted == 1 and "losses cannot be attributed" in a.notes[0]
+
+
+def gap_report(at: int, seconds: int, seq: int) -> Point:
+    return Point(at, Decimal(seconds), 0, seq)
+
+
+def test_slots_in_a_gap_the_station_reported_are_not_sampled() -> None:
+    s = series([(T0, 1), (T0 + 2700, 3)])
+    s.channels["not_sampled_s"] = [gap_report(T0 + 2000, 1100, 2)]  # from T0 + 900
+    a = audit(s, {"stage_m": 900}, T0, T0 + 3600, health(0, 0), [], now=T0 + 3600)
+    [c] = a.channels
+    assert (c.expected, c.counts["stored"], c.counts["not_sampled"], a.unaccounted) == (
+        4, 2, 2, 0)
+    assert a.gaps == [(T0 + 900, T0 + 2000)] and a.seq_gaps == []
+
+
+def test_a_gap_reported_after_the_range_covers_its_slots_and_a_seq_gap_stays_lost() -> None:
+    # seq 2 is missing inside the reported gap: that slot was sampled and lost, not unsampled
+    s = series([(T0, 1), (T0 + 900, 3)])
+    a = audit(s, {"stage_m": 900}, T0, T0 + 3600, health(1, 0), [], now=T0 + 7200,
+              gaps=[(T0 + 900, T0 + 5000)])
+    [c] = a.channels
+    assert (c.counts["stored"], c.counts["lost"], c.counts["not_sampled"]) == (2, 0, 2)
+    a = audit(series([(T0, 1), (T0 + 2700, 3)]), {"stage_m": 900}, T0, T0 + 3600,
+              health(1, 0), [], now=T0 + 7200, gaps=[(T0 + 900, T0 + 9000)])
+    assert (a.channels[0].counts["lost"], a.channels[0].counts["not_sampled"]) == (1, 1)

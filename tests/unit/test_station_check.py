@@ -68,6 +68,8 @@ def test_an_entry_without_sensor_is_the_older_analog_form_and_says_so():
     (lambda c: c["channels"][1].update(pin=25), "channels.1.pin",
      "already used by board.sdi12.2.tx"),
     (lambda c: c["channels"][0].update(channels=[1, 9]), "channels.0", "not in the catalogue"),
+    (lambda c: c["channels"][0].update(channels=[1, 35]), "channels.0",
+     "channel 35 is the station's report of slots not sampled"),
     (lambda c: c["link"].update(port=0), "link.port", "no UART 0"),
 ])
 def test_the_pin_map_and_the_catalogue(change, key, what):

@@ -30,11 +30,18 @@ CATALOGUE: dict[int, tuple[str, str]] = {
     32: ("battery_v", "battery voltage, volts"),
     33: ("solar_v", "solar panel voltage, volts"),
     34: ("logger_temp_c", "logger enclosure temperature, degrees Celsius"),
+    # the station's own report, never a sensor's (firmware/gap.py)
+    35: ("not_sampled_s", "a gap: seconds before this reading's time in which the station "
+                          "took no sample (power cut, reboot)"),
 }
 
 NAMES = {number: name for number, (name, _) in CATALOGUE.items()}
 NUMBERS = {name: number for number, name in NAMES.items()}
 FIRST_STATION_SPECIFIC = 128
+# A station's report of slots it could not sample: every slot in [time - value, time] without a
+# reading was not sampled (contracts 1.6). Written by the firmware itself, so no sensor may
+# store readings on it.
+NOT_SAMPLED = "not_sampled_s"
 # Channels whose reading is a total over its interval: a window's value is their sum, not their
 # mean (`watershed query --every`, the hourly rollups' default sum_channels).
 TOTALS = frozenset({"rain_mm"})

@@ -13,6 +13,8 @@
     protected_event_readings = 50_000   # the newest flood-event readings are never shed
     keep_sent_readings = 10_000   # sent readings kept to recognise a reused seq; older pruned
     health_interval_s = 60.0      # retained health message
+    registry = "stations.toml"    # optional: the station registry (hydro/registry.py), relative
+                                  # to this file; a [[station]] then takes its basin from it
 
     [mqtt]
     host = "127.0.0.1"
@@ -86,6 +88,7 @@ from watershed.config_reader import ConfigError, Table, load_toml, of_mapping
 from watershed.contracts.channels import FIRST_STATION_SPECIFIC, NUMBERS
 from watershed.contracts.ids import is_valid_id
 from watershed.mqtt.config import MqttConfig, read_mqtt
+from watershed.hydro.registry import Registry, registry_key
 
 from . import clock_sync
 
@@ -206,8 +209,10 @@ class GatewayConfig:
         mqtt_config = _mqtt(mqtt, gateway_id)
         link_tables = root.tables("link", required=True)
         links = tuple(_link(t) for t in link_tables)
+        source = root.problems.source
+        registry = registry_key(gw, Path(source).parent if source else None)
         station_tables = root.tables("station")
-        stations = tuple(_station(t) for t in station_tables)
+        stations = tuple(_station(t, registry, gateway_id) for t in station_tables)
         config = cls(
             id=gateway_id,
             store=gw.text("store", DEFAULT_STORE),
@@ -305,11 +310,26 @@ def _link(t: _Table) -> LinkConfig:
     return config
 
 
-def _station(t: _Table) -> StationConfig:
+def _station(t: _Table, registry: Registry | None, gateway_id: str) -> StationConfig:
+    station_id = t.ident("id")
+    basin = None
+    if registry is not None and station_id:
+        info = registry.station(station_id)
+        if info is None:
+            t.problem("id", f"{station_id!r} is not in the station registry (gateway.registry);"
+                            f" known: {', '.join(registry.stations)}")
+        else:
+            basin = info.basin
+            if info.gateways and gateway_id not in info.gateways:
+                t.problem("id", f"the station registry gives {station_id!r} to "
+                                f"{', '.join(info.gateways)}, not to {gateway_id!r}")
+            if t.given("basin") and t.value("basin") != basin:
+                t.problem("basin", f"{t.value('basin')!r} differs from the registry's "
+                                   f"{basin!r}: name the basin once, there")
     config = StationConfig(
-        id=t.ident("id"),
+        id=station_id,
         address=t.integer("address", low=MIN_ADDRESS, high=MAX_ADDRESS),
-        basin=t.ident("basin"),
+        basin=t.ident("basin", basin) if basin is not None else t.ident("basin"),
         channels=MappingProxyType(t.channel_names("channels")),
         alerts=tuple(_alert(a) for a in t.tables("alert")),
     )

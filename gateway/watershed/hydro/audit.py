@@ -8,9 +8,11 @@ put in one class:
   rejected_by_ingest);
 - ``pending``: produced or due, not yet arrived: waiting in the station's outbox, the
   gateway's queue or quarantine, or the station has not been heard from since;
+- ``not_sampled``: the station reported it was off then (a power cut, a reboot): a
+  ``not_sampled_s`` reading covers it (contracts 1.6, firmware/gap.py);
 - ``marked``: a hydrologist's correction covers it (``watershed correct mark``), with why;
-- ``unaccounted``: none of these — e.g. slots the station never sampled (a power cut: no seq is
-  missing there, and the firmware does not report the slots it skipped).
+- ``unaccounted``: none of these — e.g. slots a station too old to report its gaps never
+  sampled (no seq is missing there).
 
 Seq continuity comes from the stored ``seq`` (per station, all channels). The ledgers count per
 station since the store began, not per time: seq gaps are attributed to them up to their total.
@@ -24,12 +26,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..contracts.channels import NOT_SAMPLED
 from ..contracts.influx import DISCHARGE_CHANNEL
 from ..contracts.wire import MISSING
 from .corrections import Correction
-from .series import StationSeries
+from .series import Point, StationSeries
 
-CLASSES = ("stored", "missing", "lost", "pending", "marked", "unaccounted")
+CLASSES = ("stored", "missing", "lost", "not_sampled", "pending", "marked", "unaccounted")
 
 
 @dataclass
@@ -59,21 +62,33 @@ class Audit:
     marks: list[Correction]  # the hydrologists' corrections overlapping the range
     extra: int  # readings off the slot grid (event mode)
     notes: list[str]
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # the station's, [from, to]
 
     @property
     def unaccounted(self) -> int:
         return sum(c.counts["unaccounted"] for c in self.channels)
 
 
+def gap_periods(points: list[Point]) -> list[tuple[int, int]]:
+    """The periods ``[from, to]`` (Unix s, both included) a station reported it did not
+    sample: its ``not_sampled_s`` readings, each ``value`` seconds up to its time."""
+    return sorted((p.time - int(p.value), p.time) for p in points if p.value is not None)
+
+
 def audit(series: StationSeries, intervals: dict[str, int], start: int, end: int,
           health: dict[str, dict[str, Any]] | None, corrections: list[Correction],
-          now: float | None = None) -> Audit:
+          now: float | None = None, gaps: list[tuple[int, int]] | None = None) -> Audit:
+    """``gaps``: the station's reports of periods it did not sample (default: those among the
+    series' ``not_sampled_s`` readings; a report after ``end`` may cover slots before it)."""
     now = time.time() if now is None else now
+    if gaps is None:
+        gaps = gap_periods(series.channels.get(NOT_SAMPLED, []))
+    gaps = [(a, b) for a, b in gaps if a < end and b >= start]
     sampled = {ch: pts for ch, pts in series.channels.items()
                if not (ch == DISCHARGE_CHANNEL and any(p.rating_id for p in pts))}
     seqs = sorted({(p.seq, p.time) for pts in sampled.values() for p in pts
                    if p.seq is not None})
-    gaps = [(a + 1, b - 1, ta, tb) for (a, ta), (b, tb) in zip(seqs, seqs[1:]) if b > a + 1]
+    seq_gaps = [(a + 1, b - 1, ta, tb) for (a, ta), (b, tb) in zip(seqs, seqs[1:]) if b > a + 1]
     last_time = max((p.time for pts in sampled.values() for p in pts), default=None)
     ledgers, pending, last_seen, notes = _health(series.station, health)
     channels, candidates, extra = [], [], 0
@@ -96,7 +111,7 @@ def audit(series: StationSeries, intervals: dict[str, int], start: int, end: int
         channels.append(ca)
     # slots in a seq gap were produced: lost (ledger) or pending; the others were never sampled
     in_gap: set[tuple[int, str]] = set()
-    for first_missing, last_missing, ta, tb in gaps:
+    for first_missing, last_missing, ta, tb in seq_gaps:
         inside = [(slot, ca.channel) for slot, ca in candidates
                   if ta <= slot <= tb and (slot, ca.channel) not in in_gap]
         in_gap.update(inside[:last_missing - first_missing + 1])
@@ -110,6 +125,8 @@ def audit(series: StationSeries, intervals: dict[str, int], start: int, end: int
         elif produced and pending > 0:
             pending -= 1
             ca.counts["pending"] += 1
+        elif not produced and any(a <= slot <= b for a, b in gaps):
+            ca.counts["not_sampled"] += 1
         elif last_time is None or slot > last_time and (pending > 0 or last_seen is None
                                                          or last_seen < slot):
             ca.counts["pending"] += 1
@@ -117,8 +134,8 @@ def audit(series: StationSeries, intervals: dict[str, int], start: int, end: int
             ca.counts["unaccounted"] += 1
             ca.unaccounted.append(slot)
     return Audit(series.station, start, end, channels, seqs[0][0] if seqs else None,
-                 seqs[-1][0] if seqs else None, gaps, ledgers, pending, corrections, extra,
-                 notes)
+                 seqs[-1][0] if seqs else None, seq_gaps, ledgers, pending, corrections, extra,
+                 notes, gaps)
 
 
 def _health(station: str, health: dict[str, dict[str, Any]] | None
@@ -170,6 +187,8 @@ def format_audit(a: Audit, time_text: Any) -> str:
     for gateway, reasons in a.ledgers.items():
         lines.append(f"loss ledger of {gateway} (all time): " + ", ".join(
             f"{k} {v}" for k, v in sorted(reasons.items())))
+    lines += [f"not sampled (the station's report): {time_text(f)} .. {time_text(t)} "
+              f"({t - f} s: power cut or reboot)" for f, t in a.gaps]
     if a.extra:
         lines.append(f"{a.extra} readings off the slot grid (event mode)")
     lines += [f"correction: {m.channel} {time_text(m.start)} .. {time_text(m.end)}: "
@@ -177,8 +196,8 @@ def format_audit(a: Audit, time_text: Any) -> str:
     for c in a.channels:
         for slot in c.unaccounted:
             lines.append(f"unaccounted: {c.channel} {time_text(slot)}: no reading, no seq "
-                         f"missing around it (not sampled: a power cut? the station does not "
-                         f"report skipped slots)")
+                         f"missing around it, no gap the station reported (a station too old "
+                         f"to report its gaps?)")
     lines += [f"note: {n}" for n in a.notes]
     lines.append(f"{'COMPLETE' if not a.unaccounted else 'INCOMPLETE'}: "
                  f"{a.unaccounted} slots unaccounted for")

@@ -69,11 +69,12 @@ def source(args: argparse.Namespace) -> Source:
     """Raises ConfigError (a ValueError)."""
     from ..ingest.config import load_config
     rp = getattr(args, "rp", "")
-    registry = registry_for(args.registry, args.config)
     if args.config:
-        i = load_config(args.config).influx
+        config = load_config(args.config)
+        i = config.influx
         return Source(i.url, i.database, rp or i.retention_policy, i.username, i.password,
-                      registry)
+                      registry_for(args.registry, args.config, config.ingest.registry))
+    registry = registry_for(args.registry, None)
     password = (args.password
                 or (read_secret(args.password_file, "--password-file") if args.password_file
                     else os.environ.get("WATERSHED_INFLUX_PASSWORD", "") if args.user else ""))

@@ -235,6 +235,8 @@ def _monitoring_point(parent: ET.Element, st: StationSeries, info: StationInfo |
         point = _sub(_sub(mp, "sams:shape"), "gml:Point", gml__id=f"p.{n}",
                      srsName="urn:ogc:def:crs:EPSG::4326")  # WGS84, latitude first
         _sub(point, "gml:pos", f"{info.latitude} {info.longitude}")
+    else:  # the schema requires a shape: its position is not known (not in the registry)
+        _sub(mp, "sams:shape", nilReason="missing")
     if info and info.vertical_datum:
         _sub(mp, "wml2:verticalDatum", xlink__href=f"urn:watershed:datum:{info.vertical_datum}",
              xlink__title=info.vertical_datum)

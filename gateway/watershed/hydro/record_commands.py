@@ -51,7 +51,8 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
                        description="Every slot the station's channel intervals (registry "
                                    "'channels') imply between --start and --end: stored, "
                                    "stored as missing, lost with its cause (the gateways' loss "
-                                   "ledgers on MQTT, read with --config), pending, marked by a "
+                                   "ledgers on MQTT, read with --config), not sampled (the "
+                                   "station's not_sampled_s reports), pending, marked by a "
                                    "correction, or unaccounted; seq continuity from the stored "
                                    "seq. Exit status 1 when a slot is unaccounted for.")
     add_source_args(a, rp=False)
@@ -166,7 +167,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .audit import audit, format_audit
+    from ..contracts.channels import NOT_SAMPLED
+    from .audit import audit, format_audit, gap_periods
     from .corrections import load_corrections
     from .health_reader import retained_health
     from .influxql import QueryError
@@ -182,6 +184,9 @@ def _audit(args: argparse.Namespace) -> int:
         start, end = time_range(args, src.registry, [args.station])
         zone = zone_of(args.tz, src.registry)(args.station)
         series = load_station(src, args.station, start, end)
+        # a gap is reported when sampling resumes: after --end too
+        reports = load_station(src, args.station, start, max(end, int(time.time())) + 1,
+                               (NOT_SAMPLED,), check=False).channels.get(NOT_SAMPLED, [])
         corrections = load_corrections(src, args.station, start, end)
     except (UnknownName, ValueError) as e:
         return _fail("audit", e, 2)
@@ -195,7 +200,8 @@ def _audit(args: argparse.Namespace) -> int:
             health = retained_health(mqtt, args.health_timeout)
         except OSError as e:
             return _fail("audit", f"gateway health from {mqtt.host}:{mqtt.port}: {e}", 1)
-    result = audit(series, info.channels, start, end, health, corrections)
+    result = audit(series, info.channels, start, end, health, corrections,
+                   gaps=gap_periods(reports))
     sys.stdout.write(format_audit(result, lambda ts: time_text(ts, zone)))
     return 1 if result.unaccounted else 0
 

@@ -1,7 +1,10 @@
 """The station metadata registry: one TOML file (``deploy/stations.toml``) that says where each
 station is and what it samples, for the hydrologists' tools (export metadata, local time,
-hydrological years, the audit's expected slots). The gateway's and the ingest's station tables
-say who talks to whom; this file says what a station *is*, and both may point to it.
+hydrological years, the audit's expected slots) and, once for all, which basin a station is in
+and which gateways own it. The gateway's and the ingest's configs point to it with
+``registry = "/etc/watershed/stations.toml"`` (``registry_key``): a gateway's ``[[station]]``
+then takes its basin from here (and must be one of the station's ``gateways``, when given), an
+ingest's ``[[stations]]`` its owners, and the ingest registers every station listed here.
 
     [[basin]]
     id = "santiago"
@@ -19,6 +22,7 @@ say who talks to whom; this file says what a station *is*, and both may point to
     vertical_datum = "EGM96"
     sensor_elevation_m = 1812.20        # elevation of the pressure sensor / radar face
     channels = { stage_m = 900, water_temp_c = 900, battery_v = 3600 }   # sampling interval, s
+    gateways = ["gw-zamora"]            # who may publish its readings (the ingest's owners)
 
 Unknown keys are refused, with file and line, like every config of the project.
 """
@@ -55,6 +59,7 @@ class StationInfo:
     vertical_datum: str = ""
     sensor_elevation_m: float | None = None
     channels: dict[str, int] = field(default_factory=dict)  # channel -> sampling interval, s
+    gateways: tuple[str, ...] = ()  # its owners (ingest); empty: the ingest decides
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +103,8 @@ def load_registry(path: str | Path) -> Registry:
             t.optional_number("latitude", -90, 90), t.optional_number("longitude", -180, 180),
             t.text("horizontal_datum", "WGS84"), t.optional_number("gauge_datum_m"),
             t.text("vertical_datum", "", allow_empty=True),
-            t.optional_number("sensor_elevation_m"), _intervals(t.table("channels")))
+            t.optional_number("sensor_elevation_m"), _intervals(t.table("channels")),
+            t.idents("gateways"))
         if info.id in stations:
             t.problem("id", f"station {info.id!r} is listed twice")
         if basins and info.basin and info.basin not in basins:
@@ -114,14 +120,35 @@ def _intervals(t: Table) -> dict[str, int]:
     return {channel: t.integer(channel, low=1, high=86400) for channel in t.data}
 
 
-def registry_for(explicit: Path | None, config: Path | None) -> Registry:
-    """``--registry`` if given, else ``stations.toml`` beside the ``--config`` file if there is
-    one, else an empty registry (UTC, no metadata). Raises ConfigError."""
+def registry_key(t: Table, base_dir: Path | None, key: str = "registry") -> Registry | None:
+    """The registry a config's ``key`` names (a relative path: from ``base_dir``, the config's
+    folder), or None when it names none. A registry that cannot be used is one problem on the
+    key, quoting each of the registry's own ``file:line`` problems."""
+    name = t.text(key, "", allow_empty=True)
+    if not name:
+        return None
+    path = Path(name)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    try:
+        return load_registry(path)
+    except ConfigError as e:
+        t.problem(key, "the station registry cannot be used: " + "; ".join(e.problems))
+        return None
+
+
+def registry_for(explicit: Path | None, config: Path | None, named: str = "") -> Registry:
+    """``--registry`` if given, else the one the ``--config`` file names (``named``: its
+    ``registry`` key, resolved), else ``stations.toml`` beside it if there is one, else an
+    empty registry (UTC, no metadata). Raises ConfigError."""
     if explicit is not None:
         return load_registry(explicit)
+    if named:
+        return load_registry(named)
     if config is not None and (config.parent / "stations.toml").is_file():
         return load_registry(config.parent / "stations.toml")
     return EMPTY
 
 
-__all__ = ["Basin", "ConfigError", "Registry", "StationInfo", "load_registry", "registry_for"]
+__all__ = ["Basin", "ConfigError", "Registry", "StationInfo", "load_registry", "registry_for",
+           "registry_key"]

@@ -33,12 +33,14 @@ class StationSeries:
 
 
 def load_station(src: Source, station: str, start: int, end: int,
-                 channels: tuple[str, ...] = ()) -> StationSeries:
-    """Raises UnknownName, QueryError, OSError."""
+                 channels: tuple[str, ...] = (), check: bool = True) -> StationSeries:
+    """Raises UnknownName (unless not ``check``: a name never seen gives no points),
+    QueryError, OSError."""
     q = ReadingsQuery(start, end, stations=(station,), channels=channels,
                       retention_policy="" if src.retention_policy == "hourly"
                       else src.retention_policy, columns=("seq", "rating_id"))
-    records = run_query(src.url, src.database, q, username=src.username, password=src.password)
+    records = run_query(src.url, src.database, q, username=src.username, password=src.password,
+                        check=check)
     info = src.registry.station(station)
     out = StationSeries(station, records[0].basin if records else info.basin if info else "")
     for r in records:  # run_query has applied the corrections

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from ..config_reader import ConfigError, Table, load_toml, of_mapping
 from ..contracts.ids import is_valid_id
 from ..mqtt.config import MqttConfig, read_mqtt
+from ..hydro.registry import Registry, registry_key
 
 __all__ = ["ConfigError", "IngestConfig", "InfluxConfig", "IngestSection", "MqttConfig",
            "RetentionConfig", "StationEntry", "ValidationConfig", "load_config"]
@@ -36,6 +37,8 @@ class IngestSection:
     status_interval_s: float = 10.0  # retained status on <prefix>/v1/ingest/<id>/status
     log_interval_s: float = 60.0  # the same numbers as a log line
     metrics_port: int = 0  # Prometheus metrics on 127.0.0.1:PORT (0: none; metrics_http.py)
+    # The station registry (hydro/registry.py): each station's owners once, for every program
+    registry: str = ""
 
     @property
     def owners_path(self) -> Path:
@@ -118,14 +121,19 @@ class IngestConfig:
     @classmethod
     def from_table(cls, root: Table, base_dir: Path | None = None) -> IngestConfig:
         """Read the root table of a document; raises ConfigError listing every problem."""
-        ingest = _ingest(root.table("ingest"))
+        ingest_table = root.table("ingest")
+        ingest = _ingest(ingest_table)
+        registry = registry_key(ingest_table, base_dir)
+        if ingest.registry and base_dir is not None:  # as the hydrologists' commands find it
+            ingest = replace(ingest, registry=str(base_dir / ingest.registry))
         config = cls(ingest=ingest,
                      mqtt=_mqtt(root.table("mqtt"), ingest.id),
                      influx=_influx(root.table("influx")),
                      validation=_validation(root.table("validation")),
                      retention=_retention(root.table("retention")),
                      ranges=_ranges(root.table("ranges")),
-                     stations=_stations(root.tables("stations"), base_dir or Path.cwd()))
+                     stations=_stations(root.tables("stations"), base_dir or Path.cwd(),
+                                        registry))
         root.reject_unknown()
         root.check()
         return config
@@ -158,7 +166,8 @@ def _ingest(t: Table) -> IngestSection:
                             status_interval_s=_positive(t, "status_interval_s",
                                                         d.status_interval_s),
                             log_interval_s=_positive(t, "log_interval_s", d.log_interval_s),
-                            metrics_port=t.integer("metrics_port", 0, 0, 65535))
+                            metrics_port=t.integer("metrics_port", 0, 0, 65535),
+                            registry=t.text("registry", "", allow_empty=True))
     t.reject_unknown()
     return section
 
@@ -246,7 +255,10 @@ def _ranges(t: Table) -> tuple[tuple[str, float, float], ...]:
     return tuple(out)
 
 
-def _stations(tables: list[Table], base_dir: Path) -> tuple[StationEntry, ...]:
+def _stations(tables: list[Table], base_dir: Path,
+              registry: Registry | None) -> tuple[StationEntry, ...]:
+    """The [[stations]]; with a registry, a station's owners come from it (a ``gateways`` here
+    must agree) and every station it lists is registered, with or without a table here."""
     out: list[StationEntry] = []
     for t in tables:
         entry = StationEntry(id=t.ident("id"), gateways=t.idents("gateways"),
@@ -254,8 +266,21 @@ def _stations(tables: list[Table], base_dir: Path) -> tuple[StationEntry, ...]:
                              stage_channel=t.ident("stage_channel", "stage_m"))
         if entry.id and any(e.id == entry.id for e in out):
             t.problem("id", f"{entry.id!r} is listed by an earlier [[stations]]")
+        if registry is not None and entry.id:
+            info = registry.station(entry.id)
+            if info is None:
+                t.problem("id", f"{entry.id!r} is not in the station registry "
+                                f"(ingest.registry); known: {', '.join(registry.stations)}")
+            elif entry.gateways and info.gateways and entry.gateways != info.gateways:
+                t.problem("gateways", f"{list(entry.gateways)} differs from the registry's "
+                                      f"{list(info.gateways)}: name the owners once, there")
+            elif not entry.gateways:
+                entry = replace(entry, gateways=info.gateways)
         t.reject_unknown()
         out.append(entry)
+    if registry is not None:
+        out += [StationEntry(info.id, info.gateways) for info in registry.stations.values()
+                if not any(e.id == info.id for e in out)]
     return tuple(out)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from watershed.contracts.channels import CATALOGUE, FIRST_STATION_SPECIFIC
+from watershed.contracts.channels import CATALOGUE, FIRST_STATION_SPECIFIC, NOT_SAMPLED
 from watershed.firmware_build import firmware_dir
 
 BOARDS = ("esp32", "rp2")  # the boards with a pin map (unix is the test port)
@@ -167,6 +167,9 @@ def board_defects(cfg: dict[str, Any], board: str) -> list[Defect]:
             if ch < FIRST_STATION_SPECIFIC and ch not in CATALOGUE:
                 bad.append((key, f"channel {ch} is not in the catalogue (docs/contracts.md "
                                  "1.6); 128-255 are station-specific"))
+            elif CATALOGUE.get(ch, ("",))[0] == NOT_SAMPLED:
+                bad.append((key, f"channel {ch} is the station's report of slots not "
+                                 "sampled (firmware/gap.py), no sensor's"))
     return bad
 
 
