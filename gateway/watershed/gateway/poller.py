@@ -14,6 +14,14 @@ are gone for good and go into the store's loss ledger. When a station says it ha
 to send, holes in its sequence above that are asked for with a backfill POLL (contracts 1.3),
 at most every ``backfill_interval_s`` while the station has none of them to give.
 
+A link's polling cycle may hold the readings it takes (``poll(..., hold=True)``) and store
+them all at the end of the cycle in one durable transaction (``store_held``), ACKing each
+station only then: an idle gateway's SD card takes one commit per cycle, not one per station.
+Only a short DATA is held (fewer readings than any full frame has): the station sent all it
+had, so it is not polled again this cycle. A full DATA is stored and ACKed at once and the
+station polled again to drain its outbox, as is a backfill; a station polled again has what is
+held of it stored and ACKed first, so it never sends again what it sent.
+
 While the store is full (the disk, or its quota: space.py) nothing is ACKed and DATA is not
 asked for: a poll asks only for a HELLO or STATUS that is due, and is skipped if neither is.
 DATA is asked for again when the store says taking it may succeed (``may_take_readings``).
@@ -51,16 +59,30 @@ from .framed_port import FramedPort
 from .identity import SEQ_REUSED, SHARED_ADDRESS, BusRegistry, Mismatch
 from .quarantine import Quarantine
 from .runs import runs_of
-from .store import Store, StoreFull
+from .store import Added, Store, StoreFull
 
 log = logging.getLogger(__name__)
 
+# A DATA frame carries as many readings as fit (contracts 1.5); a reading takes at most ~27
+# bytes, so a full frame holds at least this many. A DATA with fewer was all the station had.
+FULL_DATA_READINGS = wire.MAX_BODY // 27
 MAX_ACK_RANGES = 16  # a bounded ACK; more holes than this mean a backfill is due anyway
 QUALITY_WINDOW = 50  # polls over which a station's link quality is measured
 MAX_CLOCK_OFFSET_S = 5.0  # a station clock further off than this is set again (if we may)
 SHARED_CLEAR_POLLS = 3  # polls answered by the bound station alone that clear a shared address
 
 ReadingsHook = Callable[[str, list[MessageReading]], object]
+
+
+@dataclass(frozen=True)
+class _Held:
+    """Readings taken from a station, to be stored and ACKed at the end of the cycle."""
+
+    addr: int
+    station_id: str
+    basin: str
+    readings: list[MessageReading]
+    ack: bool  # no other station answered at the address (_ack_safe, right after the reply)
 
 
 @dataclass
@@ -114,6 +136,8 @@ class Poller:
         self._sessions: dict[int, _Session] = {}
         self._recent: dict[str, deque[bool]] = {}  # per station: did recent polls get answers
         self._warned: set[tuple[str, str]] = set()
+        self._holding = False  # within poll(hold=True): readings wait for store_held
+        self._held: list[_Held] = []
 
     def forget_sessions(self) -> None:
         """After the port was lost: every station must say HELLO again before its DATA counts."""
@@ -137,8 +161,53 @@ class Poller:
                 next_status_at=self._monotonic() + self._status_interval_s)
         return session
 
-    def poll(self, port: FramedPort, addr: int) -> bool:
-        """One exchange with the station at ``addr``; True if it sent readings (more may wait)."""
+    def poll(self, port: FramedPort, addr: int, hold: bool = False) -> bool:
+        """One exchange with the station at ``addr``; True if it sent readings (more may wait).
+        ``hold``: its readings wait for ``store_held`` (the end of the cycle) to be stored and
+        ACKed."""
+        if any(h.addr == addr for h in self._held):
+            failed = self.store_held(port)  # else it would send them again
+            for other, error in failed:
+                if other != addr:
+                    self._stats["held_store_errors"] += 1
+                    log.error("address %d: readings held this cycle could not be stored (%r);"
+                              " not ACKed, the station sends them again", other, error)
+            for _, error in (f for f in failed if f[0] == addr):
+                raise error  # the link counts it against this station
+        self._holding = hold
+        try:
+            return self._poll(port, addr)
+        finally:
+            self._holding = False
+
+    def store_held(self, port: FramedPort) -> list[tuple[int, Exception]]:
+        """Store the readings held (one durable transaction if all go), then ACK each station.
+        Returns the addresses whose readings failed otherwise than for a full store, and why
+        (not ACKed: the station sends them again)."""
+        held, self._held = self._held, []
+        if not held:
+            return []
+        try:
+            outcomes = self._store.add_many([(h.station_id, h.basin, h.readings)
+                                             for h in held])
+        except Exception as e:  # noqa: BLE001 -- every station's, reported per station
+            outcomes = [e] * len(held)
+        failed = []
+        for h, outcome in zip(held, outcomes, strict=True):
+            if isinstance(outcome, StoreFull):
+                # Noted and logged once by the store (space.py). No ACK: the station keeps them.
+                self._stats["store_full_refusals"] += 1
+            elif isinstance(outcome, Exception):
+                failed.append((h.addr, outcome))
+            else:
+                self._stored(port, h.addr, h.station_id, h.readings, outcome, h.ack)
+        return failed
+
+    def drop_held(self) -> None:
+        """The port failed mid-cycle: nothing held is stored or ACKed (the stations keep it)."""
+        self._held.clear()
+
+    def _poll(self, port: FramedPort, addr: int) -> bool:
         session = self._session(addr)
         taking = self._store.space.may_take_readings()
         status_due = self._monotonic() >= session.next_status_at
@@ -366,6 +435,7 @@ class Poller:
 
     def _on_data(self, port: FramedPort, session: _Session, data: wire.Data,
                  backfill: bool = False) -> bool:
+        """Take a DATA's readings; True if the station may hold more (poll it again)."""
         if session.dispute is not None:
             return self._quarantine_data(port, session, data)
         if session.station_id is None:
@@ -393,24 +463,34 @@ class Poller:
                          f"seqs {min(reused)}-{max(reused)} came again with other content"),
                 self._link, data.addr, [r for r in data.readings if r.seq in reused])
             readings = [r for r in readings if r.seq not in reused]
+        if self._holding and not backfill and len(data.readings) < FULL_DATA_READINGS:
+            self._held.append(_Held(data.addr, station_id, basin, readings,
+                                    self._ack_safe(port, session, data.addr)))
+            return False  # all it had: no need to poll it again this cycle
         try:
             added = self._store.add(station_id, basin, readings)  # durable before the ACK
         except StoreFull:
             # Noted and logged once by the store (space.py). No ACK: the station keeps them.
             self._stats["store_full_refusals"] += 1
             return False
+        if backfill:
+            self._stats["readings_backfilled"] += added.new
+        self._stored(port, data.addr, station_id, readings, added,
+                     self._ack_safe(port, session, data.addr))
+        return True
+
+    def _stored(self, port: FramedPort, addr: int, station_id: str,
+                readings: list[MessageReading], added: Added, ack: bool) -> None:
+        """Readings are durable: count them, tell who listens, ACK them if safe."""
         self._stats["readings_new"] += added.new
         self._stats["readings_duplicate"] += added.duplicate
         self._stats["readings_shed"] += added.shed
-        if backfill:
-            self._stats["readings_backfilled"] += added.new
         if added.new:
             self._on_readings(station_id, readings)
             self._on_stored()
-        if self._ack_safe(port, session, data.addr):
-            port.send(self._ack(data.addr, station_id))
+        if ack:
+            port.send(self._ack(addr, station_id))
             self._stats["acks"] += 1
-        return True
 
     def _quarantine_data(self, port: FramedPort, session: _Session, data: wire.Data) -> bool:
         """DATA at an address in dispute: kept in quarantine, ACKed by its seqs alone unless
