@@ -121,6 +121,11 @@ class Store:
             self._writable_again()
         return outcomes
 
+    @property
+    def reading_commits(self) -> int:
+        """Transactions that stored readings since the store opened (a group counts once)."""
+        return self._readings.group.transactions
+
     def _writable_again(self) -> None:
         """Readings were stored: if the store was full, it is not; what waited in memory is
         written, then the listeners hear of it."""

@@ -8,9 +8,10 @@ pages they have in common (the table's last leaf, its indexes, counters, the row
 one fsync. No station is ACKed before its readings are on disk: each caller returns only after
 the transaction holding its readings committed with ``synchronous=FULL``.
 
-The first caller leads: it waits until every thread that submitted lately has submitted again, or
-``window_s`` has passed, then commits what is pending; the others wait for their results. A
-single link (or a test's single thread) never waits. A group whose transaction fails (one
+The first caller leads: it waits until every thread that stored lately (within ``RECENT_S``, but
+not within the window: that one was served this round) has submitted again, or ``window_s`` has
+passed, then commits what is pending; the others wait for their results. A single link (or a
+test's single thread) never waits. A group whose transaction fails (one
 station's readings do not fit the quota, a value SQLite refuses) is rolled back and each part
 is done in a transaction of its own, so one station's failure is its own, as without grouping.
 """
@@ -30,10 +31,11 @@ RECENT_S = 30.0  # a thread that submitted within this long is expected to submi
 
 
 class _Entry(Generic[Item, Result]):
-    __slots__ = ("items", "done", "outcomes")
+    __slots__ = ("items", "thread", "done", "outcomes")
 
     def __init__(self, items: Sequence[Item]) -> None:
         self.items = items
+        self.thread = threading.get_ident()
         self.done = False
         self.outcomes: list[Result | Exception] = []
 
@@ -61,7 +63,7 @@ class GroupCommit(Generic[Item, Result]):
         all go, else each alone; each one's result, or the exception that refused it."""
         entry: _Entry[Item, Result] = _Entry(items)
         with self._cond:
-            self._last_submit[threading.get_ident()] = self._monotonic()
+            self._last_submit[entry.thread] = self._monotonic()
             self._pending.append(entry)
             self._cond.notify_all()  # a leader waiting for company
             while not entry.done and self._leading:
@@ -77,18 +79,21 @@ class GroupCommit(Generic[Item, Result]):
                 self._cond.notify_all()
         return entry.outcomes
 
-    def _expected(self, now: float) -> int:
-        self._last_submit = {t: at for t, at in self._last_submit.items() if now - at < RECENT_S}
-        return len(self._last_submit)
+    def _awaited(self, started: float) -> bool:
+        """Is a thread yet to submit that stored lately, but not within the last window (one
+        that just did was served this round: a link stores once a cycle)?"""
+        self._last_submit = {t: at for t, at in self._last_submit.items()
+                             if started - at < RECENT_S}
+        pending = {entry.thread for entry in self._pending}
+        return any(t not in pending and at <= started - self._window_s
+                   for t, at in self._last_submit.items())
 
     def _lead(self) -> None:
         with self._cond:
-            deadline = self._monotonic() + self._window_s
-            while True:
-                now = self._monotonic()
-                if len(self._pending) >= self._expected(now) or now >= deadline:
-                    break
-                self._cond.wait(deadline - now)
+            started = self._monotonic()
+            deadline = started + self._window_s
+            while self._awaited(started) and (left := deadline - self._monotonic()) > 0:
+                self._cond.wait(left)
             batch, self._pending = self._pending, []
         try:
             self._commit(batch)
