@@ -7,10 +7,7 @@ Prometheus server here: their queries are checked against what the programs expo
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from dataclasses import replace
@@ -43,8 +40,8 @@ from .test_ingest_service import (  # noqa: F401 (fixtures)
     Setup,
     setup,
     wait_for,
-    write_cli_config,
 )
+from .test_ingest_unattended import ingest_with_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -248,16 +245,7 @@ def test_gateway_panels_name_what_a_running_gateway_exposes(station_bus: Station
 def test_ingest_panels_name_what_a_running_ingest_exposes(setup: Setup, tmp_path: Path
                                                            ) -> None:
     port = free_port()
-    c = setup.config
-    config_path = write_cli_config(tmp_path / "ingest.toml", c.ingest.id, setup,
-                                   c.ingest.deadletter_file, c.influx.url)
-    config_path.write_text(config_path.read_text().replace(
-        "[mqtt]", f"metrics_port = {port}\n[mqtt]", 1))
-    code = "import sys; from watershed.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen([sys.executable, "-c", code, "ingest", "--config",
-                                str(config_path)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env=env)
+    process = ingest_with_metrics(setup, tmp_path, port)
     try:
         def written() -> bool:
             setup.publish(VECTOR["payload"].encode())
@@ -274,5 +262,5 @@ def test_ingest_panels_name_what_a_running_ingest_exposes(setup: Setup, tmp_path
         exposed = scraped(metrics())
     finally:
         process.terminate()
-        process.wait(15)
+        process.communicate(timeout=15)
     assert check_targets("watershed_ingest_", exposed) >= 4
