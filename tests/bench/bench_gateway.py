@@ -86,7 +86,7 @@ class Buses:
 
 def gateway_config(work: Path, gateway_id: str, broker: Mosquitto, links: list[str],
                    stations_per_link: int, *, link: dict | None = None,
-                   mqtt: dict | None = None) -> Path:
+                   mqtt: dict | None = None, registry: list[PyStation] = ()) -> Path:
     d = {
         "gateway": {"id": gateway_id, "store": str(work / f"{gateway_id}.db"),
                     "store_quota_bytes": 8_000_000_000,
@@ -97,6 +97,9 @@ def gateway_config(work: Path, gateway_id: str, broker: Mosquitto, links: list[s
         "link": [{"port": path, "stations": list(range(1, stations_per_link + 1)),
                   **(link or {})} for path in links],
     }
+    if registry:  # as a field gateway knows its stations (no "not in the registry" lines)
+        d["station"] = [{"id": s.station_id, "address": s.addr, "basin": "santiago"}
+                        for s in registry]
     path = work / f"{gateway_id}.toml"
     path.write_text(_toml(d))
     return path
@@ -323,16 +326,16 @@ class IdleRun:
     """The idle gateway (50 stations on 5 links, every link setting at its default) measured
     over IDLE_MEASURE_S while ``sampler(stations, stop)`` makes the stations take readings."""
 
-    def __init__(self, work: Path, broker: Mosquitto, gateway_id: str,
+    def __init__(self, work: Path, broker: Mosquitto, gateway_id: str, prefix: str,
                  sampler: Any) -> None:
-        buses = Buses(IDLE_BUSES, IDLE_STATIONS_PER_BUS, gateway_id.upper()[-3:])
+        buses = Buses(IDLE_BUSES, IDLE_STATIONS_PER_BUS, prefix)
         self.stations = buses.all_stations()
         stop = threading.Event()
         thread = threading.Thread(target=sampler, args=(self.stations, stop),
                                   name="idle-sampler", daemon=True)
         config = gateway_config(work, gateway_id, broker,
                                 [link.gateway_path for link in buses.links],
-                                IDLE_STATIONS_PER_BUS)
+                                IDLE_STATIONS_PER_BUS, registry=[s for _, s in self.stations])
         gateway = GatewayProcess(config)
         db = work / f"{gateway_id}.db"
         try:
@@ -391,7 +394,7 @@ def aligned_sampler(stations: list, stop: threading.Event) -> None:
 
 
 def idle_cpu(work: Path, broker: Mosquitto) -> dict:
-    spread = IdleRun(work, broker, "gw-bench-idle", spread_sampler)
+    spread = IdleRun(work, broker, "gw-bench-idle", "IDL", spread_sampler)
     return {
         "idle_stations": len(spread.stations),
         "idle_links": IDLE_BUSES,
@@ -417,7 +420,7 @@ def idle_cpu(work: Path, broker: Mosquitto) -> dict:
 
 def idle_aligned(work: Path, broker: Mosquitto) -> dict:
     """SD wear when every station samples at once (clock-aligned schedules, as in the field)."""
-    aligned = IdleRun(work, broker, "gw-bench-aln", aligned_sampler)
+    aligned = IdleRun(work, broker, "gw-bench-aln", "ALN", aligned_sampler)
     return {
         "aligned_reading_interval_s": ALIGNED_INTERVAL_S,
         "aligned_readings": aligned.readings,
