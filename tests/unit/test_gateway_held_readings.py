@@ -145,3 +145,12 @@ def test_threads_storing_at_once_share_one_commit(tmp_path: Path) -> None:
             thread.join(60)
         assert store.reading_commits == commits + 1
         assert len(store.unsent(10)) == 4
+
+
+def test_a_data_shorter_than_full_had_room_for_another_reading() -> None:
+    # The worst readings to encode: seq gaps, time jumps and values as long as the wire allows.
+    step = (wire.MAX_SEQ - 1) // (FULL_DATA_READINGS + 1)
+    worst = [Reading(1 + i * step, 255, 0 if i % 2 else wire.MAX_TIME,
+                     -wire.MAX_MANTISSA, -wire.MAX_EXPONENT, 0x7E)
+             for i in range(FULL_DATA_READINGS)]
+    assert len(wire.encode_body(wire.Data(7, tuple(worst)))) <= wire.MAX_BODY
