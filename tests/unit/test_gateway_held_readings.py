@@ -24,20 +24,25 @@ REGISTRY = {"SAN-01": StationConfig("SAN-01", 7, "santiago", {}),
             "SAN-02": StationConfig("SAN-02", 8, "santiago", {})}
 
 
-def bus(readings_of: dict[int, list[Reading]]):
+def bus(readings_of: dict[int, list[Reading]], next_seq: int = 1000,
+        flash: tuple[Reading, ...] = ()):
     """Stations at the addresses of ``readings_of``: HELLO when asked, their readings as DATA
-    until an ACK covers them."""
+    until an ACK covers them; a backfill from ``flash`` (what they still hold, acked or not)."""
     held = {addr: list(rs) for addr, rs in readings_of.items()}
 
     def respond(frame: wire.Frame) -> list[wire.Frame]:
         if isinstance(frame, wire.Ack):
-            held[frame.addr] = [r for r in held[frame.addr] if r.seq >= frame.cumulative]
+            held[frame.addr] = [r for r in held[frame.addr] if r.seq >= frame.cumulative
+                                and not any(a <= r.seq < b for a, b in frame.ranges)]
         if not isinstance(frame, wire.Poll):
             return []
         out: list[wire.Frame] = []
         if frame.want & wire.WANT_HELLO:
             out.append(wire.Hello(frame.addr, f"SAN-0{frame.addr - 6}", "1.0.0", 0, 1, 1,
-                                  1000, 0))
+                                  next_seq, 0))
+        if frame.backfill:
+            first, end = frame.backfill
+            return out + [wire.Data(frame.addr, tuple(r for r in flash if first <= r.seq < end))]
         if frame.want & wire.WANT_DATA:
             out.append(wire.Data(frame.addr, tuple(held[frame.addr]))
                        if held[frame.addr] else wire.Data(frame.addr, (), 1000, T0))
@@ -98,6 +103,23 @@ def test_a_station_polled_again_has_its_held_readings_acked_first(store: Store) 
     acks = [i for i, f in enumerate(port.received) if isinstance(f, wire.Ack)]
     assert acks and acks[0] < second_poll  # it would have sent them again
     assert len(store.unsent(10)) == 4
+
+
+def test_holes_are_asked_for_after_what_was_held_is_stored_and_acked(store: Store) -> None:
+    store.add("SAN-01", "santiago", [MessageReading(seq, "stage_m", T0 + 60 * seq, 1, 0, 0)
+                                     for seq in (1, 2)])
+    flash = tuple(readings(3, 4))  # 3..6; 3 and 4 never reached this store
+    port = ScriptedPort(bus({7: list(flash[2:])}, next_seq=7, flash=flash))
+    fp = framed(port, Counter())
+    poller, stats = poller_on(store)
+    poller.poll(fp, 7, hold=True)
+    kinds = [type(f).__name__ for f in port.received]
+    backfill = next(i for i, f in enumerate(port.received)
+                    if isinstance(f, wire.Poll) and f.backfill)
+    assert port.received[backfill].backfill == (3, 5)  # not 5 and 6: they were held, now stored
+    assert "Ack" in kinds[:backfill]
+    assert sorted(r.reading.seq for r in store.unsent(10)) == [1, 2, 3, 4, 5, 6]
+    assert stats["readings_backfilled"] == 2
 
 
 def test_a_failed_port_drops_what_was_held(store: Store) -> None:

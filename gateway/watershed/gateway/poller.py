@@ -165,15 +165,7 @@ class Poller:
         """One exchange with the station at ``addr``; True if it sent readings (more may wait).
         ``hold``: its readings wait for ``store_held`` (the end of the cycle) to be stored and
         ACKed."""
-        if any(h.addr == addr for h in self._held):
-            failed = self.store_held(port)  # else it would send them again
-            for other, error in failed:
-                if other != addr:
-                    self._stats["held_store_errors"] += 1
-                    log.error("address %d: readings held this cycle could not be stored (%r);"
-                              " not ACKed, the station sends them again", other, error)
-            for _, error in (f for f in failed if f[0] == addr):
-                raise error  # the link counts it against this station
+        self._store_held_of(port, addr)  # else it would send them again
         self._holding = hold
         try:
             return self._poll(port, addr)
@@ -202,6 +194,19 @@ class Poller:
             else:
                 self._stored(port, h.addr, h.station_id, h.readings, outcome, h.ack)
         return failed
+
+    def _store_held_of(self, port: FramedPort, addr: int) -> None:
+        """Readings held of ``addr`` (with all others held) stored and ACKed now."""
+        if not any(h.addr == addr for h in self._held):
+            return
+        failed = self.store_held(port)
+        for other, error in failed:
+            if other != addr:
+                self._stats["held_store_errors"] += 1
+                log.error("address %d: readings held this cycle could not be stored (%r);"
+                          " not ACKed, the station sends them again", other, error)
+        for _, error in (f for f in failed if f[0] == addr):
+            raise error  # the link counts it against this station
 
     def drop_held(self) -> None:
         """The port failed mid-cycle: nothing held is stored or ACKed (the stations keep it)."""
@@ -247,6 +252,8 @@ class Poller:
         for data in datas:
             got_readings |= self._on_data(port, session, data)
             drained |= not data.readings
+        # A short DATA held: the station sent all it had, as good as drained for its holes.
+        drained |= any(h.addr == addr for h in self._held)
         if (session.needs_time and complete and session.station_id is not None
                 and self._clock_synchronised()):
             self._send_time(port, session, addr)  # else kept due: sent once the clock is good
@@ -328,7 +335,9 @@ class Poller:
         holes = self._store.holes(session.station_id)
         if not holes:
             return False
-        return self._backfill(port, session, addr, holes[0])
+        self._store_held_of(port, addr)  # what it just sent is no hole: stored and ACKed first
+        holes = self._store.holes(session.station_id)
+        return bool(holes) and self._backfill(port, session, addr, holes[0])
 
     def _backfill(self, port: FramedPort, session: _Session, addr: int,
                   hole: tuple[int, int]) -> bool:
