@@ -6,6 +6,7 @@ then deletes them; the store is the only copy left). Every thread goes through o
 under one lock (database.py). The work is done by one object per concern:
 
 - readings.py: readings in, duplicates and conflicts, the runs received, what to ACK;
+  group_commit.py: readings several links store at once go in one durable commit (SD wear);
 - delivery.py: delivery states (unsent, published, confirmed), the forwarder's cursor, pruning;
 - ledger.py: holes, and the loss ledger (a loss is never silent: health publishes it);
 - quota.py: the quota on the store's files, and shedding by priority to keep within it;
