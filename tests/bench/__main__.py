@@ -22,6 +22,12 @@ def available() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
 
 
+def default() -> list[str]:
+    """Every benchmark but those that re-run a part of another (``PART_OF`` names it)."""
+    return [name for name in available()
+            if not hasattr(importlib.import_module(f"tests.bench.bench_{name}"), "PART_OF")]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.bench")
     parser.add_argument("--out", type=Path, default=Path(".bench"))
@@ -29,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
-    for name in args.names or available():
+    for name in args.names or default():
         module = importlib.import_module(f"tests.bench.bench_{name}")
         started = time.time()
         try:

@@ -1,17 +1,47 @@
 """Every query of the Grafana dashboard runs on a real influxd against the schema's data; missing
 stays missing (no fill(0)), flagged values are kept out of the lines and drawn apart, and the
-health and loss panels count what they say."""
+health and loss panels count what they say. The Prometheus panels (gateway and ingest health)
+name only metrics and labels that a real scrape of the running programs shows (no Grafana or
+Prometheus server here: their queries are checked against what the programs expose)."""
 
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from watershed.contracts.mqtt import MessageReading
+from watershed.devservers import free_port
+from watershed.gateway.config import load_config
+from watershed.gateway.daemon import Gateway
+from watershed.gateway.store import Store
 from watershed.hydro.influxql import query
+from watershed_sim.py_station import StationBus
+
+from .test_gateway_operator import (  # noqa: F401 (fixtures)
+    SAN,
+    broker,
+    config_file,
+    gateway_id,
+    link,
+    sample,
+    station_bus,
+    wait_until,
+)
+from .test_ingest_service import (  # noqa: F401 (fixtures)
+    VECTOR,
+    VECTOR_MESSAGE,
+    Setup,
+    setup,
+    wait_for,
+)
+from .test_ingest_unattended import ingest_with_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -52,10 +82,14 @@ def sample_db(influxd, fresh_influx_db: str) -> str:
     return fresh_influx_db
 
 
+def influx_panels() -> list[dict]:
+    return [p for p in json.loads(DASHBOARD.read_text())["panels"]
+            if p.get("datasource", {}).get("type") == "influxdb"]
+
+
 def test_every_panel_query_returns_data(influxd, sample_db: str) -> None:
-    dashboard = json.loads(DASHBOARD.read_text())
-    assert dashboard["panels"]
-    for panel in dashboard["panels"]:
+    assert influx_panels()
+    for panel in influx_panels():
         for target in panel["targets"]:
             series = query(influxd.url, sample_db, grafana_to_influxql(target["query"]))
             assert series, f"panel {panel['title']!r} returned nothing"
@@ -102,3 +136,131 @@ def test_health_and_loss_panels_count(influxd, sample_db: str) -> None:
     assert [k for k, v in lost.items() if v] == [("SAN-01", (T0 + 900 * 5) // 3600 * 3600)]
     stored = panel_rows(influxd, sample_db, "Readings stored per hour (health)")
     assert sum(row["readings"] for _, row in stored) == 2 * 8 * 5 - 1
+
+
+# --- the health panels: Prometheus queries against the programs' real /metrics ----------------
+
+PROMETHEUS_YML = DASHBOARD.parent / "prometheus.yml"
+_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
+                 "or", "unless", "offset"}
+_ADDED_BY_PROMETHEUS = {"job", "instance"}  # labels of every scraped series
+
+
+def promql_parts(expr: str) -> tuple[set[str], set[str], dict[str, str]]:
+    """The metric names, label names and label values (name -> value) a simple PromQL
+    expression uses."""
+    labels: set[str] = set()
+    values: dict[str, str] = {}
+    for matchers in re.findall(r"\{([^}]*)\}", expr):
+        for name, value in re.findall(r'(\w+)\s*=~?\s*"([^"]*)"', matchers):
+            labels.add(name)
+            values[name] = value
+    for grouping in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", expr):
+        labels.update(n.strip() for n in grouping.split(",") if n.strip())
+    bare = re.sub(r"\b(?:by|without)\s*\([^)]*\)|\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"", " ", expr)
+    names = {m.group(1) for m in re.finditer(r"\b([a-zA-Z_:][\w:]*)\b(?!\s*\()", bare)
+             if m.group(1) not in _PROMQL_WORDS}
+    return names, labels, values
+
+
+def prometheus_targets() -> list[tuple[str, dict]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(panel["title"], target) for panel in dashboard["panels"]
+            if panel.get("datasource", {}).get("type") == "prometheus"
+            for target in panel["targets"]]
+
+
+def scraped(text: str) -> dict[str, set[str]]:
+    """Metric name -> the label names its samples carry, as a Prometheus would parse them."""
+    families: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        labels = families.setdefault(family.name, set())
+        for sample in family.samples:
+            labels.update(sample.labels)
+    return families
+
+
+def test_promql_parts() -> None:  # the checker below must see what a query uses
+    assert promql_parts('sum by (cause) (watershed_gateway_readings_lost_total)') == (
+        {"watershed_gateway_readings_lost_total"}, {"cause"}, {})
+    assert promql_parts('increase(watershed_ingest_points_written_total[5m])')[0] == {
+        "watershed_ingest_points_written_total"}
+    assert promql_parts('up{job="watershed-gateway"}') == (
+        {"up"}, {"job"}, {"job": "watershed-gateway"})
+
+
+def check_targets(prefix: str, exposed: dict[str, set[str]]) -> int:
+    """Every query naming a ``prefix`` metric names ones in ``exposed`` with labels its samples
+    carry (legend ``{{label}}`` too); returns how many queries were checked."""
+    checked = 0
+    for title, target in prometheus_targets():
+        names, labels, _ = promql_parts(target["expr"])
+        ours = {n for n in names if n.startswith(prefix)}
+        if not ours:
+            continue
+        assert names == ours, f"{title!r}: {target['expr']} mixes programs"
+        legend = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", target.get("legendFormat", "")))
+        for name in ours:
+            assert name in exposed, f"{title!r}: {name} is not in the program's /metrics"
+            missing = (labels | legend) - exposed[name] - _ADDED_BY_PROMETHEUS
+            assert not missing, f"{title!r}: {name} has no label {missing}"
+        checked += 1
+    return checked
+
+
+def test_the_up_panel_asks_for_the_jobs_the_scrape_config_defines() -> None:
+    jobs = set(re.findall(r"job_name:\s*(\S+)", PROMETHEUS_YML.read_text()))
+    asked = {promql_parts(t["expr"])[2]["job"] for _, t in prometheus_targets()
+             if "up" in promql_parts(t["expr"])[0]}
+    assert asked == jobs == {"watershed-gateway", "watershed-ingest"}
+    every_name = {n for _, t in prometheus_targets() for n in promql_parts(t["expr"])[0]}
+    assert every_name - {"up"} and all(n.startswith(("watershed_gateway_", "watershed_ingest_"))
+                                       for n in every_name - {"up"})
+
+
+def scrape(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+
+
+def test_gateway_panels_name_what_a_running_gateway_exposes(station_bus: StationBus,
+                                                             config_file: Path) -> None:
+    config = replace(load_config(config_file), metrics_port=free_port())
+    with Store(config.store) as store:  # a loss in the ledger, so its labels show
+        store.add("OLD-09", "santiago", [MessageReading(seq, "stage_m", T0 + seq, 1, 0, 0)
+                                         for seq in (1, 2, 5)])
+        assert store.settle_lost("OLD-09", 5) == 2
+    gw = Gateway(config)
+    gw.start()
+    try:
+        sample(station_bus, SAN, ["1.0", "2.0"])
+        wait_until(lambda: 'station_battery_millivolts{station="SAN-01"}'
+                   in scrape(config.metrics_port), what="the station's STATUS in the metrics")
+        exposed = scraped(scrape(config.metrics_port))
+    finally:
+        gw.stop()
+    assert 'cause' in exposed["watershed_gateway_readings_lost_total"]
+    assert check_targets("watershed_gateway_", exposed) >= 8
+
+
+def test_ingest_panels_name_what_a_running_ingest_exposes(setup: Setup, tmp_path: Path
+                                                           ) -> None:
+    port = free_port()
+    process = ingest_with_metrics(setup, tmp_path, port)
+    try:
+        def written() -> bool:
+            setup.publish(VECTOR["payload"].encode())
+            return len(setup.rows()) == len(VECTOR_MESSAGE.readings)
+        wait_for(written, what="points written")
+
+        def metrics() -> str:
+            try:
+                return scrape(port)
+            except OSError:
+                return ""
+        wait_for(lambda: "watershed_ingest_points_written_total" in metrics(),
+                 what="the ingest's metrics")
+        exposed = scraped(metrics())
+    finally:
+        process.terminate()
+        process.communicate(timeout=15)
+    assert check_targets("watershed_ingest_", exposed) >= 4

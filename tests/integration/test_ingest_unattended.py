@@ -25,6 +25,21 @@ from .test_ingest_service import (  # noqa: F401 (fixtures)
 )
 
 
+def ingest_with_metrics(setup: Setup, tmp_path: Path, port: int, **env: str
+                        ) -> subprocess.Popen:
+    """``watershed ingest`` as its own process, serving metrics on 127.0.0.1:``port``."""
+    c = setup.config
+    config_path = write_cli_config(tmp_path / "ingest.toml", c.ingest.id, setup,
+                                   c.ingest.deadletter_file, c.influx.url)
+    config_path.write_text(config_path.read_text().replace(
+        "[mqtt]", f"metrics_port = {port}\n[mqtt]", 1))
+    code = "import sys; from watershed.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, "ingest", "--config",
+                             str(config_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env})
+
+
 def test_the_ingest_notifies_systemd_logs_logfmt_and_serves_metrics(setup: Setup,
                                                                      tmp_path: Path) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -32,17 +47,8 @@ def test_the_ingest_notifies_systemd_logs_logfmt_and_serves_metrics(setup: Setup
     sock.bind(sock_path)
     sock.settimeout(20)
     port = free_port()
-    c = setup.config
-    config_path = write_cli_config(tmp_path / "ingest.toml", c.ingest.id, setup,
-                                   c.ingest.deadletter_file, c.influx.url)
-    config_path.write_text(config_path.read_text().replace(
-        "[mqtt]", f"metrics_port = {port}\n[mqtt]", 1))
-    code = "import sys; from watershed.cli import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "NOTIFY_SOCKET": sock_path,
-           "WATCHDOG_USEC": "400000"}
-    process = subprocess.Popen([sys.executable, "-c", code, "ingest", "--config",
-                                str(config_path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+    process = ingest_with_metrics(setup, tmp_path, port, NOTIFY_SOCKET=sock_path,
+                                  WATCHDOG_USEC="400000")
     try:
         messages = []
         deadline = time.monotonic() + 20

@@ -281,13 +281,13 @@ def test_link_survives_port_errors_and_keeps_polling(store: Store) -> None:
 def test_link_survives_an_unexpected_error(store: Store, monkeypatch) -> None:
     calls = []
 
-    def add_failing_once(*args: object, real=store.add) -> object:
+    def add_failing_once(*args: object, real=store.add_many) -> object:
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError("bug")
         return real(*args)
 
-    monkeypatch.setattr(store, "add", add_failing_once)
+    monkeypatch.setattr(store, "add_many", add_failing_once)
     port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE)],
                                  wire.WANT_DATA: [data(*STAGE)]}))
     stored = threading.Event()

@@ -218,14 +218,25 @@ class SerialLink:
             self._port = None
 
     def _poll_cycle(self) -> bool:
-        """Visit every station once; True if any visit ended without an error."""
+        """Visit every station once, then store what they sent in one commit and ACK it
+        (poller.py: the SD card's sake); True if any visit ended without an error."""
+        try:
+            progressed = self._visit_stations()
+            if self._port is not None:
+                for addr, error in self._poller.store_held(self._port):
+                    self._station_failed(addr, error)
+        finally:
+            self._poller.drop_held()  # a failed port or store: the stations keep them
+        return progressed
+
+    def _visit_stations(self) -> bool:
         progressed = False
         for addr in self.config.stations:
             try:
                 for _ in range(MAX_POLLS_PER_VISIT):
                     if self._stopping.is_set() or self._port is None:
                         return progressed
-                    if not self._poller.poll(self._port, addr):
+                    if not self._poller.poll(self._port, addr, hold=True):
                         break
             except (serial.SerialException, OSError, StoreFull):
                 raise  # the port, or the disk under the store: the whole link backs off

@@ -47,10 +47,11 @@ from watershed.contracts.mqtt import MessageReading
 from .config import UNASSIGNED_BASIN, StationConfig
 from .address_disputes import MAX_ACK_RANGES, AddressDisputes
 from .framed_port import FramedPort
+from .held_readings import FULL_DATA_READINGS, Held, HeldReadings
 from .identity import SEQ_REUSED, BusRegistry, Mismatch
 from .quarantine import Quarantine
 from .station_session import StationSession
-from .store import Store, StoreFull
+from .store import Added, Store, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class Poller:
         self._warned: set[tuple[str, str]] = set()
         self._disputes = AddressDisputes(link, self._identity, self._quarantine, stats,
                                          self._warn_once)
+        self._holding = False  # within poll(hold=True): short DATAs wait for store_held
+        self._held = HeldReadings(store, stats, self._stored_held)
 
     def forget_sessions(self) -> None:
         """After the port was lost: every station must say HELLO again before its DATA counts."""
@@ -123,8 +126,25 @@ class Poller:
                 next_status_at=self._monotonic() + self._status_interval_s)
         return session
 
-    def poll(self, port: FramedPort, addr: int) -> bool:
-        """One exchange with the station at ``addr``; True if it sent readings (more may wait)."""
+    def poll(self, port: FramedPort, addr: int, hold: bool = False) -> bool:
+        """One exchange with the station at ``addr``; True if it sent readings (more may wait).
+        ``hold``: a short DATA's readings wait for ``store_held`` (the end of the link's cycle)
+        to be stored and ACKed (held_readings.py)."""
+        self._held.store_of(port, addr)  # else it would send them again
+        self._holding = hold
+        try:
+            return self._poll(port, addr)
+        finally:
+            self._holding = False
+
+    def store_held(self, port: FramedPort) -> list[tuple[int, Exception]]:
+        """Store what the cycle held in one commit and ACK it; the addresses that failed."""
+        return self._held.store_all(port)
+
+    def drop_held(self) -> None:
+        self._held.drop()
+
+    def _poll(self, port: FramedPort, addr: int) -> bool:
         session = self._session(addr)
         taking = self._store.space.may_take_readings()
         status_due = self._monotonic() >= session.next_status_at
@@ -164,6 +184,8 @@ class Poller:
         for data in datas:
             got_readings |= self._on_data(port, session, data)
             drained |= not data.readings
+        # A short DATA held: the station sent all it had, as good as drained for its holes.
+        drained |= self._held.holds(addr)
         if (session.needs_time and complete and session.station_id is not None
                 and self._clock_synchronised()):
             self._send_time(port, session, addr)  # else kept due: sent once the clock is good
@@ -245,7 +267,9 @@ class Poller:
         holes = self._store.holes(session.station_id)
         if not holes:
             return False
-        return self._backfill(port, session, addr, holes[0])
+        self._held.store_of(port, addr)  # what it just sent is no hole: stored and ACKed first
+        holes = self._store.holes(session.station_id)
+        return bool(holes) and self._backfill(port, session, addr, holes[0])
 
     def _backfill(self, port: FramedPort, session: StationSession, addr: int,
                   hole: tuple[int, int]) -> bool:
@@ -316,6 +340,7 @@ class Poller:
 
     def _on_data(self, port: FramedPort, session: StationSession, data: wire.Data,
                  backfill: bool = False) -> bool:
+        """Take a DATA's readings; True if the station may hold more (poll it again)."""
         if session.dispute is not None:
             return self._disputes.quarantine_data(port, session, data)
         if session.station_id is None:
@@ -343,24 +368,33 @@ class Poller:
                          f"seqs {min(reused)}-{max(reused)} came again with other content"),
                 self._link, data.addr, [r for r in data.readings if r.seq in reused])
             readings = [r for r in readings if r.seq not in reused]
+        if self._holding and not backfill and len(data.readings) < FULL_DATA_READINGS:
+            self._held.hold(Held(data.addr, station_id, basin, readings,
+                                 self._disputes.ack_safe(port, session, data.addr)))
+            return False  # all it had: no need to poll it again this cycle
         try:
             added = self._store.add(station_id, basin, readings)  # durable before the ACK
         except StoreFull:
             # Noted and logged once by the store (space.py). No ACK: the station keeps them.
             self._stats["store_full_refusals"] += 1
             return False
+        if backfill:
+            self._stats["readings_backfilled"] += added.new
+        self._stored_held(port, Held(data.addr, station_id, basin, readings,
+                                     self._disputes.ack_safe(port, session, data.addr)), added)
+        return True
+
+    def _stored_held(self, port: FramedPort, held: Held, added: Added) -> None:
+        """Readings are durable: count them, tell who listens, ACK them if safe."""
         self._stats["readings_new"] += added.new
         self._stats["readings_duplicate"] += added.duplicate
         self._stats["readings_shed"] += added.shed
-        if backfill:
-            self._stats["readings_backfilled"] += added.new
         if added.new:
-            self._on_readings(station_id, readings)
+            self._on_readings(held.station_id, held.readings)
             self._on_stored()
-        if self._disputes.ack_safe(port, session, data.addr):
-            port.send(self._ack(data.addr, station_id))
+        if held.ack:
+            port.send(self._ack(held.addr, held.station_id))
             self._stats["acks"] += 1
-        return True
 
     def _ack(self, addr: int, station_id: str) -> wire.Ack:
         cumulative, ranges = self._store.ack_ranges(station_id)

@@ -90,14 +90,8 @@ class Database:
         """A transaction for a caller that holds the lock. No room for it (the disk, the
         quota) raises StoreFull and notes the store full (space.py)."""
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:  # SQLITE_FULL may have rolled it back already
-                    self.conn.execute("ROLLBACK")
-                raise
+            with self.quiet_transaction() as db:
+                yield db
         except StoreFull as e:
             self.space.announce(self.space.note_full(e.reason, str(e)))
             raise
@@ -107,6 +101,19 @@ class Database:
             full = self.full_error(e)
             self.space.announce(self.space.note_full(full.reason, str(full)))
             raise full from None
+
+    @contextmanager
+    def quiet_transaction(self) -> Iterator[sqlite3.Connection]:
+        """A durable transaction for a caller that holds the lock and handles its failure
+        itself (a group commit that retries its parts alone): nothing is noted or announced."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:  # SQLITE_FULL may have rolled it back already
+                self.conn.execute("ROLLBACK")
+            raise
         self.after_commit()
 
     @contextmanager

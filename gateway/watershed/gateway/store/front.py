@@ -6,6 +6,7 @@ then deletes them; the store is the only copy left). Every thread goes through o
 under one lock (database.py). The work is done by one object per concern:
 
 - readings.py: readings in, duplicates and conflicts, the runs received, what to ACK;
+  group_commit.py: readings several links store at once go in one durable commit (SD wear);
 - delivery.py: delivery states (unsent, published, confirmed), the forwarder's cursor, pruning;
 - ledger.py: holes, and the loss ledger (a loss is never silent: health publishes it);
 - quota.py: the quota on the store's files, and shedding by priority to keep within it;
@@ -38,6 +39,7 @@ from .alerts import AlertOutbox
 from .database import Database, StoreFull
 from .delivery import Confirmed, Delivery, StoredReading
 from .facts import FACTS_INTERVAL_S, PushedConfig, StationFacts, StationInfo
+from .group_commit import GROUP_WINDOW_S
 from .identity import Bindings, Quarantine, QuarantineEntry
 from .ledger import Ledger
 from .quota import DEFAULT_PROTECTED_EVENTS, Quota, files_bytes
@@ -52,7 +54,8 @@ class Store:
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time, *,
                  quota_bytes: int | None = None,
                  protected_events: int = DEFAULT_PROTECTED_EVENTS,
-                 facts_interval_s: float = FACTS_INTERVAL_S) -> None:
+                 facts_interval_s: float = FACTS_INTERVAL_S,
+                 group_window_s: float = GROUP_WINDOW_S) -> None:
         self.path = str(path)
         self.space = StoreSpace(self.path, clock)
         self.database = Database(self.path, self.space)
@@ -60,7 +63,8 @@ class Store:
         schema.migrate(self.database, clock)
         self._facts = StationFacts(self.database, clock, facts_interval_s)
         self._alerts = AlertOutbox(self.database, clock)
-        self._readings = ReadingsIn(self.database, self._quota, self._facts, clock)
+        self._readings = ReadingsIn(self.database, self._quota, self._facts, clock,
+                                   group_window_s)
         self._delivery = Delivery(self.database, clock)
         self._ledger = Ledger(self.database, clock)
         self._bindings = Bindings(self.database, clock)
@@ -107,6 +111,21 @@ class Store:
         if added.new:
             self._writable_again()
         return added
+
+    def add_many(self, batches: Sequence[tuple[str, str, Sequence[MessageReading]]]
+                 ) -> list[Added | Exception]:
+        """Several stations' readings (station, basin, readings), durable on return: one
+        transaction if all go, else each alone; per batch its Added or what refused it
+        (StoreFull: nothing of it stored). The SD card's sake: one commit, not one each."""
+        outcomes = self._readings.add_many(batches)
+        if any(isinstance(o, Added) and o.new for o in outcomes):
+            self._writable_again()
+        return outcomes
+
+    @property
+    def reading_commits(self) -> int:
+        """Transactions that stored readings since the store opened (a group counts once)."""
+        return self._readings.group.transactions
 
     def _writable_again(self) -> None:
         """Readings were stored: if the store was full, it is not; what waited in memory is

@@ -21,6 +21,7 @@ from ..runs import runs_of
 from .counters import bump
 from .database import Database
 from .facts import StationFacts
+from .group_commit import GROUP_WINDOW_S, GroupCommit
 from .ledger import ack_floor, settled_runs, unlose
 from .quota import Quota
 from .schema import row_cost
@@ -67,59 +68,89 @@ def _extend_runs(db: sqlite3.Connection, station: str, seqs: list[int]) -> None:
         db.execute("INSERT INTO received_runs VALUES (?, ?, ?)", (station, first, end))
 
 
+class _Batch(NamedTuple):
+    station: str
+    basin: str
+    readings: Sequence[MessageReading]
+
+
 class ReadingsIn:
     def __init__(self, database: Database, quota: Quota, facts: StationFacts,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], group_window_s: float = GROUP_WINDOW_S) -> None:
         self._database = database
         self._quota = quota
         self._facts = facts
         self._clock = clock
+        self.group: GroupCommit[_Batch, Added] = GroupCommit(
+            self._add_together, self._add_alone, group_window_s)
 
     def add(self, station: str, basin: str, readings: Sequence[MessageReading]) -> Added:
-        """Store one station's readings in one transaction, durable on return.
+        """Store one station's readings, durable on return: in one transaction, shared with
+        other links' readings arriving at the same time (group_commit.py).
 
         Raises StoreFull (storing nothing) when the disk is full, or the quota leaves no room
         even after shedding."""
+        [outcome] = self.group.submit([_Batch(station, basin, readings)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def add_many(self, batches: Sequence[tuple[str, str, Sequence[MessageReading]]]
+                 ) -> list[Added | Exception]:
+        """Several stations' readings (station, basin, readings), durable on return, in one
+        transaction if they all go; each one's Added, or what refused it (StoreFull ...)."""
+        return self.group.submit([_Batch(*b) for b in batches])
+
+    def _add_alone(self, batch: _Batch) -> Added:
+        with self._database.transaction() as db:
+            return self._add_in(db, batch, self._clock())
+
+    def _add_together(self, batches: Sequence[_Batch]) -> list[Added]:
+        """All in one durable transaction, or none (raising: each is then added alone)."""
         now = self._clock()
+        with self._database.lock, self._database.quiet_transaction() as db:
+            return [self._add_in(db, batch, now) for batch in batches]
+
+    def _add_in(self, db: sqlite3.Connection, batch: _Batch, now: float) -> Added:
+        station, basin, readings = batch
         new_seqs: list[int] = []
         duplicates = conflicts = added_bytes = 0
-        with self._database.transaction() as db:
-            # Room first (the rows would hit the quota's page ceiling): retransmits count too.
-            shed = 0 if self._quota.plan is None else self._quota.make_room(
-                db, sum(row_cost(station, r.channel, basin) for r in readings))
-            for r in readings:
-                row = (station, r.seq, r.channel, r.ts, r.mantissa, r.exponent, r.flags, basin, now)
-                # A seq in a received run was stored once: it is here, or was sent and pruned,
-                # or shed and counted. Storing it again would publish a duplicate.
-                inserted = 0 if received(db, station, r.seq) else db.execute(
-                    "INSERT INTO readings (station, seq, channel, ts, mantissa, exponent, flags,"
-                    " basin, received_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (station, seq) DO NOTHING",
-                    row + (priorities.shed_priority(r.channel, r.flags),)).rowcount
-                if inserted:
-                    new_seqs.append(r.seq)
-                    added_bytes += row_cost(station, r.channel, basin)
-                    continue
-                duplicates += 1
-                if conflicts_with_stored(db, station, r):
-                    conflicts += 1
-                    db.execute("INSERT INTO conflicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-                    log.warning("station %s sent seq %d again with different content (%s at %d);"
-                                " kept in the conflicts table, not forwarded", station, r.seq,
-                                r.channel, r.ts)
-            db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
-            # Last seen goes with the facts' batch: one page fewer in every reading's commit.
-            self._facts.note(station, last_seen=now)
-            if new_seqs:
-                # The first readings this store takes from a station set its ACK floor.
-                db.execute("UPDATE stations SET ack_floor = ? WHERE station = ? AND ack_floor IS"
-                           " NULL", (min(new_seqs), station))
-                _extend_runs(db, station, new_seqs)
-                unlose(db, station, new_seqs)
-                bump(db, "stored_bytes", added_bytes)
-            bump(db, "duplicates", duplicates)
-            bump(db, "conflicts", conflicts)
-            bump(db, "readings_received", len(new_seqs))
+        # Room first (the rows would hit the quota's page ceiling): retransmits count too.
+        shed = 0 if self._quota.plan is None else self._quota.make_room(
+            db, sum(row_cost(station, r.channel, basin) for r in readings))
+        for r in readings:
+            row = (station, r.seq, r.channel, r.ts, r.mantissa, r.exponent, r.flags, basin, now)
+            # A seq in a received run was stored once: it is here, or was sent and pruned,
+            # or shed and counted. Storing it again would publish a duplicate.
+            inserted = 0 if received(db, station, r.seq) else db.execute(
+                "INSERT INTO readings (station, seq, channel, ts, mantissa, exponent, flags,"
+                " basin, received_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (station, seq) DO NOTHING",
+                row + (priorities.shed_priority(r.channel, r.flags),)).rowcount
+            if inserted:
+                new_seqs.append(r.seq)
+                added_bytes += row_cost(station, r.channel, basin)
+                continue
+            duplicates += 1
+            if conflicts_with_stored(db, station, r):
+                conflicts += 1
+                db.execute("INSERT INTO conflicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                log.warning("station %s sent seq %d again with different content (%s at %d);"
+                            " kept in the conflicts table, not forwarded", station, r.seq,
+                            r.channel, r.ts)
+        db.execute("INSERT OR IGNORE INTO stations (station) VALUES (?)", (station,))
+        # Last seen goes with the facts' batch: one page fewer in every reading's commit.
+        self._facts.note(station, last_seen=now)
+        if new_seqs:
+            # The first readings this store takes from a station set its ACK floor.
+            db.execute("UPDATE stations SET ack_floor = ? WHERE station = ? AND ack_floor IS"
+                       " NULL", (min(new_seqs), station))
+            _extend_runs(db, station, new_seqs)
+            unlose(db, station, new_seqs)
+            bump(db, "stored_bytes", added_bytes)
+        bump(db, "duplicates", duplicates)
+        bump(db, "conflicts", conflicts)
+        bump(db, "readings_received", len(new_seqs))
         return Added(len(new_seqs), duplicates, shed)
 
     def ack_ranges(self, station: str) -> AckRanges:

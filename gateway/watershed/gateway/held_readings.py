@@ -1,0 +1,96 @@
+"""Readings of short DATA frames held to the end of a link's poll cycle, then stored in one
+durable commit and ACKed (contracts 1.5): one commit a cycle rather than one a station, for the
+SD card's sake. A DATA with fewer than ``FULL_DATA_READINGS`` was all its station had, so it is
+not polled again this cycle; a full one is stored and ACKed at once (the station is polled again
+to drain it). Nothing held is ACKed before it is durable; a port that fails mid-cycle drops what
+is held and the stations send it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from watershed.contracts import wire
+from watershed.contracts.mqtt import MessageReading
+
+from .framed_port import FramedPort
+from .store import Added, Store, StoreFull
+
+log = logging.getLogger(__name__)
+
+# A DATA frame carries as many readings as fit (contracts 1.5); a reading takes at most ~27
+# bytes, so a full frame holds at least this many. A DATA with fewer was all the station had.
+FULL_DATA_READINGS = wire.MAX_BODY // 27
+
+
+@dataclass(frozen=True)
+class Held:
+    """Readings taken from a station, to be stored and ACKed at the end of the cycle."""
+
+    addr: int
+    station_id: str
+    basin: str
+    readings: list[MessageReading]
+    ack: bool  # no other station answered at the address (ack_safe, right after the reply)
+
+
+# (port, held, what the store made of it): count, tell who listens, ACK if safe
+Stored = Callable[[FramedPort, Held, Added], None]
+
+
+class HeldReadings:
+    def __init__(self, store: Store, stats: Any, stored: Stored) -> None:
+        self._store = store
+        self._stats = stats
+        self._stored = stored
+        self._held: list[Held] = []
+
+    def hold(self, held: Held) -> None:
+        self._held.append(held)
+
+    def holds(self, addr: int) -> bool:
+        return any(h.addr == addr for h in self._held)
+
+    def store_all(self, port: FramedPort) -> list[tuple[int, Exception]]:
+        """Store the readings held (one durable transaction if all go), then ACK each station.
+        Returns the addresses whose readings failed otherwise than for a full store, and why
+        (not ACKed: the station sends them again)."""
+        held, self._held = self._held, []
+        if not held:
+            return []
+        try:
+            outcomes = self._store.add_many([(h.station_id, h.basin, h.readings)
+                                             for h in held])
+        except Exception as e:  # noqa: BLE001 -- every station's, reported per station
+            outcomes = [e] * len(held)
+        failed = []
+        for h, outcome in zip(held, outcomes, strict=True):
+            if isinstance(outcome, StoreFull):
+                # Noted and logged once by the store (space.py). No ACK: the station keeps them.
+                self._stats["store_full_refusals"] += 1
+            elif isinstance(outcome, Exception):
+                failed.append((h.addr, outcome))
+            else:
+                self._stored(port, h, outcome)
+        return failed
+
+    def store_of(self, port: FramedPort, addr: int) -> None:
+        """Readings held of ``addr`` (with all others held) stored and ACKed now; raises what
+        failed ``addr``'s (the link counts it against that station)."""
+        if not self.holds(addr):
+            return
+        failed = self.store_all(port)
+        for other, error in failed:
+            if other != addr:
+                self._stats["held_store_errors"] += 1
+                log.error("address %d: readings held this cycle could not be stored (%r);"
+                          " not ACKed, the station sends them again", other, error)
+        for _, error in (f for f in failed if f[0] == addr):
+            raise error
+
+    def drop(self) -> None:
+        """The port failed mid-cycle: nothing held is stored or ACKed (the stations keep it)."""
+        self._held.clear()
