@@ -19,6 +19,7 @@ import struct
 import termios
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from .serial_link import RawPty
@@ -61,6 +62,9 @@ class PtyHub:
         os.set_blocking(self._wake_w, False)
         self._stopping = False
         self._closed = False
+        # told (endpoint, delivered) before bytes go to an endpoint (True) and after bytes come
+        # from one (False): a harness-driven clock holds time while bytes move
+        self.observer: Callable[[str, bool], None] | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="pty-hub", daemon=True)
         self._thread.start()
@@ -70,6 +74,13 @@ class PtyHub:
 
     def delivered(self, name: str) -> int:
         return self._endpoints[name].delivered
+
+    def busy(self) -> bool:
+        """Bytes in the air or waiting for an endpoint that is open."""
+        with self._lock:
+            if self.medium.next_due() is not None:
+                return True
+        return any(e.pending and not e.held for e in self._endpoints.values())
 
     @property
     def running(self) -> bool:
@@ -141,12 +152,16 @@ class PtyHub:
         if status == 0 and payload:
             with self._lock:
                 self.medium.transmit(e.name, payload, time.time())
+            if self.observer is not None:
+                self.observer(e.name, False)
         elif status & termios.TIOCPKT_FLUSHREAD:
             e.held = False  # pyserial has finished opening this end
 
     def _write_pending(self, e: _Endpoint) -> None:
         if e.held or not e.pending:
             return
+        if self.observer is not None:
+            self.observer(e.name, True)
         try:
             written = os.write(e.pty.master_fd, e.pending)
         except BlockingIOError:

@@ -27,6 +27,8 @@ class ScenarioResult:
     # Firmware runs that ended by themselves and out-of-memory lines on a station's console
     # (a reading lost to one is flagged missing, not absent, so the truth check alone passes)
     firmware_faults: list[str] = field(default_factory=list)
+    # wall seconds the harness held time, by reason (clock.HarnessClock.held_s)
+    clock_held_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def expected(self) -> int:
@@ -75,6 +77,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_D
             gateway_stats=pipeline.gateway.stats() if pipeline.gateway else {},
             faults_done=list(pipeline.timeline.done) if pipeline.timeline else [],
             explanation=pipeline.explain_missing(reports),
-            firmware_faults=pipeline.firmware_faults())
+            firmware_faults=pipeline.firmware_faults(),
+            clock_held_s=dict(pipeline.clock.held_s) if pipeline.clock else {})
     finally:
         pipeline.stop(keep_servers=keep_servers)

@@ -5,7 +5,7 @@ environment or recorded series they see, and how long and how fast to run.
     name = "storm"
     start = 2024-03-01T00:00:00Z   # optional; default: the current hour
     duration = "6h"                # "90s", "15m", "6h", "30d" or seconds
-    speed = 720                    # simulated seconds per wall second (1: real time)
+    speed = 720                    # at most this many simulated seconds per wall second
     seed = 1
 
     [gateway]

@@ -28,6 +28,8 @@ def run() -> dict:
         "speed": scenario.speed, "speed_days_per_wall_s": round(scenario.speed / 86400, 3),
         "wall_s": round(result.wall_s + result.drain_wall_s, 1),
         "drain_wall_s": round(result.drain_wall_s, 1),
+        # wall seconds the harness held time (a station awake, a link busy, settling)
+        "clock_held_s": {k: round(v, 1) for k, v in result.clock_held_s.items()},
         "sim_days_per_wall_s": round(result.sim_days_per_wall_s, 3),
         "readings": result.expected, "missing": result.missing,
         "mismatched": result.mismatched, "ok": result.ok,
