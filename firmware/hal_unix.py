@@ -187,14 +187,14 @@ class Board:
                 os.mkdir(d)
             except OSError:
                 pass  # exists
-        self._harness = "harness" in cfg
-        if self._harness:  # only a harness-driven board carries it
+        self._harness = None
+        if "harness" in cfg:  # only a harness-driven board carries it
             from hal_unix_harness import HarnessClock
-            self.clock = HarnessClock(cfg["harness"], cfg.get("speed", 1))
-        else:
-            wall = _wall_ms() // 1000
-            self.clock = Clock(cfg.get("sim_epoch", wall), cfg.get("wall_epoch", wall),
-                               cfg.get("speed", 1))
+            self._harness = HarnessClock(cfg["harness"], cfg.get("speed", 1))
+        wall = _wall_ms() // 1000
+        # A HarnessClock is a Clock (hal_unix_harness.py), so the board's clock has one type.
+        self.clock = self._harness or Clock(cfg.get("sim_epoch", wall),
+                                            cfg.get("wall_epoch", wall), cfg.get("speed", 1))
         self.watchdog_feeds = 0
         self._irq_pins = {}
         try:  # edges from before this boot came while the board was off: lost
@@ -242,8 +242,8 @@ class Board:
 
     def sleep_ms(self, station_ms):
         """Sleep ``station_ms`` of station time (real time is shorter when speed > 1)."""
-        if self._harness:
-            self.clock.sleep(station_ms)
+        if self._harness is not None:
+            self._harness.sleep(station_ms)
             return
         if _edge_sources:
             _run_irqs()
@@ -254,8 +254,8 @@ class Board:
     def lightsleep(self, station_ms, link=None):
         """As sleep_ms; with ``link`` (a Uart), bytes arriving on it end the sleep, as the RX
         line wakes a board (hal_esp32, hal_rp2): True if they did."""
-        if self._harness:
-            return self.clock.sleep(station_ms, link)
+        if self._harness is not None:
+            return self._harness.sleep(station_ms, link)
         if link is None:
             self.sleep_ms(station_ms)
             return False

@@ -7,10 +7,11 @@ import select
 import hal_unix
 
 
-class HarnessClock:
+class HarnessClock(hal_unix.Clock):
     """Station clock in Unix milliseconds on the harness's time (module docstring); settable
     like an RTC (an offset from the harness's time). ``ticks_ms`` is the CPU tick counter on
-    the same time, so StationClock.check sees no step the harness did not make."""
+    the same time, so StationClock.check sees no step the harness did not make. A Clock (the
+    same methods), so the board's ``clock`` has one type; its own state, not the base's."""
 
     def __init__(self, folder, speed):
         self.speed = speed

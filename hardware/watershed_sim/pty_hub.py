@@ -19,7 +19,6 @@ import struct
 import termios
 import threading
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from .serial_link import RawPty
@@ -62,9 +61,6 @@ class PtyHub:
         os.set_blocking(self._wake_w, False)
         self._stopping = False
         self._closed = False
-        # told (endpoint, delivered) before bytes go to an endpoint (True) and after bytes come
-        # from one (False): a harness-driven clock holds time while bytes move
-        self.observer: Callable[[str, bool], None] | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="pty-hub", daemon=True)
         self._thread.start()
@@ -78,9 +74,8 @@ class PtyHub:
     def busy(self) -> bool:
         """Bytes in the air or waiting for an endpoint that is open."""
         with self._lock:
-            if self.medium.next_due() is not None:
-                return True
-        return any(e.pending and not e.held for e in self._endpoints.values())
+            return self.medium.next_due() is not None or any(
+                e.pending and not e.held for e in self._endpoints.values())
 
     @property
     def running(self) -> bool:
@@ -130,10 +125,9 @@ class PtyHub:
                         pass
                 else:
                     self._read(self._by_fd[fd])
-            with self._lock:
-                arrived = self.medium.due(time.time())
-            for name, data in arrived:
-                self._endpoints[name].pending += data
+            with self._lock:  # moved under the lock: busy() never misses bytes in between
+                for name, data in self.medium.due(time.time()):
+                    self._endpoints[name].pending += data
             for e in self._endpoints.values():
                 self._write_pending(e)
 
@@ -152,16 +146,12 @@ class PtyHub:
         if status == 0 and payload:
             with self._lock:
                 self.medium.transmit(e.name, payload, time.time())
-            if self.observer is not None:
-                self.observer(e.name, False)
         elif status & termios.TIOCPKT_FLUSHREAD:
             e.held = False  # pyserial has finished opening this end
 
     def _write_pending(self, e: _Endpoint) -> None:
         if e.held or not e.pending:
             return
-        if self.observer is not None:
-            self.observer(e.name, True)
         try:
             written = os.write(e.pty.master_fd, e.pending)
         except BlockingIOError:

@@ -24,6 +24,7 @@ from typing import Any
 from watershed.devservers import Influxd, Mosquitto
 from watershed.gateway.config import GatewayConfig
 from watershed.gateway.daemon import Gateway
+from watershed.gateway.link import open_serial_port
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.service import Ingest
 from watershed.ingest.writer import make_writer
@@ -150,7 +151,12 @@ class Pipeline:
         firmware = compile_firmware(s.workdir / "firmware")
         # Time starts a second before the scenario's and stays there while the stations boot (a
         # booting station holds it): their first slot is the scenario's start.
-        self.clock = HarnessClock(scenario.start - 1, scenario.speed, s.workdir / "clock")
+        # Each poll of the gateway moves time (clock.py): by up to speed × the poll interval in
+        # one cycle of the busiest link, so each of its stations is polled that often.
+        busiest = max((len(scenario.stations_on(spec.name)) for spec in scenario.links),
+                      default=1)
+        self.clock = HarnessClock(scenario.start - 1, scenario.speed, s.workdir / "clock",
+                                  step_s=scenario.speed * self._poll_interval_s() / busiest)
         for i, spec in enumerate(scenario.links):
             link = self.links[spec.name] = self._make_link(spec, scenario,
                                                            seed=scenario.seed + 101 * i)
@@ -177,7 +183,8 @@ class Pipeline:
         # CONNECT + SUBSCRIBE took longer than the first poll (tests/integration/
         # test_sim_pipeline_startup.py).
         self._wait_until_subscribed()
-        self.gateway = Gateway(self._gateway_config(), clock=self.clock.gateway_now)
+        self.gateway = Gateway(self._gateway_config(), clock=self.clock.now,
+                               open_port=self.clock.gateway_port(open_serial_port))
         self.gateway.start()
         self.timeline = Timeline(self.clock)
         self.clock.add_hold(self.timeline.next_time)
@@ -215,7 +222,7 @@ class Pipeline:
         assert self.mosquitto is not None and self.scenario is not None
         scenario = self.scenario
         gw = scenario.gateway
-        poll_s = self.settings.poll_interval_s if scenario.path is None else gw.poll_interval_s
+        poll_s = self._poll_interval_s()
         return GatewayConfig.from_dict({
             # The simulation's clock is the truth here, whatever the host's NTP says.
             "gateway": {"id": GATEWAY_ID, "store": str(self.settings.workdir / "gateway.db"),
@@ -232,6 +239,12 @@ class Pipeline:
             "station": [{"id": st.id, "address": st.address, "basin": st.basin}
                         for st in scenario.stations],
         })
+
+    def _poll_interval_s(self) -> float:
+        assert self.scenario is not None
+        if self.scenario.path is None:
+            return self.settings.poll_interval_s
+        return self.scenario.gateway.poll_interval_s
 
     def _ingest_config(self) -> IngestConfig:
         assert self.mosquitto is not None and self.influxd is not None
@@ -319,6 +332,8 @@ class Pipeline:
         return {name: link.stats() for name, link in self.links.items()}
 
     def stop(self, keep_servers: bool = False) -> None:
+        if self.clock:
+            self.clock.release()  # no gateway thread waits for time from here on
         if self.timeline:
             self.timeline.stop()
         for station in self.stations:
@@ -343,18 +358,9 @@ class Pipeline:
 
 
 def _tie_to_clock(link: Link, clock: HarnessClock, spec: LinkSpec, scenario: Scenario) -> None:
-    """Time holds while the link carries bytes, and a station handed bytes is awake."""
-    on_link = [st.id for st in scenario.stations_on(spec.name)]
-    station_of = {"station": on_link[0]} if spec.kind == "radio" and on_link else \
-        {name: name for name in on_link}
-
-    def observe(endpoint: str, delivered: bool) -> None:
-        station = station_of.get(endpoint)
-        if delivered and station is not None:
-            clock.woken(station)
-
-    link.hub.observer = observe
+    """Time holds while the link carries bytes; the gateway's polls on it are a barrier."""
     clock.add_busy(link.hub.busy)
+    clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)})
 
 
 def _channel_config(sensor: SensorSpec) -> dict[str, Any]:
