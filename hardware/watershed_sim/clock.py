@@ -253,8 +253,9 @@ class HarnessClock:
                 return True
             since = time.monotonic()
             if since - started > self.quiet_timeout_s:
-                log.error("harness clock: still %s after %.0f s (%s); time moves on", why,
-                          self.quiet_timeout_s, [(n, s.unanswered, s.wake_ms, self._ms) for n, s in self._stations.items() if s.awake])
+                awake = sorted(n for n, s in self._stations.items() if s.awake)
+                log.error("harness clock: still %s after %.0f s (stations awake: %s); time "
+                          "moves on", why, self.quiet_timeout_s, awake)
                 return True
             self._cond.wait(0.002 if why != "awake" else 0.05)
             self._held(why, since)
