@@ -23,9 +23,19 @@ What cannot exist on a PC sits here, at the lowest level, and nowhere above it:
   are ignored (the board was off);
 - the watchdog is a counter (``watchdog_feeds``); sleeps follow the simulated clock.
 
+Time is either wall time × ``speed`` (``Clock``: what firmware tests use) or, with the board
+key ``harness`` (a folder), time the harness drives (``hal_unix_harness.HarnessClock``), so a
+run gives the same readings however busy the machine is: the harness writes its time (Unix
+ms) to ``<harness>/now`` (by rename, never half-written) and moves it only when no station is
+awake; a station asks to sleep until a time by writing ``<harness ms>\n`` to the FIFO
+``<harness>/sleep`` and the harness answers every request with one byte on the FIFO
+``<harness>/wake`` once its time has got there (or at once when a later request supersedes
+it). Bytes on the link end a sleep early (the harness moves time only between the gateway's
+exchanges, and never past the wake time asked for).
+
 Board config keys (the ``board`` object of config.json): ``name`` = "unix", ``data_dir``,
 ``io_dir``, ``sim_epoch``, ``wall_epoch`` (wall-clock Unix seconds at which the simulated clock
-read ``sim_epoch``), ``speed``.
+read ``sim_epoch``), ``speed``, ``harness`` (optional, see above).
 """
 
 import os
@@ -177,9 +187,14 @@ class Board:
                 os.mkdir(d)
             except OSError:
                 pass  # exists
+        self._harness = None
+        if "harness" in cfg:  # only a harness-driven board carries it
+            from hal_unix_harness import HarnessClock
+            self._harness = HarnessClock(cfg["harness"], cfg.get("speed", 1))
         wall = _wall_ms() // 1000
-        self.clock = Clock(cfg.get("sim_epoch", wall), cfg.get("wall_epoch", wall),
-                           cfg.get("speed", 1))
+        # A HarnessClock is a Clock (hal_unix_harness.py), so the board's clock has one type.
+        self.clock = self._harness or Clock(cfg.get("sim_epoch", wall),
+                                            cfg.get("wall_epoch", wall), cfg.get("speed", 1))
         self.watchdog_feeds = 0
         self._irq_pins = {}
         try:  # edges from before this boot came while the board was off: lost
@@ -227,6 +242,9 @@ class Board:
 
     def sleep_ms(self, station_ms):
         """Sleep ``station_ms`` of station time (real time is shorter when speed > 1)."""
+        if self._harness is not None:
+            self._harness.sleep(station_ms)
+            return
         if _edge_sources:
             _run_irqs()
         time.sleep_ms(self.clock.wait_ms(station_ms))
@@ -236,6 +254,8 @@ class Board:
     def lightsleep(self, station_ms, link=None):
         """As sleep_ms; with ``link`` (a Uart), bytes arriving on it end the sleep, as the RX
         line wakes a board (hal_esp32, hal_rp2): True if they did."""
+        if self._harness is not None:
+            return self._harness.sleep(station_ms, link)
         if link is None:
             self.sleep_ms(station_ms)
             return False

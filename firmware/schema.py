@@ -26,7 +26,7 @@ event stage=i0:255 rise=n0:1e9 rain=i0:255 rain_mm=n0:1e9 hold_s=i0:604800
 quality valid_min=n-1e15:1e15 valid_max=n-1e15:1e15 spike=n0:1e15 flat_n=i0:100000
 esp32 name=s! data_dir=s watchdog_ms=i0:3600000 link_wake=i0:48 uarts=o i2c=o sdi12=o ds3231=o
 rp2 name=s! data_dir=s watchdog_ms=i0:3600000 link_wake=i0:48 uarts=o i2c=o sdi12=o ds3231=o
-unix name=s! data_dir=s! io_dir=s! sim_epoch=i0:4102444800! wall_epoch=i0:4102444800! speed=i1:1000000
+unix name=s! data_dir=s! io_dir=s! sim_epoch=i0:4102444800! wall_epoch=i0:4102444800! speed=i1:1000000 harness=s
 uarts tx=i0:48! rx=i0:48!
 i2c scl=i0:48! sda=i0:48!
 sdi12 tx=i0:48 rx=i0:48 dir=i-1:48 invert_tx=b invert_rx=b echo=b

@@ -1,9 +1,22 @@
-"""Simulated time shared by the harness, the stations (hal_unix.Clock) and the gateway."""
+"""Simulated time shared by the harness, the stations and the gateway: ``SimClock`` (wall time ×
+speed, hal_unix.Clock) and ``HarnessClock`` (time the harness drives, hal_unix.HarnessClock)."""
 
 from __future__ import annotations
 
+import logging
+import math
+import os
+import select
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watershed.contracts import wire
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,3 +36,349 @@ class SimClock:
 
     def wall_seconds(self, sim_seconds: float) -> float:
         return sim_seconds / self.speed
+
+
+class HarnessClock:
+    """Simulated time the harness drives in lock-step with the gateway's polls, so a scenario
+    stores the same readings whether the machine is idle or busy (firmware/hal_unix.py: the
+    station's side of it).
+
+    Time moves only when every link of the gateway is about to send a POLL (``gateway_port``
+    wraps its ports to see that): no exchange is under way anywhere, so a TIME is stamped and
+    applied at one simulated instant and a reply never straddles a step. Each such moment
+    moves time by up to ``step_s`` simulated seconds (``speed`` × the poll interval: the
+    nominal pace), in steps from one station's wake time to the next, each station sampling
+    before time goes on (a station is awake from its wake until its next sleep request; one
+    woken by bytes on its link instead has no exchange under way at the barrier, and time
+    stops at its wake time all the same); never past a hold point (a timeline event not run
+    yet).
+    A station that has booted holds time until the gateway has polled it once after it was
+    up: it gets HELLO and TIME before its first sample. A loaded machine makes the run slower,
+    never different; an idle one is as fast as the gateway polls and the stations sample.
+    """
+
+    def __init__(self, sim_epoch: int, speed: int, folder: Path, *, step_s: float,
+                 quiet_timeout_s: float = 60.0, absent_after_s: float = 10.0) -> None:
+        self.sim_epoch = sim_epoch
+        self.speed = speed
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.step_ms = max(1, int(step_s * 1000))
+        self.quiet_timeout_s = quiet_timeout_s  # a station that never sleeps again: logged
+        self.absent_after_s = absent_after_s  # a link that stopped polling is not waited for
+        self._ms = sim_epoch * 1000
+        self._cond = threading.Condition()
+        self._stations: dict[str, _Sleeper] = {}
+        self._by_fd: dict[int, _Sleeper] = {}
+        self._addresses: dict[tuple[str, int], str] = {}  # (gateway port, address) -> station
+        self._holds: list[Callable[[], float | None]] = []  # next sim time not to pass, or None
+        self._busy: list[Callable[[], bool]] = []  # True while a link carries bytes
+        self._links: dict[str, float] = {}  # gateway port -> monotonic time of its last POLL
+        self._arrived: set[str] = set()  # links at the barrier of this generation
+        self._generation = 0
+        self._advancing = False
+        self._running = False
+        self.steps = 0  # barriers at which time moved
+        self.held_s: dict[str, float] = {"awake": 0.0, "link": 0.0, "timeline": 0.0,
+                                         "barrier": 0.0}
+        self._publish()
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()  # tells the reader its FIFOs changed
+        self._thread = threading.Thread(target=self._read_requests, name="harness-clock",
+                                        daemon=True)
+
+    def start(self) -> None:
+        """Time moves from now on (it stays at ``sim_epoch`` while the harness sets up)."""
+        self._running = True
+        self._thread.start()
+
+    # --- readers ------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self._ms / 1000
+
+    def wall_seconds(self, sim_seconds: float) -> float:
+        return sim_seconds / self.speed
+
+    def board_config(self, folder: str) -> dict[str, Any]:
+        """The clock keys of a unix board's config; ``folder``: the station's harness folder
+        as the station sees it (see attach)."""
+        return {"harness": folder, "speed": self.speed, "sim_epoch": self.sim_epoch,
+                "wall_epoch": 0}
+
+    # --- participants -------------------------------------------------------------------------
+
+    def add_link(self, gateway_port: str, addresses: dict[int, str]) -> None:
+        """A link the gateway polls (its port path) and its stations by address."""
+        with self._cond:
+            self._links[gateway_port] = time.monotonic()
+            for addr, station in addresses.items():
+                self._addresses[(gateway_port, addr)] = station
+
+    def gateway_port(self, open_port: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``open_port`` for the gateway (daemon.Gateway): its ports, each POLL it writes
+        first passing the barrier where time moves."""
+        def opened(config: Any) -> Any:
+            return _PollGate(open_port(config), config.port, self._at_poll)
+        return opened
+
+    def attach(self, name: str, folder: Path) -> None:
+        """A station about to start: fresh sleep/wake FIFOs in ``folder`` (and ``now``, a link
+        to the shared time). It counts as awake until its first sleep request, and holds time
+        until the gateway has polled it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        now = folder / "now"
+        if not now.is_symlink():
+            now.symlink_to(self.folder / "now")
+        sleeper = _Sleeper(name, folder)
+        with self._cond:
+            old = self._stations.pop(name, None)
+            if old is not None:
+                self._by_fd.pop(old.ask_fd, None)
+                old.close()
+            self._stations[name] = sleeper
+            self._by_fd[sleeper.ask_fd] = sleeper
+            self._cond.notify_all()
+        os.write(self._wake_w, b"x")
+
+    def detach(self, name: str) -> None:
+        """The station is off (killed, or its process ended): it holds nothing."""
+        with self._cond:
+            sleeper = self._stations.pop(name, None)
+            if sleeper is not None:
+                self._by_fd.pop(sleeper.ask_fd, None)
+                sleeper.close()
+            self._cond.notify_all()
+        os.write(self._wake_w, b"x")
+
+    def add_hold(self, next_time: Callable[[], float | None]) -> None:
+        self._holds.append(next_time)
+
+    def add_busy(self, busy: Callable[[], bool]) -> None:
+        self._busy.append(busy)
+
+    def release(self) -> None:
+        """Time stops moving and polls pass the barrier freely (the run is ending)."""
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.release()
+        os.write(self._wake_w, b"x")
+        if self._thread.is_alive():
+            self._thread.join(5)
+        with self._cond:
+            for sleeper in self._stations.values():
+                sleeper.close()
+            self._stations.clear()
+            self._by_fd.clear()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # --- the barrier --------------------------------------------------------------------------
+
+    def _at_poll(self, link: str, addr: int) -> None:
+        """The gateway is about to POLL ``addr`` on ``link``: the last thread of the links to
+        get here moves time; the others wait for it."""
+        with self._cond:
+            if not self._running:
+                return
+            self._links[link] = time.monotonic()
+            generation = self._generation
+            self._arrived.add(link)
+            waited = time.monotonic()
+            while self._generation == generation and self._running:
+                if not self._advancing and self._arrived >= self._present_links():
+                    self._held("barrier", waited)
+                    self._advancing = True  # the others wait (the lock is let go while it waits)
+                    try:
+                        self._advance()
+                    finally:
+                        self._advancing = False
+                        self._arrived.clear()
+                        self._generation += 1
+                        self._cond.notify_all()
+                    break
+                self._cond.wait(0.5)
+            self._mark_polled(link, addr)
+
+    def _present_links(self) -> set[str]:
+        """Links whose thread polls: one silent for ``absent_after_s`` (its port failed and is
+        being reopened) is not waited for."""
+        now = time.monotonic()
+        return {link for link, at in self._links.items() if now - at < self.absent_after_s}
+
+    def _mark_polled(self, link: str, addr: int) -> None:
+        station = self._addresses.get((link, addr))
+        sleeper = self._stations.get(station) if station else None
+        if sleeper is not None and sleeper.booted:
+            sleeper.polled = True
+
+    # --- moving time (under the lock, on the thread of the last link at the barrier) ----------
+
+    def _advance(self) -> None:
+        if any(not s.polled for s in self._stations.values()):
+            return  # a station is up but not yet polled: it gets TIME before it samples
+        target = self._ms + self.step_ms
+        while self._running:
+            if not self._wait_quiet():
+                return
+            if any(not s.polled for s in self._stations.values()):
+                return  # one booted (a power cut ended): it is polled first
+            limit = self._limit_ms(target)
+            if limit <= self._ms:
+                if self._ms >= target:
+                    return
+                self._wake_due()
+                continue
+            self._ms = limit
+            self._publish()
+            self.steps += 1
+            self._wake_due()
+
+    def _wake_due(self) -> None:
+        for sleeper in self._stations.values():
+            if not sleeper.awake and sleeper.wake_ms is not None and sleeper.wake_ms <= self._ms:
+                sleeper.wake()
+
+    def _wait_quiet(self) -> bool:
+        """Wait until every station sleeps, no link carries bytes and no timeline event is due
+        (True), or the harness stops (False)."""
+        started = time.monotonic()
+        while self._running:
+            why = self._why_not_quiet()
+            if not why:
+                return True
+            since = time.monotonic()
+            if since - started > self.quiet_timeout_s:
+                awake = sorted(n for n, s in self._stations.items() if s.awake)
+                log.error("harness clock: still %s after %.0f s (stations awake: %s); time "
+                          "moves on", why, self.quiet_timeout_s, awake)
+                return True
+            self._cond.wait(0.002 if why != "awake" else 0.05)
+            self._held(why, since)
+        return False
+
+    def _held(self, why: str, since: float) -> None:
+        self.held_s[why] += time.monotonic() - since
+
+    def _why_not_quiet(self) -> str:
+        if any(s.awake for s in self._stations.values()):
+            return "awake"
+        if any(busy() for busy in self._busy):
+            return "link"
+        for hold in self._holds:
+            at = hold()
+            if at is not None and at * 1000 <= self._ms:
+                return "timeline"
+        return ""
+
+    def _limit_ms(self, target: int) -> int:
+        limits = [target] + [s.wake_ms for s in self._stations.values() if s.wake_ms is not None]
+        for hold in self._holds:
+            at = hold()
+            if at is not None:
+                limits.append(math.ceil(at * 1000))
+        return min(limits)
+
+    def _publish(self) -> None:
+        tmp = self.folder / ".now"
+        tmp.write_text(str(self._ms))
+        tmp.replace(self.folder / "now")  # a station never reads a half-written time
+
+    # --- the stations' sleep requests -------------------------------------------------------
+
+    def _read_requests(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                fds = list(self._by_fd)
+            poller = select.poll()
+            poller.register(self._wake_r, select.POLLIN)
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(1000):
+                if fd == self._wake_r:
+                    os.read(self._wake_r, 4096)
+                    continue
+                with self._cond:
+                    sleeper = self._by_fd.get(fd)
+                    if sleeper is not None:
+                        sleeper.read_requests()
+                        if not sleeper.awake and sleeper.wake_ms is not None \
+                                and sleeper.wake_ms <= self._ms:
+                            sleeper.wake()  # asked for a time already here
+                        self._cond.notify_all()
+
+
+class _PollGate:
+    """A gateway's serial port that passes every POLL it writes through the harness clock's
+    barrier first (the gateway writes one whole frame per write: framed_port.FramedPort)."""
+
+    def __init__(self, port: Any, name: str, at_poll: Callable[[str, int], None]) -> None:
+        self._port = port
+        self._name = name
+        self._at_poll = at_poll
+        self._decoder = wire.FrameDecoder()
+
+    def write(self, data: bytes) -> int | None:
+        for frame in self._decoder.feed(data):
+            if isinstance(frame, wire.Poll):
+                self._at_poll(self._name, frame.addr)
+        return self._port.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+
+class _Sleeper:
+    """One station's side of the sleep protocol (firmware/hal_unix.py HarnessClock)."""
+
+    def __init__(self, name: str, folder: Path) -> None:
+        self.name = name
+        self.awake = True  # booting
+        self.booted = False  # it has asked to sleep once: it listens to its link
+        self.polled = False  # the gateway has polled it since it booted
+        self.wake_ms: int | None = None
+        self.unanswered = 0
+        for fifo in ("sleep", "wake"):
+            path = folder / fifo
+            if path.exists() or path.is_symlink():
+                path.unlink()
+            os.mkfifo(path)
+        # read-write ends: opening never blocks, and neither end sees EOF while we hold them
+        self.ask_fd = os.open(folder / "sleep", os.O_RDWR | os.O_NONBLOCK)
+        self.wake_fd = os.open(folder / "wake", os.O_RDWR | os.O_NONBLOCK)
+        self._partial = b""
+
+    def read_requests(self) -> None:
+        try:
+            data = os.read(self.ask_fd, 4096)
+        except BlockingIOError:
+            return
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if self.unanswered:  # a later request supersedes it: answer it now
+                self._answer()
+            self.unanswered += 1
+            self.wake_ms = int(line)
+            self.awake = False
+            self.booted = True
+
+    def wake(self) -> None:
+        self.awake = True
+        self.wake_ms = None
+        self._answer()
+
+    def _answer(self) -> None:
+        os.write(self.wake_fd, b"\x01")
+        self.unanswered -= 1
+
+    def close(self) -> None:
+        for fd in (self.ask_fd, self.wake_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -71,6 +71,12 @@ class PtyHub:
     def delivered(self, name: str) -> int:
         return self._endpoints[name].delivered
 
+    def busy(self) -> bool:
+        """Bytes in the air or waiting for an endpoint that is open."""
+        with self._lock:
+            return self.medium.next_due() is not None or any(
+                e.pending and not e.held for e in self._endpoints.values())
+
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
@@ -119,10 +125,9 @@ class PtyHub:
                         pass
                 else:
                     self._read(self._by_fd[fd])
-            with self._lock:
-                arrived = self.medium.due(time.time())
-            for name, data in arrived:
-                self._endpoints[name].pending += data
+            with self._lock:  # moved under the lock: busy() never misses bytes in between
+                for name, data in self.medium.due(time.time()):
+                    self._endpoints[name].pending += data
             for e in self._endpoints.values():
                 self._write_pending(e)
 

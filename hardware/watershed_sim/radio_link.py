@@ -101,6 +101,10 @@ class RadioLink:
     def port_for(self, station: str) -> str:
         return self.station_path
 
+    @property
+    def hub(self) -> PtyHub:
+        return self._hub
+
     def stats(self) -> dict[str, Any]:
         with self._hub._lock:
             return self.medium.counts()

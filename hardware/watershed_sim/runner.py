@@ -30,6 +30,9 @@ class ScenarioResult:
     # Firmware runs that ended by themselves and out-of-memory lines on a station's console
     # (a reading lost to one is flagged missing, not absent, so the truth check alone passes)
     firmware_faults: list[str] = field(default_factory=list)
+    # wall seconds the harness held time, by reason (clock.HarnessClock.held_s)
+    clock_held_s: dict[str, float] = field(default_factory=dict)
+    clock_steps: int = 0  # steps in which time moved (one per wake time or event reached)
 
     @property
     def expected(self) -> int:
@@ -134,7 +137,9 @@ def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_D
             gateway_stats=pipeline.gateway.stats() if pipeline.gateway else {},
             faults_done=list(pipeline.timeline.done) if pipeline.timeline else [],
             explanation=pipeline.explain_missing(reports),
-            firmware_faults=pipeline.firmware_faults())
+            firmware_faults=pipeline.firmware_faults(),
+            clock_held_s=dict(pipeline.clock.held_s) if pipeline.clock else {},
+            clock_steps=pipeline.clock.steps if pipeline.clock else 0)
     finally:
         stop_watching.set()
         pipeline.stop(keep_servers=keep_servers)

@@ -110,6 +110,10 @@ class SharedBus:
     def port_for(self, station: str) -> str:
         return self._hub.path(station)
 
+    @property
+    def hub(self) -> PtyHub:
+        return self._hub
+
     def stats(self) -> dict[str, Any]:
         with self._hub._lock:
             return self.medium.counts()

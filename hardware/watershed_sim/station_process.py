@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .clock import SimClock
+from .clock import HarnessClock, SimClock
 from .micropython import micropython_binary
 from .serial_link import VirtualSerialLink
 
@@ -29,7 +29,7 @@ HARNESS_HEAP = "48K"
 
 
 class SimStation:
-    def __init__(self, workdir: Path, firmware: Path, clock: SimClock, *, station_id: str,
+    def __init__(self, workdir: Path, firmware: Path, clock: SimClock | HarnessClock, *, station_id: str,
                  address: int, basin: str, channels: list[dict[str, Any]], heap: str = HARNESS_HEAP,
                  link: VirtualSerialLink | None = None, port: str | None = None) -> None:
         """``port``: the station end of a link the caller owns (a bus, a radio); otherwise the
@@ -46,6 +46,7 @@ class SimStation:
         self.port = port or self.link.station_path  # type: ignore[union-attr]
         self.data_dir = workdir / "flash"
         self.io_dir = workdir / "io"
+        self.harness_dir = workdir / "harness"  # with a HarnessClock: the sleep/wake FIFOs
         self.produced: list[Produced] = []
         self.console: list[str] = []
         self.crashes: list[int] = []  # exit statuses of firmware runs that ended by themselves
@@ -67,11 +68,13 @@ class SimStation:
         tmp.replace(self.io_dir / f"adc{pin}")
 
     def config(self) -> dict[str, Any]:
+        clock = (self.clock.board_config(self.harness_dir.name)
+                 if isinstance(self.clock, HarnessClock) else self.clock.board_config())
         return {
             "station": self.station_id, "address": self.address, "basin": self.basin,
             # relative to the station's folder, where it runs: short paths, as on a board
             "board": {"name": "unix", "data_dir": self.data_dir.name, "io_dir": self.io_dir.name,
-                      **self.clock.board_config()},
+                      **clock},
             "link": {"port": self.port, "baud": 9600},
             "channels": self.channels,
         }
@@ -84,6 +87,8 @@ class SimStation:
         if not lib.exists():
             lib.symlink_to(self.firmware.resolve(), target_is_directory=True)
         env = dict(os.environ, MICROPYPATH="lib")
+        if isinstance(self.clock, HarnessClock):
+            self.clock.attach(self.station_id, self.harness_dir)
         self._process = subprocess.Popen(
             [str(micropython_binary()), "-X", f"heapsize={self.heap}", "-c",
              "import station; station.main('config.json')"],
@@ -107,6 +112,8 @@ class SimStation:
                 # A traceback goes on with indented lines and ends with the exception's line.
                 in_traceback = parts[:1] == ["Traceback"] or line.startswith(" ")
         code = process.wait()
+        if process is self._process and isinstance(self.clock, HarnessClock):
+            self.clock.detach(self.station_id)  # it is off: it holds no time
         if code not in (0, -9, -15) and process is self._process:
             self.crashes.append(code)
             log.error("%s: the firmware exited with status %s (last lines: %s)",
@@ -131,6 +138,8 @@ class SimStation:
         else:
             self._process.terminate()
         self._process.wait(timeout=10)
+        if isinstance(self.clock, HarnessClock):
+            self.clock.detach(self.station_id)
         if self._reader:
             self._reader.join(timeout=5)
         self._process = None

@@ -4,7 +4,9 @@ Every part is the real one: the firmware in the MicroPython unix port, the gatew
 of the watershed package, the Debian mosquitto and influxd on loopback ports. The harness
 supplies only what a site would: the sensors' truth (environment or replayed records), the
 links between stations and gateway (RS-485 bus or radio, with their faults), power cuts, and
-one simulated clock shared by the stations and the gateway. A Scenario says what to build.
+one simulated clock shared by the stations and the gateway, driven by the harness
+(clock.HarnessClock): the same scenario stores the same readings however busy the machine is.
+A Scenario says what to build.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import Any
 from watershed.devservers import Influxd, Mosquitto
 from watershed.gateway.config import GatewayConfig
 from watershed.gateway.daemon import Gateway
+from watershed.gateway.link import open_serial_port
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.service import Ingest
 from watershed.ingest.writer import make_writer
 
 from .analog_input import AdcScale, AnalogInput, Truth
-from .clock import SimClock
+from .clock import HarnessClock
 from .environment import Catchment, RainEvent, Weather
 from .line_noise import NoiseSettings
 from watershed.firmware_build import compile_firmware
@@ -107,7 +110,7 @@ class Pipeline:
     gateway: Gateway | None = None
     ingest: Ingest | None = None
     stations: list[SimStation] = field(default_factory=list)
-    clock: SimClock | None = None
+    clock: HarnessClock | None = None
     links: dict[str, Link] = field(default_factory=dict)
     inputs: dict[str, list[AnalogInput]] = field(default_factory=dict)
     scenario: Scenario | None = None
@@ -146,12 +149,18 @@ class Pipeline:
         self.ingest = Ingest(ingest_config, writer=self.writer)
         self.ingest.start()  # first: it connects and subscribes while the stations boot
         firmware = compile_firmware(s.workdir / "firmware")
-        # The clock reads the scenario's start one wall second from now: time for the stations
-        # to boot, and a whole wall second, which is what the unix board's clock takes.
-        self.clock = SimClock(sim_epoch=scenario.start, speed=scenario.speed,
-                              wall_epoch=int(time.time()) + 1)
+        # Time starts a second before the scenario's and stays there while the stations boot (a
+        # booting station holds it): their first slot is the scenario's start.
+        # Each poll of the gateway moves time (clock.py): by up to speed × the poll interval in
+        # one cycle of the busiest link, so each of its stations is polled that often.
+        busiest = max((len(scenario.stations_on(spec.name)) for spec in scenario.links),
+                      default=1)
+        self.clock = HarnessClock(scenario.start - 1, scenario.speed, s.workdir / "clock",
+                                  step_s=scenario.speed * self._poll_interval_s() / busiest)
         for i, spec in enumerate(scenario.links):
-            self.links[spec.name] = self._make_link(spec, scenario, seed=scenario.seed + 101 * i)
+            link = self.links[spec.name] = self._make_link(spec, scenario,
+                                                           seed=scenario.seed + 101 * i)
+            _tie_to_clock(link, self.clock, spec, scenario)
         environment = scenario.environment()
         for spec in scenario.stations:
             station = SimStation(
@@ -174,15 +183,18 @@ class Pipeline:
         # CONNECT + SUBSCRIBE took longer than the first poll (tests/integration/
         # test_sim_pipeline_startup.py).
         self._wait_until_subscribed()
-        self.gateway = Gateway(self._gateway_config(), clock=self.clock.now)
+        self.gateway = Gateway(self._gateway_config(), clock=self.clock.now,
+                               open_port=self.clock.gateway_port(open_serial_port))
         self.gateway.start()
         self.timeline = Timeline(self.clock)
+        self.clock.add_hold(self.timeline.next_time)
         for spec, station in zip(scenario.stations, self.stations):
             for cut in spec.power_cuts:
                 self.timeline.add(cut.start, f"{spec.id} power off", _power_off(station))
                 self.timeline.add(cut.end, f"{spec.id} power on",
                                   _power_on(station, self.inputs[spec.id]))
         self.timeline.start()
+        self.clock.start()
 
     def _wait_until_subscribed(self, timeout_s: float = SUBSCRIBE_TIMEOUT_S) -> None:
         assert self.ingest is not None
@@ -210,7 +222,7 @@ class Pipeline:
         assert self.mosquitto is not None and self.scenario is not None
         scenario = self.scenario
         gw = scenario.gateway
-        poll_s = self.settings.poll_interval_s if scenario.path is None else gw.poll_interval_s
+        poll_s = self._poll_interval_s()
         return GatewayConfig.from_dict({
             # The simulation's clock is the truth here, whatever the host's NTP says.
             "gateway": {"id": GATEWAY_ID, "store": str(self.settings.workdir / "gateway.db"),
@@ -227,6 +239,12 @@ class Pipeline:
             "station": [{"id": st.id, "address": st.address, "basin": st.basin}
                         for st in scenario.stations],
         })
+
+    def _poll_interval_s(self) -> float:
+        assert self.scenario is not None
+        if self.scenario.path is None:
+            return self.settings.poll_interval_s
+        return self.scenario.gateway.poll_interval_s
 
     def _ingest_config(self) -> IngestConfig:
         assert self.mosquitto is not None and self.influxd is not None
@@ -314,6 +332,8 @@ class Pipeline:
         return {name: link.stats() for name, link in self.links.items()}
 
     def stop(self, keep_servers: bool = False) -> None:
+        if self.clock:
+            self.clock.release()  # no gateway thread waits for time from here on
         if self.timeline:
             self.timeline.stop()
         for station in self.stations:
@@ -327,12 +347,20 @@ class Pipeline:
             link.close()
         if self.ingest:
             self.ingest.stop()
+        if self.clock:
+            self.clock.stop()
         if self.tap:
             self.tap.stop()
         if self._own_servers and not keep_servers:
             for server in (self.mosquitto, self.influxd):
                 if server:
                     server.stop()
+
+
+def _tie_to_clock(link: Link, clock: HarnessClock, spec: LinkSpec, scenario: Scenario) -> None:
+    """Time holds while the link carries bytes; the gateway's polls on it are a barrier."""
+    clock.add_busy(link.hub.busy)
+    clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)})
 
 
 def _channel_config(sensor: SensorSpec) -> dict[str, Any]:

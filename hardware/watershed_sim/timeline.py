@@ -7,13 +7,13 @@ import logging
 import threading
 from collections.abc import Callable
 
-from .clock import SimClock
+from .clock import HarnessClock, SimClock
 
 log = logging.getLogger(__name__)
 
 
 class Timeline:
-    def __init__(self, clock: SimClock) -> None:
+    def __init__(self, clock: SimClock | HarnessClock) -> None:
         self.clock = clock
         self._events: list[tuple[float, int, str, Callable[[], None]]] = []
         self.done: list[tuple[float, str]] = []  # (simulated time it ran, what), in order
@@ -22,6 +22,11 @@ class Timeline:
 
     def add(self, at: float, what: str, action: Callable[[], None]) -> None:
         heapq.heappush(self._events, (at, len(self._events), what, action))
+
+    def next_time(self) -> float | None:
+        """When the next action is due (a harness-driven clock does not pass it before it ran)."""
+        events = self._events
+        return events[0][0] if events else None
 
     def start(self) -> None:
         self._thread.start()
@@ -36,12 +41,12 @@ class Timeline:
             at, _, what, action = self._events[0]
             wait = self.clock.wall_seconds(at - self.clock.now())
             if wait > 0:
-                self._stop.wait(min(wait, 1.0))
+                self._stop.wait(min(wait, 0.02))
                 continue
-            heapq.heappop(self._events)
             log.info("timeline: %s", what)
             try:
                 action()
             except Exception:
                 log.exception("timeline: %s failed", what)
             self.done.append((self.clock.now(), what))
+            heapq.heappop(self._events)  # only now may a harness-driven clock pass it
