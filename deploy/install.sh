@@ -63,6 +63,9 @@ skeleton() {  # skeleton SOURCE NAME: /etc/watershed/NAME unless it exists
     say "wrote $target: edit it"
 }
 
+# The station registry both programs can name (`registry = "/etc/watershed/stations.toml"`).
+skeleton "$SRC/deploy/stations.toml" stations.toml
+
 for c in $components; do
     case $c in
     gateway)

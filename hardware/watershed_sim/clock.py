@@ -16,6 +16,8 @@ from typing import Any
 
 from watershed.contracts import wire
 
+from .waker import Waker
+
 log = logging.getLogger(__name__)
 
 
@@ -83,7 +85,7 @@ class HarnessClock:
                                          "barrier": 0.0}
         self._publish()
         self._stop = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()  # tells the reader its FIFOs changed
+        self._waker = Waker()  # tells the reader its FIFOs changed
         self._thread = threading.Thread(target=self._read_requests, name="harness-clock",
                                         daemon=True)
 
@@ -139,7 +141,7 @@ class HarnessClock:
             self._stations[name] = sleeper
             self._by_fd[sleeper.ask_fd] = sleeper
             self._cond.notify_all()
-        os.write(self._wake_w, b"x")
+        self._waker.wake()
 
     def detach(self, name: str) -> None:
         """The station is off (killed, or its process ended): it holds nothing."""
@@ -149,7 +151,7 @@ class HarnessClock:
                 self._by_fd.pop(sleeper.ask_fd, None)
                 sleeper.close()
             self._cond.notify_all()
-        os.write(self._wake_w, b"x")
+        self._waker.wake()
 
     def add_hold(self, next_time: Callable[[], float | None]) -> None:
         self._holds.append(next_time)
@@ -166,7 +168,7 @@ class HarnessClock:
     def stop(self) -> None:
         self._stop.set()
         self.release()
-        os.write(self._wake_w, b"x")
+        self._waker.wake()
         if self._thread.is_alive():
             self._thread.join(5)
         with self._cond:
@@ -174,8 +176,7 @@ class HarnessClock:
                 sleeper.close()
             self._stations.clear()
             self._by_fd.clear()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._waker.close()
 
     # --- the barrier --------------------------------------------------------------------------
 
@@ -295,12 +296,12 @@ class HarnessClock:
             with self._cond:
                 fds = list(self._by_fd)
             poller = select.poll()
-            poller.register(self._wake_r, select.POLLIN)
+            poller.register(self._waker.fileno(), select.POLLIN)
             for fd in fds:
                 poller.register(fd, select.POLLIN)
             for fd, _ in poller.poll(1000):
-                if fd == self._wake_r:
-                    os.read(self._wake_r, 4096)
+                if fd == self._waker.fileno():
+                    self._waker.drain()
                     continue
                 with self._cond:
                     sleeper = self._by_fd.get(fd)

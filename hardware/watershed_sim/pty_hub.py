@@ -22,6 +22,7 @@ import time
 from typing import Protocol
 
 from .serial_link import RawPty
+from .waker import Waker
 
 _READ_SIZE = 4096
 _JOIN_TIMEOUT_S = 5.0
@@ -56,9 +57,7 @@ class PtyHub:
         self._by_fd = {e.pty.master_fd: e for e in self._endpoints.values()}
         self._lock = threading.Lock()  # guards the medium: transmit() comes from the relay only,
         # but tests and fault timelines may read its counters while it runs
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._waker = Waker()
         self._stopping = False
         self._closed = False
         self.error: BaseException | None = None
@@ -86,15 +85,11 @@ class PtyHub:
             return
         self._closed = True
         self._stopping = True
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass
+        self._waker.wake()
         self._thread.join(_JOIN_TIMEOUT_S)
         for e in self._endpoints.values():
             e.pty.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._waker.close()
         if self.error is not None:
             raise RuntimeError("pty hub relay failed") from self.error
 
@@ -108,7 +103,7 @@ class PtyHub:
 
     def _relay(self) -> None:
         poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(self._waker.fileno(), select.POLLIN)
         while not self._stopping:
             for e in self._endpoints.values():
                 room = select.POLLOUT if e.pending and not e.held else 0
@@ -117,12 +112,8 @@ class PtyHub:
                 next_due = self.medium.next_due()
             timeout_ms = -1 if next_due is None else max(0, (next_due - time.time()) * 1000)
             for fd, _ in poller.poll(None if timeout_ms < 0 else int(timeout_ms) + 1):
-                if fd == self._wake_r:
-                    try:
-                        while os.read(self._wake_r, _READ_SIZE):
-                            pass
-                    except BlockingIOError:
-                        pass
+                if fd == self._waker.fileno():
+                    self._waker.drain()
                 else:
                     self._read(self._by_fd[fd])
             with self._lock:  # moved under the lock: busy() never misses bytes in between

@@ -27,6 +27,7 @@ from watershed.contracts import wire
 from watershed.contracts.wire import Reading
 
 from .unchecked_frames import encode_unchecked, unchecked_body_size
+from .waker import Waker
 
 T0 = 1763676900  # a station's reading ``seq`` is stamped T0 + 60 * seq
 FIRST_FIT = 40  # readings first tried in one DATA frame; shrinks to what fits
@@ -162,14 +163,14 @@ class StationBus:
         self.lock = threading.Lock()
         self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
         self._decoder = wire.FrameDecoder()
-        self._stop_r, self._stop_w = os.pipe()
+        self._stop = Waker()
         self._thread = threading.Thread(target=self._run, name="station-bus", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
-            ready, _, _ = select.select([self._fd, self._stop_r], [], [])
-            if self._stop_r in ready:
+            ready, _, _ = select.select([self._fd, self._stop.fileno()], [], [])
+            if self._stop.fileno() in ready:
                 return
             for frame in self._decoder.feed(os.read(self._fd, 4096)):
                 if isinstance(frame, wire.FrameError):
@@ -198,7 +199,7 @@ class StationBus:
             return all(not s.outbox for s in self.members)
 
     def close(self) -> None:
-        os.write(self._stop_w, b"x")
+        self._stop.wake()
         self._thread.join(5)
-        for fd in (self._fd, self._stop_r, self._stop_w):
-            os.close(fd)
+        os.close(self._fd)
+        self._stop.close()

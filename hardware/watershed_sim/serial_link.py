@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
+from .waker import Waker
+
 # Transforms one chunk of bytes on its way across the link; return b"" to drop it.
 # Called on the relay thread, once per chunk as read (chunk boundaries are arbitrary).
 ByteFilter = Callable[[bytes], bytes]
@@ -118,9 +120,7 @@ class VirtualSerialLink:
             self._gateway.master_fd: self._to_station,
         }
         self._lock = threading.Lock()  # guards lane.pending against deliver_to_*()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._waker = Waker()
         self._stopping = False
         self._closed = False
         self.error: BaseException | None = None  # what stopped the relay, if it failed
@@ -163,12 +163,11 @@ class VirtualSerialLink:
             return
         self._closed = True
         self._stopping = True
-        self._wake()
+        self._waker.wake()
         self._thread.join(_JOIN_TIMEOUT)
         for pty in (self._station, self._gateway):
             pty.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._waker.close()
         if self.error is not None:
             raise RuntimeError("serial link relay failed") from self.error
 
@@ -188,13 +187,7 @@ class VirtualSerialLink:
     def _enqueue(self, lane: _Lane, data: bytes) -> None:
         with self._lock:
             lane.pending += data
-        self._wake()
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full, so a wake-up is already pending
+        self._waker.wake()
 
     def _run(self) -> None:
         try:
@@ -204,7 +197,7 @@ class VirtualSerialLink:
 
     def _relay(self) -> None:
         poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(self._waker.fileno(), select.POLLIN)
         lanes = (self._to_gateway, self._to_station)
         while not self._stopping:
             # Each master is the source of one lane and the destination of the other.
@@ -212,19 +205,12 @@ class VirtualSerialLink:
                 waiting_for_room = bool(lane.pending) and not lane.held
                 poller.register(lane.dest_fd, select.POLLIN | (select.POLLOUT if waiting_for_room else 0))
             for fd, _events in poller.poll():
-                if fd == self._wake_r:
-                    self._drain_wake_pipe()
+                if fd == self._waker.fileno():
+                    self._waker.drain()
                 else:
                     self._read_master(fd)
             for lane in lanes:
                 self._write_pending(lane)
-
-    def _drain_wake_pipe(self) -> None:
-        try:
-            while os.read(self._wake_r, _READ_SIZE):
-                pass
-        except BlockingIOError:
-            pass
 
     def _read_master(self, fd: int) -> None:
         try:

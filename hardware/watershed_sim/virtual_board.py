@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .micropython import micropython_binary
 from .serial_link import RawPty
+from .waker import Waker
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class VirtualBoard:
         self._done = threading.Event()
         self._raw_output = True  # the running block's output keeps the raw framing
         self._stopping = False
-        self._wake_r, self._wake_w = os.pipe()
+        self._waker = Waker()  # ends a read's wait at close()
         self._write_lock = threading.Lock()
         self._start_agent()
         self._thread = threading.Thread(target=self._run, name="virtual-board", daemon=True)
@@ -165,12 +166,11 @@ class VirtualBoard:
         if self._stopping:
             return
         self._stopping = True
-        os.write(self._wake_w, b"\0")
+        self._waker.wake()
         self._thread.join(5)
         self._stop_agent()
         self._pty.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._waker.close()
 
     def __enter__(self) -> VirtualBoard:
         return self
@@ -242,8 +242,9 @@ class VirtualBoard:
 
     def _read(self, timeout: float | None = None) -> bytes:
         """Bytes from the host; b"" when stopping or nothing came in ``timeout``."""
-        ready, _, _ = select.select([self._pty.master_fd, self._wake_r], [], [], timeout)
-        if self._wake_r in ready or self._pty.master_fd not in ready:
+        woken = self._waker.fileno()
+        ready, _, _ = select.select([self._pty.master_fd, woken], [], [], timeout)
+        if woken in ready or self._pty.master_fd not in ready:
             return b""
         try:
             return os.read(self._pty.master_fd, 4096)

@@ -137,6 +137,7 @@ def ingest_config(tmp_path: Path, broker: Mosquitto, influx: Influxd, **mqtt: ob
         'url = "http://127.0.0.1:8086"': f'url = "{influx.url}"',
         "port = 1883": f"port = {broker.port}",
         '"/var/lib/watershed/deadletter.jsonl"': f'"{tmp_path / "deadletter.jsonl"}"',
+        "metrics_port = 9102": "metrics_port = 0",  # tests bind no fixed port
     })
     config = IngestConfig.from_table(parse_toml(text, "ingest.toml"), DEPLOY / "ingest")
     config = dataclasses.replace(config, influx=dataclasses.replace(config.influx,

@@ -41,6 +41,7 @@ def test_files_and_modes(root: Path) -> None:
     etc = root / "etc" / "watershed"
     assert mode(etc) == 0o750
     assert mode(etc / "gateway.toml") == mode(etc / "ingest.toml") == 0o640
+    assert mode(etc / "stations.toml") == 0o640  # the station registry both can name
     assert (root / "opt/watershed/.venv/bin/python").exists()
     assert (root / "usr/lib/sysusers.d/watershed.conf").exists()
     journald = (root / "etc/systemd/journald.conf.d/watershed.conf").read_text()

@@ -46,6 +46,7 @@ from watershed.contracts.mqtt import MessageReading
 
 from .config import UNASSIGNED_BASIN, StationConfig
 from .address_disputes import MAX_ACK_RANGES, AddressDisputes
+from .config_chunks import send_config
 from .framed_port import FramedPort
 from .held_readings import FULL_DATA_READINGS, Held, HeldReadings
 from .identity import SEQ_REUSED, BusRegistry, Mismatch
@@ -208,15 +209,7 @@ class Poller:
     def push_config(self, port: FramedPort, addr: int, blob: bytes) -> wire.Result | None:
         """Send a station config in chunks (contracts 1.3 CONFIG); the station's RESULT after
         the last chunk, or None if it did not answer."""
-        config_hash = wire.config_hash(blob)
-        offset = 0
-        while True:
-            chunk = _fitting_chunk(addr, config_hash, blob, offset)
-            port.discard_stale()
-            port.send(wire.ConfigChunk(addr, config_hash, len(blob), offset, chunk))
-            offset += len(chunk)
-            if offset >= len(blob):
-                break
+        send_config(port, addr, blob)
         self._stats["configs_pushed"] += 1
         return self._result(port, addr, wire.CONFIG)
 
@@ -412,16 +405,3 @@ class Poller:
         if (station_id, what) not in self._warned:
             self._warned.add((station_id, what))
             log.warning(message, *args)
-
-
-def _fitting_chunk(addr: int, config_hash: int, blob: bytes, offset: int) -> bytes:
-    """The longest piece of ``blob`` from ``offset`` that fits one CONFIG frame."""
-    size = min(len(blob) - offset, wire.MAX_BODY)
-    while size > 0:
-        chunk = blob[offset:offset + size]
-        try:
-            wire.encode_body(wire.ConfigChunk(addr, config_hash, len(blob), offset, chunk))
-            return chunk
-        except ValueError:
-            size -= 8
-    raise ValueError("a CONFIG frame has no room for config bytes")

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Protocol
 
 from ..serial_link import RawPty
+from ..waker import Waker
 
 _IDLE_S = 0.2
 
@@ -41,7 +42,7 @@ class DevicePty:
         self._pty = RawPty()
         os.set_blocking(self._pty.master_fd, False)
         self._lock = threading.Lock()  # the device is not thread-safe: tests take it too
-        self._wake_r, self._wake_w = os.pipe()
+        self._waker = Waker()  # ends the loop's wait at close()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="device-pty", daemon=True)
         self._thread.start()
@@ -59,11 +60,10 @@ class DevicePty:
         if self._stopping:
             return
         self._stopping = True
-        os.write(self._wake_w, b"\0")
+        self._waker.wake()
         self._thread.join(5)
         self._pty.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._waker.close()
         if self.error is not None:
             raise RuntimeError("device pty failed") from self.error
 
@@ -83,7 +83,7 @@ class DevicePty:
     def _loop(self) -> None:
         poller = select.poll()
         poller.register(self._pty.master_fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(self._waker.fileno(), select.POLLIN)
         while not self._stopping:
             with self._lock:
                 due = self.device.next_due()
