@@ -19,7 +19,7 @@ import struct
 import termios
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 from .serial_link import RawPty
 from .waker import Waker
@@ -149,3 +149,35 @@ class PtyHub:
             return
         del e.pending[:written]
         e.delivered += written
+
+
+GATEWAY = "gateway"  # the gateway's end of a link, by name
+
+
+class HubLink:
+    """What the testbed asks of a link built on a PtyHub (a radio, a bus): the gateway's pty,
+    the medium's counts, and closing it."""
+
+    medium: Any  # counts() of what the air or the wire did
+    _hub: PtyHub
+
+    @property
+    def gateway_path(self) -> str:
+        return self._hub.path(GATEWAY)
+
+    @property
+    def hub(self) -> PtyHub:
+        return self._hub
+
+    def stats(self) -> dict[str, Any]:
+        with self._hub._lock:
+            return dict(self.medium.counts())
+
+    def close(self) -> None:
+        self._hub.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

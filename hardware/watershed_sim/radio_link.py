@@ -13,13 +13,11 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from .airtime import Uart, byte_time_s
 from .line_noise import LineNoise, NoiseSettings
-from .pty_hub import PtyHub
+from .pty_hub import GATEWAY, HubLink, PtyHub
 
-GATEWAY = "gateway"
 STATION = "station"
 
 
@@ -80,7 +78,7 @@ class RadioMedium:
                 for source, lane in self._lanes.items()}
 
 
-class RadioLink:
+class RadioLink(HubLink):
     """A station end and a gateway end joined by a simulated radio; see the module docstring."""
 
     def __init__(self, settings: RadioSettings = RadioSettings(), *,
@@ -94,29 +92,9 @@ class RadioLink:
     def station_path(self) -> str:
         return self._hub.path(STATION)
 
-    @property
-    def gateway_path(self) -> str:
-        return self._hub.path(GATEWAY)
-
     def port_for(self, station: str) -> str:
         return self.station_path
 
-    @property
-    def hub(self) -> PtyHub:
-        return self._hub
-
-    def stats(self) -> dict[str, Any]:
-        with self._hub._lock:
-            return self.medium.counts()
-
-    def close(self) -> None:
-        self._hub.close()
-
-    def __enter__(self) -> RadioLink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def total(counts: dict[str, dict[str, int]], key: str) -> int:

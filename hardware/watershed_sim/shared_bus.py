@@ -16,13 +16,11 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from .airtime import Uart, byte_time_s
 from .line_noise import LineNoise, NoiseSettings
-from .pty_hub import PtyHub
+from .pty_hub import GATEWAY, HubLink, PtyHub
 
-GATEWAY = "gateway"
 
 
 @dataclass
@@ -92,7 +90,7 @@ def _merge(parts: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return [(dest, bytes(data)) for dest, data in by_dest.items()]
 
 
-class SharedBus:
+class SharedBus(HubLink):
     """A bus with a gateway end and one end per named station; see the module docstring."""
 
     def __init__(self, stations: list[str], *, baud: int = 9600,
@@ -103,26 +101,6 @@ class SharedBus:
                                 speed, seed)
         self._hub = PtyHub([GATEWAY, *stations], self.medium, hold=(GATEWAY,))
 
-    @property
-    def gateway_path(self) -> str:
-        return self._hub.path(GATEWAY)
-
     def port_for(self, station: str) -> str:
         return self._hub.path(station)
 
-    @property
-    def hub(self) -> PtyHub:
-        return self._hub
-
-    def stats(self) -> dict[str, Any]:
-        with self._hub._lock:
-            return self.medium.counts()
-
-    def close(self) -> None:
-        self._hub.close()
-
-    def __enter__(self) -> SharedBus:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
