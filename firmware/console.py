@@ -40,8 +40,15 @@ def run(st, words):
             for r in out:
                 print("C read", r[0], name(r[0]), value(r[1], r[2], r[3]), flags(r[3]))
     elif cmd == "config":
+        # In pieces: the whole file as one string needs a block the heap may not have.
+        sys.stdout.write("C config ")
         with open(st.path) as f:
-            print("C config", f.read())
+            while True:
+                piece = f.read(128)
+                if not piece:
+                    break
+                sys.stdout.write(piece)
+        sys.stdout.write("\n")
     elif cmd == "set" and len(words) >= 3:
         set_key(st, words[1], " ".join(words[2:]))
     elif cmd == "log":
