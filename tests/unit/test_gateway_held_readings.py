@@ -1,6 +1,7 @@
-"""SD wear: readings a poll cycle takes are stored in one durable commit at its end and ACKed
-only then (poller.py hold/store_held); readings several threads store at once share a commit
-(store/group_commit.py). "ACK only after durable" holds throughout."""
+"""SD wear: readings the poll cycles of a commit slot take are stored in one durable commit and
+ACKed only then (poller.py hold/store_held, link.py _commit_due); readings several threads
+store at once share a commit (store/group_commit.py). "ACK only after durable" holds
+throughout."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import pytest
 from watershed.contracts import wire
 from watershed.contracts.mqtt import MessageReading
 from watershed.contracts.wire import Reading
-from watershed.gateway.config import StationConfig
+from watershed.gateway import link as link_module
+from watershed.gateway.config import LinkConfig, StationConfig
+from watershed.gateway.link import SerialLink
 from watershed.gateway.poller import FULL_DATA_READINGS, Poller
 from watershed.gateway.store import Added, Store
 
@@ -176,3 +179,64 @@ def test_a_data_shorter_than_full_had_room_for_another_reading() -> None:
                      -wire.MAX_MANTISSA, -wire.MAX_EXPONENT, 0x7E)
              for i in range(FULL_DATA_READINGS)]
     assert len(wire.encode_body(wire.Data(7, tuple(worst)))) <= wire.MAX_BODY
+
+
+# --- the link's commit cadence (link.py _commit_due) --------------------------------------
+
+
+class Monotonic:
+    """The link's monotonic clock, set by the test: which commit slot a cycle ends in."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, now: float) -> None:
+        self.now = now
+        monkeypatch.setattr(link_module.time, "monotonic", lambda: self.now)
+
+
+def link_on(store: Store, port: ScriptedPort, commit_cycles: int = 2) -> SerialLink:
+    config = LinkConfig("scripted", stations=(7, 8), poll_interval_s=5.0, reply_timeout_s=0.2,
+                        commit_cycles=commit_cycles)
+    link = SerialLink(config, store, REGISTRY, time_sync=False, open_port=lambda _: port,
+                      clock=lambda: NOW)
+    link._open()
+    return link
+
+
+def test_short_data_waits_for_the_next_commit_slot_and_its_station_is_not_polled_meanwhile(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Monotonic(monkeypatch, 1000.0)  # slots of 2 cycles x 5 s: [1000, 1010)
+    port = ScriptedPort(bus({7: STAGE, 8: readings(10, 2)}))
+    link = link_on(store, port)
+    clock.now = 1001.0
+    link._poll_cycle()
+    polls = len(port.sent(wire.Poll))
+    assert port.sent(wire.Ack) == [] and store.unsent(10) == []  # held for the slot's commit
+    clock.now = 1006.0  # the next cycle, same slot: the stations are not asked again
+    link._poll_cycle()
+    assert len(port.sent(wire.Poll)) == polls and port.sent(wire.Ack) == []
+    commits = store.reading_commits
+    clock.now = 1011.0  # a new slot: one commit for both stations, then their ACKs
+    link._poll_cycle()
+    assert store.reading_commits == commits + 1 and len(store.unsent(10)) == 6
+    assert [(a.addr, a.cumulative) for a in port.sent(wire.Ack)] == [(7, 45), (8, 12)]
+
+
+def test_flood_mode_readings_are_committed_at_the_end_of_their_cycle(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Monotonic(monkeypatch, 1000.0)
+    event = [Reading(seq, 1, T0 + 60 * seq, 2500, -3, wire.EVENT) for seq in (5, 6)]
+    port = ScriptedPort(bus({7: event, 8: readings(10, 2)}))
+    link = link_on(store, port, commit_cycles=6)
+    clock.now = 1001.0
+    link._poll_cycle()
+    assert len(store.unsent(10)) == 4  # the ordinary ones went with them: one commit
+    assert [(a.addr, a.cumulative) for a in port.sent(wire.Ack)] == [(7, 7), (8, 12)]
+
+
+def test_commit_cycles_1_commits_every_cycle(store: Store, monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    clock = Monotonic(monkeypatch, 1000.0)  # slots of one cycle: [1000, 1005)
+    port = ScriptedPort(bus({7: STAGE, 8: readings(10, 2)}))
+    link = link_on(store, port, commit_cycles=1)
+    clock.now = 1005.5
+    link._poll_cycle()
+    assert len(store.unsent(10)) == 6 and len(port.sent(wire.Ack)) == 2

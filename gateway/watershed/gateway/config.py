@@ -40,6 +40,8 @@
     backfill_interval_s = 60.0    # ask a station for its holes at most this often
     wake_preamble = 0             # idle-fill bytes (0x00) sent before each frame: a station
                                   # that sleeps between samples wakes on the first of them
+    commit_cycles = 2             # a short DATA's readings wait up to this many poll cycles
+                                  # to share one durable commit (SD wear); then the ACK
 
     [[station]]
     id = "SAN-01"
@@ -131,6 +133,7 @@ class LinkConfig:
     status_interval_s: float = 300.0
     backfill_interval_s: float = 60.0
     wake_preamble: int = 0
+    commit_cycles: int = 2
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,7 @@ def _link(t: _Table) -> LinkConfig:
         backfill_interval_s=t.number("backfill_interval_s", LinkConfig.backfill_interval_s,
                                      0.01, 86400),
         wake_preamble=t.integer("wake_preamble", LinkConfig.wake_preamble, 0, 64),
+        commit_cycles=t.integer("commit_cycles", LinkConfig.commit_cycles, 1, 60),
     )
     t.reject_unknown()
     return config

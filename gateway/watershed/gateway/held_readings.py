@@ -1,10 +1,11 @@
-"""Readings of short DATA frames held to the end of a link's poll cycle, then stored in one
-durable commit and ACKed (contracts 1.5): one commit a cycle rather than one a station, for the
-SD card's sake. A DATA with fewer than ``FULL_DATA_READINGS`` was all its station had, so it is
-not polled again this cycle; a full one is stored and ACKed at once (the station is polled again
-to drain it). Nothing held is ACKed before it is durable; a port that fails mid-cycle drops what
-is held and the stations send it again.
-"""
+"""Readings of short DATA frames held for the link's next commit, then stored in one durable
+commit and ACKed (contracts 1.5): one commit every ``commit_cycles`` poll cycles, shared by the
+links (link.py ``_commit_due``), rather than one a station, for the SD card's sake. A DATA with
+fewer than ``FULL_DATA_READINGS`` was all its station had, so it is not polled again until its
+ACK has gone (it would send the same readings again); a full one is stored and ACKed at once
+(the station is polled again to drain it). Flood-mode readings are not held past their cycle.
+Nothing held is ACKed before it is durable; a port that fails drops what is held and the
+stations send it again."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ FULL_DATA_READINGS = wire.MAX_BODY // 27
 
 @dataclass(frozen=True)
 class Held:
-    """Readings taken from a station, to be stored and ACKed at the end of the cycle."""
+    """Readings taken from a station, to be stored and ACKed with the link's next commit."""
 
     addr: int
     station_id: str
@@ -53,6 +54,10 @@ class HeldReadings:
 
     def holds(self, addr: int) -> bool:
         return any(h.addr == addr for h in self._held)
+
+    def holds_event_readings(self) -> bool:
+        """Flood-mode readings are held: the commit must not wait for its slot."""
+        return any(r.flags & wire.EVENT for h in self._held for r in h.readings)
 
     def store_all(self, port: FramedPort) -> list[tuple[int, Exception]]:
         """Store the readings held (one durable transaction if all go), then ACK each station.

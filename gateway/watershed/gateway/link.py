@@ -89,6 +89,7 @@ class SerialLink:
         self._operations: queue.Queue[PortOperation] = queue.Queue()
         self.heartbeat = time.monotonic()  # last progress: the watchdog's view (module docstring)
         self._backoff = reopen_backoff or Backoff(0.5, 30.0)
+        self._commit_slot = self._slot()  # of the last commit (_commit_due)
         self._port: FramedPort | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"link {config.port}", daemon=True)
@@ -218,20 +219,41 @@ class SerialLink:
             self._port = None
 
     def _poll_cycle(self) -> bool:
-        """Visit every station once, then store what they sent in one commit and ACK it
-        (poller.py: the SD card's sake); True if any visit ended without an error."""
+        """Visit every station once, then, if the commit is due, store what the stations sent
+        in one commit and ACK it (held_readings.py: the SD card's sake); True if any visit
+        ended without an error."""
         try:
             progressed = self._visit_stations()
-            if self._port is not None:
+            if self._port is not None and self._commit_due():
                 for addr, error in self._poller.store_held(self._port):
                     self._station_failed(addr, error)
-        finally:
+        except BaseException:
             self._poller.drop_held()  # a failed port or store: the stations keep them
+            raise
         return progressed
+
+    def _commit_due(self) -> bool:
+        """Held readings are committed at the end of the first cycle of each commit slot
+        (``commit_cycles`` poll intervals on the monotonic clock: links polling at one
+        interval commit in the same cycle, and their commits are shared, group_commit.py),
+        at once if any is a flood-mode reading, and when the link stops."""
+        slot = self._slot()
+        if slot == self._commit_slot and not self._poller.holds_event_readings() \
+                and not self._stopping.is_set():
+            return False
+        self._commit_slot = slot
+        return True
+
+    def _slot(self) -> int:
+        return int(time.monotonic() // (self.config.commit_cycles * self.config.poll_interval_s))
 
     def _visit_stations(self) -> bool:
         progressed = False
         for addr in self.config.stations:
+            if self._poller.holds(addr):
+                # Its readings wait for the commit; polled now it would send them again.
+                progressed = True
+                continue
             try:
                 for _ in range(MAX_POLLS_PER_VISIT):
                     if self._stopping.is_set() or self._port is None:

@@ -142,6 +142,13 @@ class Poller:
         """Store what the cycle held in one commit and ACK it; the addresses that failed."""
         return self._held.store_all(port)
 
+    def holds(self, addr: int) -> bool:
+        """``addr``'s readings wait for the link's commit (store_held)."""
+        return self._held.holds(addr)
+
+    def holds_event_readings(self) -> bool:
+        return self._held.holds_event_readings()
+
     def drop_held(self) -> None:
         self._held.drop()
 

@@ -1,8 +1,8 @@
 """Group commit: the readings several links bring at about the same time, made durable together.
 
-SD wear: a durable one-reading commit writes ~8 pages of 1 KiB to the WAL and fsyncs it, and the
-kernel counts (and the card rewrites) whole 4 KiB pages, so every commit costs ~12 KB however
-little it says. The links poll in step (one thread each, the same interval), so their readings
+SD wear: a durable one-reading commit writes ~8 pages (of 512 bytes) to the WAL and fsyncs it,
+and the kernel counts (and the card rewrites) whole 4 KiB pages, so every commit costs ~8 KB
+however little it says. The links poll in step (one thread each, the same interval), so their readings
 arrive within a fraction of a second of each other: one transaction for all of them shares the
 pages they have in common (the table's last leaf, its indexes, counters, the rowid sequence) and
 one fsync. No station is ACKed before its readings are on disk: each caller returns only after
