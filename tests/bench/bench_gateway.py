@@ -53,6 +53,7 @@ IDLE_BUSES = 5
 IDLE_STATIONS_PER_BUS = 10
 IDLE_WARMUP_S = 8.0
 IDLE_MEASURE_S = 45.0
+INSTALLED_COMMIT_CYCLES = 2  # deploy/gateway/gateway.example.toml (the default is 1)
 IDLE_READING_INTERVAL_S = 60.0
 ALIGNED_FIRST_S = 12.0  # the first aligned sampling falls inside the measured window
 ALIGNED_INTERVAL_S = 20.0
@@ -331,7 +332,7 @@ def backlog_drain(work: Path, broker: Mosquitto) -> dict:
 
 
 class IdleRun:
-    """The idle gateway (50 stations on 5 links, every link setting at its default) measured
+    """The idle gateway (50 stations on 5 links, link settings as installed) measured
     over IDLE_MEASURE_S while ``sampler(stations, stop)`` makes the stations take readings."""
 
     def __init__(self, work: Path, broker: Mosquitto, gateway_id: str, prefix: str,
@@ -345,7 +346,8 @@ class IdleRun:
                                   name="idle-sampler", daemon=True)
         config = gateway_config(work, gateway_id, broker,
                                 [link.gateway_path for link in buses.links],
-                                IDLE_STATIONS_PER_BUS, registry=[s for _, s in self.stations])
+                                IDLE_STATIONS_PER_BUS, registry=[s for _, s in self.stations],
+                                link={"commit_cycles": INSTALLED_COMMIT_CYCLES})
         gateway = GatewayProcess(config)
         db = work / f"{gateway_id}.db"
         try:
@@ -424,8 +426,8 @@ def idle_cpu(work: Path, broker: Mosquitto) -> dict:
         # SD wear (issue 15: <= 200 KB/min, <= 2 KB a reading), as the kernel counts it (whole
         # 4 KiB pages dirtied, /proc/PID/io write_bytes). A poll with nothing new writes nothing
         # (store/facts.py: station facts batched once a minute); what a link's stations sent
-        # waits for one durable commit every commit_cycles (2) poll cycles, then the ACKs
-        # (held_readings.py, link.py), and links' commits made at once are shared
+        # waits for one durable commit every commit_cycles (2, installed) poll cycles, then the
+        # ACKs (held_readings.py, link.py), and links' commits made at once are shared
         # (store/group_commit.py); pages of 512 bytes (store/database.py); the broker's
         # acknowledgements are batched every 30 s (store/delivery.py). Spread: one reading a
         # minute per station, spread evenly (a few readings a cycle: the worst case), after

@@ -40,8 +40,9 @@
     backfill_interval_s = 60.0    # ask a station for its holes at most this often
     wake_preamble = 0             # idle-fill bytes (0x00) sent before each frame: a station
                                   # that sleeps between samples wakes on the first of them
-    commit_cycles = 2             # a short DATA's readings wait up to this many poll cycles
+    commit_cycles = 1             # a short DATA's readings wait up to this many poll cycles
                                   # to share one durable commit (SD wear); then the ACK
+                                  # (2 in the installed config: half the SD-card writes)
 
     [[station]]
     id = "SAN-01"
@@ -133,7 +134,7 @@ class LinkConfig:
     status_interval_s: float = 300.0
     backfill_interval_s: float = 60.0
     wake_preamble: int = 0
-    commit_cycles: int = 2
+    commit_cycles: int = 1
 
 
 @dataclass(frozen=True)
