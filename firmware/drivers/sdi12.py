@@ -159,15 +159,16 @@ class SDI12Master:
         rx = self._rx
         if n < 3 or rx[n - 1] != _LF or rx[n - 2] != _CR or rx[0] != addr:
             return 0
-        for i in range(n - 2):
-            c = rx[i]
-            if c & 0x80 or c < 0x20 or c > 0x7E:
-                return 0  # parity error or a control character: garbled
         end = n - 2
         if crc:
             if end < 4:
                 return 0
-            end -= 3
+            end -= 3  # its 3 characters are 0x40-0x7F (DEL too): checked by value below
+        for i in range(end):
+            c = rx[i]
+            if c & 0x80 or c < 0x20 or c > 0x7E:
+                return 0  # parity error or a control character: garbled
+        if crc:
             value = crc16(rx, 0, end)
             if (rx[end] != 0x40 | (value >> 12) or rx[end + 1] != 0x40 | ((value >> 6) & 0x3F)
                     or rx[end + 2] != 0x40 | (value & 0x3F)):

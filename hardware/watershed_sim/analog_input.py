@@ -9,8 +9,9 @@ the firmware samples. Writing nothing makes the read fail, which the firmware st
 Each read gets a pipe of its own: as soon as a reader has opened the pipe, the path is replaced
 by a fresh one, so a count can never be read by the read after it.
 
-The slot of a read is the latest slot at or before the clock, and never one already served: the
-firmware samples the latest slot due and skips slots it was too busy to take (firmware/station.py).
+A read is served the truth at the harness's time (clock.HarnessClock), which does not move
+while the station is awake: the very instant the station samples, whatever its interval (event
+mode included) and however late the machine runs it.
 """
 
 from __future__ import annotations
@@ -57,22 +58,16 @@ Truth = Callable[[int], "float | Decimal | None"]
 
 
 class AnalogInput:
-    def __init__(self, io_dir: Path, pin: int, interval_s: int, scale: AdcScale, truth: Truth,
+    def __init__(self, io_dir: Path, pin: int, scale: AdcScale, truth: Truth,
                  clock: Callable[[], float]) -> None:
         self.path = Path(io_dir) / f"adc{pin}"
-        self.interval_s = interval_s
         self.scale = scale
         self.truth = truth
         self.clock = clock
-        self.served: list[tuple[int, int | None]] = []  # (slot, count or None), as read
-        self._last_slot: int | None = None
+        self.served: list[tuple[int, int | None]] = []  # (time, count or None), as read
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._fresh_pipe()
-
-    def restarted(self) -> None:
-        """The firmware restarted: its schedule begins afresh from its clock."""
-        self._last_slot = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._serve, name=f"adc {self.path}", daemon=True)
@@ -97,12 +92,6 @@ class AnalogInput:
         os.mkfifo(tmp)
         tmp.replace(self.path)
 
-    def _next_slot(self) -> int:
-        latest = int(self.clock()) // self.interval_s * self.interval_s
-        if self._last_slot is None:
-            return latest
-        return max(latest, self._last_slot + self.interval_s)
-
     def _serve(self) -> None:
         while not self._stopping:
             fd = os.open(self.path, os.O_WRONLY)  # blocks until the firmware opens it to read
@@ -110,11 +99,10 @@ class AnalogInput:
                 if self._stopping:
                     return
                 self._fresh_pipe()  # the next read opens a new pipe, never this one
-                slot = self._next_slot()
-                self._last_slot = slot
-                value = self.truth(slot)
+                now = int(self.clock())
+                value = self.truth(now)
                 count = None if value is None else self.scale.count_for(value)
-                self.served.append((slot, count))
+                self.served.append((now, count))
                 if count is not None:
                     os.write(fd, b"%d\n" % count)
             except OSError as e:

@@ -75,6 +75,7 @@ class HarnessClock:
         self._addresses: dict[tuple[str, int], str] = {}  # (gateway port, address) -> station
         self._holds: list[Callable[[], float | None]] = []  # next sim time not to pass, or None
         self._busy: list[Callable[[], bool]] = []  # True while a link carries bytes
+        self._on_step: list[Callable[[float], None]] = []  # told each new time, stations asleep
         self._links: dict[str, float] = {}  # gateway port -> monotonic time of its last POLL
         self._arrived: set[str] = set()  # links at the barrier of this generation
         self._generation = 0
@@ -159,6 +160,11 @@ class HarnessClock:
     def add_busy(self, busy: Callable[[], bool]) -> None:
         self._busy.append(busy)
 
+    def on_step(self, listener: Callable[[float], None]) -> None:
+        """``listener(now)`` after each move of time, before any station wakes: every station
+        sleeps, so inputs (pin edges, register images) change between its readings only."""
+        self._on_step.append(listener)
+
     def release(self) -> None:
         """Time stops moving and polls pass the barrier freely (the run is ending)."""
         with self._cond:
@@ -230,14 +236,17 @@ class HarnessClock:
                 return  # one booted (a power cut ended): it is polled first
             limit = self._limit_ms(target)
             if limit <= self._ms:
+                self._wake_due()
                 if self._ms >= target:
                     return
-                self._wake_due()
                 continue
             self._ms = limit
             self._publish()
             self.steps += 1
-            self._wake_due()
+            for listener in self._on_step:
+                listener(self._ms / 1000)
+            if not self._hold_due():  # else a timeline event at this instant runs first
+                self._wake_due()
 
     def _wake_due(self) -> None:
         for sleeper in self._stations.values():
@@ -270,11 +279,10 @@ class HarnessClock:
             return "awake"
         if any(busy() for busy in self._busy):
             return "link"
-        for hold in self._holds:
-            at = hold()
-            if at is not None and at * 1000 <= self._ms:
-                return "timeline"
-        return ""
+        return "timeline" if self._hold_due() else ""
+
+    def _hold_due(self) -> bool:
+        return any(at is not None and at * 1000 <= self._ms for at in (h() for h in self._holds))
 
     def _limit_ms(self, target: int) -> int:
         limits = [target] + [s.wake_ms for s in self._stations.values() if s.wake_ms is not None]

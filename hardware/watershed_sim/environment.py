@@ -143,8 +143,9 @@ class Weather:
 class Environment:
     """Named truth quantities, the vocabulary scenario sensors use as ``source``."""
 
-    QUANTITIES = ("stage_m", "discharge_m3s", "rain_mm_h", "air_temp_c", "rh_pct",
-                  "pressure_hpa", "water_temp_c", "battery_v")
+    QUANTITIES = ("stage_m", "discharge_m3s", "velocity_ms", "rain_mm_h", "air_temp_c",
+                  "rh_pct", "pressure_hpa", "pressure_kpa", "water_temp_c", "battery_v")
+    CHANNEL_WIDTH_M = 12.0  # a rectangular section: mean velocity = Q / (width x stage)
 
     def __init__(self, river: River, weather: Weather) -> None:
         self.river = river
@@ -155,6 +156,9 @@ class Environment:
             return self.river.stage_m(t)
         if quantity == "discharge_m3s":
             return self.river.discharge_m3s(t)
+        if quantity == "velocity_ms":
+            depth = max(self.river.stage_m(t), 0.05)
+            return self.river.discharge_m3s(t) / (self.CHANNEL_WIDTH_M * depth)
         if quantity == "rain_mm_h":
             return self.river.catchment.rain_mm_h(t)
         if quantity == "air_temp_c":
@@ -163,6 +167,8 @@ class Environment:
             return self.weather.rh_pct(t)
         if quantity == "pressure_hpa":
             return self.weather.pressure_hpa_at(t)
+        if quantity == "pressure_kpa":
+            return self.weather.pressure_hpa_at(t) / 10
         if quantity == "water_temp_c":
             return self.weather.water_temp_c(t, self.river.stage_m(t))
         if quantity == "battery_v":

@@ -48,20 +48,31 @@ environment or recorded series they see, and how long and how fast to run.
     address = 1
     basin = "santiago"
     link = "bus-1"
+    heap_kb = 48                   # the MicroPython heap it runs in
+    event = { stage = 1, rise = 0.05, hold_s = 3600 }   # firmware keys: event, quality,
+    [station.quality.1]                                  # clock_jump_s, outbox
+    valid_max = 6.0
     [[station.power_cut]]          # the station is off (SIGKILL, then a cold start)
     at = "5d"
     duration = "1h"
-    [[station.sensor]]
-    channel = "stage_m"            # catalogue name or number
-    kind = "analog"                # the only kind today; SDI-12 and serial sensors plug in here
-    pin = 26
+
+    [[station.sensor]]             # the firmware's own config entry (firmware/schema.py) ...
+    sensor = "sdi12"               # analog (default) | sdi12 | serial_level | rain | bme280
+    port = "sdi12"                 # a name: the harness gives each a device on a pty; SDI-12
+    address = "0"                  #   entries naming one port share one bus
+    channels = ["stage_m", "water_temp_c"]   # catalogue names or numbers (0: not kept)
     interval_s = 900
-    exponent = -3
-    full_scale = 5000              # value at count 65535, in units of 10^exponent
-    source = "stage_m"             # an environment quantity, or "replay:<name>"
-    [[station.sensor.dropout]]     # the sensor gives nothing: readings flagged missing
-    at = "2d"
-    duration = "30m"
+    event_s = 300
+    device = "level"               # ... plus the harness's keys: the SDI-12 model (generic,
+    sources = ["stage_m", "water_temp_c"]    # level, weather, radar); each value's truth: an
+                                   # environment quantity, "replay:<name>" or a number
+                                   # (`source` for one value; a rain gauge: "rain_mm_h" or a
+                                   # tip record)
+    [[station.sensor.fault]]       # a device fault: no_reply | late | garble | bad_crc | stuck
+    kind = "drift"                 #   | drift | dropout (sensor_site.py: what each does and
+    at = "2d"                      #   which kinds take which)
+    duration = "1d"
+    per_day = 0.02                 # drift only; late_s for "late"
 
 Every problem is reported with the file, the line and the key: ``storm.toml:31: station[0].
 sensor[1].pin: expected an integer from 0 to 255, got 300``. Unknown keys are errors.
@@ -83,10 +94,27 @@ from watershed.contracts.ids import is_valid_id
 
 from .environment import Catchment, Environment, RainEvent, Rating, River, Weather
 from .line_noise import NoiseSettings, Outage
-from .replay import ReplayError, Series, read_csv, read_toa5, read_usgs_rdb
+from watershed.station_tools.check import firmware_defects
+
+from .replay import ReplayError, Series, TipLog, read_csv, read_toa5, read_usgs_rdb
+
+Replay = Series | TipLog
 
 LINK_KINDS = ("bus", "radio")
-SENSOR_KINDS = ("analog",)  # the seam: SDI-12 / serial sensor kinds are added here
+SENSOR_KINDS = ("analog", "sdi12", "serial_level", "rain", "bme280")  # the firmware's kinds
+SDI12_DEVICES = ("generic", "level", "weather", "radar")  # devices/sdi12.py's models
+# Keys of a [[station.sensor]] that are the harness's: where truth comes from, and faults. Every
+# other key is the firmware's own (firmware/schema.py checks them).
+HARNESS_SENSOR_KEYS = ("source", "sources", "device", "fault")
+STATION_FIRMWARE_KEYS = ("event", "quality", "clock_jump_s", "outbox")
+FAULT_KINDS = ("no_reply", "late", "garble", "bad_crc", "stuck", "drift", "dropout")
+SENSOR_FAULTS = {  # what each kind of device can do wrong
+    "analog": ("stuck", "drift", "dropout"),
+    "rain": ("dropout",),  # a blocked funnel: no tips
+    "serial_level": ("no_reply", "garble", "stuck", "drift", "dropout"),
+    "sdi12": FAULT_KINDS,
+    "bme280": ("no_reply", "stuck", "drift", "dropout"),
+}
 REPLAY_FORMATS = ("usgs_rdb", "csv", "toa5")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -111,18 +139,52 @@ class Window:
         return self.start <= t < self.end
 
 
+Source = str | float  # an environment quantity, "replay:<name>", "" (none) or a constant
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """A device fault from ``window.start`` for ``window.duration_s`` (sensor_site.py does it)."""
+
+    kind: str
+    window: Window
+    drift_per_day: float = 0.0  # "drift": added per simulated day from the window's start
+    late_s: float = 0.0  # "late": wall seconds the reply comes late
+
+
 @dataclass(frozen=True)
 class SensorSpec:
-    channel: int
-    kind: str
-    pin: int
-    interval_s: int
-    exponent: int
-    scale_num: int
-    scale_den: int
-    offset: int
-    source: str  # environment quantity or "replay:<name>"
-    dropouts: tuple[Window, ...] = ()
+    """One sensor: the firmware's own config entry (``entry``, its ports by name: the harness
+    gives each name a device on a pty) and the truth of each value it reads (``sources``)."""
+
+    entry: Mapping[str, Any]
+    sources: tuple[Source, ...]
+    device: str = ""  # sdi12: the simulated model (SDI12_DEVICES)
+    faults: tuple[FaultSpec, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return str(self.entry.get("sensor", "analog"))
+
+    @property
+    def interval_s(self) -> int:
+        return int(self.entry.get("interval_s", 900))
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """The channels this sensor's values are stored on (0: a value not kept)."""
+        return stored_values(self.entry)
+
+
+def stored_values(entry: Mapping[str, Any]) -> tuple[int, ...]:
+    """The channel of each value a firmware entry reads, in order (0: read, not kept)."""
+    kind = entry.get("sensor", "analog")
+    if kind in ("sdi12", "bme280"):
+        channels = entry.get("channels", (17, 18, 19) if kind == "bme280" else ())
+        return tuple(channels) if isinstance(channels, (list, tuple)) else ()
+    if kind == "rain":
+        return (entry.get("channel", 16),)
+    return (entry.get("channel", entry.get("no", 0)),)
 
 
 @dataclass(frozen=True)
@@ -133,6 +195,21 @@ class StationSpec:
     link: str
     sensors: tuple[SensorSpec, ...]
     power_cuts: tuple[Window, ...] = ()
+    firmware: Mapping[str, Any] = field(default_factory=dict)  # event, quality, … as given
+    heap_kb: int = 48  # the MicroPython heap it runs in (station_process.HARNESS_HEAP)
+
+    def firmware_config(self, board: Mapping[str, Any], ports: Mapping[str, str],
+                        link_port: str) -> dict[str, Any]:
+        """The station's config.json: ``ports`` maps the scenario's port names to paths."""
+        channels = []
+        for sensor in self.sensors:
+            entry = dict(sensor.entry)
+            if "port" in entry:
+                entry["port"] = ports.get(entry["port"], entry["port"])
+            channels.append(entry)
+        return {"station": self.id, "address": self.address, "basin": self.basin,
+                "board": dict(board), "link": {"port": link_port, "baud": 9600},
+                "channels": channels, **self.firmware}
 
 
 @dataclass(frozen=True)
@@ -163,7 +240,7 @@ class Scenario:
     stations: tuple[StationSpec, ...]
     catchment: Catchment
     weather: Weather
-    replays: Mapping[str, Series] = field(default_factory=dict)
+    replays: Mapping[str, Replay] = field(default_factory=dict)
 
     def environment(self) -> Environment:
         return Environment(River(self.catchment, self.start), self.weather)
@@ -278,7 +355,7 @@ def _environment(env: _Reader, start: int) -> tuple[Catchment, Weather]:
     return catchment, weather
 
 
-def _replay(r: _Reader, path: Path | None, start: int) -> tuple[str, Series | None]:
+def _replay(r: _Reader, path: Path | None, start: int) -> tuple[str, Replay | None]:
     name = r.ident("name")
     fmt = r.choice("format", REPLAY_FORMATS)
     file_text = r.text("path")
@@ -332,64 +409,135 @@ def _link(r: _Reader, start: int) -> LinkSpec:
     return LinkSpec(name, kind, baud, latency, noise)
 
 
-def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Series]
+def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Replay]
              ) -> StationSpec:
+    firmware = {key: r.value(key) for key in STATION_FIRMWARE_KEYS if r.given(key)}
     spec = StationSpec(
         id=r.ident("id"), address=r.integer("address", low=1, high=254), basin=r.ident("basin"),
         link=r.text("link"),
         power_cuts=tuple(_window(w, start) for w in r.tables("power_cut")),
-        sensors=tuple(_sensor(s, start, replays) for s in r.tables("sensor")))
+        sensors=tuple(_sensor(s, start, replays) for s in r.tables("sensor")),
+        firmware=firmware, heap_kb=r.integer("heap_kb", 48, 32, 1024))
     if spec.link and spec.link not in links:
         r.problem("link", f"no [[link]] is named {spec.link!r}")
     if not spec.sensors:
         r.problem(None, "has no [[station.sensor]]")
-    pins = [s.pin for s in spec.sensors]
-    channels = [s.channel for s in spec.sensors]
-    for i, s in enumerate(spec.sensors):
-        if s.pin in pins[:i]:
-            r.problems.add((*r.path, "sensor", i, "pin"), f"pin {s.pin} is used by an earlier sensor")
-        if s.channel in channels[:i]:
-            r.problems.add((*r.path, "sensor", i, "channel"),
-                           f"channel {s.channel} is used by an earlier sensor")
+    pins = [s.entry.get("pin") for s in spec.sensors]
+    for i, pin in enumerate(pins):  # one input (ADC file, gauge's edges) per pin
+        if pin is not None and pin in pins[:i]:
+            r.problems.add((*r.path, "sensor", i, "pin"), f"pin {pin} is used by an earlier sensor")
+    _check_firmware(r, spec)
     r.reject_unknown()
     return spec
 
 
-def _sensor(r: _Reader, start: int, replays: Mapping[str, Series]) -> SensorSpec:
-    channel_value = r.value("channel")
-    channel = 0
-    if isinstance(channel_value, str):
-        channel = NUMBERS.get(channel_value, 0)
-        if not channel:
-            r.problem("channel", f"{channel_value!r} is not in the channel catalogue")
-    elif isinstance(channel_value, int) and 1 <= channel_value <= 255:
-        channel = channel_value
-    elif channel_value is not None:
-        r.problem("channel", f"must be a catalogue name or 1-255, not {channel_value!r}")
-    kind = r.choice("kind", SENSOR_KINDS, "analog")
-    exponent = r.integer("exponent", 0, -20, 20)
-    full_scale = r.optional_integer("full_scale", 1)
-    scale_num = r.optional_integer("scale_num", 1)
-    scale_den = r.optional_integer("scale_den", 1)
-    if full_scale is not None and (scale_num is not None or scale_den is not None):
-        r.problem("full_scale", "give full_scale or scale_num/scale_den, not both")
-    if full_scale is not None:
-        scale_num, scale_den = full_scale, 65535
-    source = r.text("source")
-    environment_source = source in Environment.QUANTITIES
-    if source and source.startswith("replay:"):
-        if source[7:] not in replays:
-            r.problem("source", f"no [[replay]] is named {source[7:]!r}")
-    elif source and not environment_source:
-        r.problem("source", f"must be one of {', '.join(Environment.QUANTITIES)} or "
-                            f"\"replay:<name>\", not {source!r}")
-    spec = SensorSpec(channel=channel, kind=kind, pin=r.integer("pin", low=0, high=255),
-                      interval_s=r.integer("interval_s", 900, 1, 86400), exponent=exponent,
-                      scale_num=scale_num or 1, scale_den=scale_den or 1,
-                      offset=r.integer("offset", 0), source=source or "",
-                      dropouts=tuple(_window(w, start) for w in r.tables("dropout")))
+def _check_firmware(r: _Reader, spec: StationSpec) -> None:
+    """The station's config as the firmware's own validator (schema.py) sees it; each defect
+    named at the scenario key it comes from."""
+    cfg = spec.firmware_config(board={"name": "unix", "data_dir": "flash", "io_dir": "io",
+                                      "sim_epoch": 0, "wall_epoch": 0},
+                               ports={}, link_port="link")
+    for key, what in firmware_defects(cfg):
+        parts = key.split(".")
+        if parts[0] == "channels" and len(parts) > 1 and parts[1].isdigit():
+            r.problems.add((*r.path, "sensor", int(parts[1]), *parts[2:3]), what)
+        elif parts[0] in STATION_FIRMWARE_KEYS:  # id, address, basin: checked above
+            r.problems.add((*r.path, *parts[:1]), f"{key}: {what}" if len(parts) > 1 else what)
+
+
+def _channel_number(r: _Reader, key: str, value: Any) -> int:
+    """A catalogue name or a number 0-255 (0: a value not kept), as the firmware takes it."""
+    if isinstance(value, str):
+        number = NUMBERS.get(value, -1)
+        if number < 0:
+            r.problem(key, f"{value!r} is not in the channel catalogue")
+        return max(number, 0)
+    return value  # the firmware's validator checks numbers
+
+
+def _sensor(r: _Reader, start: int, replays: Mapping[str, Replay]) -> SensorSpec:
+    kind = r.choice("sensor", SENSOR_KINDS, "analog")
+    entry: dict[str, Any] = {"sensor": kind}
+    for key in r.data:
+        if key in HARNESS_SENSOR_KEYS:
+            continue
+        value = r.value(key)
+        if key == "channel":
+            value = _channel_number(r, key, value)
+        elif key == "channels" and isinstance(value, list):
+            value = [_channel_number(r, key, v) for v in value]
+        entry[key] = value
+    if kind == "rain":
+        # Tips of one harness step reach the pin together (sensor_site.RainGauge): a debounce
+        # would count all but the first as bounces.
+        if entry.setdefault("debounce_ms", 0) != 0:
+            r.problem("debounce_ms", "must be 0 in a simulation: the harness hands over the "
+                                     "tips of one time step together")
+    stored = stored_values(entry)
+    sources = _sources(r, kind, len(stored), replays)
+    device = r.choice("device", SDI12_DEVICES, "generic") if kind == "sdi12" else ""
+    faults = tuple(_fault(f, start, kind, entry) for f in r.tables("fault"))
     r.reject_unknown()
-    return spec
+    return SensorSpec(entry=entry, sources=sources, device=device, faults=faults)
+
+
+def _sources(r: _Reader, kind: str, values: int, replays: Mapping[str, Replay]
+             ) -> tuple[Source, ...]:
+    """One truth per value the entry reads: ``source`` for one, ``sources`` for several."""
+    if r.given("sources"):
+        given = r.value("sources")
+        if r.given("source"):
+            r.problem("source", "give source or sources, not both")
+        if not isinstance(given, list):
+            r.problem("sources", "must be a list, one source per value the sensor returns")
+            return ()
+        if len(given) != values:
+            r.problem("sources", f"needs one source per value the sensor returns ({values})")
+    else:
+        given = [r.value("source", REQUIRED if kind != "bme280" else
+                         ["air_temp_c", "rh_pct", "pressure_hpa"])]
+        if isinstance(given[0], list):
+            given = given[0]
+    sources = []
+    for i, source in enumerate(given):
+        key = "sources" if r.given("sources") else "source"
+        if isinstance(source, (int, float)) and not isinstance(source, bool):
+            sources.append(source)  # a constant
+        elif not isinstance(source, str):
+            r.problem(key, f"{source!r}: must be an environment quantity, "
+                           f"\"replay:<name>\" or a number")
+        elif source.startswith("replay:"):
+            replay = replays.get(source[7:])
+            if replay is None:
+                r.problem(key, f"no [[replay]] is named {source[7:]!r}")
+            elif (kind == "rain") != isinstance(replay, TipLog):
+                r.problem(key, f"{source!r}: a rain gauge takes tips (format imhea rain or "
+                               f"tips), other sensors a series of values")
+            sources.append(source)
+        elif kind == "rain" and source != "rain_mm_h":
+            r.problem(key, f"a rain gauge's tips come from \"rain_mm_h\" or a tip record "
+                           f"(\"replay:<name>\"), not {source!r}")
+        elif source in Environment.QUANTITIES or source == "":
+            sources.append(source)
+        else:
+            r.problem(key, f"must be one of {', '.join(Environment.QUANTITIES)}, "
+                           f"\"replay:<name>\" or a number, not {source!r}")
+            sources.append("")
+    return tuple(sources)
+
+
+def _fault(r: _Reader, start: int, kind: str, entry: Mapping[str, Any]) -> FaultSpec:
+    fault = r.choice("kind", FAULT_KINDS)
+    window = Window(start + (r.duration("at") or 0), r.duration("duration") or 0)
+    drift = r.number("per_day", 0.0) if fault == "drift" else 0.0
+    late_s = r.number("late_s", 0.5, 0.0, 60.0) if fault == "late" else 0.0
+    r.reject_unknown()
+    if fault and fault not in SENSOR_FAULTS.get(kind, ()):
+        r.problem("kind", f"{fault!r} does not apply to a {kind} sensor; it takes "
+                          f"{', '.join(SENSOR_FAULTS[kind])}")
+    if fault == "bad_crc" and not entry.get("crc"):
+        r.problem("kind", "bad_crc needs the sensor's crc = true (the station asks for CRCs)")
+    return FaultSpec(fault, window, drift_per_day=drift, late_s=late_s)
 
 
 def _check_stations(root: _Reader, stations: tuple[StationSpec, ...],

@@ -31,9 +31,11 @@ HARNESS_HEAP = "48K"
 class SimStation:
     def __init__(self, workdir: Path, firmware: Path, clock: SimClock | HarnessClock, *, station_id: str,
                  address: int, basin: str, channels: list[dict[str, Any]], heap: str = HARNESS_HEAP,
-                 link: VirtualSerialLink | None = None, port: str | None = None) -> None:
+                 link: VirtualSerialLink | None = None, port: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         """``port``: the station end of a link the caller owns (a bus, a radio); otherwise the
-        station gets a VirtualSerialLink of its own (``link``), closed with it."""
+        station gets a VirtualSerialLink of its own (``link``), closed with it. ``extra``: more
+        top-level config keys (event, quality, …)."""
         self.workdir = workdir
         self.firmware = firmware  # folder of compiled .mpy modules
         self.clock = clock
@@ -41,6 +43,7 @@ class SimStation:
         self.address = address
         self.basin = basin
         self.channels = channels
+        self.extra = extra or {}
         self.heap = heap
         self.link = None if port else (link or VirtualSerialLink())
         self.port = port or self.link.station_path  # type: ignore[union-attr]
@@ -77,6 +80,7 @@ class SimStation:
                       **clock},
             "link": {"port": self.port, "baud": 9600},
             "channels": self.channels,
+            **self.extra,
         }
 
     def start(self) -> None:

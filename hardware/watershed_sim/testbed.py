@@ -29,7 +29,6 @@ from watershed.ingest.config import IngestConfig
 from watershed.ingest.service import Ingest
 from watershed.ingest.writer import make_writer
 
-from .analog_input import AdcScale, AnalogInput, Truth
 from .clock import HarnessClock
 from .environment import Catchment, RainEvent, Weather
 from .line_noise import NoiseSettings
@@ -37,6 +36,7 @@ from watershed.firmware_build import compile_firmware
 from .radio_link import RadioLink, RadioSettings
 from .report import ChannelReport, compare
 from .scenario import GatewaySpec, LinkSpec, Scenario, SensorSpec, StationSpec
+from .sensor_site import SensorSite
 from .shared_bus import SharedBus
 from .station_process import SimStation
 from .timeline import Timeline
@@ -61,9 +61,10 @@ Link = RadioLink | SharedBus
 
 def demo_sensor(spec: tuple[int, int, int, int, int]) -> SensorSpec:
     number, pin, interval_s, full_scale, exponent = spec
-    return SensorSpec(channel=number, kind="analog", pin=pin, interval_s=interval_s,
-                      exponent=exponent, scale_num=full_scale, scale_den=65535, offset=0,
-                      source=_DEMO_SOURCES[spec])
+    return SensorSpec(entry={"sensor": "analog", "channel": number, "pin": pin,
+                             "interval_s": interval_s, "exponent": exponent,
+                             "scale_num": full_scale, "scale_den": 65535},
+                      sources=(_DEMO_SOURCES[spec],))
 
 
 def demo_scenario(stations: int = 3, hours: float = 6.0, speed: int = 720,
@@ -112,7 +113,7 @@ class Pipeline:
     stations: list[SimStation] = field(default_factory=list)
     clock: HarnessClock | None = None
     links: dict[str, Link] = field(default_factory=dict)
-    inputs: dict[str, list[AnalogInput]] = field(default_factory=dict)
+    sites: dict[str, SensorSite] = field(default_factory=dict)  # station id -> its sensors
     scenario: Scenario | None = None
     timeline: Timeline | None = None
     tap: MqttTap | None = None  # every readings message the broker carried, for explain()
@@ -161,19 +162,16 @@ class Pipeline:
             link = self.links[spec.name] = self._make_link(spec, scenario,
                                                            seed=scenario.seed + 101 * i)
             _tie_to_clock(link, self.clock, spec, scenario)
-        environment = scenario.environment()
         for spec in scenario.stations:
+            site = self.sites[spec.id] = SensorSite(spec, s.workdir / spec.id / "io", self.clock,
+                                                    scenario)
             station = SimStation(
                 s.workdir / spec.id, firmware, self.clock, station_id=spec.id,
                 address=spec.address, basin=spec.basin,
-                channels=[_channel_config(sensor) for sensor in spec.sensors],
+                channels=spec.firmware_config({}, site.ports, "")["channels"],
+                extra=dict(spec.firmware), heap=f"{spec.heap_kb}K",
                 port=self.links[spec.link].port_for(spec.id))
-            self.inputs[spec.id] = [
-                AnalogInput(station.io_dir, sensor.pin, sensor.interval_s, _scale(sensor),
-                            _truth(sensor, environment, scenario), self.clock.now)
-                for sensor in spec.sensors]
-            for analog in self.inputs[spec.id]:
-                analog.start()
+            site.start()
             self.stations.append(station)
             station.start()
         # The ingest's subscription must exist before the gateway publishes anything: a broker
@@ -189,10 +187,11 @@ class Pipeline:
         self.timeline = Timeline(self.clock)
         self.clock.add_hold(self.timeline.next_time)
         for spec, station in zip(scenario.stations, self.stations):
+            site = self.sites[spec.id]
+            site.schedule(self.timeline)
             for cut in spec.power_cuts:
-                self.timeline.add(cut.start, f"{spec.id} power off", _power_off(station))
-                self.timeline.add(cut.end, f"{spec.id} power on",
-                                  _power_on(station, self.inputs[spec.id]))
+                self.timeline.add(cut.start, f"{spec.id} power off", _power_off(station, site))
+                self.timeline.add(cut.end, f"{spec.id} power on", _power_on(station, site))
         self.timeline.start()
         self.clock.start()
 
@@ -274,10 +273,11 @@ class Pipeline:
         end is sampled a moment after the clock gets there, later still on a loaded machine.
         False if some did not come."""
         assert self.scenario is not None
-        want = {(station.station_id, sensor.channel): (station, int(until) // sensor.interval_s
-                                                       * sensor.interval_s)
+        want = {(station.station_id, channel): (station, int(until) // sensor.interval_s
+                                                * sensor.interval_s)
                 for spec, station in zip(self.scenario.stations, self.stations)
-                if station.running for sensor in spec.sensors}
+                if station.running for sensor in spec.sensors for channel in sensor.channels
+                if channel}
         deadline = time.monotonic() + timeout_s
         while want:
             for key, (station, slot) in list(want.items()):
@@ -338,9 +338,8 @@ class Pipeline:
             self.timeline.stop()
         for station in self.stations:
             station.close()
-        for inputs in self.inputs.values():
-            for analog in inputs:
-                analog.stop()
+        for site in self.sites.values():
+            site.stop()
         if self.gateway:
             self.gateway.stop()
         for link in self.links.values():
@@ -363,44 +362,15 @@ def _tie_to_clock(link: Link, clock: HarnessClock, spec: LinkSpec, scenario: Sce
     clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)})
 
 
-def _channel_config(sensor: SensorSpec) -> dict[str, Any]:
-    return {"no": sensor.channel, "pin": sensor.pin, "interval_s": sensor.interval_s,
-            "scale_num": sensor.scale_num, "scale_den": sensor.scale_den,
-            "exponent": sensor.exponent, "offset": sensor.offset}
+def _power_off(station: SimStation, site: SensorSite) -> Any:
+    def off() -> None:
+        station.stop(kill=True)
+        site.power_off()
+    return off
 
 
-def _scale(sensor: SensorSpec) -> AdcScale:
-    return AdcScale(sensor.exponent, sensor.scale_num, sensor.scale_den, sensor.offset)
-
-
-def _truth(sensor: SensorSpec, environment: Any, scenario: Scenario) -> Truth:
-    if sensor.source.startswith("replay:"):
-        series = scenario.replays[sensor.source[len("replay:"):]]
-        value_of: Truth = series.value_at
-    else:
-        quantity = sensor.source
-
-        def value_of(t: int) -> float:
-            return environment.value(quantity, t)
-
-    if not sensor.dropouts:
-        return value_of
-
-    def with_dropouts(t: int) -> Any:
-        if any(w.covers(t) for w in sensor.dropouts):
-            return None
-        return value_of(t)
-
-    return with_dropouts
-
-
-def _power_off(station: SimStation) -> Any:
-    return lambda: station.stop(kill=True)
-
-
-def _power_on(station: SimStation, inputs: list[AnalogInput]) -> Any:
+def _power_on(station: SimStation, site: SensorSite) -> Any:
     def on() -> None:
-        for analog in inputs:
-            analog.restarted()
+        site.power_on()
         station.start()
     return on

@@ -134,3 +134,18 @@ def test_station_keeps_reading_the_others_when_one_sensor_dies(
     assert [r["readings"][0][3] for r in results] == [MISSING, 0, MISSING, 0]
     got = [tuple(r["readings"][0][1:3]) for r in results if r["sensor"] == 1]
     assert got == [exact(m.values[0]) for m in sim.sensors[0].measured]
+
+
+def test_a_crc_with_the_character_0x7f_is_accepted(micropython: MicroPythonRunner,
+                                                   tmp_path: Path,
+                                                   bus: tuple[SDI12Bus, DevicePty]) -> None:
+    """SDI-12's CRC characters are 0x40 | 6 bits: 0x40-0x7F, DEL included. The check once took
+    DEL for a control character and refused one sound reply in ~20 (found by a simulation)."""
+    sim, pty = bus
+    sim.sensor("0").set("stage_m", "0.387")
+    sim.sensor("0").set("water_temp_c", "9.99")
+    assert crc16_arc(b"0+0.387+9.99") & 0x3F == 0x3F  # its CRC ends in DEL
+    results, _ = read_sensors(micropython, tmp_path, [sdi12(pty, "0", [1, 3])])
+    assert results[0]["error"] is None
+    assert results[0]["readings"] == [[1, 387, -3, 0], [3, 999, -2, 0]]
+    assert len([c for c in sim.commands if c.text == "0D0!"]) == 1  # no retry

@@ -35,15 +35,19 @@ link = "bus-1"
 [[station.sensor]]
 channel = "stage_m"
 pin = 26
+interval_s = 900
 exponent = -3
-full_scale = 5000
+scale_num = 5000
+scale_den = 65535
 source = "stage_m"
 
 [[station.sensor]]
 channel = 3
 pin = 27
+interval_s = 900
 exponent = -2
-full_scale = 4000
+scale_num = 4000
+scale_den = 65535
 source = "water_temp_c"
 """
 
@@ -59,9 +63,11 @@ def test_a_good_scenario_builds_what_it_says() -> None:
     assert s.start == 1772323200 and s.duration_s == 2 * 86400 and s.speed == 3600
     assert s.links[0].noise.outages[0].start == s.start + 86400
     assert s.links[0].noise.outages[0].end == s.start + 86400 + 7200
-    assert [x.channel for x in s.stations[0].sensors] == [1, 3]
-    assert s.stations[0].sensors[0].scale_num == 5000
-    assert s.stations[0].sensors[0].scale_den == 65535
+    assert [x.channels for x in s.stations[0].sensors] == [(1,), (3,)]
+    assert s.stations[0].sensors[0].entry == {
+        "sensor": "analog", "channel": 1, "pin": 26, "interval_s": 900, "exponent": -3,
+        "scale_num": 5000, "scale_den": 65535}
+    assert s.stations[0].sensors[1].sources == ("water_temp_c",)
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.toml")), ids=lambda p: p.name)
@@ -75,13 +81,13 @@ def test_a_syntax_error_names_file_and_line() -> None:
 
 
 @pytest.mark.parametrize("change,expected", [
-    (('pin = 27', 'pin = 300'), "s.toml:30: station[0].sensor[1].pin: expected an integer from 0 to 255, got 300"),
-    (('source = "water_temp_c"', 'source = "wind"'), "s.toml:33: station[0].sensor[1].source:"),
+    (('pin = 27', 'pin = 300'), "s.toml:32: station[0].sensor[1].pin: must be a whole number 0 to 48"),
+    (('source = "water_temp_c"', 'source = "wind"'), "s.toml:37: station[0].sensor[1].source:"),
     (('link = "bus-1"', 'link = "bus-2"'), "s.toml:19: station[0].link: no [[link]] is named 'bus-2'"),
     (('duration = "2h"', 'duration = "2 hours"'), "s.toml:13: link[0].outage[0].duration: expected a duration such as "
      "\"90s\", \"15m\", \"6h\", \"30d\" or seconds, got '2 hours'"),
     (('kind = "bus"', 'kind = "carrier pigeon"'), "s.toml:9: link[0].kind: expected one of bus, radio, got 'carrier pigeon'"),
-    (('channel = 3', 'channel = "depth_ft"'), "s.toml:29: station[0].sensor[1].channel: 'depth_ft' is not in"),
+    (('channel = 3', 'channel = "depth_ft"'), "s.toml:31: station[0].sensor[1].channel: 'depth_ft' is not in"),
     (('speed = 3600', 'sped = 3600'), "s.toml:5: scenario.sped: unknown key"),
     (('address = 1', 'address = 0'), "s.toml:17: station[0].address: expected an integer from 1 to 254, got 0"),
 ])
@@ -98,7 +104,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_key_lines_number_arrays_of_tables_like_tomllib() -> None:
     lines = key_lines(GOOD)
-    assert lines[("station", 0, "sensor", 1, "pin")] == 30
+    assert lines[("station", 0, "sensor", 1, "pin")] == 32
     assert lines[("link", 0, "outage", 0, "at")] == 12
     assert lines[("scenario", "speed")] == 5
 
@@ -110,4 +116,4 @@ def test_a_file_reports_every_problem_with_its_line() -> None:
         "s.toml:5: scenario.sped: unknown key (known here: description, duration, name, seed, "
         "speed, start)",
         "s.toml:9: link[0].kind: expected one of bus, radio, got 'can'",
-        "s.toml:30: station[0].sensor[1].pin: expected an integer from 0 to 255, got 300"]
+        "s.toml:32: station[0].sensor[1].pin: must be a whole number 0 to 48"]

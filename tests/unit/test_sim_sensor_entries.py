@@ -1,0 +1,137 @@
+"""A scenario's sensors are the firmware's own config entries plus their truth (issue 13, item
+1): every kind loads, the firmware's validator speaks for the entry with the scenario's file,
+line and key, and the harness refuses what it cannot simulate. Also the devices' pure parts:
+tips from rain intensity, a gauge handing tips over, a BME280's register image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from watershed_sim.devices.bme280 import DATASHEET, compensate_h, compensate_p, compensate_t
+from watershed_sim.devices.bme280 import raws_for
+from watershed_sim.scenario import ScenarioError, Window, load_scenario, parse_scenario
+from watershed_sim.sensor_site import RainGauge, rain_tips
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+HEAD = """\
+[scenario]
+name = "kinds"
+start = 2026-03-01T00:00:00Z
+duration = "1d"
+
+[[link]]
+name = "bus"
+kind = "bus"
+
+[[station]]
+id = "ZAM-01"
+address = 1
+basin = "santiago"
+link = "bus"
+"""
+
+
+def sensor(text: str) -> str:
+    return HEAD + "\n[[station.sensor]]\n" + text
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ScenarioError) as e:
+        parse_scenario(text, Path("k.toml"))
+    return e.value.problems
+
+
+def test_the_full_set_scenario_is_the_firmware_config_plus_truth() -> None:
+    s = load_scenario(SCENARIOS / "full_set_thirty_days.toml")
+    zam, chi, cat = s.stations
+    assert [x.kind for x in zam.sensors] == ["sdi12", "sdi12", "sdi12", "rain", "analog"]
+    assert [x.kind for x in chi.sensors] == ["serial_level", "analog", "rain", "analog"]
+    assert [x.kind for x in cat.sensors] == ["bme280", "analog"]
+    weather = zam.sensors[1]
+    assert weather.device == "weather" and weather.channels == (23, 0, 20, 21, 22, 17, 24, 19, 18)
+    assert weather.sources[0] == 420 and weather.sources[5] == "air_temp_c"
+    cfg = zam.firmware_config({"name": "unix"}, {"sdi12": "/dev/pts/9"}, "/dev/pts/1")
+    assert cfg["channels"][0] == {
+        "sensor": "sdi12", "port": "/dev/pts/9", "address": "0", "channels": [1, 3],
+        "interval_s": 900, "event_s": 300, "response_ms": 1000}
+    assert cfg["event"]["stage"] == 1 and cfg["quality"] == {"1": {"valid_min": 0.0,
+                                                                    "valid_max": 6.0,
+                                                                    "spike": 1.5}}
+    assert cfg["channels"][3]["debounce_ms"] == 0  # tips of a step arrive together
+    assert {f.kind for x in s.stations for se in x.sensors for f in se.faults} == {
+        "no_reply", "late", "garble", "bad_crc", "stuck", "drift", "dropout"}
+
+
+def test_an_entry_the_firmware_would_refuse_is_named_at_its_line() -> None:
+    found = problems(sensor('sensor = "sdi12"\nport = "sdi"\naddress = "00"\n'
+                            'channels = [1]\ninterval_s = 900\nsource = "stage_m"\n'))
+    assert found == ["k.toml:19: station[0].sensor[0].address: must be one SDI-12 address "
+                     "character: 0-9, A-Z or a-z"]
+    [typo] = problems(sensor('pin = 26\nchannel = 1\ninterval_s = 900\nexponnent = -3\n'
+                             'source = "stage_m"\n'))
+    assert typo.startswith("k.toml:20: station[0].sensor[0].exponnent: unknown key")
+
+
+@pytest.mark.parametrize("body,expected", [
+    ('sensor = "analog"\npin = 26\nchannel = 1\ninterval_s = 900\nsource = "stage_m"\n'
+     '[[station.sensor.fault]]\nkind = "garble"\nat = "1h"\nduration = "1h"\n',
+     "station[0].sensor[0].fault[0].kind: 'garble' does not apply to a analog sensor"),
+    ('sensor = "sdi12"\nport = "s"\naddress = "0"\ncrc = false\nchannels = [1]\n'
+     'interval_s = 900\nsource = "stage_m"\n'
+     '[[station.sensor.fault]]\nkind = "bad_crc"\nat = "1h"\nduration = "1h"\n',
+     "station[0].sensor[0].fault[0].kind: bad_crc needs the sensor's crc = true"),
+    ('sensor = "sdi12"\nport = "s"\naddress = "0"\nchannels = [1, 3]\ninterval_s = 900\n'
+     'sources = ["stage_m"]\n',
+     "station[0].sensor[0].sources: needs one source per value the sensor returns (2)"),
+    ('sensor = "rain"\npin = 27\ninterval_s = 900\ndebounce_ms = 50\nsource = "rain_mm_h"\n',
+     "station[0].sensor[0].debounce_ms: must be 0 in a simulation"),
+    ('sensor = "sdi12"\nport = "s"\naddress = "0"\ndevice = "barometer"\nchannels = [1]\n'
+     'interval_s = 900\nsource = "stage_m"\n',
+     "station[0].sensor[0].device: expected one of generic, level, weather, radar"),
+    ('sensor = "analog"\npin = 26\nchannel = 1\ninterval_s = 900\ndevice = "level"\n'
+     'source = "stage_m"\n', "station[0].sensor[0].device: unknown key"),
+    ('sensor = "sonar"\npin = 26\nchannel = 1\ninterval_s = 900\nsource = "stage_m"\n',
+     "station[0].sensor[0].sensor: expected one of analog, sdi12, serial_level, rain, bme280"),
+    ('sensor = "rain"\npin = 27\ninterval_s = 900\nsource = "stage_m"\n',
+     "station[0].sensor[0].source: a rain gauge's tips come from \"rain_mm_h\" or a tip record"),
+    ('pin = 26\nchannel = 1\ninterval_s = 900\nsource = "replay:nowhere"\n',
+     "station[0].sensor[0].source: no [[replay]] is named 'nowhere'"),
+])
+def test_what_the_harness_cannot_simulate_is_refused(body: str, expected: str) -> None:
+    found = problems(sensor(body))
+    assert any(expected in p for p in found), found
+
+
+def test_tips_integrate_the_rain_intensity_into_buckets() -> None:
+    # 12 mm/h for one hour on a 0.2 mm bucket: 60 tips, one a minute
+    tips = rain_tips(lambda t: 12.0 if 3600 <= t < 7200 else 0.0, 0, 4 * 3600, 0.2)
+    assert len(tips) == 60
+    assert all(3600 < t <= 7200 for t in tips)
+    assert tips[1] - tips[0] == 60
+
+
+def test_a_gauge_hands_over_the_tips_due_and_loses_those_of_a_blocked_funnel(
+        tmp_path: Path) -> None:
+    from watershed_sim.scenario import FaultSpec, SensorSpec
+    spec = SensorSpec(entry={"sensor": "rain", "pin": 27, "mm_per_tip_um": 200},
+                      sources=("rain_mm_h",),
+                      faults=(FaultSpec("dropout", Window(100, 50)),))
+    gauge = RainGauge(tmp_path, spec, [10, 20, 120, 130, 160, 170])
+    gauge.deliver_until(20)
+    assert (tmp_path / "edges").read_text() == "27\n27\n"
+    gauge.deliver_until(165)
+    assert gauge.lost == [120, 130] and gauge.delivered == [10, 20, 160]
+    gauge.skip_until(170)  # the station was off
+    assert gauge.lost == [120, 130, 170]
+    assert gauge.rain_um_between(0, 20) == 400 and gauge.rain_um_between(20, 200) == 200
+
+
+def test_a_bme280_image_gives_the_asked_conditions_to_the_chip_s_resolution() -> None:
+    adc_t, adc_p, adc_h = raws_for(DATASHEET, 12.5, 80.0, 750.0)
+    t, t_fine = compensate_t(DATASHEET, adc_t)
+    assert abs(t - 1250) <= 1  # 0.01 °C
+    assert abs(compensate_p(DATASHEET, adc_p, t_fine) / 256 - 75000) <= 1  # 0.01 hPa
+    assert abs(compensate_h(DATASHEET, adc_h, t_fine) / 1024 - 80.0) <= 0.01
