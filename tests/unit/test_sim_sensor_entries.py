@@ -56,7 +56,7 @@ def test_the_full_set_scenario_is_the_firmware_config_plus_truth() -> None:
     cfg = zam.firmware_config({"name": "unix"}, {"sdi12": "/dev/pts/9"}, "/dev/pts/1")
     assert cfg["channels"][0] == {
         "sensor": "sdi12", "port": "/dev/pts/9", "address": "0", "channels": [1, 3],
-        "interval_s": 900, "event_s": 300, "response_ms": 1000}
+        "interval_s": 900, "event_s": 300, "response_ms": 1000, "retries": 1}
     assert cfg["event"]["stage"] == 1 and cfg["quality"] == {"1": {"valid_min": 0.0,
                                                                     "valid_max": 6.0,
                                                                     "spike": 1.5}}
