@@ -1,4 +1,5 @@
-"""Recorded real series as truth: CSV, USGS RDB, Campbell TOA5, and tipping-bucket tip logs.
+"""Recorded real series as truth: CSV, USGS RDB, Campbell TOA5, and tipping-bucket tip logs
+(iMHEA raw logs: replay_imhea.py).
 
 Values stay decimal text → Decimal, never binary floats, so a replayed 0.82 reaches InfluxDB as
 exactly 0.82. A series answers ``value_at(t)`` with the latest recorded value at or before t
@@ -68,14 +69,22 @@ def _decimal(text: str, where: str) -> Decimal:
     return value
 
 
-def _build(rows: list[tuple[int, Decimal]], name: str, path: Path) -> Series:
+def _build(rows: list[tuple[int, Decimal, str]], name: str, path: Path) -> Series:
+    """A series from (time, value, file:line) rows. A time recorded twice with the same value
+    is one sample written twice (loggers do it when their clock is set); with two values it is
+    refused, naming both lines."""
     if not rows:
         raise ReplayError(f"{path}: no values")
-    rows.sort()
-    for (a, _), (b, _) in zip(rows, rows[1:]):
-        if a == b:
-            raise ReplayError(f"{path}: two values at {datetime.fromtimestamp(a, timezone.utc)}")
-    return Series(tuple(t for t, _ in rows), tuple(v for _, v in rows), name)
+    rows.sort(key=lambda row: row[0])
+    kept = [rows[0]]
+    for row in rows[1:]:
+        if row[0] != kept[-1][0]:
+            kept.append(row)
+        elif row[1] != kept[-1][1]:
+            when = datetime.fromtimestamp(row[0], timezone.utc)
+            raise ReplayError(f"{row[2]}: {row[1]} at {when}, and {kept[-1][1]} at the same time "
+                              f"({kept[-1][2]})")
+    return Series(tuple(t for t, _, _ in kept), tuple(v for _, v, _ in kept), name)
 
 
 def read_usgs_rdb(path: Path, column: str | None = None) -> Series:
@@ -107,7 +116,7 @@ def read_usgs_rdb(path: Path, column: str | None = None) -> Series:
             raise ReplayError(f"{where}: unknown time zone {fields[i_tz]!r}")
         local = _parse_time(fields[i_time], ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"), where)
         stamp = int((local - timedelta(hours=zone)).replace(tzinfo=timezone.utc).timestamp())
-        rows.append((stamp, _decimal(fields[i_value], where)))
+        rows.append((stamp, _decimal(fields[i_value], where), where))
     return _build(rows, column, path)
 
 
@@ -126,7 +135,7 @@ def read_csv(path: Path, value_column: str, time_column: str = "time",
             if not row[value_column].strip():
                 continue
             rows.append((_stamp(row[time_column], utc_offset_h, where),
-                         _decimal(row[value_column], where)))
+                         _decimal(row[value_column], where), where))
     return _build(rows, value_column, path)
 
 
@@ -149,36 +158,80 @@ def read_toa5(path: Path, column: str, utc_offset_h: float = 0.0) -> Series:
             raise ReplayError(f"{where}: {len(fields)} fields, expected {len(names)}")
         if fields[i_value].strip().upper() in ("NAN", ""):
             continue
-        rows.append((_stamp(fields[i_time], utc_offset_h, where), _decimal(fields[i_value], where)))
+        rows.append((_stamp(fields[i_time], utc_offset_h, where), _decimal(fields[i_value], where),
+                     where))
     return _build(rows, column, path)
 
 
 @dataclass(frozen=True)
 class TipLog:
-    """Tipping-bucket tip times (Unix seconds, ascending) and the rain each tip stands for."""
+    """Tipping-bucket tip times (Unix seconds, ascending) and the rain each tip stands for.
+
+    The record covers [``start``, ``end``) less its ``gaps`` ([from, to) windows where the
+    logger recorded nothing); None: no start or end known (a plain list of tips), so no rain
+    outside its tips. Rain over an interval the record does not cover is unknown (None),
+    never 0.
+    """
 
     tips: tuple[float, ...]
     mm_per_tip: Decimal
+    name: str = ""
+    start: float | None = None
+    end: float | None = None
+    gaps: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def begins(self) -> float:
+        """Where ``shifted`` puts the scenario start: the record's start, else its first tip."""
+        return self.start if self.start is not None else self.tips[0]
+
+    def covers(self, t0: float, t1: float) -> bool:
+        """Whether the record says what fell in [t0, t1)."""
+        if (self.start is not None and t0 < self.start) or (self.end is not None
+                                                            and t1 > self.end):
+            return False
+        return not any(t0 < g1 and g0 < t1 for g0, g1 in self.gaps)
 
     def tips_between(self, t0: float, t1: float) -> int:
         """Tips in [t0, t1): what a counter read at t1 and reset at t0 would show."""
         return bisect.bisect_left(self.tips, t1) - bisect.bisect_left(self.tips, t0)
 
-    def rain_mm(self, t0: float, t1: float) -> Decimal:
-        return self.tips_between(t0, t1) * self.mm_per_tip
+    def rain_mm(self, t0: float, t1: float) -> Decimal | None:
+        """Rain in [t0, t1), or None where the record does not cover it."""
+        return self.tips_between(t0, t1) * self.mm_per_tip if self.covers(t0, t1) else None
+
+    def shifted(self, to_start: float) -> TipLog:
+        """The same record moved in time so it begins at ``to_start``."""
+        delta = to_start - self.begins
+        return TipLog(tuple(t + delta for t in self.tips), self.mm_per_tip, self.name,
+                      None if self.start is None else to_start,
+                      None if self.end is None else self.end + delta,
+                      tuple((g0 + delta, g1 + delta) for g0, g1 in self.gaps))
 
 
-def read_tip_log(path: Path, mm_per_tip: str = "0.2", utc_offset_h: float = 0.0) -> TipLog:
-    """One tip time per line (ISO 8601 or Unix seconds); ``#`` comments and blanks skipped."""
+def read_tip_log(path: Path, mm_per_tip: str | Decimal = "0.2",
+                 utc_offset_h: float = 0.0) -> TipLog:
+    """One tip time per line (ISO 8601 or Unix seconds); ``#`` comments and blanks skipped.
+    A plain list says nothing of when recording began or ended: no rain outside its tips."""
     path = Path(path)
-    tips = []
+    try:
+        bucket = Decimal(str(mm_per_tip))
+    except InvalidOperation:
+        bucket = Decimal("NaN")
+    if not bucket.is_finite() or bucket <= 0:
+        raise ReplayError(f"{path}: mm_per_tip must be a number above 0, not {mm_per_tip!r}")
+    tips: list[float] = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         text = line.split("#", 1)[0].strip()
-        if text:
-            tips.append(_stamp(text, utc_offset_h, f"{path}:{n}", fractional=True))
-    if tips != sorted(tips):
-        raise ReplayError(f"{path}: tip times are not in order")
-    return TipLog(tuple(tips), Decimal(mm_per_tip))
+        if not text:
+            continue
+        tip = _stamp(text, utc_offset_h, f"{path}:{n}", fractional=True)
+        if tips and tip < tips[-1]:
+            raise ReplayError(f"{path}:{n}: {text!r} is before the tip above it")
+        tips.append(tip)
+    if not tips:
+        raise ReplayError(f"{path}: no tips")
+    return TipLog(tuple(tips), bucket, path.stem)
 
 
 def _parse_time(text: str, formats: tuple[str, ...], where: str) -> datetime:

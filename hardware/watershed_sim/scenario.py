@@ -24,12 +24,17 @@ environment or recorded series they see, and how long and how fast to run.
     duration = "2h"
     intensity_mm_h = 20
 
-    [[replay]]                     # a recorded series as truth
+    [[replay]]                     # a recorded series (or tip log) as truth
     name = "agua_fria"
-    format = "usgs_rdb"            # usgs_rdb | csv | toa5
+    format = "usgs_rdb"            # usgs_rdb | csv | toa5 | imhea | tips
     path = "data/usgs_09512500_iv_discharge.rdb"   # relative to this file
-    column = "01_00060"            # optional for usgs_rdb
+    column = "01_00060"            # optional for usgs_rdb; required for csv, toa5 and an
+                                   # imhea level log ("Level cm" or "Flow l/s"); none for a
+                                   # rain log (imhea rain and tips read into a TipLog)
     align = "start"                # "start": moved to begin at the scenario start; "recorded"
+    utc_offset_h = -5              # csv, toa5, imhea, tips: local times' offset from UTC
+    time_column = "time"           # csv only (the default)
+    mm_per_tip = "0.2"             # tips only, required: the rain each tip stands for
 
     [[link]]
     name = "bus-1"
@@ -85,6 +90,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +102,9 @@ from .environment import Catchment, Environment, RainEvent, Rating, River, Weath
 from .line_noise import NoiseSettings, Outage
 from watershed.station_tools.check import firmware_defects
 
-from .replay import ReplayError, Series, TipLog, read_csv, read_toa5, read_usgs_rdb
+from .replay import (ReplayError, Series, TipLog, read_csv, read_tip_log, read_toa5,
+                     read_usgs_rdb)
+from .replay_imhea import read_imhea
 
 Replay = Series | TipLog
 
@@ -115,7 +123,7 @@ SENSOR_FAULTS = {  # what each kind of device can do wrong
     "sdi12": FAULT_KINDS,
     "bme280": ("no_reply", "stuck", "drift", "dropout"),
 }
-REPLAY_FORMATS = ("usgs_rdb", "csv", "toa5")
+REPLAY_FORMATS = ("usgs_rdb", "csv", "toa5", "imhea", "tips")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -360,28 +368,62 @@ def _replay(r: _Reader, path: Path | None, start: int) -> tuple[str, Replay | No
     fmt = r.choice("format", REPLAY_FORMATS)
     file_text = r.text("path")
     column = r.text("column", "") or None
+    time_column = r.text("time_column", "time")
+    mm_per_tip = None
+    if fmt == "tips":
+        mm_per_tip = _mm_per_tip(r)
+    else:
+        r.value("mm_per_tip", None)  # a known key, misplaced: said below
     align = r.choice("align", ("start", "recorded"), "start")
     offset_h = r.number("utc_offset_h", 0.0, -12, 14)
+    for key, only in (("time_column", "csv"), ("mm_per_tip", "tips")):
+        if r.given(key) and fmt != only:
+            r.problem(key, f"is for format {only!r} only")
     r.reject_unknown()
     if not file_text or fmt not in REPLAY_FORMATS:
         return name, None
     file = Path(file_text)
     if not file.is_absolute() and path is not None:
         file = path.parent / file
-    if fmt != "usgs_rdb" and not column:
+    if fmt in ("csv", "toa5") and not column:
         r.problem("column", f"is required for format {fmt!r}")
         return name, None
+    if fmt == "tips" and column:
+        r.problem("column", "a tip log has no columns")
+        return name, None
     try:
+        record: Series | TipLog
         if fmt == "usgs_rdb":
-            series = read_usgs_rdb(file, column)
+            record = read_usgs_rdb(file, column)
         elif fmt == "csv":
-            series = read_csv(file, column or "", utc_offset_h=offset_h)
+            record = read_csv(file, column or "", time_column, utc_offset_h=offset_h)
+        elif fmt == "toa5":
+            record = read_toa5(file, column or "", utc_offset_h=offset_h)
+        elif fmt == "imhea":
+            record = read_imhea(file, column, utc_offset_h=offset_h)
+        elif mm_per_tip is None:
+            return name, None
         else:
-            series = read_toa5(file, column or "", utc_offset_h=offset_h)
+            record = read_tip_log(file, mm_per_tip, utc_offset_h=offset_h)
     except (OSError, ReplayError) as e:
         r.problem("path", str(e))
         return name, None
-    return name, series.shifted(start) if align == "start" else series
+    return name, record.shifted(start) if align == "start" else record
+
+
+def _mm_per_tip(r: _Reader) -> Decimal | None:
+    """The rain one tip stands for: a number or decimal text above 0, kept exact."""
+    value = r.value("mm_per_tip")
+    try:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            mm = Decimal(str(value))
+            if mm.is_finite() and mm > 0:
+                return mm
+    except InvalidOperation:
+        pass
+    if value is not None:
+        r.problem("mm_per_tip", f"expected a number of mm above 0 (e.g. \"0.2\"), got {value!r}")
+    return None
 
 
 def _window(r: _Reader, start: int) -> Window:
@@ -474,15 +516,15 @@ def _sensor(r: _Reader, start: int, replays: Mapping[str, Replay]) -> SensorSpec
             r.problem("debounce_ms", "must be 0 in a simulation: the harness hands over the "
                                      "tips of one time step together")
     stored = stored_values(entry)
-    sources = _sources(r, kind, len(stored), replays)
+    sources = _sources(r, kind, len(stored), replays, entry.get("mm_per_tip_um", 200))
     device = r.choice("device", SDI12_DEVICES, "generic") if kind == "sdi12" else ""
     faults = tuple(_fault(f, start, kind, entry) for f in r.tables("fault"))
     r.reject_unknown()
     return SensorSpec(entry=entry, sources=sources, device=device, faults=faults)
 
 
-def _sources(r: _Reader, kind: str, values: int, replays: Mapping[str, Replay]
-             ) -> tuple[Source, ...]:
+def _sources(r: _Reader, kind: str, values: int, replays: Mapping[str, Replay],
+             bucket_um: Any = 200) -> tuple[Source, ...]:
     """One truth per value the entry reads: ``source`` for one, ``sources`` for several."""
     if r.given("sources"):
         given = r.value("sources")
@@ -513,6 +555,9 @@ def _sources(r: _Reader, kind: str, values: int, replays: Mapping[str, Replay]
             elif (kind == "rain") != isinstance(replay, TipLog):
                 r.problem(key, f"{source!r}: a rain gauge takes tips (format imhea rain or "
                                f"tips), other sensors a series of values")
+            elif isinstance(replay, TipLog) and replay.mm_per_tip * 1000 != bucket_um:
+                r.problem(key, f"{source!r} has tips of {replay.mm_per_tip} mm, the gauge's "
+                               f"mm_per_tip_um is {bucket_um}")
             sources.append(source)
         elif kind == "rain" and source != "rain_mm_h":
             r.problem(key, f"a rain gauge's tips come from \"rain_mm_h\" or a tip record "
