@@ -205,6 +205,10 @@ class StationSpec:
     power_cuts: tuple[Window, ...] = ()
     firmware: Mapping[str, Any] = field(default_factory=dict)  # event, quality, … as given
     heap_kb: int = 48  # the MicroPython heap it runs in (station_process.HARNESS_HEAP)
+    # The gateway's [[station.alert]] rules for it (gateway/config.py checks them at start), and
+    # the rating files the ingest derives its discharge with (absolute paths).
+    alerts: tuple[Mapping[str, Any], ...] = ()
+    ratings: tuple[str, ...] = ()
 
     def firmware_config(self, board: Mapping[str, Any], ports: Mapping[str, str],
                         link_port: str) -> dict[str, Any]:
@@ -332,7 +336,8 @@ def _scenario(root: _Reader, path: Path | None, now: float) -> Scenario:
     for i, name_l in enumerate(link_names):
         if name_l in link_names[:i]:
             root.problems.add(("link", i, "name"), f"{name_l!r} is used by an earlier link")
-    stations = tuple(_station(r, start, link_names, replays) for r in root.tables("station"))
+    stations = tuple(_station(r, start, link_names, replays, path)
+                     for r in root.tables("station"))
     _check_stations(root, stations, links)
     root.reject_unknown()
     return Scenario(name=name, path=path, start=start, duration_s=duration_s or 0.0, speed=speed,
@@ -451,15 +456,17 @@ def _link(r: _Reader, start: int) -> LinkSpec:
     return LinkSpec(name, kind, baud, latency, noise)
 
 
-def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Replay]
-             ) -> StationSpec:
+def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Replay],
+             path: Path | None) -> StationSpec:
     firmware = {key: r.value(key) for key in STATION_FIRMWARE_KEYS if r.given(key)}
     spec = StationSpec(
         id=r.ident("id"), address=r.integer("address", low=1, high=254), basin=r.ident("basin"),
         link=r.text("link"),
         power_cuts=tuple(_window(w, start) for w in r.tables("power_cut")),
         sensors=tuple(_sensor(s, start, replays) for s in r.tables("sensor")),
-        firmware=firmware, heap_kb=r.integer("heap_kb", 48, 32, 1024))
+        firmware=firmware, heap_kb=r.integer("heap_kb", 48, 32, 1024),
+        alerts=tuple(dict(a.data) for a in r.tables("alert")),
+        ratings=tuple(_relative(r, "ratings", text, path) for text in r.texts("ratings")))
     if spec.link and spec.link not in links:
         r.problem("link", f"no [[link]] is named {spec.link!r}")
     if not spec.sensors:
@@ -471,6 +478,15 @@ def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Rep
     _check_firmware(r, spec)
     r.reject_unknown()
     return spec
+
+
+def _relative(r: _Reader, key: str, text: str, path: Path | None) -> str:
+    file = Path(text)
+    if not file.is_absolute() and path is not None:
+        file = path.parent / file
+    if not file.is_file():
+        r.problem(key, f"{text!r}: no such file")
+    return str(file)
 
 
 def _check_firmware(r: _Reader, spec: StationSpec) -> None:

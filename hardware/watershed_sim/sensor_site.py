@@ -75,8 +75,8 @@ class SensorSite:
         self.chips: list[Bme280] = []
         buses: dict[str, SDI12Bus] = {}
         for n, sensor in enumerate(spec.sensors):
-            truths = [self._faulted(self._truth(source), sensor.faults)
-                      for source in sensor.sources]
+            truths = [] if sensor.kind == "rain" else [  # a gauge's truth is its tips
+                self._faulted(self._truth(source), sensor.faults) for source in sensor.sources]
             entry = sensor.entry
             if sensor.kind == "analog":
                 self.analog.append(AnalogInput(self.io_dir, entry["pin"], _adc_scale(entry),
@@ -170,9 +170,9 @@ class SensorSite:
             for f in sensor.faults:
                 if f.kind == "no_reply":
                     timeline.add(f.window.start, f"{self.spec.id} BME280 silent",
-                                 lambda chip=chip: chip.set_silent(True))
+                                 lambda chip=chip: chip.set_silent(True, self.clock.now()))
                     timeline.add(f.window.end, f"{self.spec.id} BME280 back",
-                                 lambda chip=chip: chip.set_silent(False))
+                                 lambda chip=chip: chip.set_silent(False, self.clock.now()))
 
     def _pty_of(self, sensor: SensorSpec) -> DevicePty:
         return self.ptys[sensor.entry["port"]]
@@ -348,11 +348,14 @@ class Bme280:
         self.silent = False
         self._shown: tuple[Any, ...] | None = None
 
-    def set_silent(self, silent: bool) -> None:
+    def set_silent(self, silent: bool, now: float) -> None:
+        """From ``now`` on the chip answers no more (or again: its registers as of now)."""
         self.silent = silent
         self._shown = None
         if silent:
             self.image.remove()
+        else:
+            self.update(now)
 
     def update(self, now: float) -> None:
         if self.silent:

@@ -235,7 +235,8 @@ class Pipeline:
                       "stations": [st.address for st in scenario.stations_on(spec.name)],
                       "poll_interval_s": poll_s, "reply_timeout_s": gw.reply_timeout_s}
                      for spec in scenario.links if scenario.stations_on(spec.name)],
-            "station": [{"id": st.id, "address": st.address, "basin": st.basin}
+            "station": [{"id": st.id, "address": st.address, "basin": st.basin,
+                         **({"alert": list(st.alerts)} if st.alerts else {})}
                         for st in scenario.stations],
         })
 
@@ -253,6 +254,8 @@ class Pipeline:
             "mqtt": {"host": "127.0.0.1", "port": self.mosquitto.port, "prefix": self.prefix},
             "influx": {"api": "v1", "url": self.influxd.url, "database": self.settings.database,
                        "flush_interval_s": 0.2},
+            "stations": [{"id": st.id, "ratings": list(st.ratings)}
+                         for st in self.scenario.stations if st.ratings] if self.scenario else [],
         })
 
     # --- running and checking ---------------------------------------------------------------

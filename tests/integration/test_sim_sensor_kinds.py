@@ -191,3 +191,18 @@ def test_stuck_battery_and_event_mode(full_set):
     assert flood and any(at(scenario, 30) <= t <= at(scenario, 38) for t in flood)
     steps = {b - a for a, b in zip(flood, flood[1:])}
     assert 300 in steps  # event_s: five-minute stage in the flood
+
+
+def test_gateway_alert_and_discharge_at_the_ingest(full_set):
+    scenario, result, pipeline, stored = full_set
+    assert result.gateway_stats["forwarder"]["alerts_published"] >= 1  # the flood's stage
+    stage = stored("ZAM-01", "stage_m")
+    discharge = stored("ZAM-01", "discharge_m3s")
+    rating = scenario.catchment.rating  # the river's own law; the station's rating file has it
+    assert set(discharge) == set(stage)  # one discharge per stage reading
+    for t, (q, flags) in discharge.items():
+        if stage[t][0] is None:  # the level sensor did not answer: no discharge either
+            assert q is None and flags & MISSING, t
+            continue
+        expected = rating.discharge(float(stage[t][0]))
+        assert abs(float(q) - expected) <= 0.001 * expected + 0.0005, (t, q, expected)

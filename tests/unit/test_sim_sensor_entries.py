@@ -61,6 +61,8 @@ def test_the_full_set_scenario_is_the_firmware_config_plus_truth() -> None:
                                                                     "valid_max": 6.0,
                                                                     "spike": 1.5}}
     assert cfg["channels"][3]["debounce_ms"] == 0  # tips of a step arrive together
+    assert zam.alerts == ({"channel": "stage_m", "above": 1.5},)  # the gateway's own rule
+    assert zam.ratings == (str(SCENARIOS / "ratings" / "ZAM-01.toml"),)
     assert {f.kind for x in s.stations for se in x.sensors for f in se.faults} == {
         "no_reply", "late", "garble", "bad_crc", "stuck", "drift", "dropout"}
 
@@ -103,6 +105,12 @@ def test_an_entry_the_firmware_would_refuse_is_named_at_its_line() -> None:
 def test_what_the_harness_cannot_simulate_is_refused(body: str, expected: str) -> None:
     found = problems(sensor(body))
     assert any(expected in p for p in found), found
+
+
+def test_a_rating_file_that_is_not_there_is_named() -> None:
+    found = problems(HEAD + 'ratings = ["ratings/nowhere.toml"]\n' + "\n[[station.sensor]]\n"
+                     'pin = 26\nchannel = 1\ninterval_s = 900\nsource = "stage_m"\n')
+    assert found == ["k.toml:15: station[0].ratings: 'ratings/nowhere.toml': no such file"]
 
 
 def test_tips_integrate_the_rain_intensity_into_buckets() -> None:
