@@ -102,7 +102,7 @@ def _watch(pipeline: Pipeline, scenario: Scenario, phase: list[str],
         report(Progress(phase[0], pipeline.clock.now(), scenario.start,
                         scenario.start + scenario.duration_s,
                         sum(len(st.produced) for st in pipeline.stations),
-                        len(pipeline.timeline.done) if pipeline.timeline else 0))
+                        len(pipeline.faults_done())))
 
 
 def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_DATABASE,
@@ -135,7 +135,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_D
         return ScenarioResult(
             scenario, reports, ran, drained, link_stats=pipeline.link_stats(),
             gateway_stats=pipeline.gateway.stats() if pipeline.gateway else {},
-            faults_done=list(pipeline.timeline.done) if pipeline.timeline else [],
+            faults_done=pipeline.faults_done(),
             explanation=pipeline.explain_missing(reports),
             firmware_faults=pipeline.firmware_faults(),
             clock_held_s=dict(pipeline.clock.held_s) if pipeline.clock else {},

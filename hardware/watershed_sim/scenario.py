@@ -97,11 +97,10 @@ from typing import Any
 from watershed.config_reader import REQUIRED, ConfigError, Table, load_toml, parse_toml
 from watershed.contracts.channels import NUMBERS
 from watershed.contracts.ids import is_valid_id
+from watershed.station_tools.check import firmware_defects
 
 from .environment import Catchment, Environment, RainEvent, Rating, River, Weather
 from .line_noise import NoiseSettings, Outage
-from watershed.station_tools.check import firmware_defects
-
 from .replay import (ReplayError, Series, TipLog, read_csv, read_tip_log, read_toa5,
                      read_usgs_rdb)
 from .replay_imhea import read_imhea
@@ -474,7 +473,8 @@ def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Rep
     pins = [s.entry.get("pin") for s in spec.sensors]
     for i, pin in enumerate(pins):  # one input (ADC file, gauge's edges) per pin
         if pin is not None and pin in pins[:i]:
-            r.problems.add((*r.path, "sensor", i, "pin"), f"pin {pin} is used by an earlier sensor")
+            r.problems.add((*r.path, "sensor", i, "pin"),
+                           f"pin {pin} is used by an earlier sensor")
     _check_firmware(r, spec)
     r.reject_unknown()
     return spec

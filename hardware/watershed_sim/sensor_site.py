@@ -17,11 +17,11 @@ truth at the simulated time a station asks, pins and register images change only
 time steps, when every station sleeps. The protocol timing of the ptys (replies within a few
 milliseconds) is wall time, as the firmware's UART timeouts are.
 
-Faults (scenario.FaultSpec) act on the timeline: ``stuck`` (the value at the fault's start),
+Faults (scenario.FaultSpec) hold over their window: ``stuck`` (the value at the fault's start),
 ``drift`` (``per_day`` added, growing from the fault's start) and ``dropout`` (nothing: a
 missing reading; for a gauge, no tips) change the truth; ``no_reply``, ``late``, ``garble`` and
-``bad_crc`` are the device's own (devices/sdi12.py Faults), switched on and off at the window's
-ends.
+``bad_crc`` are the device's own (devices/sdi12.py Faults; a BME280 not answering), switched at
+the first time step in the window and the first after it, before any station wakes.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from .devices.sdi12 import Quantity
 from .environment import Environment
 from .replay import Series, TipLog
 from .scenario import FaultSpec, Scenario, SensorSpec, Source, StationSpec
-from .timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +95,8 @@ class SensorSite:
                                                      entry.get("address", 0x76)), truths))
         for name, bus in buses.items():
             self.ptys[name] = DevicePty(bus)
+        self.switches = self._device_fault_switches()
+        self.faults_done: list[tuple[float, str]] = []  # (simulated time, what), as they came
         self.running = False
 
     @property
@@ -160,35 +161,29 @@ class SensorSite:
         self.clock.on_step(self._step)
         self._step(self.clock.now())
 
-    def schedule(self, timeline: Timeline) -> None:
-        """Put the devices' own faults on the timeline."""
-        for sensor, device in self.sdi12:
-            self._schedule_device_faults(timeline, sensor, device, self._pty_of(sensor))
-        for sensor, range_sensor in self.ranges:
-            self._schedule_device_faults(timeline, sensor, range_sensor, self._pty_of(sensor))
+    def _device_fault_switches(self) -> list[_FaultSwitch]:
+        switches = []
+        for sensor, device in [*self.sdi12, *self.ranges]:
+            pty = self.ptys[sensor.entry["port"]]
+            faults = [f for f in sensor.faults if f.kind in DEVICE_FAULTS]
+            if faults:
+                switches.append(_FaultSwitch(f"{self.spec.id} {sensor.kind}", faults,
+                                             _set_faults(pty, device)))
         for chip, sensor in zip(self.chips, [s for s in self.spec.sensors if s.kind == "bme280"]):
-            for f in sensor.faults:
-                if f.kind == "no_reply":
-                    timeline.add(f.window.start, f"{self.spec.id} BME280 silent",
-                                 lambda chip=chip: chip.set_silent(True, self.clock.now()))
-                    timeline.add(f.window.end, f"{self.spec.id} BME280 back",
-                                 lambda chip=chip: chip.set_silent(False, self.clock.now()))
-
-    def _pty_of(self, sensor: SensorSpec) -> DevicePty:
-        return self.ptys[sensor.entry["port"]]
-
-    def _schedule_device_faults(self, timeline: Timeline, sensor: SensorSpec, device: Any,
-                                pty: DevicePty) -> None:
-        for f in sensor.faults:
-            if f.kind not in DEVICE_FAULTS:
-                continue
-            what = f"{self.spec.id} {sensor.kind} {f.kind}"
-            timeline.add(f.window.start, what, _set_faults(pty, device, _device_faults(f)))
-            timeline.add(f.window.end, what + " ends", _set_faults(pty, device, Faults()))
+            faults = [f for f in sensor.faults if f.kind == "no_reply"]
+            if faults:
+                switches.append(_FaultSwitch(f"{self.spec.id} BME280", faults,
+                                             lambda f, chip=chip: chip.set_silent(f is not None)))
+        return switches
 
     def _step(self, now: float) -> None:
-        """Time moved to ``now`` (every station sleeps): tips so far onto the pins, the chips'
-        registers to the new conditions."""
+        """Time moved to ``now`` (every station sleeps): the devices' own faults of this instant
+        on or off, tips so far onto the pins, the chips' registers to the new conditions. So a
+        station reads what holds at its reading's time, whatever else is going on."""
+        for switch in self.switches:
+            change = switch.at(now)
+            if change:
+                self.faults_done.append((now, change))
         if not self.running:
             return
         for gauge in self.gauges:
@@ -216,10 +211,31 @@ class SensorSite:
             pty.close()
 
 
-def _set_faults(pty: DevicePty, device: Any, faults: Faults) -> Callable[[], None]:
-    def apply() -> None:
+class _FaultSwitch:
+    """A device's own faults over time: ``at(now)`` turns the one covering ``now`` on (or none)
+    and says what changed."""
+
+    def __init__(self, name: str, faults: list[FaultSpec],
+                 apply: Callable[[FaultSpec | None], None]) -> None:
+        self.name = name
+        self.faults = faults
+        self.apply = apply
+        self.current: FaultSpec | None = None
+
+    def at(self, now: float) -> str:
+        fault = next((f for f in self.faults if f.window.covers(now)), None)
+        if fault is self.current:
+            return ""
+        ended, self.current = self.current, fault
+        self.apply(fault)
+        return (f"{self.name} {fault.kind}" if fault is not None
+                else f"{self.name} {ended.kind if ended else ''} ends")
+
+
+def _set_faults(pty: DevicePty, device: Any) -> Callable[[FaultSpec | None], None]:
+    def apply(fault: FaultSpec | None) -> None:
         with pty.lock:
-            device.faults = faults
+            device.faults = _device_faults(fault) if fault is not None else Faults()
     return apply
 
 
@@ -348,14 +364,12 @@ class Bme280:
         self.silent = False
         self._shown: tuple[Any, ...] | None = None
 
-    def set_silent(self, silent: bool, now: float) -> None:
-        """From ``now`` on the chip answers no more (or again: its registers as of now)."""
+    def set_silent(self, silent: bool) -> None:
+        """The chip answers no more (or again, from the next update: SensorSite._step)."""
         self.silent = silent
         self._shown = None
         if silent:
             self.image.remove()
-        else:
-            self.update(now)
 
     def update(self, now: float) -> None:
         if self.silent:

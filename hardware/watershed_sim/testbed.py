@@ -188,7 +188,6 @@ class Pipeline:
         self.clock.add_hold(self.timeline.next_time)
         for spec, station in zip(scenario.stations, self.stations):
             site = self.sites[spec.id]
-            site.schedule(self.timeline)
             for cut in spec.power_cuts:
                 self.timeline.add(cut.start, f"{spec.id} power off", _power_off(station, site))
                 self.timeline.add(cut.end, f"{spec.id} power on", _power_on(station, site))
@@ -311,6 +310,11 @@ class Pipeline:
             if all(not r.missing for r in reports) or time.monotonic() > deadline:
                 return reports
             time.sleep(1.0)
+
+    def faults_done(self) -> list[tuple[float, str]]:
+        """Every fault so far, in time order: the timeline's and the devices' own."""
+        done = list(self.timeline.done) if self.timeline else []
+        return sorted(done + [e for site in self.sites.values() for e in site.faults_done])
 
     def firmware_faults(self) -> list[str]:
         """Every station's crashes and out-of-memory lines (SimStation.faults)."""
