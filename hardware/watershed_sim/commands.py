@@ -142,6 +142,9 @@ def _print_report(result: Any, scenario: Any, kept: dict[str, Any] | None) -> No
         print(f"link {name}: {stats}")
     for at, what in result.faults_done:
         print(f"fault at +{(at - scenario.start) / 3600:.1f} h: {what}")
+    for station, counts in result.discharge.items():
+        print(f"discharge at the ingest: {station} {counts['discharge_points']} points for "
+              f"{counts['stage_readings']} stage readings")
     for r in result.reports:
         for line in r.mismatched[:3]:
             print(f"  mismatch {r.station}/{r.channel}: {line}")

@@ -70,6 +70,23 @@ def compare(url: str, database: str, produced: dict[str, list[Produced]]) -> lis
     return sorted(reports.values(), key=lambda r: (r.station, r.channel))
 
 
+def discharge_counts(url: str, database: str, stations: list[str],
+                     until: float) -> dict[str, dict[str, int]]:
+    """What the ingest derived through each rated station's rating: discharge points against
+    stage readings, up to ``until`` (a rating derives one for every stage reading)."""
+    out = {}
+    for station in stations:
+        counts = {}
+        for channel in ("stage_m", "discharge_m3s"):
+            q = (f"SELECT count(seq) FROM readings WHERE station = '{station}' AND "
+                 f"channel = '{channel}' AND time <= {int(until)}s")
+            rows = [row for _, series in query(url, database, q) for row in series]
+            counts[channel] = int(rows[0]["count"]) if rows else 0
+        out[station] = {"stage_readings": counts["stage_m"],
+                        "discharge_points": counts["discharge_m3s"]}
+    return out
+
+
 def format_table(reports: list[ChannelReport]) -> str:
     lines = [f"{'station':<10} {'channel':<16} {'expected':>8} {'stored':>8} {'missing':>8} "
              f"{'mismatched':>10}"]

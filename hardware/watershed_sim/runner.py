@@ -33,6 +33,8 @@ class ScenarioResult:
     # wall seconds the harness held time, by reason (clock.HarnessClock.held_s)
     clock_held_s: dict[str, float] = field(default_factory=dict)
     clock_steps: int = 0  # steps in which time moved (one per wake time or event reached)
+    # stations with a rating: discharge points the ingest derived against stage readings
+    discharge: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def expected(self) -> int:
@@ -69,6 +71,7 @@ class ScenarioResult:
             "faults_done": [{"at": _iso(at), "what": what} for at, what in self.faults_done],
             "firmware_faults": self.firmware_faults,
             "explanation": self.explanation,
+            "discharge": self.discharge,
         }
 
 
@@ -139,7 +142,8 @@ def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_D
             explanation=pipeline.explain_missing(reports),
             firmware_faults=pipeline.firmware_faults(),
             clock_held_s=dict(pipeline.clock.held_s) if pipeline.clock else {},
-            clock_steps=pipeline.clock.steps if pipeline.clock else 0)
+            clock_steps=pipeline.clock.steps if pipeline.clock else 0,
+            discharge=pipeline.discharge(scenario.start + scenario.duration_s))
     finally:
         stop_watching.set()
         pipeline.stop(keep_servers=keep_servers)

@@ -34,7 +34,7 @@ from .environment import Catchment, RainEvent, Weather
 from .line_noise import NoiseSettings
 from watershed.firmware_build import compile_firmware
 from .radio_link import RadioLink, RadioSettings
-from .report import ChannelReport, compare
+from .report import ChannelReport, compare, discharge_counts
 from .scenario import GatewaySpec, LinkSpec, Scenario, SensorSpec, StationSpec
 from .sensor_site import SensorSite
 from .shared_bus import SharedBus
@@ -310,6 +310,12 @@ class Pipeline:
             if all(not r.missing for r in reports) or time.monotonic() > deadline:
                 return reports
             time.sleep(1.0)
+
+    def discharge(self, until: float) -> dict[str, dict[str, int]]:
+        """Per rated station, the discharge the ingest derived (report.discharge_counts)."""
+        assert self.influxd is not None and self.scenario is not None
+        rated = [st.id for st in self.scenario.stations if st.ratings]
+        return discharge_counts(self.influxd.url, self.settings.database, rated, until)
 
     def faults_done(self) -> list[tuple[float, str]]:
         """Every fault so far, in time order: the timeline's and the devices' own."""

@@ -204,6 +204,8 @@ def test_gateway_alert_and_discharge_at_the_ingest(full_set):
     discharge = stored("ZAM-01", "discharge_m3s")
     rating = scenario.catchment.rating  # the river's own law; the station's rating file has it
     assert set(discharge) == set(stage)  # one discharge per stage reading
+    assert result.discharge == {"ZAM-01": {"stage_readings": len(stage),
+                                           "discharge_points": len(discharge)}}
     for t, (q, flags) in discharge.items():
         if stage[t][0] is None:  # the level sensor did not answer: no discharge either
             assert q is None and flags & MISSING, t
