@@ -125,15 +125,18 @@ class HarnessClock:
             return _PollGate(open_port(config), config.port, self._at_poll)
         return opened
 
-    def attach(self, name: str, folder: Path) -> None:
+    def attach(self, name: str, folder: Path, drift: StationDrift | None = None) -> None:
         """A station about to start: fresh sleep/wake FIFOs in ``folder`` (and ``now``, a link
-        to the shared time). It counts as awake until its first sleep request, and holds time
-        until the gateway has polled it."""
+        to the shared time, or with ``drift`` a time of its own). It counts as awake until its
+        first sleep request, and holds time until the gateway has polled it."""
         folder.mkdir(parents=True, exist_ok=True)
         now = folder / "now"
-        if not now.is_symlink():
+        if drift is None and not now.is_symlink():
             now.symlink_to(self.folder / "now")
-        sleeper = _Sleeper(name, folder)
+        elif drift is not None and now.is_symlink():
+            now.unlink()
+        sleeper = _Sleeper(name, folder, drift)
+        sleeper.publish(self._ms)
         with self._cond:
             old = self._stations.pop(name, None)
             if old is not None:
@@ -292,10 +295,22 @@ class HarnessClock:
                 limits.append(math.ceil(at * 1000))
         return min(limits)
 
+    def step_station(self, name: str, seconds: float) -> None:
+        """Step one drifting station's clock by ``seconds`` (an RTC upset), now."""
+        with self._cond:
+            sleeper = self._stations.get(name)
+            if sleeper is not None and sleeper.drift is not None:
+                sleeper.drift.step_ms += int(seconds * 1000)
+                sleeper.requested(sleeper.wake_local)
+                sleeper.publish(self._ms)
+            self._cond.notify_all()
+
     def _publish(self) -> None:
         tmp = self.folder / ".now"
         tmp.write_text(str(self._ms))
         tmp.replace(self.folder / "now")  # a station never reads a half-written time
+        for sleeper in self._stations.values():
+            sleeper.publish(self._ms)
 
     # --- the stations' sleep requests -------------------------------------------------------
 
@@ -341,11 +356,36 @@ class _PollGate:
         return getattr(self._port, name)
 
 
+@dataclass
+class StationDrift:
+    """A station's own clock: ``ppm`` fast (or slow, negative) from ``t0_ms`` of the shared
+    time, plus the steps it took (``step_ms``). Its time is written to its own ``now`` file."""
+
+    ppm: float
+    t0_ms: int = 0
+    step_ms: int = 0
+
+    def local(self, ms: int) -> int:
+        return ms + round((ms - self.t0_ms) * self.ppm / 1e6) + self.step_ms
+
+    def shared(self, local_ms: int) -> int:
+        """The first shared time whose local time is at least ``local_ms``."""
+        ms = self.t0_ms + math.ceil((local_ms - self.step_ms - self.t0_ms) / (1 + self.ppm / 1e6))
+        while self.local(ms) < local_ms:
+            ms += 1
+        while self.local(ms - 1) >= local_ms:  # rounding: the first such time
+            ms -= 1
+        return ms
+
+
 class _Sleeper:
     """One station's side of the sleep protocol (firmware/hal_unix.py HarnessClock)."""
 
-    def __init__(self, name: str, folder: Path) -> None:
+    def __init__(self, name: str, folder: Path, drift: StationDrift | None = None) -> None:
         self.name = name
+        self.folder = folder
+        self.drift = drift
+        self.wake_local: int | None = None  # the time it asked for, on its own clock
         self.awake = True  # booting
         self.booted = False  # it has asked to sleep once: it listens to its link
         self.polled = False  # the gateway has polled it since it booted
@@ -372,13 +412,28 @@ class _Sleeper:
             if self.unanswered:  # a later request supersedes it: answer it now
                 self._answer()
             self.unanswered += 1
-            self.wake_ms = int(line)
+            self.requested(int(line))
             self.awake = False
             self.booted = True
+
+    def requested(self, local_ms: int | None) -> None:
+        """A wake time asked for on the station's clock, kept on the shared one."""
+        self.wake_local = local_ms
+        if local_ms is not None:
+            self.wake_ms = self.drift.shared(local_ms) if self.drift else local_ms
+
+    def publish(self, ms: int) -> None:
+        """A drifting station's time (others read the shared file through their link)."""
+        if self.drift is None:
+            return
+        tmp = self.folder / ".now"
+        tmp.write_text(str(self.drift.local(ms)))
+        tmp.replace(self.folder / "now")
 
     def wake(self) -> None:
         self.awake = True
         self.wake_ms = None
+        self.wake_local = None
         self._answer()
 
     def _answer(self) -> None:

@@ -11,6 +11,7 @@ environment or recorded series they see, and how long and how fast to run.
     [gateway]
     poll_interval_s = 0.5          # wall seconds (time moves only at polls: clock.HarnessClock)
     reply_timeout_s = 1.0
+    status_interval_s = "1h"       # STATUS (clock, battery) this often, simulated
 
     [environment]                  # all optional: catchment, rating, weather
     area_km2 = 45.0
@@ -54,6 +55,10 @@ environment or recorded series they see, and how long and how fast to run.
     basin = "santiago"
     link = "bus-1"
     heap_kb = 48                   # the MicroPython heap it runs in
+    clock_ppm = 150                # its clock runs fast (negative: slow); the gateway's TIME
+    [[station.clock_step]]         # corrects it. A step: its clock jumps (an RTC upset)
+    at = "1d"
+    by_s = -25
     event = { stage = 1, rise = 0.05, hold_s = 3600 }   # firmware keys: event, quality,
     [station.quality.1]                                  # clock_jump_s, outbox
     valid_max = 6.0
@@ -208,6 +213,8 @@ class StationSpec:
     # the rating files the ingest derives its discharge with (absolute paths).
     alerts: tuple[Mapping[str, Any], ...] = ()
     ratings: tuple[str, ...] = ()
+    clock_ppm: float = 0.0  # its clock runs this fast (negative: slow)
+    clock_steps: tuple[tuple[float, float], ...] = ()  # (when, seconds): its clock jumps
 
     def firmware_config(self, board: Mapping[str, Any], ports: Mapping[str, str],
                         link_port: str) -> dict[str, Any]:
@@ -236,6 +243,9 @@ class LinkSpec:
 class GatewaySpec:
     poll_interval_s: float = 0.5
     reply_timeout_s: float = 1.0
+    # how often the gateway asks each station for STATUS (clock, battery), in simulated
+    # seconds; 0: the gateway's own default in wall seconds
+    status_interval_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -318,7 +328,8 @@ def _scenario(root: _Reader, path: Path | None, now: float) -> Scenario:
     gw = root.table("gateway")
     gateway = GatewaySpec(
         poll_interval_s=gw.number("poll_interval_s", GatewaySpec.poll_interval_s, 0.01, 3600),
-        reply_timeout_s=gw.number("reply_timeout_s", GatewaySpec.reply_timeout_s, 0.01, 60))
+        reply_timeout_s=gw.number("reply_timeout_s", GatewaySpec.reply_timeout_s, 0.01, 60),
+        status_interval_s=gw.duration("status_interval_s", 0.0))
     gw.reject_unknown()
 
     catchment, weather = _environment(root.table("environment"), start)
@@ -465,6 +476,8 @@ def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Rep
         sensors=tuple(_sensor(s, start, replays) for s in r.tables("sensor")),
         firmware=firmware, heap_kb=r.integer("heap_kb", 48, 32, 1024),
         alerts=tuple(dict(a.data) for a in r.tables("alert")),
+        clock_ppm=r.number("clock_ppm", 0.0, -1000, 1000),
+        clock_steps=tuple(_clock_step(c, start) for c in r.tables("clock_step")),
         ratings=tuple(_relative(r, "ratings", text, path) for text in r.texts("ratings")))
     if spec.link and spec.link not in links:
         r.problem("link", f"no [[link]] is named {spec.link!r}")
@@ -478,6 +491,12 @@ def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Rep
     _check_firmware(r, spec)
     r.reject_unknown()
     return spec
+
+
+def _clock_step(r: _Reader, start: int) -> tuple[float, float]:
+    step = (start + (r.duration("at") or 0), r.number("by_s", low=-86400 * 365, high=86400 * 365))
+    r.reject_unknown()
+    return step
 
 
 def _relative(r: _Reader, key: str, text: str, path: Path | None) -> str:

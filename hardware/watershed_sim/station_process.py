@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .clock import HarnessClock, SimClock
+from .clock import HarnessClock, SimClock, StationDrift
 from .micropython import micropython_binary
 from .serial_link import VirtualSerialLink
 
@@ -32,10 +32,11 @@ class SimStation:
     def __init__(self, workdir: Path, firmware: Path, clock: SimClock | HarnessClock, *, station_id: str,
                  address: int, basin: str, channels: list[dict[str, Any]], heap: str = HARNESS_HEAP,
                  link: VirtualSerialLink | None = None, port: str | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None,
+                 drift: StationDrift | None = None) -> None:
         """``port``: the station end of a link the caller owns (a bus, a radio); otherwise the
         station gets a VirtualSerialLink of its own (``link``), closed with it. ``extra``: more
-        top-level config keys (event, quality, …)."""
+        top-level config keys (event, quality, …); ``drift``: a clock of its own (clock.py)."""
         self.workdir = workdir
         self.firmware = firmware  # folder of compiled .mpy modules
         self.clock = clock
@@ -44,6 +45,7 @@ class SimStation:
         self.basin = basin
         self.channels = channels
         self.extra = extra or {}
+        self.drift = drift
         self.heap = heap
         self.link = None if port else (link or VirtualSerialLink())
         self.port = port or self.link.station_path  # type: ignore[union-attr]
@@ -92,7 +94,7 @@ class SimStation:
             lib.symlink_to(self.firmware.resolve(), target_is_directory=True)
         env = dict(os.environ, MICROPYPATH="lib")
         if isinstance(self.clock, HarnessClock):
-            self.clock.attach(self.station_id, self.harness_dir)
+            self.clock.attach(self.station_id, self.harness_dir, self.drift)
         self._process = subprocess.Popen(
             [str(micropython_binary()), "-X", f"heapsize={self.heap}", "-c",
              "import station; station.main('config.json')"],

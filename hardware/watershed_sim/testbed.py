@@ -29,7 +29,7 @@ from watershed.ingest.config import IngestConfig
 from watershed.ingest.service import Ingest
 from watershed.ingest.writer import make_writer
 
-from .clock import HarnessClock
+from .clock import HarnessClock, StationDrift
 from .environment import Catchment, RainEvent, Weather
 from .line_noise import NoiseSettings
 from watershed.firmware_build import compile_firmware
@@ -170,6 +170,8 @@ class Pipeline:
                 address=spec.address, basin=spec.basin,
                 channels=spec.firmware_config({}, site.ports, "")["channels"],
                 extra=dict(spec.firmware), heap=f"{spec.heap_kb}K",
+                drift=(StationDrift(spec.clock_ppm, t0_ms=scenario.start * 1000)
+                       if spec.clock_ppm or spec.clock_steps else None),
                 port=self.links[spec.link].port_for(spec.id))
             site.start()
             self.stations.append(station)
@@ -188,6 +190,9 @@ class Pipeline:
         self.clock.add_hold(self.timeline.next_time)
         for spec, station in zip(scenario.stations, self.stations):
             site = self.sites[spec.id]
+            for at, by_s in spec.clock_steps:
+                self.timeline.add(at, f"{spec.id} clock steps by {by_s:+g} s",
+                                  _clock_step(self.clock, spec.id, by_s))
             for cut in spec.power_cuts:
                 self.timeline.add(cut.start, f"{spec.id} power off", _power_off(station, site))
                 self.timeline.add(cut.end, f"{spec.id} power on", _power_on(station, site))
@@ -232,7 +237,9 @@ class Pipeline:
                      "prefix": self.prefix},
             "link": [{"port": self.links[spec.name].gateway_path, "baud": spec.baud,
                       "stations": [st.address for st in scenario.stations_on(spec.name)],
-                      "poll_interval_s": poll_s, "reply_timeout_s": gw.reply_timeout_s}
+                      "poll_interval_s": poll_s, "reply_timeout_s": gw.reply_timeout_s,
+                      **({"status_interval_s": max(gw.status_interval_s / scenario.speed, 0.01)}
+                         if gw.status_interval_s else {})}
                      for spec in scenario.links if scenario.stations_on(spec.name)],
             "station": [{"id": st.id, "address": st.address, "basin": st.basin,
                          **({"alert": list(st.alerts)} if st.alerts else {})}
@@ -373,6 +380,10 @@ def _tie_to_clock(link: Link, clock: HarnessClock, spec: LinkSpec, scenario: Sce
     """Time holds while the link carries bytes; the gateway's polls on it are a barrier."""
     clock.add_busy(link.hub.busy)
     clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)})
+
+
+def _clock_step(clock: HarnessClock, station: str, by_s: float) -> Any:
+    return lambda: clock.step_station(station, by_s)
 
 
 def _power_off(station: SimStation, site: SensorSite) -> Any:

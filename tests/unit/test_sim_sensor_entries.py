@@ -143,3 +143,23 @@ def test_a_bme280_image_gives_the_asked_conditions_to_the_chip_s_resolution() ->
     assert abs(t - 1250) <= 1  # 0.01 °C
     assert abs(compensate_p(DATASHEET, adc_p, t_fine) / 256 - 75000) <= 1  # 0.01 hPa
     assert abs(compensate_h(DATASHEET, adc_h, t_fine) / 1024 - 80.0) <= 0.01
+
+
+def test_a_drifting_station_clock_and_its_wake_times() -> None:
+    from watershed_sim.clock import StationDrift
+    drift = StationDrift(500, t0_ms=1_000_000)
+    assert drift.local(1_000_000) == 1_000_000
+    assert drift.local(1_000_000 + 86_400_000) == 1_000_000 + 86_400_000 + 43_200  # 43.2 s a day
+    for local in (1_000_000, 5_000_123, 90_000_000):
+        shared = drift.shared(local)  # the first shared time the station sees it
+        assert drift.local(shared) >= local > drift.local(shared - 1)
+    drift.step_ms = -25_000
+    assert drift.local(drift.shared(50_000_000)) >= 50_000_000
+
+
+def test_clock_drift_and_steps_are_read_from_the_station_table() -> None:
+    s = parse_scenario(HEAD + 'clock_ppm = -120\n[[station.clock_step]]\nat = "6h"\n'
+                       'by_s = 30\n\n[[station.sensor]]\npin = 26\nchannel = 1\n'
+                       'interval_s = 900\nsource = "stage_m"\n', Path("k.toml"))
+    [st] = s.stations
+    assert st.clock_ppm == -120 and st.clock_steps == ((s.start + 6 * 3600, 30.0),)
