@@ -53,6 +53,7 @@ SDI12_MODELS: dict[str, type[SDI12Sensor]] = {
     "level": LevelSensor, "weather": WeatherSensor, "radar": RadarVelocitySensor}
 RANGE_FRAME_S = 0.02  # a range sensor's frame period (wall s): a 5-frame median in 0.1 s
 DEVICE_FAULTS = ("no_reply", "late", "garble", "bad_crc")
+SILENT_DROPOUT = ("sdi12", "serial_level")  # a dropout of theirs: no reply on the line
 
 
 class SensorSite:
@@ -75,7 +76,8 @@ class SensorSite:
         buses: dict[str, SDI12Bus] = {}
         for n, sensor in enumerate(spec.sensors):
             truths = [] if sensor.kind == "rain" else [  # a gauge's truth is its tips
-                self._faulted(self._truth(source), sensor.faults) for source in sensor.sources]
+                self._faulted(self._truth(source), sensor.faults, sensor.kind)
+                for source in sensor.sources]
             entry = sensor.entry
             if sensor.kind == "analog":
                 self.analog.append(AnalogInput(self.io_dir, entry["pin"], _adc_scale(entry),
@@ -120,8 +122,10 @@ class SensorSite:
         return lambda t: environment.value(source, t)
 
     @staticmethod
-    def _faulted(truth: Truth, faults: tuple[FaultSpec, ...]) -> Truth:
-        changes = [f for f in faults if f.kind in ("stuck", "drift", "dropout")]
+    def _faulted(truth: Truth, faults: tuple[FaultSpec, ...], kind: str) -> Truth:
+        # a serial device's dropout is silence (_device_faults), never a made-up value
+        changes = [f for f in faults if f.kind in ("stuck", "drift") or (
+            f.kind == "dropout" and kind not in SILENT_DROPOUT)]
         if not changes:
             return truth
 
@@ -165,15 +169,14 @@ class SensorSite:
         switches = []
         for sensor, device in [*self.sdi12, *self.ranges]:
             pty = self.ptys[sensor.entry["port"]]
-            faults = [f for f in sensor.faults if f.kind in DEVICE_FAULTS]
+            faults = [f for f in sensor.faults if f.kind in DEVICE_FAULTS or f.kind == "dropout"]
             if faults:
                 switches.append(_FaultSwitch(f"{self.spec.id} {sensor.kind}", faults,
                                              _set_faults(pty, device)))
         for chip, sensor in zip(self.chips, [s for s in self.spec.sensors if s.kind == "bme280"]):
             faults = [f for f in sensor.faults if f.kind == "no_reply"]
             if faults:
-                switches.append(_FaultSwitch(f"{self.spec.id} BME280", faults,
-                                             lambda f, chip=chip: chip.set_silent(f is not None)))
+                switches.append(_FaultSwitch(f"{self.spec.id} BME280", faults, chip.fault))
         return switches
 
     def _step(self, now: float) -> None:
@@ -242,7 +245,11 @@ def _set_faults(pty: DevicePty, device: Any) -> Callable[[FaultSpec | None], Non
 def _device_faults(f: FaultSpec) -> Faults:
     if f.kind == "late":
         return Faults(late=1.0, late_s=f.late_s)
-    return Faults(**{"wrong_crc" if f.kind == "bad_crc" else f.kind: 1.0})
+    if f.kind in ("dropout", "no_reply"):  # a dropout: the sensor is gone from the line
+        return Faults(no_reply=1.0)
+    if f.kind == "garble":
+        return Faults(garble=1.0)
+    return Faults(wrong_crc=1.0)  # bad_crc
 
 
 def _adc_scale(entry: Any) -> AdcScale:
@@ -265,18 +272,29 @@ def _sdi12_sensor(sensor: SensorSpec, truths: list[Truth], clock: HarnessClock,
             else measure[1:])
     names = [q.name for q in model.measurements.get(mset, ())]
     sources: dict[str, Callable[[float], Any]] = {}
-    for name, truth in zip(names, truths):
-        # A value the harness has none for (a dropout) reads as the model's default: the
-        # sensor itself does not know it is wrong; a dropout fault silences it instead.
-        sources[name] = _at_sim_time(truth, clock, default=model(entry["address"]).values[name])
-    return model(entry["address"], measure_s=0, sources=sources, seed=seed, clock=clock.now)
+    known = []  # the truths of values the scenario gives (a source "" keeps the model's value)
+    for name, truth, source in zip(names, truths, sensor.sources):
+        if source != "":
+            sources[name] = _at_sim_time(truth, clock)
+            known.append(truth)
+    device = model(entry["address"], measure_s=0, sources=sources, seed=seed, clock=clock.now)
+    device.handle = _silent_without_truth(device.handle, known, clock)  # type: ignore[method-assign]
+    return device
 
 
-def _at_sim_time(truth: Truth, clock: HarnessClock, default: Any) -> Callable[[float], Any]:
-    def value(_device_time: float) -> Any:
-        v = truth(clock.now())
-        return default if v is None else v
-    return value
+def _at_sim_time(truth: Truth, clock: HarnessClock) -> Callable[[float], Any]:
+    return lambda _device_time: truth(clock.now())
+
+
+def _silent_without_truth(handle: Callable[..., None], truths: list[Truth],
+                          clock: HarnessClock) -> Callable[..., None]:
+    """A sensor asked while the record has no value (a replay's gap) does not answer: the
+    station stores the reading missing; it never gets a number the record does not hold."""
+    def guarded(body: str, now: float, bus: Any) -> None:
+        if any(truth(clock.now()) is None for truth in truths):
+            return
+        handle(body, now, bus)
+    return guarded
 
 
 def _range_sensor(sensor: SensorSpec, truth: Truth, clock: HarnessClock,
@@ -284,10 +302,10 @@ def _range_sensor(sensor: SensorSpec, truth: Truth, clock: HarnessClock,
     """Range = mount height - stage (the source is the stage in metres)."""
     mount_mm = sensor.entry["mount_mm"]
 
-    def range_mm(_device_time: float) -> int:
+    def range_mm(_device_time: float) -> int | None:
         stage = truth(clock.now())
         if stage is None:
-            return 0  # read as 0 mm: a stage of mount_mm, flagged out of range by the station
+            return None  # no truth (a replay's gap): no frame, the station stores it missing
         return int(round(mount_mm - Decimal(str(stage)) * 1000))
     digits = 5 if mount_mm > 9999 else 4
     return RangeSensor(period_s=RANGE_FRAME_S, digits=digits, source=range_mm, seed=seed)
@@ -363,6 +381,10 @@ class Bme280:
         self.truths = truths
         self.silent = False
         self._shown: tuple[Any, ...] | None = None
+
+    def fault(self, fault: FaultSpec | None) -> None:
+        """A no_reply fault begins (or, None, ends)."""
+        self.set_silent(fault is not None)
 
     def set_silent(self, silent: bool) -> None:
         """The chip answers no more (or again, from the next update: SensorSite._step)."""

@@ -116,9 +116,11 @@ def test_sdi12_weather_values_shifts_and_faults(full_set):
         kpa = Decimal(format_value(env.value("pressure_kpa", when), 2))
         assert pressure[t][0] == kpa * 10 and not pressure[t][1] & MISSING, (t, pressure[t])
     assert stored("ZAM-01", "wind_dir_deg")[int(at(scenario, 10))][0] == Decimal("187.5")
-    late = stored("ZAM-01", "velocity_ms")
-    assert all(v is not None for t, (v, _) in late.items()
+    radar = stored("ZAM-01", "velocity_ms")
+    assert all(v is not None for t, (v, _) in radar.items()
                if at(scenario, 18 + P) <= t < at(scenario, 19 + P))  # late, yet in time
+    gone = [(v, f) for t, (v, f) in radar.items() if at(scenario, 20) <= t < at(scenario, 21)]
+    assert len(gone) == 4 and all(v is None and f & MISSING for v, f in gone)  # a dropout
 
 
 def test_rain_per_interval_is_the_tips_handed_over_times_the_bucket(full_set):

@@ -24,7 +24,7 @@ from .sdi12 import PARITY_ERROR, Faults
 class RangeSensor:
     def __init__(self, range_mm: int = 2000, *, period_s: float = 0.1, digits: int = 4,
                  faults: Faults | None = None, seed: int = 0,
-                 source: Callable[[float], int] | None = None,
+                 source: Callable[[float], int | None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.range_mm = range_mm
         self.period_s = period_s
@@ -39,10 +39,13 @@ class RangeSensor:
         self._last: int | None = None
         self._silent_until = float("-inf")
 
-    def value_mm(self, now: float) -> int:
+    def value_mm(self, now: float) -> int | None:
+        """The range now; None when the source has none (the sensor sends nothing)."""
         if self.faults.stuck and self._last is not None:
             return self._last
-        base: float = self.source(now) if self.source else self.range_mm
+        base = self.source(now) if self.source else self.range_mm
+        if base is None:
+            return None
         value = int(round(base + self.faults.drift_per_hour * (now - self._t0) / 3600))
         value = max(0, min(int(10 ** self.digits) - 1, value))
         self._last = value
@@ -69,6 +72,8 @@ class RangeSensor:
             self._silent_until = now + f.dropout_s
             return b""
         value = self.value_mm(now)
+        if value is None:
+            return b""
         if f.no_reply and self.rng.random() < f.no_reply:
             self.sent.append((now, value, "no_reply"))
             return b""
