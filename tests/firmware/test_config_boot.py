@@ -20,7 +20,7 @@ pytestmark = pytest.mark.firmware
 
 T0 = 1763676000
 ADDR = 6
-STAGE = {"sensor": "analog", "pin": 26, "channel": 1, "interval_s": 60, "exponent": -3,
+STAGE = {"sensor": "analog", "pin": 26, "channel": 1, "interval_s": 5, "exponent": -3,
          "samples": 1}
 
 
@@ -64,7 +64,7 @@ def hello_and_status(link: VirtualSerialLink) -> tuple[Any, Any]:
 def test_a_bad_config_without_a_last_good_one_boots_in_safe_mode_and_is_repaired(
         micropython, compiled, tmp_path, link):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(config(tmp_path, link, interval_s="60")))
+    path.write_text(json.dumps(config(tmp_path, link, interval_s="5")))
     con = Console(micropython, compiled, path)
     con.wait_for(lambda line: line.startswith("station "))
     assert "E config: channels.0.interval_s: must be a whole number 1 to 86400" in con.seen
@@ -74,7 +74,7 @@ def test_a_bad_config_without_a_last_good_one_boots_in_safe_mode_and_is_repaired
     assert status.state & gw.STATE_CONFIG_ERROR
     assert any(" error" in line for line in con.command("status"))
 
-    assert con.command("set channels.0.interval_s 60") == []
+    assert con.command("set channels.0.interval_s 5") == []
     con.wait_for(lambda line: line == "C set channels.0.interval_s")
     good = config(tmp_path, link)
     line = con.wait_for(lambda line: line.startswith("I config "))
