@@ -209,16 +209,24 @@ class TipLog:
                       tuple((g0 + delta, g1 + delta) for g0, g1 in self.gaps))
 
 
+def bucket_mm(value: object) -> Decimal | None:
+    """The rain one tip stands for, exact, from a number or decimal text; None unless above 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    try:
+        mm = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return mm if mm.is_finite() and mm > 0 else None
+
+
 def read_tip_log(path: Path, mm_per_tip: str | Decimal = "0.2",
                  utc_offset_h: float = 0.0) -> TipLog:
     """One tip time per line (ISO 8601 or Unix seconds); ``#`` comments and blanks skipped.
     A plain list says nothing of when recording began or ended: no rain outside its tips."""
     path = Path(path)
-    try:
-        bucket = Decimal(str(mm_per_tip))
-    except InvalidOperation:
-        bucket = Decimal("NaN")
-    if not bucket.is_finite() or bucket <= 0:
+    bucket = bucket_mm(mm_per_tip)
+    if bucket is None:
         raise ReplayError(f"{path}: mm_per_tip must be a number above 0, not {mm_per_tip!r}")
     tips: list[float] = []
     for n, line in enumerate(path.read_text().splitlines(), 1):

@@ -95,7 +95,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ from watershed.station_tools.check import firmware_defects
 
 from .environment import Catchment, Environment, RainEvent, Rating, River, Weather
 from .line_noise import NoiseSettings, Outage
-from .replay import (ReplayError, Series, TipLog, read_csv, read_tip_log, read_toa5,
+from .replay import (ReplayError, Series, TipLog, bucket_mm, read_csv, read_tip_log, read_toa5,
                      read_usgs_rdb)
 from .replay_imhea import read_imhea
 
@@ -216,18 +216,22 @@ class StationSpec:
     clock_ppm: float = 0.0  # its clock runs this fast (negative: slow)
     clock_steps: tuple[tuple[float, float], ...] = ()  # (when, seconds): its clock jumps
 
-    def firmware_config(self, board: Mapping[str, Any], ports: Mapping[str, str],
-                        link_port: str) -> dict[str, Any]:
-        """The station's config.json: ``ports`` maps the scenario's port names to paths."""
-        channels = []
+    def entries(self, ports: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The config's sensor entries, ``ports`` mapping the scenario's port names to paths."""
+        out = []
         for sensor in self.sensors:
             entry = dict(sensor.entry)
             if "port" in entry:
                 entry["port"] = ports.get(entry["port"], entry["port"])
-            channels.append(entry)
+            out.append(entry)
+        return out
+
+    def firmware_config(self, board: Mapping[str, Any], ports: Mapping[str, str],
+                        link_port: str) -> dict[str, Any]:
+        """The station's config.json, as the firmware's validator sees it."""
         return {"station": self.id, "address": self.address, "basin": self.basin,
                 "board": dict(board), "link": {"port": link_port, "baud": 9600},
-                "channels": channels, **self.firmware}
+                "channels": self.entries(ports), **self.firmware}
 
 
 @dataclass(frozen=True)
@@ -397,9 +401,7 @@ def _replay(r: _Reader, path: Path | None, start: int) -> tuple[str, Replay | No
     r.reject_unknown()
     if not file_text or fmt not in REPLAY_FORMATS:
         return name, None
-    file = Path(file_text)
-    if not file.is_absolute() and path is not None:
-        file = path.parent / file
+    file = _beside(file_text, path)
     if fmt in ("csv", "toa5") and not column:
         r.problem("column", f"is required for format {fmt!r}")
         return name, None
@@ -429,13 +431,9 @@ def _replay(r: _Reader, path: Path | None, start: int) -> tuple[str, Replay | No
 def _mm_per_tip(r: _Reader) -> Decimal | None:
     """The rain one tip stands for: a number or decimal text above 0, kept exact."""
     value = r.value("mm_per_tip")
-    try:
-        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            mm = Decimal(str(value))
-            if mm.is_finite() and mm > 0:
-                return mm
-    except InvalidOperation:
-        pass
+    mm = bucket_mm(value)
+    if mm is not None:
+        return mm
     if value is not None:
         r.problem("mm_per_tip", f"expected a number of mm above 0 (e.g. \"0.2\"), got {value!r}")
     return None
@@ -499,10 +497,14 @@ def _clock_step(r: _Reader, start: int) -> tuple[float, float]:
     return step
 
 
-def _relative(r: _Reader, key: str, text: str, path: Path | None) -> str:
+def _beside(text: str, path: Path | None) -> Path:
+    """A file named in the scenario: relative paths are taken from the scenario's folder."""
     file = Path(text)
-    if not file.is_absolute() and path is not None:
-        file = path.parent / file
+    return path.parent / file if not file.is_absolute() and path is not None else file
+
+
+def _relative(r: _Reader, key: str, text: str, path: Path | None) -> str:
+    file = _beside(text, path)
     if not file.is_file():
         r.problem(key, f"{text!r}: no such file")
     return str(file)
@@ -575,7 +577,7 @@ def _sources(r: _Reader, kind: str, values: int, replays: Mapping[str, Replay],
                          ["air_temp_c", "rh_pct", "pressure_hpa"])]
         if isinstance(given[0], list):
             given = given[0]
-    sources = []
+    sources: list[Source] = []
     for i, source in enumerate(given):
         key = "sources" if r.given("sources") else "source"
         if isinstance(source, (int, float)) and not isinstance(source, bool):

@@ -383,14 +383,11 @@ class Bme280:
         self._shown: tuple[Any, ...] | None = None
 
     def fault(self, fault: FaultSpec | None) -> None:
-        """A no_reply fault begins (or, None, ends)."""
-        self.set_silent(fault is not None)
-
-    def set_silent(self, silent: bool) -> None:
-        """The chip answers no more (or again, from the next update: SensorSite._step)."""
-        self.silent = silent
+        """A no_reply fault begins: the chip answers no more; or (None) it ends: it answers
+        again from the next update (SensorSite._step)."""
+        self.silent = fault is not None
         self._shown = None
-        if silent:
+        if self.silent:
             self.image.remove()
 
     def update(self, now: float) -> None:

@@ -168,7 +168,7 @@ class Pipeline:
             station = SimStation(
                 s.workdir / spec.id, firmware, self.clock, station_id=spec.id,
                 address=spec.address, basin=spec.basin,
-                channels=spec.firmware_config({}, site.ports, "")["channels"],
+                channels=spec.entries(site.ports),
                 extra=dict(spec.firmware), heap=f"{spec.heap_kb}K",
                 drift=(StationDrift(spec.clock_ppm, t0_ms=scenario.start * 1000)
                        if spec.clock_ppm or spec.clock_steps else None),

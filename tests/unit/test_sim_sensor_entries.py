@@ -163,3 +163,26 @@ def test_clock_drift_and_steps_are_read_from_the_station_table() -> None:
                        'interval_s = 900\nsource = "stage_m"\n', Path("k.toml"))
     [st] = s.stations
     assert st.clock_ppm == -120 and st.clock_steps == ((s.start + 6 * 3600, 30.0),)
+
+
+def test_a_sensor_whose_record_has_no_value_then_does_not_answer() -> None:
+    """A replay's gap never becomes a number: the SDI-12 sensor stays silent (the station
+    stores the reading missing); with a value it answers it."""
+    from types import SimpleNamespace
+
+    from watershed_sim.devices import SDI12Bus
+    from watershed_sim.scenario import SensorSpec
+    from watershed_sim.sensor_site import _sdi12_sensor
+    spec = SensorSpec(entry={"sensor": "sdi12", "port": "s", "address": "0", "channels": [1]},
+                      sources=("replay:gappy",))
+    clock = SimpleNamespace(now=lambda: 1000.0)
+    record = {1000.0: None}
+    bus = SDI12Bus()
+    bus.add(_sdi12_sensor(spec, [lambda t: record.get(t, 1.234)], clock, seed=1))  # type: ignore[arg-type]
+    bus.receive(b"\x000M!", 0.0)
+    assert bus.run_until(5.0) == b""
+    record.clear()
+    bus.receive(b"\x000M!", 10.0)
+    bus.run_until(15.0)
+    bus.receive(b"\x000D0!", 15.2)
+    assert b"+1.234" in bus.run_until(20.0)
