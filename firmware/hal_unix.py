@@ -30,8 +30,10 @@ ms) to ``<harness>/now`` (by rename, never half-written) and moves it only when 
 awake; a station asks to sleep until a time by writing ``<harness ms>\n`` to the FIFO
 ``<harness>/sleep`` and the harness answers every request with one byte on the FIFO
 ``<harness>/wake`` once its time has got there (or at once when a later request supersedes
-it). Bytes on the link end a sleep early (the harness moves time only between the gateway's
-exchanges, and never past the wake time asked for).
+it). Bytes on the link end a sleep early: the station then writes ``w\n`` on ``sleep``
+before it reads them, and the harness counts it awake until its next request (it moves time
+only between the gateway's exchanges, never while a link's bytes wait unread in a station's
+port or a station is awake, and never past the wake time asked for).
 
 Board config keys (the ``board`` object of config.json): ``name`` = "unix", ``data_dir``,
 ``io_dir``, ``sim_epoch``, ``wall_epoch`` (wall-clock Unix seconds at which the simulated clock

@@ -61,6 +61,9 @@ class HarnessClock(hal_unix.Clock):
                         self._wake.readinto(self._one)
                         self._owed -= 1
                     elif self._owed:
+                        # Awake before reading them: time must not move while it handles them
+                        # (a TIME applied a step late would set its clock a step wrong).
+                        self._ask.write(b"w\n")
                         return True
         finally:
             if link is not None:

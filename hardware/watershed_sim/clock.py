@@ -46,14 +46,14 @@ class HarnessClock:
     station's side of it).
 
     Time moves only when every link of the gateway is about to send a POLL (``gateway_port``
-    wraps its ports to see that): no exchange is under way anywhere, so a TIME is stamped and
-    applied at one simulated instant and a reply never straddles a step. Each such moment
+    wraps its ports to see that) and no station is awake or has bytes of its link unread, so
+    a TIME is stamped and applied at one simulated instant even when the gateway gave up
+    waiting for the station's RESULT, and a reply never straddles a step. Each such moment
     moves time by up to ``step_s`` simulated seconds (``speed`` × the poll interval: the
     nominal pace), in steps from one station's wake time to the next, each station sampling
-    before time goes on (a station is awake from its wake until its next sleep request; one
-    woken by bytes on its link instead has no exchange under way at the barrier, and time
-    stops at its wake time all the same); never past a hold point (a timeline event not run
-    yet).
+    before time goes on (a station is awake from its wake, or from the moment bytes on its
+    link woke it, until its next sleep request); never past a hold point (a timeline event
+    not run yet).
     A station that has booted holds time until the gateway has polled it once after it was
     up: it gets HELLO and TIME before its first sample. A loaded machine makes the run slower,
     never different; an idle one is as fast as the gateway polls and the stations sample.
@@ -125,17 +125,19 @@ class HarnessClock:
             return _PollGate(open_port(config), config.port, self._at_poll)
         return opened
 
-    def attach(self, name: str, folder: Path, drift: StationDrift | None = None) -> None:
+    def attach(self, name: str, folder: Path, drift: StationDrift | None = None,
+               unread: Callable[[], int] | None = None) -> None:
         """A station about to start: fresh sleep/wake FIFOs in ``folder`` (and ``now``, a link
         to the shared time, or with ``drift`` a time of its own). It counts as awake until its
-        first sleep request, and holds time until the gateway has polled it."""
+        first sleep request, and holds time until the gateway has polled it. ``unread``: the
+        bytes waiting in its link's port that it has not read (it holds time while any do)."""
         folder.mkdir(parents=True, exist_ok=True)
         now = folder / "now"
         if drift is None and not now.is_symlink():
             now.symlink_to(self.folder / "now")
         elif drift is not None and now.is_symlink():
             now.unlink()
-        sleeper = _Sleeper(name, folder, drift)
+        sleeper = _Sleeper(name, folder, drift, unread)
         sleeper.publish(self._ms)
         with self._cond:
             old = self._stations.pop(name, None)
@@ -278,10 +280,16 @@ class HarnessClock:
         self.held_s[why] += time.monotonic() - since
 
     def _why_not_quiet(self) -> str:
-        if any(s.awake for s in self._stations.values()):
-            return "awake"
+        # In this order: bytes on their way, then bytes a station has not read, then what the
+        # stations said (a station woken by its link says so before it reads the bytes).
         if any(busy() for busy in self._busy):
             return "link"
+        if any(s.unread is not None and s.unread() for s in self._stations.values()):
+            return "link"
+        for sleeper in self._stations.values():
+            self._take_requests(sleeper)
+        if any(s.awake for s in self._stations.values()):
+            return "awake"
         return "timeline" if self._hold_due() else ""
 
     def _hold_due(self) -> bool:
@@ -329,11 +337,14 @@ class HarnessClock:
                 with self._cond:
                     sleeper = self._by_fd.get(fd)
                     if sleeper is not None:
-                        sleeper.read_requests()
-                        if not sleeper.awake and sleeper.wake_ms is not None \
-                                and sleeper.wake_ms <= self._ms:
-                            sleeper.wake()  # asked for a time already here
+                        self._take_requests(sleeper)
                         self._cond.notify_all()
+
+    def _take_requests(self, sleeper: _Sleeper) -> None:
+        """What the station wrote on its FIFO (under the lock)."""
+        sleeper.read_requests()
+        if not sleeper.awake and sleeper.wake_ms is not None and sleeper.wake_ms <= self._ms:
+            sleeper.wake()  # asked for a time already here
 
 
 class _PollGate:
@@ -381,10 +392,12 @@ class StationDrift:
 class _Sleeper:
     """One station's side of the sleep protocol (firmware/hal_unix.py HarnessClock)."""
 
-    def __init__(self, name: str, folder: Path, drift: StationDrift | None = None) -> None:
+    def __init__(self, name: str, folder: Path, drift: StationDrift | None = None,
+                 unread: Callable[[], int] | None = None) -> None:
         self.name = name
         self.folder = folder
         self.drift = drift
+        self.unread = unread
         self.wake_local: int | None = None  # the time it asked for, on its own clock
         self.awake = True  # booting
         self.booted = False  # it has asked to sleep once: it listens to its link
@@ -409,6 +422,9 @@ class _Sleeper:
         lines = (self._partial + data).split(b"\n")
         self._partial = lines.pop()
         for line in lines:
+            if line == b"w":  # its link woke it: awake until its next request
+                self.awake = True
+                continue
             if self.unanswered:  # a later request supersedes it: answer it now
                 self._answer()
             self.unanswered += 1

@@ -76,6 +76,14 @@ class PtyHub:
             return self.medium.next_due() is not None or any(
                 e.pending and not e.held for e in self._endpoints.values())
 
+    def unread(self, path: str) -> int:
+        """Bytes delivered to the endpoint at ``path`` that its opener has not read yet."""
+        for e in self._endpoints.values():
+            if e.pty.path == path:
+                count = fcntl.ioctl(e.pty.slave_fd, termios.FIONREAD, struct.pack("i", 0))
+                return int(struct.unpack("i", count)[0])
+        raise KeyError(path)
+
     @property
     def running(self) -> bool:
         return self._thread.is_alive()

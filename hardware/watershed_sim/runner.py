@@ -35,6 +35,8 @@ class ScenarioResult:
     clock_steps: int = 0  # steps in which time moved (one per wake time or event reached)
     # stations with a rating: discharge points the ingest derived against stage readings
     discharge: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the gateway's quarantine entries (gateway/quarantine.py), open or settled
+    quarantine: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def expected(self) -> int:
@@ -72,6 +74,7 @@ class ScenarioResult:
             "firmware_faults": self.firmware_faults,
             "explanation": self.explanation,
             "discharge": self.discharge,
+            "quarantine": self.quarantine,
         }
 
 
@@ -143,7 +146,8 @@ def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_D
             firmware_faults=pipeline.firmware_faults(),
             clock_held_s=dict(pipeline.clock.held_s) if pipeline.clock else {},
             clock_steps=pipeline.clock.steps if pipeline.clock else 0,
-            discharge=pipeline.discharge(scenario.start + scenario.duration_s))
+            discharge=pipeline.discharge(scenario.start + scenario.duration_s),
+            quarantine=pipeline.quarantine())
     finally:
         stop_watching.set()
         pipeline.stop(keep_servers=keep_servers)

@@ -65,6 +65,10 @@ environment or recorded series they see, and how long and how fast to run.
     [[station.power_cut]]          # the station is off (SIGKILL, then a cold start)
     at = "5d"
     duration = "1h"
+    [[station.misnamed]]           # a technician loads another station's config: its HELLO
+    at = "6d"                      # says `claims`, so the gateway quarantines what it sends;
+    duration = "3h"                # then its own config again, and the operator releases the
+    claims = "SAN-09"              # quarantine to it (gateway/quarantine.py)
 
     [[station.sensor]]             # the firmware's own config entry (firmware/schema.py) ...
     sensor = "sdi12"               # analog (default) | sdi12 | serial_level | rain | bme280
@@ -200,6 +204,15 @@ def stored_values(entry: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
+class Misnamed:
+    """From ``window.start`` the station's config says it is ``claims``; at the window's end
+    its own config is back and the operator releases what the gateway quarantined to it."""
+
+    window: Window
+    claims: str
+
+
+@dataclass(frozen=True)
 class StationSpec:
     id: str
     address: int
@@ -215,6 +228,7 @@ class StationSpec:
     ratings: tuple[str, ...] = ()
     clock_ppm: float = 0.0  # its clock runs this fast (negative: slow)
     clock_steps: tuple[tuple[float, float], ...] = ()  # (when, seconds): its clock jumps
+    misnamed: tuple[Misnamed, ...] = ()
 
     def entries(self, ports: Mapping[str, str]) -> list[dict[str, Any]]:
         """The config's sensor entries, ``ports`` mapping the scenario's port names to paths."""
@@ -476,7 +490,11 @@ def _station(r: _Reader, start: int, links: list[str], replays: Mapping[str, Rep
         alerts=tuple(dict(a.data) for a in r.tables("alert")),
         clock_ppm=r.number("clock_ppm", 0.0, -1000, 1000),
         clock_steps=tuple(_clock_step(c, start) for c in r.tables("clock_step")),
+        misnamed=tuple(_misnamed(m, start) for m in r.tables("misnamed")),
         ratings=tuple(_relative(r, "ratings", text, path) for text in r.texts("ratings")))
+    for i, m in enumerate(spec.misnamed):
+        if m.claims == spec.id:
+            r.problems.add((*r.path, "misnamed", i, "claims"), "is the station's own id")
     if spec.link and spec.link not in links:
         r.problem("link", f"no [[link]] is named {spec.link!r}")
     if not spec.sensors:
@@ -495,6 +513,15 @@ def _clock_step(r: _Reader, start: int) -> tuple[float, float]:
     step = (start + (r.duration("at") or 0), r.number("by_s", low=-86400 * 365, high=86400 * 365))
     r.reject_unknown()
     return step
+
+
+def _misnamed(r: _Reader, start: int) -> Misnamed:
+    misnamed = Misnamed(Window(start + (r.duration("at") or 0), r.duration("duration") or 0),
+                        r.ident("claims"))
+    if misnamed.window.duration_s <= 0:
+        r.problem("duration", "must be more than 0: its own config comes back at the end")
+    r.reject_unknown()
+    return misnamed
 
 
 def _beside(text: str, path: Path | None) -> Path:

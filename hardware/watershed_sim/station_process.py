@@ -13,6 +13,7 @@ import os
 import subprocess
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .clock import HarnessClock, SimClock, StationDrift
@@ -41,6 +42,8 @@ class SimStation:
         self.firmware = firmware  # folder of compiled .mpy modules
         self.clock = clock
         self.station_id = station_id
+        self.claims: str | None = None  # another id its config says (a technician's slip)
+        self.unread: Callable[[], int] | None = None  # its port's bytes not read yet
         self.address = address
         self.basin = basin
         self.channels = channels
@@ -76,7 +79,8 @@ class SimStation:
         clock = (self.clock.board_config(self.harness_dir.name)
                  if isinstance(self.clock, HarnessClock) else self.clock.board_config())
         return {
-            "station": self.station_id, "address": self.address, "basin": self.basin,
+            "station": self.claims or self.station_id, "address": self.address,
+            "basin": self.basin,
             # relative to the station's folder, where it runs: short paths, as on a board
             "board": {"name": "unix", "data_dir": self.data_dir.name, "io_dir": self.io_dir.name,
                       **clock},
@@ -94,7 +98,7 @@ class SimStation:
             lib.symlink_to(self.firmware.resolve(), target_is_directory=True)
         env = dict(os.environ, MICROPYPATH="lib")
         if isinstance(self.clock, HarnessClock):
-            self.clock.attach(self.station_id, self.harness_dir, self.drift)
+            self.clock.attach(self.station_id, self.harness_dir, self.drift, self.unread)
         self._process = subprocess.Popen(
             [str(micropython_binary()), "-X", f"heapsize={self.heap}", "-c",
              "import station; station.main('config.json')"],

@@ -32,6 +32,7 @@ from watershed.ingest.writer import make_writer
 from .clock import HarnessClock, StationDrift
 from .environment import Catchment, RainEvent, Weather
 from .line_noise import NoiseSettings
+from .pty_hub import PtyHub
 from watershed.firmware_build import compile_firmware
 from .radio_link import RadioLink, RadioSettings
 from .report import ChannelReport, compare, discharge_counts
@@ -173,6 +174,7 @@ class Pipeline:
                 drift=(StationDrift(spec.clock_ppm, t0_ms=scenario.start * 1000)
                        if spec.clock_ppm or spec.clock_steps else None),
                 port=self.links[spec.link].port_for(spec.id))
+            station.unread = _unread(self.links[spec.link].hub, station.port)
             site.start()
             self.stations.append(station)
             station.start()
@@ -196,6 +198,14 @@ class Pipeline:
             for cut in spec.power_cuts:
                 self.timeline.add(cut.start, f"{spec.id} power off", _power_off(station, site))
                 self.timeline.add(cut.end, f"{spec.id} power on", _power_on(station, site))
+            for slip in spec.misnamed:
+                self.timeline.add(slip.window.start, f"{spec.id} configured as {slip.claims}",
+                                  _configured_as(station, slip.claims))
+                self.timeline.add(slip.window.end, f"{spec.id} configured as itself",
+                                  _configured_as(station, None))
+                self.timeline.add(slip.window.end, f"operator releases {slip.claims}'s "
+                                  f"quarantine to {spec.id}",
+                                  _release_quarantine(self.gateway, slip.claims, spec.id))
         self.timeline.start()
         self.clock.start()
 
@@ -324,6 +334,13 @@ class Pipeline:
         rated = [st.id for st in self.scenario.stations if st.ratings]
         return discharge_counts(self.influxd.url, self.settings.database, rated, until)
 
+    def quarantine(self) -> list[dict[str, Any]]:
+        """The gateway's quarantine entries, open and settled: kind, ids, readings, outcome."""
+        assert self.gateway is not None and self.gateway.store is not None
+        return [{"kind": e.kind, "bound": e.bound, "claimed": e.claimed, "address": e.address,
+                 "readings": e.readings, "state": e.state, "settled_to": e.settled_to}
+                for e in self.gateway.store.quarantine_entries(state=None)]
+
     def faults_done(self) -> list[tuple[float, str]]:
         """Every fault so far, in time order: the timeline's and the devices' own."""
         done = list(self.timeline.done) if self.timeline else []
@@ -382,8 +399,32 @@ def _tie_to_clock(link: Link, clock: HarnessClock, spec: LinkSpec, scenario: Sce
     clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)})
 
 
+def _unread(hub: PtyHub, port: str) -> Any:
+    return lambda: hub.unread(port)
+
+
 def _clock_step(clock: HarnessClock, station: str, by_s: float) -> Any:
     return lambda: clock.step_station(station, by_s)
+
+
+def _configured_as(station: SimStation, claims: str | None) -> Any:
+    """The station restarts with a config naming ``claims`` (None: its own id)."""
+    def reconfigure() -> None:
+        station.stop()
+        station.claims = claims
+        station.start()
+    return reconfigure
+
+
+def _release_quarantine(gateway: Gateway, claimed: str, station: str) -> Any:
+    """What an operator does on the identity alert once the station is right again:
+    ``watershed gateway quarantine release ID --to STATION`` for each entry of ``claimed``."""
+    def release() -> None:
+        assert gateway.quarantine is not None
+        for entry in gateway.quarantine.entries():
+            if entry.claimed == claimed and entry.bound == station:
+                gateway.quarantine.release(entry.id, station)
+    return release
 
 
 def _power_off(station: SimStation, site: SensorSite) -> Any:

@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -171,17 +173,78 @@ def test_two_stations_on_one_address_misattribute_nothing_and_lose_nothing_unsee
         watcher.close()
 
 
+class LateOnceBus(StationBus):
+    """The station answers one POLL after the gateway's reply window (busy with a slow sensor):
+    that reply and the one to the next POLL, which it read meanwhile, go out back to back."""
+
+    def __init__(self, path: str, *stations: PyStation, late_s: float) -> None:
+        self.late_s = late_s
+        self.late_next = threading.Event()
+        super().__init__(path, *stations)
+
+    def _replies(self, frame: wire.Frame) -> list[wire.Frame]:
+        if isinstance(frame, wire.Poll) and self.late_next.is_set():
+            self.late_next.clear()
+            time.sleep(self.late_s)  # this thread reads nothing meanwhile: the next POLL waits
+        return super()._replies(frame)
+
+
+@pytest.mark.parametrize("new_readings", [0, 3], ids=["same", "more-meanwhile"])
+def test_a_late_reply_is_one_station_answering_twice_not_a_shared_address(
+        tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink,
+        new_readings: int) -> None:
+    san = PyStation(SAN, "SAN-01")
+    d = make_config(tmp_path, gateway_id, mosquitto.port, link.gateway_path, [SAN])
+    reply_timeout_s = d["link"][0]["reply_timeout_s"]
+    bus = LateOnceBus(link.station_path, san, late_s=reply_timeout_s + 0.4)
+    gateway, subscriber, watcher = started(d, mosquitto.port, gateway_id)
+    try:
+        with bus.lock:
+            san.take(10)
+        wait_until(lambda: len(published(subscriber)) == 10, what="the first readings")
+        with bus.lock:
+            san.take(20)
+        bus.late_next.set()
+        if new_readings:  # taken while the late reply was on its way: the next one has more
+            time.sleep(reply_timeout_s / 2)
+            with bus.lock:
+                san.take(new_readings)
+        wait_until(lambda: len(published(subscriber)) == 30 + new_readings,
+                   what="every reading")
+        stats = gateway.stats()["links"][link.gateway_path]
+        assert stats["late_replies"] >= 1 and stats["timeouts"] >= 1
+        assert stats.get("shared_address_polls", 0) == 0
+        assert [a for a in watcher.on("/alert") if a.get("rule") == "identity"] == []
+        assert listed(config_file=_written(tmp_path, d)) == []
+        assert_nothing_misattributed([san], bus, subscriber, gateway)
+    finally:
+        gateway.stop()
+        bus.close()
+        subscriber.close()
+        watcher.close()
+
+
+def started(d: dict, mqtt_port: int, gateway_id: str) -> tuple[Gateway, Subscriber, Watcher]:
+    """The gateway of config ``d`` running, and who listens to what it publishes."""
+    subscriber, watcher = Subscriber(mqtt_port, gateway_id), Watcher(mqtt_port, gateway_id)
+    gateway = Gateway(GatewayConfig.from_dict(d))
+    gateway.start()
+    return gateway, subscriber, watcher
+
+
+def _written(tmp_path: Path, d: dict) -> Path:
+    config_file = tmp_path / "gateway.toml"
+    config_file.write_text(_toml(d))
+    return config_file
+
+
 def test_a_forged_hello_re_attributes_nothing_and_the_operator_releases_it(
         tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink) -> None:
     san, other = PyStation(SAN, "SAN-01"), PyStation(OTHER, "SAN-02")
     bus = StationBus(link.station_path, san, other)
     d = make_config(tmp_path, gateway_id, mosquitto.port, link.gateway_path, [SAN, OTHER])
-    config_file = tmp_path / "gateway.toml"
-    config_file.write_text(_toml(d))
-    subscriber = Subscriber(mosquitto.port, gateway_id)
-    watcher = Watcher(mosquitto.port, gateway_id)
-    gateway = Gateway(GatewayConfig.from_dict(d))
-    gateway.start()
+    config_file = _written(tmp_path, d)
+    gateway, subscriber, watcher = started(d, mosquitto.port, gateway_id)
     try:
         with bus.lock:
             san.take(10)

@@ -214,3 +214,23 @@ def test_gateway_alert_and_discharge_at_the_ingest(full_set):
             continue
         expected = rating.discharge(float(stage[t][0]))
         assert abs(float(q) - expected) <= 0.001 * expected + 0.0005, (t, q, expected)
+
+
+def test_a_station_misconfigured_as_another_is_quarantined_then_released_whole(full_set):
+    """CAT-01 runs 3 h with CAT-02's config (a technician's slip): the gateway holds what it
+    sends in quarantine, under neither id, and ACKs it (the station's flash is freed); with its
+    own config back the operator releases the entry to CAT-01, and InfluxDB has every reading
+    of the window under CAT-01 (the whole-run check above: nothing missing)."""
+    scenario, result, pipeline, stored = full_set
+    window = (at(scenario, 40 + P), at(scenario, 43 + P))
+    (entry,) = result.quarantine  # a late reply on a radio is no second station: one entry
+    readings = entry.pop("readings")
+    assert entry == {"kind": "address_taken", "bound": "CAT-01", "claimed": "CAT-02",
+                     "address": 3, "state": "released", "settled_to": "CAT-01"}
+    air = [t for t in stored("CAT-01", "air_temp_c") if window[0] <= t < window[1]]
+    assert len(air) == 12  # every 15 min of the window, under its own id
+    assert readings >= 3 * len(air) - 3  # BME280's three values (and battery), sent misnamed
+    done = [what for _, what in result.faults_done]
+    assert "CAT-01 configured as CAT-02" in done and "CAT-01 configured as itself" in done
+    links = result.gateway_stats["links"].values()
+    assert sum(s.get("identity_mismatches", 0) for s in links) >= 1

@@ -165,6 +165,22 @@ def test_clock_drift_and_steps_are_read_from_the_station_table() -> None:
     assert st.clock_ppm == -120 and st.clock_steps == ((s.start + 6 * 3600, 30.0),)
 
 
+def test_a_misconfigured_spell_is_read_and_a_station_cannot_claim_its_own_id() -> None:
+    sensor = '\n[[station.sensor]]\npin = 26\nchannel = 1\ninterval_s = 900\nsource = "stage_m"\n'
+    s = parse_scenario(HEAD + '[[station.misnamed]]\nat = "6h"\nduration = "3h"\n'
+                       'claims = "SAN-09"\n' + sensor, Path("k.toml"))
+    [st] = s.stations
+    [slip] = st.misnamed
+    assert (slip.window.start, slip.window.end, slip.claims) == (
+        s.start + 6 * 3600, s.start + 9 * 3600, "SAN-09")
+    own = st.id
+    text = "\n".join(problems(HEAD + f'[[station.misnamed]]\nat = "6h"\nclaims = "{own}"\n'
+                                     'who = 1\n' + sensor))
+    assert "misnamed[0].claims: is the station's own id" in text
+    assert "misnamed[0].duration: must be more than 0" in text
+    assert "misnamed[0].who" in text
+
+
 def test_a_sensor_whose_record_has_no_value_then_does_not_answer() -> None:
     """A replay's gap never becomes a number: the SDI-12 sensor stays silent (the station
     stores the reading missing); with a value it answers it."""

@@ -16,6 +16,7 @@ from watershed.contracts import wire
 
 from .framed_port import FramedPort
 from .identity import SHARED_ADDRESS, BusRegistry, Mismatch
+from .late_replies import one_station
 from .quarantine import Quarantine
 from .runs import runs_of
 from .station_session import StationSession
@@ -89,23 +90,29 @@ class AddressDisputes:
             return False
         self._stats["readings_quarantined"] += self._quarantine.hold(
             session.dispute, self._link, data.addr, data.readings)
-        if session.dispute.kind == SHARED_ADDRESS or not self.ack_safe(port, session,
-                                                                        data.addr):
+        if session.dispute.kind == SHARED_ADDRESS or not self.ack_safe(port, session, data):
             return False
         ranges = tuple(runs_of(r.seq for r in data.readings))
         port.send(wire.Ack(data.addr, 0, ranges[-MAX_ACK_RANGES:]))
         self._stats["acks"] += 1
         return True
 
-    def ack_safe(self, port: FramedPort, session: StationSession, addr: int) -> bool:
-        """No other station has answered at ``addr`` since the reply: an ACK there would reach
-        it too. Frames it sent make the address shared, and its DATA is quarantined."""
+    def ack_safe(self, port: FramedPort, session: StationSession, answered: wire.Data) -> bool:
+        """No other station has answered at ``answered``'s address since that DATA: an ACK
+        there would reach it too. Frames it sent make the address shared, and its DATA is
+        quarantined; the same station answering a later POLL as well (``answered`` was late,
+        late_replies.py) is no other."""
+        addr = answered.addr
         late = port.waiting(addr)
         hellos = [f.station_id for f in late if isinstance(f, wire.Hello)]
         datas = [f for f in late if isinstance(f, wire.Data)]
         if not hellos and not datas:
             return True
         known = session.station_id or (session.dispute.claimed if session.dispute else None)
+        if (session.dispute is None and set(hellos) <= {known}
+                and one_station([], [answered, *datas])):
+            self._stats["late_replies"] += len(datas)
+            return True
         self.on_shared(session, addr, hellos + ([known] if known else []))
         if session.dispute is not None:
             for data in datas:

@@ -50,6 +50,7 @@ from .config_chunks import send_config
 from .framed_port import FramedPort
 from .held_readings import FULL_DATA_READINGS, Held, HeldReadings
 from .identity import SEQ_REUSED, BusRegistry, Mismatch
+from .late_replies import one_station
 from .quarantine import Quarantine
 from .station_session import StationSession
 from .store import Added, Store, StoreFull
@@ -179,9 +180,12 @@ class Poller:
             log.debug("address %d: no complete reply within %.1f s", addr, self._reply_timeout_s)
         hellos = [f for f in frames if isinstance(f, wire.Hello)]
         datas = [f for f in frames if isinstance(f, wire.Data)]
-        if len(hellos) > 1 or len(datas) > 1:  # one station sends one of each per POLL
+        if (len(hellos) > 1 or len(datas) > 1) and not one_station(hellos, datas):
             self._disputes.on_shared(session, addr, [h.station_id for h in hellos])
         else:
+            if len(datas) > 1:  # a late reply and this one: the newest holds what both did
+                self._stats["late_replies"] += len(datas) - 1
+                datas = datas[-1:]
             for hello in hellos:  # HELLO first whatever the order: it names whose DATA this is
                 self._on_hello(session, hello)
         if status_due and complete:
@@ -370,7 +374,7 @@ class Poller:
             readings = [r for r in readings if r.seq not in reused]
         if self._holding and not backfill and len(data.readings) < FULL_DATA_READINGS:
             self._held.hold(Held(data.addr, station_id, basin, readings,
-                                 self._disputes.ack_safe(port, session, data.addr)))
+                                 self._disputes.ack_safe(port, session, data)))
             return False  # all it had: no need to poll it again this cycle
         try:
             added = self._store.add(station_id, basin, readings)  # durable before the ACK
@@ -381,7 +385,7 @@ class Poller:
         if backfill:
             self._stats["readings_backfilled"] += added.new
         self._stored_held(port, Held(data.addr, station_id, basin, readings,
-                                     self._disputes.ack_safe(port, session, data.addr)), added)
+                                     self._disputes.ack_safe(port, session, data)), added)
         return True
 
     def _stored_held(self, port: FramedPort, held: Held, added: Added) -> None:

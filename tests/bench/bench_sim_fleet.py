@@ -1,0 +1,108 @@
+"""Station-days simulated per wall second for a fleet of stations with the full sensor set
+(issue 13's target: 2 for 50 stations), for 50 stations and, beside it, for 5.
+
+Every station carries the full set: an SDI-12 bus with a level transducer, an all-in-one
+weather sensor and a radar surface-velocity sensor, a tipping-bucket rain gauge and the battery
+(ZAM-01 of scenarios/full_set_thirty_days.toml, its device faults, event mode, quality limits
+and alert included) plus a BME280 in the enclosure (CAT-01's, its temperature kept as the logger's). Five stations share each RS-485 bus at the
+scenario's 9600 baud, noise and outage; the environment, speed and poll interval are the
+scenario's. The run is the real pipeline: each station's firmware in its own MicroPython
+process, the gateway, mosquitto, the ingest and influxd.
+
+Figures per fleet: ``station_days_per_wall_s`` (simulated days × stations / wall seconds of
+the whole run, drain included), ``missing`` and ``mismatched`` (must be 0: ``ok``), and what
+bounds the pace: ``line_busy_fraction`` (the buses pass bytes no faster than their baud, so
+a full-set station's ``line_bytes_per_station_day`` at 960 bytes a second per bus caps the
+station-days a bus can carry) and ``cpu_s_per_station_day``: the bench's own process
+(harness, gateway, ingest) and its children (the stations' MicroPython processes, mosquitto,
+influxd). On this 2-core machine 2 station-days a second leaves 1 CPU-second per station-day
+for all of them together.
+
+``WATERSHED_BENCH_FLEET_DAYS`` shortens the run (default 30 simulated days).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from watershed.contracts.channels import NUMBERS
+from watershed_sim.airtime import BITS_PER_BYTE
+from watershed_sim.runner import run_scenario
+from watershed_sim.scenario import LinkSpec, Scenario, StationSpec, load_scenario
+
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "full_set_thirty_days.toml"
+FLEETS = (5, 50)
+STATIONS_PER_BUS = 5
+HEAP_KB = 80  # the full set with a BME280 too: more than ZAM-01's 64 KB
+LOGGER_TEMP = NUMBERS["logger_temp_c"]
+TARGET = 2  # station-days a wall second, 50 stations (issue 13)
+
+
+def fleet(base: Scenario, stations: int, days: float) -> Scenario:
+    """``stations`` copies of the full-set station, five to a bus like the scenario's."""
+    zam = next(s for s in base.stations if s.id == "ZAM-01")
+    bme = next(sensor for s in base.stations for sensor in s.sensors if sensor.kind == "bme280")
+    # in the enclosure, beside a weather sensor that has the air's: the logger's temperature
+    # kept, its humidity and pressure read and not kept (channel 0)
+    bme = dataclasses.replace(bme, entry={**bme.entry, "channels": [LOGGER_TEMP, 0, 0]})
+    bus = next(link for link in base.links if link.name == zam.link)
+    buses = [dataclasses.replace(bus, name=f"bus-{n + 1:02d}")
+             for n in range(-(-stations // STATIONS_PER_BUS))]
+    specs = [_station(zam, bme, n, buses) for n in range(stations)]
+    return dataclasses.replace(base, name=f"fleet_{stations}_full_set", duration_s=days * 86400,
+                               links=tuple(buses), stations=tuple(specs))
+
+
+def _station(zam: StationSpec, bme, n: int, buses: list[LinkSpec]) -> StationSpec:
+    return dataclasses.replace(
+        zam, id=f"FLT-{n + 1:02d}", address=n % STATIONS_PER_BUS + 1,
+        link=buses[n // STATIONS_PER_BUS].name, sensors=(*zam.sensors, bme), heap_kb=HEAP_KB,
+        ratings=(), misnamed=())
+
+
+def _cpu_s() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def run_fleet(stations: int, days: float) -> dict:
+    scenario = fleet(load_scenario(SCENARIO), stations, days)
+    own0, children0 = _cpu_s()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"bench-fleet-{stations}-") as workdir:
+        result = run_scenario(scenario, Path(workdir), drain_timeout_s=600)
+    wall = time.monotonic() - started
+    own1, children1 = _cpu_s()
+    station_days = days * stations
+    line_bytes = sum(stats.get("bytes_sent", 0) for stats in result.link_stats.values())
+    capacity = sum(link.baud / BITS_PER_BYTE for link in scenario.links)  # bytes a wall second
+    return {
+        "stations": stations, "links": len(scenario.links), "sim_days": days,
+        "sensor_entries_per_station": len(scenario.stations[0].sensors),
+        "wall_s": round(wall, 1), "drain_wall_s": round(result.drain_wall_s, 1),
+        "station_days_per_wall_s": round(station_days / wall, 3),
+        "cpu_s_per_station_day": {"harness_gateway_ingest": round((own1 - own0) / station_days, 2),
+                                  "stations_and_servers": round((children1 - children0)
+                                                                / station_days, 2)},
+        # every byte the buses carried (polls, replies, ACKs) as a fraction of what they could
+        # carry in the run: near 1, the line rate bounds the pace, not the CPU
+        "line_busy_fraction": round(line_bytes / (capacity * wall), 3),
+        "line_bytes_per_station_day": round(line_bytes / station_days),
+        "clock_held_s": {k: round(v, 1) for k, v in result.clock_held_s.items()},
+        "readings": result.expected, "missing": result.missing,
+        "mismatched": result.mismatched, "firmware_faults": len(result.firmware_faults),
+        "ok": result.ok,
+    }
+
+
+def run() -> dict:
+    days = float(os.environ.get("WATERSHED_BENCH_FLEET_DAYS", 30))
+    figures = {f"stations_{n}": run_fleet(n, days) for n in FLEETS}
+    figures["target_station_days_per_wall_s_50_stations"] = TARGET
+    return figures
