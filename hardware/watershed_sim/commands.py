@@ -145,6 +145,8 @@ def _print_report(result: Any, scenario: Any, kept: dict[str, Any] | None) -> No
     for station, counts in result.discharge.items():
         print(f"discharge at the ingest: {station} {counts['discharge_points']} points for "
               f"{counts['stage_readings']} stage readings")
+    if result.readings_resent:
+        print(f"gateway resent {result.readings_resent} readings not confirmed in time")
     for q in result.quarantine:
         outcome = f"released to {q['settled_to']}" if q["state"] == "released" else q["state"]
         print(f"quarantine at the gateway: {q['kind']}, address {q['address']} bound to "

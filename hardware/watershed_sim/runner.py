@@ -56,6 +56,11 @@ class ScenarioResult:
                 and not self.firmware_faults)
 
     @property
+    def readings_resent(self) -> int:
+        """Readings the gateway published again: not confirmed in time (an outage behind it)."""
+        return int(self.gateway_stats.get("forwarder", {}).get("readings_resent", 0))
+
+    @property
     def sim_days_per_wall_s(self) -> float:
         return self.scenario.duration_s / 86400 / max(self.wall_s + self.drain_wall_s, 1e-9)
 
@@ -75,6 +80,7 @@ class ScenarioResult:
             "explanation": self.explanation,
             "discharge": self.discharge,
             "quarantine": self.quarantine,
+            "readings_resent": self.readings_resent,
         }
 
 

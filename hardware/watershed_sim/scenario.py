@@ -37,6 +37,11 @@ environment or recorded series they see, and how long and how fast to run.
     time_column = "time"           # csv only (the default)
     mm_per_tip = "0.2"             # tips only, required: the rain each tip stands for
 
+    [[outage]]                     # a part of the pipeline is down: broker | ingest | influxdb
+    part = "broker"                # (the broker and InfluxDB killed, then started again on
+    at = "2d"                      # their port with their data; the ingest stopped and
+    duration = "1h"                # started again). The run starts servers of its own.
+
     [[link]]
     name = "bus-1"
     kind = "bus"                   # bus (RS-485 multi-drop) | radio (point to point)
@@ -117,6 +122,7 @@ from .replay_imhea import read_imhea
 Replay = Series | TipLog
 
 LINK_KINDS = ("bus", "radio")
+PIPELINE_PARTS = ("broker", "ingest", "influxdb")  # what an [[outage]] may take down
 SENSOR_KINDS = ("analog", "sdi12", "serial_level", "rain", "bme280")  # the firmware's kinds
 SDI12_DEVICES = ("generic", "level", "weather", "radar")  # devices/sdi12.py's models
 # Keys of a [[station.sensor]] that are the harness's: where truth comes from, and faults. Every
@@ -204,6 +210,15 @@ def stored_values(entry: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True)
+class PartOutage:
+    """A part of the pipeline down for ``window``: ``broker`` and ``influxdb`` killed (SIGKILL)
+    and started again on their port with their data, ``ingest`` stopped and started again."""
+
+    part: str  # one of PIPELINE_PARTS
+    window: Window
+
+
+@dataclass(frozen=True)
 class Misnamed:
     """From ``window.start`` the station's config says it is ``claims``; at the window's end
     its own config is back and the operator releases what the gateway quarantined to it."""
@@ -280,6 +295,7 @@ class Scenario:
     catchment: Catchment
     weather: Weather
     replays: Mapping[str, Replay] = field(default_factory=dict)
+    outages: tuple[PartOutage, ...] = ()  # the broker, the ingest or InfluxDB down a while
 
     def environment(self) -> Environment:
         return Environment(River(self.catchment, self.start), self.weather)
@@ -359,6 +375,7 @@ def _scenario(root: _Reader, path: Path | None, now: float) -> Scenario:
         if series is not None:
             replays[name_r] = series
 
+    outages = tuple(_outage(r, start) for r in root.tables("outage"))
     links = tuple(_link(r, start) for r in root.tables("link"))
     link_names = [link.name for link in links]
     for i, name_l in enumerate(link_names):
@@ -367,10 +384,13 @@ def _scenario(root: _Reader, path: Path | None, now: float) -> Scenario:
     stations = tuple(_station(r, start, link_names, replays, path)
                      for r in root.tables("station"))
     _check_stations(root, stations, links)
+    for i, outage in enumerate(outages):
+        if outage.window.end > start + (duration_s or 0):
+            root.problems.add(("outage", i, "duration"), "must end before the scenario does")
     root.reject_unknown()
     return Scenario(name=name, path=path, start=start, duration_s=duration_s or 0.0, speed=speed,
                     seed=seed, gateway=gateway, links=links, stations=stations,
-                    catchment=catchment, weather=weather, replays=replays)
+                    catchment=catchment, weather=weather, replays=replays, outages=outages)
 
 
 def _environment(env: _Reader, start: int) -> tuple[Catchment, Weather]:
@@ -513,6 +533,15 @@ def _clock_step(r: _Reader, start: int) -> tuple[float, float]:
     step = (start + (r.duration("at") or 0), r.number("by_s", low=-86400 * 365, high=86400 * 365))
     r.reject_unknown()
     return step
+
+
+def _outage(r: _Reader, start: int) -> PartOutage:
+    outage = PartOutage(r.choice("part", PIPELINE_PARTS),
+                        Window(start + (r.duration("at") or 0), r.duration("duration") or 0))
+    if outage.window.duration_s <= 0:
+        r.problem("duration", "must be more than 0")
+    r.reject_unknown()
+    return outage
 
 
 def _misnamed(r: _Reader, start: int) -> Misnamed:

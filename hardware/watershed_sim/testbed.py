@@ -139,6 +139,9 @@ class Pipeline:
             self.influxd = Influxd(s.workdir / "influxd")
             self.influxd.start()
         else:
+            if any(o.part != "ingest" for o in scenario.outages):
+                raise ValueError(f"scenario {scenario.name}: an outage of the broker or InfluxDB "
+                                 "needs servers of its own, not shared ones")
             run = uuid.uuid4().hex[:8]
             self.prefix, self.ingest_id = f"sim{run}", f"ingest-{run}"
         self._create_database()
@@ -206,8 +209,28 @@ class Pipeline:
                 self.timeline.add(slip.window.end, f"operator releases {slip.claims}'s "
                                   f"quarantine to {spec.id}",
                                   _release_quarantine(self.gateway, slip.claims, spec.id))
+        for outage in scenario.outages:
+            down, up = self._outage_actions(outage.part)
+            self.timeline.add(outage.window.start, f"{outage.part} down", down)
+            self.timeline.add(outage.window.end, f"{outage.part} up", up)
         self.timeline.start()
         self.clock.start()
+
+    def _outage_actions(self, part: str) -> tuple[Any, Any]:
+        """How ``part`` goes down and comes up again (scenario.PartOutage)."""
+        if part == "ingest":
+            return self._stop_ingest, self._start_ingest
+        server = self.mosquitto if part == "broker" else self.influxd
+        assert server is not None
+        return server.kill, server.start
+
+    def _stop_ingest(self) -> None:
+        assert self.ingest is not None
+        self.ingest.stop()
+
+    def _start_ingest(self) -> None:
+        self.ingest = Ingest(self._ingest_config(), writer=self.writer)
+        self.ingest.start()
 
     def _wait_until_subscribed(self, timeout_s: float = SUBSCRIBE_TIMEOUT_S) -> None:
         assert self.ingest is not None

@@ -181,6 +181,19 @@ def test_a_misconfigured_spell_is_read_and_a_station_cannot_claim_its_own_id() -
     assert "misnamed[0].who" in text
 
 
+def test_outages_of_the_pipeline_name_a_part_and_end_within_the_run() -> None:
+    analog = sensor('pin = 26\nchannel = 1\ninterval_s = 900\nsource = "stage_m"\n')
+    s = parse_scenario(analog + '\n[[outage]]\npart = "broker"\nat = "2h"\nduration = "1h"\n',
+                       Path("k.toml"))
+    [outage] = s.outages
+    assert (outage.part, outage.window.start, outage.window.end) == (
+        "broker", s.start + 7200, s.start + 10800)
+    text = "\n".join(problems(analog + '\n[[outage]]\npart = "gateway"\nat = "23h"\n'
+                                        'duration = "2h"\n'))
+    assert "outage[0].part: expected one of broker, ingest, influxdb" in text
+    assert "outage[0].duration: must end before the scenario does" in text
+
+
 def test_a_sensor_whose_record_has_no_value_then_does_not_answer() -> None:
     """A replay's gap never becomes a number: the SDI-12 sensor stays silent (the station
     stores the reading missing); with a value it answers it."""
