@@ -12,8 +12,8 @@ import logging
 import os
 import subprocess
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .clock import HarnessClock, SimClock, StationDrift
@@ -34,16 +34,18 @@ class SimStation:
                  address: int, basin: str, channels: list[dict[str, Any]], heap: str = HARNESS_HEAP,
                  link: VirtualSerialLink | None = None, port: str | None = None,
                  extra: dict[str, Any] | None = None,
-                 drift: StationDrift | None = None) -> None:
+                 drift: StationDrift | None = None,
+                 unread: Callable[[], int] | None = None) -> None:
         """``port``: the station end of a link the caller owns (a bus, a radio); otherwise the
         station gets a VirtualSerialLink of its own (``link``), closed with it. ``extra``: more
-        top-level config keys (event, quality, …); ``drift``: a clock of its own (clock.py)."""
+        top-level config keys (event, quality, …); ``drift``: a clock of its own (clock.py);
+        ``unread``: the bytes of its port it has not read yet (the harness waits for them)."""
         self.workdir = workdir
         self.firmware = firmware  # folder of compiled .mpy modules
         self.clock = clock
         self.station_id = station_id
         self.claims: str | None = None  # another id its config says (a technician's slip)
-        self.unread: Callable[[], int] | None = None  # its port's bytes not read yet
+        self.unread = unread
         self.address = address
         self.basin = basin
         self.channels = channels

@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,6 @@ from watershed.ingest.writer import make_writer
 from .clock import HarnessClock, StationDrift
 from .environment import Catchment, RainEvent, Weather
 from .line_noise import NoiseSettings
-from .pty_hub import PtyHub
 from watershed.firmware_build import compile_firmware
 from .radio_link import RadioLink, RadioSettings
 from .report import ChannelReport, compare, discharge_counts
@@ -169,6 +169,7 @@ class Pipeline:
         for spec in scenario.stations:
             site = self.sites[spec.id] = SensorSite(spec, s.workdir / spec.id / "io", self.clock,
                                                     scenario)
+            port = self.links[spec.link].port_for(spec.id)
             station = SimStation(
                 s.workdir / spec.id, firmware, self.clock, station_id=spec.id,
                 address=spec.address, basin=spec.basin,
@@ -176,8 +177,7 @@ class Pipeline:
                 extra=dict(spec.firmware), heap=f"{spec.heap_kb}K",
                 drift=(StationDrift(spec.clock_ppm, t0_ms=scenario.start * 1000)
                        if spec.clock_ppm or spec.clock_steps else None),
-                port=self.links[spec.link].port_for(spec.id))
-            station.unread = _unread(self.links[spec.link].hub, station.port)
+                port=port, unread=partial(self.links[spec.link].hub.unread, port))
             site.start()
             self.stations.append(station)
             station.start()
@@ -420,10 +420,6 @@ def _tie_to_clock(link: Link, clock: HarnessClock, spec: LinkSpec, scenario: Sce
     """Time holds while the link carries bytes; the gateway's polls on it are a barrier."""
     clock.add_busy(link.hub.busy)
     clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)})
-
-
-def _unread(hub: PtyHub, port: str) -> Any:
-    return lambda: hub.unread(port)
 
 
 def _clock_step(clock: HarnessClock, station: str, by_s: float) -> Any:
