@@ -38,7 +38,6 @@ def build(path, board=None, uart=None, boot_count=0, synced=False):
             _forget()
             continue
         st.config_from = p
-        st.config_error = p != path
         return st
     cfg = None
     gc.collect()

@@ -76,7 +76,7 @@ def status(st):
           ob.lost_corrupt)
     print("C battery_mv", st.battery_mv(), "sensor_errors", st.sampler.sensor_errors)
     print("C reset", st.board.reset_cause(), "boots", st.boot_count, "config",
-          "%08x" % st.config_hash, "error" if st.config_error else "ok")
+          "%08x" % st.config_hash, "error" if st.config_from != st.path else "ok")
     print("C heap", gc.mem_free())
     print("C asleep_s", st.asleep_s, "uptime_s", st.uptime())
     last = st.sampler.last

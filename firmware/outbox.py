@@ -270,11 +270,11 @@ class Outbox:
         self._write_buffer()
 
     def pending(self, limit, first=0, end=0):
-        """Up to ``limit`` unacked readings, oldest first; or, with ``end``, the readings of
-        [first, end) still held, acked or not (a backfill). Read from flash."""
+        """Up to ``limit`` unacked readings from ``first`` on, oldest first; or, with ``end``,
+        the readings of [first, end) still held, acked or not (a backfill). Read from flash."""
         out = []
         backfill = end > 0
-        start = first if backfill else self.acked_below
+        start = first if backfill else max(first, self.acked_below)
         buf = self._buf
         for seg in self._segs:
             if seg[2] <= start:

@@ -41,7 +41,6 @@ def station(path, board, uart, boot_count, synced):
     clock.synced = synced
     smp = Sampler(board, [], {}, (0, None, 0, None, 3600))
     st = Station(board, path, addr, ident, 0, clock, outbox, smp, uart, boot_count, first)
-    st.config_error = True
     st.config_from = None
     return st
 

@@ -26,6 +26,10 @@ _MAX_SLEEP_MS = const(1000)  # asleep: real time between looks at the console an
 _RX_WAKE_MS = const(30)  # after the link woke the CPU: the gateway's frame follows within this
 _CONSOLE_AWAKE_MS = const(600000)  # a technician typed: stay awake (no sleep) this long
 _MAX_READINGS = const(30)  # readings offered per DATA frame when the POLL does not say
+# POLL want MORE (contracts 1.2): a reply of up to _MAX_FRAMES DATA frames. Not wire.py's: a
+# name there is a module global, and every byte of RAM counts.
+_WANT_MORE = const(0x08)
+_MAX_FRAMES = const(4)
 
 
 class Station:
@@ -37,8 +41,9 @@ class Station:
         self.address = address
         self.station_id = station_id
         self.config_hash = config_hash
-        self.config_error = False  # STATUS state CONFIG_ERROR: not on the config at ``path``
-        self.config_from = path  # the file the config in force came from (or .bak)
+        # the file the config in force came from: ``path``, its .bak, or None (safe mode); not
+        # ``path`` is STATUS state CONFIG_ERROR
+        self.config_from = path
         self.clock = clock
         self.outbox = outbox
         self.sampler = sampler
@@ -128,14 +133,24 @@ class Station:
                                         self.boot_count, self.outbox.next_seq,
                                         self.clock.now() if self.clock.plausible() else 0))
         if want & wire.WANT_DATA:
+            # The oldest unacked readings (or the backfill range); with MORE in up to
+            # _MAX_FRAMES frames, each but the last a DATA_MORE. A frame's readings are read
+            # from flash with one more, to tell if more follow.
             limit = max_readings or _MAX_READINGS
-            if backfill:
-                readings = self.outbox.pending(limit, backfill[0], backfill[1])
-            else:
-                readings = self.outbox.pending(limit)
-            frame, _ = wire.encode_data(self.address, readings, self.outbox.next_seq,
-                                        self.clock.now())
-            self.send(frame)
+            first, end = backfill or (0, 0)
+            more = _MAX_FRAMES if want & _WANT_MORE else 1
+            while more:
+                more -= 1
+                got = self.outbox.pending(limit + 1, first, end)
+                frame, n = wire.encode_data(self.address, got, self.outbox.next_seq,
+                                            self.clock.now(), limit, more)
+                self.send(frame)
+                if n == len(got):
+                    break
+                first = got[n - 1][0] + 1
+                # One frame's readings live at a time: a reply must not fragment a small heap.
+                got = frame = None
+                gc.collect()
         if want & wire.WANT_STATUS:
             ob = self.outbox
             self.send(wire.encode_status(
@@ -147,7 +162,7 @@ class Station:
         s = wire.STATE_CLOCK_SYNCED if self.clock.synced_now() else 0
         if self.sampler.event:
             s |= wire.STATE_EVENT_MODE
-        if self.config_error:
+        if self.config_from != self.path:
             s |= wire.STATE_CONFIG_ERROR
         return s
 

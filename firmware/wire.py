@@ -16,7 +16,9 @@ memoryview of a second such buffer: nothing as big as a frame is allocated per f
 fragmented heap that is what fails first), and the view is good until the next encode, so write
 it out (or copy it) before encoding another. ``encode_data`` returns ``(frame, count)``: the first ``count`` readings went into the
 frame, as many as fit MAX_BODY and at most ``max_readings`` if that is not 0; with no readings it
-is the "nothing to send" DATA carrying ``next_seq`` and ``base_time``. Bad field values raise
+is the "nothing to send" DATA carrying ``next_seq`` and ``base_time``. With ``more`` the frame is
+a DATA_MORE when some of ``readings`` did not go in it: they follow in the next frame of the
+reply (a POLL with WANT_MORE, contracts 1.2). Bad field values raise
 ValueError. A RESULT ``detail`` longer than a frame holds is cut at a character boundary.
 
 Receiving::
@@ -64,6 +66,7 @@ HELLO = const(0x01)
 DATA = const(0x02)
 STATUS = const(0x03)
 RESULT = const(0x04)
+_DATA_MORE = const(0x05)  # a DATA with another of the same reply after it (contracts 1.2)
 POLL = const(0x10)
 ACK = const(0x11)
 TIME = const(0x12)
@@ -272,7 +275,7 @@ def encode_hello(addr, station_id, firmware, config_hash, reset_cause, boot_coun
     return _finish(_put_uvarint(_body, pos, clock, _MAX_TIME))
 
 
-def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0):
+def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0, more=False):
     body = _body
     pos = _start(addr, DATA)
     if not len(readings):  # "nothing to send": the station's next seq and clock
@@ -304,6 +307,8 @@ def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0):
         prev_seq = seq
         prev_time = time
         count += 1
+    if more and count < len(readings):
+        body[1] = _DATA_MORE  # the rest follow in the next frame of this reply
     return _finish(pos), count
 
 
@@ -392,7 +397,7 @@ class Decoder:
         if buf[0] != PROTOCOL_VERSION:
             return "version"
         ftype = buf[1]
-        if HELLO <= ftype <= RESULT:
+        if HELLO <= ftype <= _DATA_MORE:
             return (ftype, buf[2], None)
         if not POLL <= ftype <= COMMAND:
             return "unknown_type"

@@ -1,8 +1,9 @@
 """Stations simulated in CPython with the contract codec, for gateway tests and benchmarks.
 
 A ``PyStation`` behaves as the contract asks of firmware (contracts 1.3-1.5): it answers POLL
-with HELLO (also first after every boot), DATA from its oldest unacknowledged readings and
-STATUS; deletes a reading from its outbox only when an ACK covers it and sends the rest again;
+with HELLO (also first after every boot), DATA from its oldest unacknowledged readings (up to
+MAX_DATA_FRAMES frames, DATA_MORE ... DATA, when the POLL says WANT_MORE) and STATUS; deletes a
+reading from its outbox only when an ACK covers it and sends the rest again;
 answers a backfill POLL from the readings its flash still holds (``oldest_seq`` and above);
 answers TIME, CONFIG (after the last chunk) and COMMAND with RESULT. Cheap enough that the
 station side never limits a gateway under test: a DATA frame is built from the outbox's head.
@@ -108,21 +109,34 @@ class PyStation:
         return []
 
     def _answer_poll(self, poll: wire.Poll) -> list[wire.Frame]:
+        frames = wire.MAX_DATA_FRAMES if poll.want & wire.WANT_MORE else 1
         if poll.backfill is not None:
             first, end = poll.backfill
-            return [self._data(r for r in self.produced
-                               if first <= r.seq < end and r.seq >= self.oldest_seq)]
+            return self._chain((r for r in self.produced
+                                if first <= r.seq < end and r.seq >= self.oldest_seq), frames)
         replies: list[wire.Frame] = []
         if poll.want & wire.WANT_HELLO or self.just_booted:
             replies.append(wire.Hello(self.addr, self.station_id, "py-1", 0, 1, self.boot_count,
                                       self.next_seq, self.clock()))
             self.just_booted = False
         if poll.want & wire.WANT_DATA:
-            replies.append(self._data(self.outbox.values()))
+            replies += self._chain(self.outbox.values(), frames)
         if poll.want & wire.WANT_STATUS:
             replies.append(wire.Status(self.addr, 60, self.clock(), 1, 12700, len(self.outbox),
                                        self.oldest_seq, self.next_seq, 0, 0, 0, 30000))
         return replies
+
+    def _chain(self, readings: Iterable[Reading], frames: int) -> list[wire.Data]:
+        """Up to ``frames`` DATA frames of ``readings`` (ascending): DATA_MORE while more
+        follow, a DATA last."""
+        ahead = tuple(itertools.islice(readings, frames * self._fit))
+        chain: list[wire.Data] = []
+        while True:
+            frame = self._data(ahead)
+            ahead = ahead[len(frame.readings):]
+            if not ahead or len(chain) + 1 == frames:
+                return chain + [frame]
+            chain.append(wire.DataMore(self.addr, frame.readings))
 
     def _data(self, readings: Iterable[Reading]) -> wire.Data:
         """The first of ``readings`` (ascending) that fit one DATA frame; none: next_seq."""

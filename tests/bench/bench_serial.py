@@ -9,8 +9,9 @@ Store on this machine's disk; MQTT plays no part in the serial exchange and is l
 stations are watershed_sim's PyStations (py_station.py): they honour the wire contract as the
 firmware does (DATA from the oldest unacknowledged readings, as many as fit 250 body bytes,
 deleted only when an ACK covers them) and answer at once, so the figure is the protocol's and
-the gateway's, not a MicroPython interpreter's on this shared machine. They fill a DATA frame
-(33 readings of the backlog's kind); the firmware offers at most 30 a frame (its
+the gateway's, not a MicroPython interpreter's on this shared machine. The gateway asks for
+whole replies (POLL want MORE, contracts 1.2: up to 4 DATA frames for one POLL and one ACK).
+They fill a DATA frame (33 readings of the backlog's kind); the firmware offers at most 30 a frame (its
 _MAX_READINGS, for its heap), so ``drain_firmware_packing`` caps the PyStations at that.
 
 Figures:
@@ -127,19 +128,22 @@ class Testbed:
 
 
 def full_exchange(max_readings: int) -> dict:
-    """The bytes of one drain exchange at its best: POLL, a DATA as full as the station makes
-    it (readings like the backlog's), ACK, each with the gateway's leading delimiter; and the
-    goodput fraction a line never idle between them would give: the protocol's ceiling."""
+    """The bytes of one drain exchange at its best: POLL (DATA and MORE, as the gateway asks),
+    the reply's MAX_DATA_FRAMES DATA frames as full as the station makes them (readings like
+    the backlog's), ACK, each with the gateway's leading delimiter; and the goodput fraction a
+    line never idle between them would give: the protocol's ceiling."""
     station = CountingStation(1, "CEILING", max_readings)
     station.take(BACKLOG)
-    data = station.answer(wire.Poll(1))[-1]
+    poll = wire.Poll(1, wire.WANT_DATA | wire.WANT_MORE)
+    datas = [f for f in station.answer(poll) if isinstance(f, wire.Data)]
     lead = len(wire.DELIMITER)
-    sizes = {"poll_wire_bytes": lead + len(wire.encode_frame(wire.Poll(1))),
-             "data_wire_bytes": len(wire.encode_frame(data)),
+    sizes = {"poll_wire_bytes": lead + len(wire.encode_frame(poll)),
+             "data_wire_bytes": sum(len(wire.encode_frame(d)) for d in datas),
              "ack_wire_bytes": lead + len(wire.encode_frame(
                  wire.Ack(1, BACKLOG)))}  # mid-drain: a two-byte cumulative
-    payload = readings_section_bytes(data)
-    return {"readings_per_data": len(data.readings), "payload_bytes_per_data": payload, **sizes,
+    payload = sum(readings_section_bytes(d) for d in datas)
+    return {"data_frames_per_reply": len(datas), "readings_per_data": len(datas[0].readings),
+            "payload_bytes_per_reply": payload, **sizes,
             "ceiling_goodput_fraction": round(payload / sum(sizes.values()), 3)}
 
 

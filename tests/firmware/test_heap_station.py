@@ -97,8 +97,9 @@ def run_station(micropython: MicroPythonRunner, days: float, event_day: float,
     config.write_text(json.dumps(cfg))
     (root / "io" / "adc26").write_text("12000\n")
     (root / "io" / "adc28").write_text("50000\n")
-    # the gateway's frames, made by its codec: POLL DATA|STATUS, then an ACK of everything
-    poll = gw.encode_frame(gw.Poll(cfg["address"], gw.WANT_DATA | gw.WANT_STATUS))
+    # the gateway's frames, made by its codec: POLL DATA|MORE|STATUS, then an ACK of everything
+    poll = gw.encode_frame(gw.Poll(cfg["address"],
+                                   gw.WANT_DATA | gw.WANT_MORE | gw.WANT_STATUS))
     ack = gw.encode_frame(gw.Ack(cfg["address"], 1 << 40))
     frames = root / "frames.bin"
     frames.write_bytes(poll + ack)

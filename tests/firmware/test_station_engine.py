@@ -187,6 +187,43 @@ def test_a_value_a_reading_cannot_carry_is_missing_and_out_of_range_never_anothe
                                                     (32, Decimal("12.600"))}
 
 
+# --- DATA in several frames (contracts 1.2) ------------------------------------------------
+
+
+def test_a_poll_with_want_more_is_answered_with_up_to_four_frames_of_the_oldest_readings(
+        micropython, compiled, tmp_path):
+    three = [STAGE, dict(STAGE, pin=27, channel=3), BATTERY]
+    cfg = station_config(tmp_path, three)
+    more = gw.WANT_DATA | gw.WANT_MORE
+    steps: list[dict[str, Any]] = [
+        {"adc": {"26": [2000], "27": [1500], "28": [12600]}}, {"cycles": 50},  # 150 readings
+        frames(gw.Poll(ADDR, gw.WANT_DATA)),  # one frame, as before 1.2
+        frames(gw.Poll(ADDR, more)),
+        frames(gw.Ack(ADDR, 121), gw.Poll(ADDR, more)),  # 30 left: one DATA
+        frames(gw.Poll(ADDR, more, 0, (10, 110))),  # a backfill, acked or not: 100 readings
+    ]
+    out = run(micropython, compiled, tmp_path, steps, cfg)
+    assert len(out.readings) == 150
+    kinds = ["M" if isinstance(f, gw.DataMore) else "D" for f in out.of(gw.Data)]
+    assert kinds == ["D", "M", "M", "M", "D", "D", "M", "M", "M", "D"]
+    replies = wire_replies(out.of(gw.Data))
+    assert [seqs(r) for r in replies] == [list(range(1, 31)), list(range(1, 121)),
+                                          list(range(121, 151)), list(range(10, 110))]
+    assert all(len(f.readings) == 30 for f in out.of(gw.Data)[1:4]), "each frame as full as before"
+    stored = {r[0]: r for r in out.readings}
+    assert all((r.channel, r.time, r.mantissa, r.exponent, r.flags) == stored[r.seq][1:]
+               for reply in replies for r in reply.readings)
+
+
+def wire_replies(datas: list[Any]) -> list[Any]:
+    """The station's replies: each DATA_MORE chain and its DATA as one (the gateway's join)."""
+    return [f for f in gw.joined(datas) if isinstance(f, gw.Data)]
+
+
+def seqs(data: Any) -> list[int]:
+    return [r.seq for r in data.readings]
+
+
 # --- CONFIG (contracts 1.3) ------------------------------------------------------------------
 
 

@@ -8,13 +8,14 @@ import sys
 
 import wire
 
-NAMES = {wire.HELLO: "HELLO", wire.DATA: "DATA", wire.STATUS: "STATUS", wire.RESULT: "RESULT",
+NAMES = {wire.HELLO: "HELLO", wire.DATA: "DATA", 5: "DATA_MORE",
+         wire.STATUS: "STATUS", wire.RESULT: "RESULT",
          wire.POLL: "POLL", wire.ACK: "ACK", wire.TIME: "TIME", wire.CONFIG: "CONFIG",
          wire.COMMAND: "COMMAND"}
 CODES = {}
 for _code in NAMES:
     CODES[NAMES[_code]] = _code
-STATION_TYPES = ("HELLO", "DATA", "STATUS", "RESULT")
+STATION_TYPES = ("HELLO", "DATA", "DATA_MORE", "STATUS", "RESULT")
 # The decoded tuple's fields after (type, addr), in the vector's names.
 FIELDS = {
     "POLL": ("want", "max_readings", "backfill"),
@@ -50,11 +51,17 @@ def encode(f):
         return bytes(wire.encode_hello(f["addr"], f["station_id"], f["firmware"],
                                        f["config_hash"], f["reset_cause"], f["boot_count"],
                                        f["next_seq"], f["clock"]))
-    if t == "DATA":
+    if t in ("DATA", "DATA_MORE"):
         readings = [tuple(r) for r in f["readings"]]
-        frame, count = wire.encode_data(f["addr"], readings, f["next_seq"], f["base_time"])
-        if count != len(readings):
-            raise ValueError("encoded %d of %d readings" % (count, len(readings)))
+        n = len(readings)
+        more = t == "DATA_MORE"
+        if more:  # a DATA_MORE: readings beyond the frame follow in the next
+            last = readings[-1]
+            readings.append((last[0] + 1,) + last[1:])
+        frame, count = wire.encode_data(f["addr"], readings, f["next_seq"], f["base_time"], n,
+                                        more)
+        if count != n:
+            raise ValueError("encoded %d of %d readings" % (count, n))
         return bytes(frame)
     if t == "STATUS":
         return bytes(wire.encode_status(f["addr"], f["uptime_s"], f["clock"], f["state"],

@@ -13,9 +13,9 @@ from watershed.contracts.mqtt import MessageReading
 from watershed.contracts.wire import Reading
 from watershed.gateway.poller import Poller
 from watershed.gateway.store import GONE_FROM_STATION, Store
-from tests.unit.test_gateway_poller import ADDR, REGISTRY, T0, ScriptedPort, framed, hello
+from tests.unit.test_gateway_poller import (ADDR, HELLO_DATA, REGISTRY, T0, WANT_DATA,
+                                            ScriptedPort, framed, hello)
 
-HELLO_DATA = wire.WANT_HELLO | wire.WANT_DATA
 
 
 class Station:

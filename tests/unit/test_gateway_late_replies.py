@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from watershed.contracts import wire
 from watershed.contracts.wire import Reading
-from watershed.gateway.late_replies import one_station
+from watershed.gateway.late_replies import fullest, one_station
 
 ADDR = 3
 
@@ -36,3 +36,12 @@ def test_two_stations_at_one_address_are_not() -> None:
     assert not one_station([], [data(next_seq=7), data(next_seq=46)])
     assert not one_station([], [data(next_seq=7), data(1, 2)])
     assert not one_station([hello("SAN-01"), hello("SAN-02")], [data(1)])
+
+
+def test_a_reply_of_several_frames_caught_in_part_is_one_station() -> None:
+    cut_short = wire.DataMore(ADDR, data(1, 2).readings)
+    assert one_station([], [data(1, 2, 3), cut_short])  # its first frame, then the next poll
+    assert not one_station([], [data(1, 2, 3), wire.DataMore(ADDR, data(1, 5).readings)])
+    assert fullest([data(1, 2, 3), cut_short]) == data(1, 2, 3)
+    assert fullest([data(1, 2), data(1, 2, 3), data(1, 2, 3, next_seq=4)]) == data(
+        1, 2, 3, next_seq=4)

@@ -115,7 +115,9 @@ def framed(port: ScriptedPort, stats: Counter) -> FramedPort:
     return FramedPort(port, wire.FrameDecoder(), stats)
 
 
-HELLO_DATA = wire.WANT_HELLO | wire.WANT_DATA
+# The poller asks for a whole reply (WANT_MORE: up to 4 DATA frames, contracts 1.2).
+WANT_DATA = wire.WANT_DATA | wire.WANT_MORE
+HELLO_DATA = wire.WANT_HELLO | WANT_DATA
 
 
 def test_first_poll_asks_hello_then_stores_acks_and_sets_the_clock(store: Store) -> None:
@@ -138,10 +140,10 @@ def test_first_poll_asks_hello_then_stores_acks_and_sets_the_clock(store: Store)
 def test_later_polls_ask_only_for_data(store: Store) -> None:
     poller, stats = make_poller(store)
     port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE[:2])],
-                                 wire.WANT_DATA: [data(*STAGE[2:])]}))
+                                 WANT_DATA: [data(*STAGE[2:])]}))
     poller.poll(framed(port, stats), ADDR)
     poller.poll(framed(port, stats), ADDR)
-    assert [p.want for p in port.sent(wire.Poll)] == [HELLO_DATA, wire.WANT_DATA]
+    assert [p.want for p in port.sent(wire.Poll)] == [HELLO_DATA, WANT_DATA]
     assert port.sent(wire.Ack) == [wire.Ack(ADDR, 43), wire.Ack(ADDR, 45)]
     assert len(port.sent(wire.TimeSync)) == 1
 
@@ -183,7 +185,7 @@ def test_readings_are_not_acked_when_the_store_fails(store: Store, monkeypatch) 
 def test_unregistered_station_is_stored_as_unassigned(store: Store, caplog) -> None:
     poller, stats = make_poller(store, registry={})
     port = ScriptedPort(station({HELLO_DATA: [hello("NEW-9"), data(*STAGE)],
-                                 wire.WANT_DATA: [data(*STAGE)]}))
+                                 WANT_DATA: [data(*STAGE)]}))
     poller.poll(framed(port, stats), ADDR)
     poller.poll(framed(port, stats), ADDR)
     rows = store.unsent(10)
@@ -194,12 +196,12 @@ def test_unregistered_station_is_stored_as_unassigned(store: Store, caplog) -> N
 
 def test_silence_makes_the_gateway_ask_for_hello_again(store: Store) -> None:
     poller, stats = make_poller(store, timeout_s=0.05)
-    answers = {HELLO_DATA: [hello(), data(*STAGE[:1])], wire.WANT_DATA: []}
+    answers = {HELLO_DATA: [hello(), data(*STAGE[:1])], WANT_DATA: []}
     port = ScriptedPort(station(answers))
     poller.poll(framed(port, stats), ADDR)
     poller.poll(framed(port, stats), ADDR)  # no answer
     poller.poll(framed(port, stats), ADDR)
-    assert [p.want for p in port.sent(wire.Poll)] == [HELLO_DATA, wire.WANT_DATA, HELLO_DATA]
+    assert [p.want for p in port.sent(wire.Poll)] == [HELLO_DATA, WANT_DATA, HELLO_DATA]
     assert stats["timeouts"] == 1
 
 
@@ -213,10 +215,10 @@ def test_empty_data_is_not_acked(store: Store) -> None:
 
 def test_a_reboot_is_logged_and_counted(store: Store) -> None:
     poller, stats = make_poller(store, timeout_s=0.05)
-    replies = {HELLO_DATA: [hello(boot_count=1)], wire.WANT_DATA: []}
+    replies = {HELLO_DATA: [hello(boot_count=1)], WANT_DATA: []}
     port = ScriptedPort(station(replies))
     poller.poll(framed(port, stats), ADDR)
-    replies[wire.WANT_DATA] = [hello(boot_count=2), wire.Data(ADDR, (), 44, T0)]
+    replies[WANT_DATA] = [hello(boot_count=2), wire.Data(ADDR, (), 44, T0)]
     poller.poll(framed(port, stats), ADDR)
     assert stats["reboots"] == 1 and stats["hellos"] == 2
     assert store.station("SAN-01").boot_count == 2  # type: ignore[union-attr]
@@ -289,7 +291,7 @@ def test_link_survives_an_unexpected_error(store: Store, monkeypatch) -> None:
 
     monkeypatch.setattr(store, "add_many", add_failing_once)
     port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE)],
-                                 wire.WANT_DATA: [data(*STAGE)]}))
+                                 WANT_DATA: [data(*STAGE)]}))
     stored = threading.Event()
     link = SerialLink(LinkConfig("p", stations=(ADDR,), poll_interval_s=0.01, reply_timeout_s=0.2),
                       store, REGISTRY, time_sync=False, on_stored=stored.set,
@@ -306,7 +308,7 @@ def test_link_survives_an_unexpected_error(store: Store, monkeypatch) -> None:
 def test_unanswered_time_is_sent_again_after_the_next_reply(store: Store) -> None:
     poller, stats = make_poller(store, timeout_s=0.05)
     results: list[wire.Frame] = []
-    base = station({HELLO_DATA: [hello(), data(*STAGE[:1])], wire.WANT_DATA: [data(*STAGE[1:])]})
+    base = station({HELLO_DATA: [hello(), data(*STAGE[:1])], WANT_DATA: [data(*STAGE[1:])]})
 
     def respond(frame: wire.Frame) -> list[wire.Frame]:
         return results if isinstance(frame, wire.TimeSync) else base(frame)
@@ -323,7 +325,7 @@ def test_unanswered_time_is_sent_again_after_the_next_reply(store: Store) -> Non
 def test_idle_polls_do_not_write_to_the_store(store: Store) -> None:
     poller, stats = make_poller(store)
     idle = [wire.Data(ADDR, (), next_seq=44, base_time=T0)]
-    port = ScriptedPort(station({HELLO_DATA: [hello(), *idle], wire.WANT_DATA: idle}))
+    port = ScriptedPort(station({HELLO_DATA: [hello(), *idle], WANT_DATA: idle}))
     poller.poll(framed(port, stats), ADDR)
     wal = Path(store.path + "-wal")
     before = store.database.total_changes, wal.stat().st_size, wal.stat().st_mtime_ns
@@ -336,7 +338,7 @@ def test_idle_polls_do_not_write_to_the_store(store: Store) -> None:
 def two_station_port(bad_clock: int) -> ScriptedPort:
     """Station 7 (SAN-01) answers normally; station 8 (BAD-1) says HELLO with ``bad_clock``."""
     # (A clock the store could not hold is refused by the codec now: out_of_range.)
-    good = station({HELLO_DATA: [hello(), data(*STAGE)], wire.WANT_DATA: []})
+    good = station({HELLO_DATA: [hello(), data(*STAGE)], WANT_DATA: []})
 
     def respond(frame: wire.Frame) -> list[wire.Frame]:
         if frame.addr == ADDR + 1 and isinstance(frame, wire.Poll):
@@ -401,3 +403,26 @@ def test_a_link_whose_every_station_fails_stops_beating(store: Store,
     finally:
         link.stop()
     assert link.heartbeat == beat  # the watchdog starves: restarting may cure a wedged store
+
+
+def more(*readings: Reading) -> wire.DataMore:
+    return wire.DataMore(ADDR, tuple(readings))
+
+
+def test_a_reply_of_several_data_frames_is_stored_and_acked_as_one(store: Store) -> None:
+    poller, stats = make_poller(store)
+    port = ScriptedPort(station({HELLO_DATA: [hello(), more(*STAGE[:1]), more(*STAGE[1:3]),
+                                              data(*STAGE[3:])]}))
+    assert poller.poll(framed(port, stats), ADDR) is True
+    assert port.sent(wire.Ack) == [wire.Ack(ADDR, 45)]  # one ACK for the whole reply
+    assert [r.reading.seq for r in store.unsent(10)] == [41, 42, 43, 44]
+    assert stats["readings_new"] == 4 and stats["acks"] == 1 and stats["timeouts"] == 0
+
+
+def test_a_reply_cut_short_keeps_and_acks_what_came(store: Store) -> None:
+    # the last DATA of the reply never came (noise on the line): what came is good readings
+    poller, stats = make_poller(store, timeout_s=0.05)
+    port = ScriptedPort(station({HELLO_DATA: [hello(), more(*STAGE[:2])]}))
+    poller.poll(framed(port, stats), ADDR)
+    assert [r.reading.seq for r in store.unsent(10)] == [41, 42]
+    assert port.sent(wire.Ack) == [wire.Ack(ADDR, 43)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_gateway_poller import (ADDR, HELLO_DATA, NOW, REGISTRY, STAGE,
+from tests.unit.test_gateway_poller import (ADDR, HELLO_DATA, NOW, REGISTRY, STAGE, WANT_DATA,
                                             ScriptedPort, data, framed, hello, station)
 from watershed.contracts import wire
 from watershed.gateway.poller import Poller
@@ -28,7 +28,7 @@ def test_a_status_saying_unsynced_brings_a_time(tmp_path: Path, state: int, time
         want_status = HELLO_DATA | wire.WANT_STATUS
         port = ScriptedPort(station({
             want_status: [hello(), data(*STAGE), status(wire.STATE_CLOCK_SYNCED)],
-            wire.WANT_DATA | wire.WANT_STATUS: [data(), status(state)]}))
+            WANT_DATA | wire.WANT_STATUS: [data(), status(state)]}))
         poller.poll(framed(port, stats), ADDR)  # HELLO: TIME as always
         assert len(port.sent(wire.TimeSync)) == 1
         poller.poll(framed(port, stats), ADDR)  # a STATUS, its clock within the drift limit

@@ -35,12 +35,12 @@ finally:
     sys.path.remove(str(FIRMWARE_DIR))
 assert Path(fw.__file__).resolve() == FIRMWARE_DIR / "wire.py"
 
-FRAME_CLASSES = {cls.type: cls for cls in (wire.Hello, wire.Data, wire.Status, wire.Result,
-                                           wire.Poll, wire.Ack, wire.TimeSync, wire.ConfigChunk,
+FRAME_CLASSES = {cls.type: cls for cls in (wire.Hello, wire.Data, wire.DataMore, wire.Status,
+                                           wire.Result, wire.Poll, wire.Ack, wire.TimeSync, wire.ConfigChunk,
                                            wire.Command)}
 NAME_TO_TYPE = {name: code for code, name in wire.FRAME_NAMES.items()}
-STATION_TYPES = (wire.HELLO, wire.DATA, wire.STATUS, wire.RESULT)
-STATION_NAMES = ("HELLO", "DATA", "STATUS", "RESULT")
+STATION_TYPES = (wire.HELLO, wire.DATA, wire.DATA_MORE, wire.STATUS, wire.RESULT)
+STATION_NAMES = ("HELLO", "DATA", "DATA_MORE", "STATUS", "RESULT")
 PAYLOAD_KINDS = ("malformed", "out_of_range")  # defects a station finds only in a payload it parses
 MAX_ENCODED = wire.MAX_BODY + 2
 VECTOR_ACK = bytes.fromhex(next(v["wire"] for v in VECTORS["valid"]
@@ -75,8 +75,13 @@ def fw_encode(frame: wire.Frame) -> bytes:
     if isinstance(frame, wire.Data):
         readings = [(r.seq, r.channel, r.time, r.mantissa, r.exponent, r.flags)
                     for r in frame.readings]
-        raw, count = fw.encode_data(frame.addr, readings, frame.next_seq, frame.base_time)
-        assert count == len(readings)
+        more = isinstance(frame, wire.DataMore)
+        if more:  # a DATA_MORE: readings beyond the frame follow in the next
+            last = readings[-1]
+            readings.append((last[0] + 1, *last[1:]))
+        raw, count = fw.encode_data(frame.addr, readings, frame.next_seq, frame.base_time,
+                                    len(frame.readings), more)
+        assert count == len(frame.readings)
         return bytes(raw)
     fields = [getattr(frame, f.name) for f in dataclasses.fields(frame)]
     encoder = {wire.HELLO: fw.encode_hello, wire.STATUS: fw.encode_status,
@@ -537,3 +542,31 @@ MAX_U = wire.MAX_UVARINT
 def test_reference_refuses_values_outside_the_contract(frame: wire.Frame) -> None:
     with pytest.raises(ValueError):
         wire.encode_body(frame)
+
+
+def _data(addr: int, *seqs: int, more: bool = False) -> wire.Data:
+    kind = wire.DataMore if more else wire.Data
+    return kind(addr, tuple(Reading(s, 1, 1_770_000_000 + s, s, 0) for s in seqs))
+
+
+def test_joined_makes_a_reply_of_several_data_frames_one_data() -> None:
+    status = wire.Status(3, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    frames = [_data(3, 1, 2, more=True), _data(3, 3, more=True), _data(3, 4), status]
+    assert wire.joined(frames) == [_data(3, 1, 2, 3, 4), status]
+    assert wire.joined([_data(3, 1), _data(3, 2)]) == [_data(3, 1), _data(3, 2)]  # two replies
+    # a chain ended by a DATA with nothing left: the readings of its DATA_MORE frames
+    assert wire.joined([_data(3, 1, more=True), wire.Data(3, (), 9, 0)]) == [_data(3, 1)]
+
+
+def test_joined_keeps_a_reply_cut_short_as_data_more() -> None:
+    # its last DATA never came: the readings that did are good, and more was to come
+    assert wire.joined([_data(3, 1, more=True), _data(3, 2, more=True)]) == [
+        _data(3, 1, 2, more=True)]
+    # another address's frame is not the end of the chain
+    assert wire.joined([_data(3, 1, more=True), _data(4, 7)]) == [_data(3, 1, more=True),
+                                                                  _data(4, 7)]
+
+
+def test_an_empty_data_more_is_refused_both_ways() -> None:
+    with pytest.raises(ValueError):
+        wire.encode_frame(wire.DataMore(3, ()))

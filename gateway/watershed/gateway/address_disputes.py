@@ -103,7 +103,7 @@ class AddressDisputes:
         quarantined; the same station answering a later POLL as well (``answered`` was late,
         late_replies.py) is no other."""
         addr = answered.addr
-        late = port.waiting(addr)
+        late = wire.joined(port.waiting(addr))
         hellos = [f.station_id for f in late if isinstance(f, wire.Hello)]
         datas = [f for f in late if isinstance(f, wire.Data)]
         if not hellos and not datas:

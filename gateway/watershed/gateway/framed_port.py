@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 _FIRMWARE_KINDS = (wire.UnsupportedVersion.kind, wire.UnknownFrameType.kind, wire.OutOfRange.kind)
 
 # Frame types a station sends; anything else on the line is an echo or another gateway.
-STATION_FRAME_TYPES = frozenset({wire.HELLO, wire.DATA, wire.STATUS, wire.RESULT})
+STATION_FRAME_TYPES = frozenset({wire.HELLO, wire.DATA, wire.DATA_MORE, wire.STATUS, wire.RESULT})
 
 
 class SerialPort(Protocol):
@@ -70,7 +70,9 @@ class FramedPort:
     def collect(self, addr: int, wanted: Collection[int], timeout_s: float
                 ) -> tuple[list[wire.Frame], bool]:
         """Frames from station ``addr`` until one of each ``wanted`` type has arrived or
-        ``timeout_s`` has passed; returns them and whether every wanted type came."""
+        ``timeout_s`` has passed; returns them and whether every wanted type came. A DATA_MORE
+        says the station is still answering (contracts 1.2): the time starts again after each,
+        and the DATA that ends its reply is still wanted (``wire.joined`` makes them one)."""
         deadline = time.monotonic() + timeout_s
         frames: list[wire.Frame] = []
         missing = set(wanted)
@@ -82,6 +84,8 @@ class FramedPort:
             for item in self._decode(data, addr):
                 frames.append(item)
                 missing.discard(item.type)
+                if item.type == wire.DATA_MORE:
+                    deadline = time.monotonic() + timeout_s
         return frames, not missing
 
     def waiting(self, addr: int) -> list[wire.Frame]:

@@ -1,7 +1,8 @@
 """The gateway's half of the station exchange (contracts 1.5), one station at a time.
 
-    POLL want=DATA (|HELLO until the station has said who it is)
-        <- HELLO, DATA            in any order
+    POLL want=DATA|MORE (|HELLO until the station has said who it is)
+        <- HELLO, DATA            in any order; DATA may come as up to 4 frames (DATA_MORE ...
+                                  DATA, contracts 1.2), taken as one reply: one commit, one ACK
     store the readings durably, then
     ACK cumulative + ranges       computed from the store, never from what was just received
     TIME                          after a HELLO, only while this machine's clock is synchronised
@@ -50,7 +51,7 @@ from .config_chunks import send_config
 from .framed_port import FramedPort
 from .held_readings import FULL_DATA_READINGS, Held, HeldReadings
 from .identity import SEQ_REUSED, BusRegistry, Mismatch
-from .late_replies import one_station
+from .late_replies import fullest, one_station
 from .quarantine import Quarantine
 from .station_session import StationSession
 from .store import Added, Store, StoreFull
@@ -158,7 +159,8 @@ class Poller:
         taking = self._store.space.may_take_readings()
         status_due = self._monotonic() >= session.next_status_at
         ask_hello = session.needs_hello or session.dispute is not None
-        want = ((wire.WANT_DATA if taking else 0) | (wire.WANT_HELLO if ask_hello else 0)
+        want = ((wire.WANT_DATA | wire.WANT_MORE if taking else 0)
+                | (wire.WANT_HELLO if ask_hello else 0)
                 | (wire.WANT_STATUS if status_due else 0))
         if not want:
             return False  # the store is full and nothing else is due: the station keeps all
@@ -169,7 +171,8 @@ class Poller:
         port.send(wire.Poll(addr, want))
         self._stats["polls"] += 1
         frames, complete = port.collect(addr, wanted, self._reply_timeout_s)
-        frames += port.waiting(addr)  # a second station at this address answers right after
+        # A second station at this address answers right after; each reply's frames are one.
+        frames = wire.joined(frames + port.waiting(addr))
         if session.station_id is not None:
             self._recent.setdefault(session.station_id, deque(maxlen=QUALITY_WINDOW)).append(
                 complete)
@@ -183,9 +186,9 @@ class Poller:
         if (len(hellos) > 1 or len(datas) > 1) and not one_station(hellos, datas):
             self._disputes.on_shared(session, addr, [h.station_id for h in hellos])
         else:
-            if len(datas) > 1:  # a late reply and this one: the newest holds what both did
+            if len(datas) > 1:  # a late reply and this one: one holds what both did
                 self._stats["late_replies"] += len(datas) - 1
-                datas = datas[-1:]
+                datas = [fullest(datas)]
             for hello in hellos:  # HELLO first whatever the order: it names whose DATA this is
                 self._on_hello(session, hello)
         if status_due and complete:
@@ -278,11 +281,11 @@ class Poller:
     def _backfill(self, port: FramedPort, session: StationSession, addr: int,
                   hole: tuple[int, int]) -> bool:
         port.discard_stale()
-        port.send(wire.Poll(addr, wire.WANT_DATA, 0, hole))
+        port.send(wire.Poll(addr, wire.WANT_DATA | wire.WANT_MORE, 0, hole))
         self._stats["backfill_polls"] += 1
         log.info("station %s: asking again for seqs %d-%d", session.station_id, hole[0],
                  hole[1] - 1)
-        frames, _ = port.collect(addr, {wire.DATA}, self._reply_timeout_s)
+        frames = wire.joined(port.collect(addr, {wire.DATA}, self._reply_timeout_s)[0])
         before = self._stats["readings_new"]
         for data in (f for f in frames if isinstance(f, wire.Data)):
             self._on_data(port, session, data, backfill=True)

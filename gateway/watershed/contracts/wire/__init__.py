@@ -14,16 +14,17 @@ exact decimal values are ``contracts/decimals.py``, shared with the MQTT and Inf
 
 from ..decimals import MAX_EXPONENT, MAX_MANTISSA, decimal_parts, decimal_tuple, value_text
 from .constants import (ACK, BROADCAST_ADDRESS, CLOCK_JUMP, CLOCK_UNSYNCED, CMD_REBOOT,
-                        CMD_SAMPLE_NOW, COMMAND, CONFIG, DATA, DELIMITER, EVENT, FLATLINE,
-                        GATEWAY_ADDRESS, HELLO, MAX_BODY, MAX_SEQ, MAX_TIME, MAX_UNIX_MS,
-                        MAX_UVARINT, MISSING, OUT_OF_RANGE, POLL, PROTOCOL_VERSION, RESET_CAUSES,
-                        RESULT, RESULT_BAD_REQUEST, RESULT_BUSY, RESULT_OK, RESULT_REJECTED, SPIKE,
-                        STATE_CLOCK_SYNCED, STATE_CONFIG_ERROR, STATE_EVENT_MODE, STATUS, SUSPECT,
-                        TIME, WANT_DATA, WANT_HELLO, WANT_STATUS)
+                        CMD_SAMPLE_NOW, COMMAND, CONFIG, DATA, DATA_MORE, DELIMITER, EVENT,
+                        FLATLINE, GATEWAY_ADDRESS, HELLO, MAX_BODY, MAX_DATA_FRAMES, MAX_SEQ,
+                        MAX_TIME, MAX_UNIX_MS, MAX_UVARINT, MISSING, OUT_OF_RANGE, POLL,
+                        PROTOCOL_VERSION, RESET_CAUSES, RESULT, RESULT_BAD_REQUEST, RESULT_BUSY,
+                        RESULT_OK, RESULT_REJECTED, SPIKE, STATE_CLOCK_SYNCED, STATE_CONFIG_ERROR,
+                        STATE_EVENT_MODE, STATUS, SUSPECT, TIME, WANT_DATA, WANT_HELLO, WANT_MORE,
+                        WANT_STATUS)
 from .errors import (CobsError, CrcError, FrameError, Malformed, OutOfRange, TooLong,
                      UnknownFrameType, UnsupportedVersion)
-from .frames import (FRAME_NAMES, Ack, Command, ConfigChunk, Data, FlaggedValue, Frame, Hello,
-                     Poll, Reading, Result, Status, TimeSync, config_hash)
+from .frames import (FRAME_NAMES, Ack, Command, ConfigChunk, Data, DataMore, FlaggedValue, Frame,
+                     Hello, Poll, Reading, Result, Status, TimeSync, config_hash, joined)
 from .framing import (FrameDecoder, decode_body, decode_frame, encode_body, encode_frame,
                       readings_per_frame)
 from .varint import put_uvarint
@@ -34,16 +35,18 @@ _uvarint = put_uvarint
 
 __all__ = [
     "ACK", "BROADCAST_ADDRESS", "CLOCK_JUMP", "CLOCK_UNSYNCED", "CMD_REBOOT", "CMD_SAMPLE_NOW",
-    "COMMAND", "CONFIG", "DATA", "DELIMITER", "EVENT", "FLATLINE", "FRAME_NAMES",
-    "GATEWAY_ADDRESS", "HELLO", "MAX_BODY", "MAX_EXPONENT", "MAX_MANTISSA", "MAX_SEQ", "MAX_TIME",
+    "COMMAND", "CONFIG", "DATA", "DATA_MORE", "DELIMITER", "EVENT", "FLATLINE", "FRAME_NAMES",
+    "GATEWAY_ADDRESS", "HELLO", "MAX_BODY", "MAX_DATA_FRAMES", "MAX_EXPONENT", "MAX_MANTISSA",
+    "MAX_SEQ", "MAX_TIME",
     "MAX_UNIX_MS", "MAX_UVARINT", "MISSING", "OUT_OF_RANGE", "POLL", "PROTOCOL_VERSION",
     "RESET_CAUSES", "RESULT", "RESULT_BAD_REQUEST", "RESULT_BUSY", "RESULT_OK", "RESULT_REJECTED",
     "SPIKE", "STATE_CLOCK_SYNCED", "STATE_CONFIG_ERROR", "STATE_EVENT_MODE", "STATUS", "SUSPECT",
-    "TIME", "WANT_DATA", "WANT_HELLO", "WANT_STATUS",
-    "Ack", "CobsError", "Command", "ConfigChunk", "CrcError", "Data", "FlaggedValue", "Frame",
+    "TIME", "WANT_DATA", "WANT_HELLO", "WANT_MORE", "WANT_STATUS",
+    "Ack", "CobsError", "Command", "ConfigChunk", "CrcError", "Data", "DataMore", "FlaggedValue",
+    "Frame",
     "FrameDecoder",
     "FrameError", "Hello", "Malformed", "OutOfRange", "Poll", "Reading", "Result", "Status",
     "TimeSync", "TooLong", "UnknownFrameType", "UnsupportedVersion",
     "config_hash", "decimal_parts", "decimal_tuple", "decode_body", "decode_frame", "encode_body",
-    "encode_frame", "readings_per_frame", "value_text",
+    "encode_frame", "joined", "readings_per_frame", "value_text",
 ]

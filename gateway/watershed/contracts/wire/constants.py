@@ -14,6 +14,7 @@ HELLO = 0x01
 DATA = 0x02
 STATUS = 0x03
 RESULT = 0x04
+DATA_MORE = 0x05  # a DATA frame with another of the same reply after it (1.2)
 POLL = 0x10
 ACK = 0x11
 TIME = 0x12
@@ -35,6 +36,11 @@ EVENT = 0x80  # taken in event (flood) mode; not a quality defect
 WANT_DATA = 0x01
 WANT_STATUS = 0x02
 WANT_HELLO = 0x04
+WANT_MORE = 0x08  # with WANT_DATA: up to MAX_DATA_FRAMES DATA frames back to back (1.2)
+
+# DATA frames a station sends at most in answer to one POLL with WANT_MORE: ~1 KB, 1 s at 9600
+# baud. Each stays a whole frame (one frame's loss costs only its readings).
+MAX_DATA_FRAMES = 4
 
 # Reset causes in HELLO.
 RESET_CAUSES = ("unknown", "power_on", "hard", "watchdog", "deepsleep", "soft", "brownout")

@@ -4,13 +4,14 @@ one dataclass per frame type, each knowing its type code."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Union
 
 from ..decimals import decimal_parts
-from .constants import (ACK, COMMAND, CONFIG, DATA, HELLO, MISSING, POLL, RESULT, STATUS, TIME,
-                        WANT_DATA)
+from .constants import (ACK, COMMAND, CONFIG, DATA, DATA_MORE, HELLO, MISSING, POLL, RESULT, STATUS,
+                        TIME, WANT_DATA)
 
 
 class FlaggedValue:
@@ -73,6 +74,14 @@ class Data:
     next_seq: int = 0  # only for an empty DATA ("nothing to send"): the station's next seq
     base_time: int = 0  # only for an empty DATA: the station's clock
     type = DATA
+
+
+@dataclass(frozen=True, slots=True)
+class DataMore(Data):
+    """A DATA frame with another DATA of the same reply after it (DATA_MORE, contracts 1.2).
+    Its readings are a DATA's; ``joined`` makes a reply's chain one ``Data``."""
+
+    type = DATA_MORE
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +155,39 @@ class Command:
 Frame = Union[Hello, Data, Status, Result, Poll, Ack, TimeSync, ConfigChunk, Command]
 
 FRAME_NAMES = {
-    HELLO: "HELLO", DATA: "DATA", STATUS: "STATUS", RESULT: "RESULT", POLL: "POLL",
-    ACK: "ACK", TIME: "TIME", CONFIG: "CONFIG", COMMAND: "COMMAND",
+    HELLO: "HELLO", DATA: "DATA", DATA_MORE: "DATA_MORE", STATUS: "STATUS", RESULT: "RESULT",
+    POLL: "POLL", ACK: "ACK", TIME: "TIME", CONFIG: "CONFIG", COMMAND: "COMMAND",
 }
+
+
+def joined(frames: Iterable[Frame]) -> list[Frame]:
+    """``frames`` in their order with each reply's DATA_MORE frames and the DATA that ends them
+    made one ``Data`` of all their readings. A chain with no DATA of its address at its end (the
+    reply was cut short) becomes one ``DataMore``: its readings are good, and more was to come."""
+    out: list[Frame] = []
+    chain: list[Data] = []
+    for frame in frames:
+        if chain and not (isinstance(frame, Data) and frame.addr == chain[0].addr):
+            out.append(_chained(chain, DataMore))
+            chain = []
+        if isinstance(frame, DataMore):
+            chain.append(frame)
+        elif isinstance(frame, Data) and chain:
+            chain.append(frame)
+            out.append(_chained(chain, Data))
+            chain = []
+        else:
+            out.append(frame)
+    if chain:
+        out.append(_chained(chain, DataMore))
+    return out
+
+
+def _chained(chain: list[Data], kind: type[Data]) -> Data:
+    readings = tuple(r for f in chain for r in f.readings)
+    last = chain[-1]
+    return kind(last.addr, readings) if readings else kind(last.addr, (), last.next_seq,
+                                                             last.base_time)
 
 
 def config_hash(blob: bytes) -> int:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from ..decimals import MAX_EXPONENT, MAX_MANTISSA
 from ..ids import is_valid_id
-from .constants import (ACK, COMMAND, CONFIG, DATA, HELLO, MAX_BODY, MAX_SEQ, MAX_TIME,
+from .constants import (ACK, COMMAND, CONFIG, DATA, DATA_MORE, HELLO, MAX_BODY, MAX_SEQ, MAX_TIME,
                         MAX_UNIX_MS, MAX_UVARINT, MISSING, POLL, RESULT, STATUS, TIME)
 from .errors import Malformed, OutOfRange, UnknownFrameType
-from .frames import (Ack, Command, ConfigChunk, Data, Frame, Hello, Poll, Reading, Result,
-                     Status, TimeSync)
+from .frames import (Ack, Command, ConfigChunk, Data, DataMore, Frame, Hello, Poll, Reading,
+                     Result, Status, TimeSync)
 from .varint import Reader, put_string, put_svarint, put_uvarint
 
 
@@ -32,6 +32,8 @@ def encode_payload(f: Frame) -> bytes:
     out = bytearray()
     if isinstance(f, Data):
         if not f.readings:
+            if isinstance(f, DataMore):
+                raise ValueError("a DATA_MORE frame carries readings")
             put_uvarint(out, f.next_seq)
             put_uvarint(out, f.base_time, MAX_TIME)
             return bytes(out)
@@ -101,7 +103,7 @@ def encode_payload(f: Frame) -> bytes:
 
 
 def decode_payload(ftype: int, addr: int, p: Reader) -> Frame:
-    if ftype == DATA:
+    if ftype in (DATA, DATA_MORE):
         base_seq = p.uvarint()
         base_time = p.uvarint(MAX_TIME)
         readings = []
@@ -123,6 +125,10 @@ def decode_payload(ftype: int, addr: int, p: Reader) -> Frame:
                 raise OutOfRange(f"value {mantissa}e{exponent} outside the contract's range")
             readings.append(Reading(seq, channel, time, mantissa, exponent, flags))
             prev_seq, prev_time = seq, time
+        if ftype == DATA_MORE:
+            if not readings:
+                raise Malformed("DATA_MORE without readings: more of what?")
+            return DataMore(addr, tuple(readings))
         if not readings:
             return Data(addr, (), next_seq=base_seq, base_time=base_time)
         return Data(addr, tuple(readings))
