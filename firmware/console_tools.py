@@ -16,7 +16,6 @@ import sys
 
 from console import flags, iso, name, propose, value
 
-_PAGE = 16  # readings read from flash at a time
 _ADDRS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -25,16 +24,15 @@ def dump(st, args):
     seq = int(args[0]) if args else ob.oldest_seq()
     print("C dump station", st.station_id)
     print("C seq,channel,name,time,unix_s,mantissa,exponent,value,flags")
-    while seq < ob.next_seq:
-        page = ob.pending(_PAGE, seq, ob.next_seq)
-        if not page:
-            break
-        for r in page:
+    ob.seek(seq, ob.next_seq)  # from flash, one at a time
+    try:
+        for r in ob:
             print("C %d,%d,%s,%s,%d,%d,%d,%s,%s" % (r[0], r[1], name(r[1]), iso(r[2]), r[2],
                                                   r[3], r[4], value(r[3], r[4], r[5]),
                                                   flags(r[5])))
             st.board.feed_watchdog()
-        seq = page[-1][0] + 1
+    finally:
+        ob.stop()
 
 
 def _master(st):

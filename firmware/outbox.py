@@ -33,8 +33,12 @@ Bounded by ``budget_bytes`` of flash: at most ``budget_bytes // segment_bytes - 
 full, the oldest segment is dropped; its unacknowledged readings are counted in
 ``lost_overwritten``. Acknowledged readings stay until their segment is dropped, for backfill.
 
-Cost: appending allocates nothing but the record's flush; RAM holds one index entry per segment
-and at most _MAX_RANGES selective-ACK ranges.
+Reading back (a poll's reply, a backfill, the console's dump): ``seek(first, end)``, then iterate
+the outbox, then ``stop()``.
+
+Cost: appending allocates nothing but the record's flush; reading back allocates each reading's
+tuple and nothing that grows with the backlog; RAM holds one index entry per segment and at most
+_MAX_RANGES selective-ACK ranges.
 """
 
 import os
@@ -83,6 +87,8 @@ class Outbox:
         self._segs = []  # [segment number, first seq, end seq] of each segment, oldest first
         self._head = None  # the newest segment, open for appending
         self._head_records = 0
+        self._file = None  # reading the log back (seek): the segment open, and
+        self._at = [0, 0, 0]  # its number, the first seq wanted, the backfill's end
         self._load()
 
     # --- files ------------------------------------------------------------------------------
@@ -269,36 +275,55 @@ class Outbox:
         self._trim_ranges()
         self._write_buffer()
 
-    def pending(self, limit, first=0, end=0):
-        """Up to ``limit`` unacked readings from ``first`` on, oldest first; or, with ``end``,
-        the readings of [first, end) still held, acked or not (a backfill). Read from flash."""
-        out = []
-        backfill = end > 0
-        start = first if backfill else max(first, self.acked_below)
+    def seek(self, first=0, end=0):
+        """Read the log back from ``first``: iterating the outbox then gives the unacked
+        readings, oldest first, or with ``end`` the readings of [first, end) still held, acked
+        or not (a backfill). One record at a time, from flash: a poll's reply allocates no list
+        and no generator (blocks a fragmented heap may not have), only each reading's tuple.
+        ``stop()`` after, or the segment being read stays open."""
+        self.stop()
+        at = self._at
+        at[0] = 0  # no segment read yet
+        at[1] = first if end else max(first, self.acked_below)
+        at[2] = end
+
+    def stop(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        at = self._at
         buf = self._buf
-        for seg in self._segs:
-            if seg[2] <= start:
+        while True:
+            if self._file is None:
+                for seg in self._segs:
+                    if seg[0] > at[0] and seg[2] > at[1]:
+                        break
+                else:
+                    raise StopIteration
+                at[0] = seg[0]
+                self._file = open(self._path(seg[0]), "rb")
+            if self._file.readinto(buf) != _REC_SIZE:
+                self.stop()  # the segment's end: on to the next
                 continue
-            f = open(self._path(seg[0]), "rb")
-            try:
-                while f.readinto(buf) == _REC_SIZE:
-                    if buf[0] != _READING or not self._valid():
-                        continue
-                    r = struct.unpack(_REC, buf)
-                    seq = r[4]
-                    if seq < start:
-                        continue
-                    if backfill:
-                        if seq >= end:
-                            return out
-                    elif self._acked(seq):
-                        continue
-                    out.append((seq, r[1], r[5], r[6], r[3], r[2]))
-                    if len(out) >= limit:
-                        return out
-            finally:
-                f.close()
-        return out
+            if buf[0] != _READING or not self._valid():
+                continue
+            r = struct.unpack(_REC, buf)
+            seq = r[4]
+            if seq < at[1]:
+                continue
+            if at[2]:
+                if seq >= at[2]:
+                    at[0] = self._next_number  # past every segment: the end
+                    self.stop()
+                    raise StopIteration
+            elif self._acked(seq):
+                continue
+            return (seq, r[1], r[5], r[6], r[3], r[2])
 
     def depth(self):
         """Readings held and not yet acknowledged."""
@@ -315,6 +340,7 @@ class Outbox:
         return len(self._segs)
 
     def close(self):
+        self.stop()
         if self._head is not None:
             self._head.close()
             self._head = None

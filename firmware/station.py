@@ -133,24 +133,26 @@ class Station:
                                         self.boot_count, self.outbox.next_seq,
                                         self.clock.now() if self.clock.plausible() else 0))
         if want & wire.WANT_DATA:
-            # The oldest unacked readings (or the backfill range); with MORE in up to
-            # _MAX_FRAMES frames, each but the last a DATA_MORE. A frame's readings are read
-            # from flash with one more, to tell if more follow.
-            limit = max_readings or _MAX_READINGS
-            first, end = backfill or (0, 0)
-            more = _MAX_FRAMES if want & _WANT_MORE else 1
-            while more:
-                more -= 1
-                got = self.outbox.pending(limit + 1, first, end)
-                frame, n = wire.encode_data(self.address, got, self.outbox.next_seq,
-                                            self.clock.now(), limit, more)
-                self.send(frame)
-                if n == len(got):
-                    break
-                first = got[n - 1][0] + 1
-                # One frame's readings live at a time: a reply must not fragment a small heap.
-                got = frame = None
-                gc.collect()
+            # The oldest unacked readings (or the backfill range), read from flash one at a
+            # time: a list of a backlog needs a block a fragmented heap may not have. With
+            # MORE, in up to _MAX_FRAMES frames, each but the last a DATA_MORE.
+            ob = self.outbox
+            ob.seek(*(backfill or (0, 0)))
+            frames = _MAX_FRAMES if want & _WANT_MORE else 1
+            rest = None
+            try:
+                while frames:
+                    frames -= 1
+                    frame, _, rest = wire.encode_data(
+                        self.address, ob, ob.next_seq, self.clock.now(),
+                        max_readings or _MAX_READINGS, frames, rest)
+                    self.send(frame)
+                    if rest is None:
+                        break
+                    frame = None
+                    gc.collect()  # one frame's garbage at a time
+            finally:
+                ob.stop()
         if want & wire.WANT_STATUS:
             ob = self.outbox
             self.send(wire.encode_status(

@@ -6,7 +6,7 @@ with a body of at most MAX_BODY (250) bytes. Written for MicroPython; imports un
 
 Sending. A reading is a tuple ``(seq, channel, time, mantissa, exponent, flags)``::
 
-    frame, n = wire.encode_data(ADDR, outbox)  # as many readings as fit one frame
+    frame, n, rest = wire.encode_data(ADDR, readings)  # as many as fit one frame
     uart.write(frame)
     # ... the first n readings leave the outbox only when an ACK covers them
 
@@ -14,12 +14,17 @@ Sending. A reading is a tuple ``(seq, channel, time, mantissa, exponent, flags)`
 buffer allocated once at import and return the wire bytes (COBS, delimiter included) as a
 memoryview of a second such buffer: nothing as big as a frame is allocated per frame (on a
 fragmented heap that is what fails first), and the view is good until the next encode, so write
-it out (or copy it) before encoding another. ``encode_data`` returns ``(frame, count)``: the first ``count`` readings went into the
-frame, as many as fit MAX_BODY and at most ``max_readings`` if that is not 0; with no readings it
-is the "nothing to send" DATA carrying ``next_seq`` and ``base_time``. With ``more`` the frame is
-a DATA_MORE when some of ``readings`` did not go in it: they follow in the next frame of the
-reply (a POLL with WANT_MORE, contracts 1.2). Bad field values raise
-ValueError. A RESULT ``detail`` longer than a frame holds is cut at a character boundary.
+it out (or copy it) before encoding another.
+
+``encode_data`` returns ``(frame, count, rest)``: the first ``count`` readings went into the
+frame, as many as fit MAX_BODY and at most ``max_readings`` if that is not 0; ``rest`` is the
+first reading that did not go in, None if none was left. ``readings`` is a sequence or an
+iterator (a station's outbox read from flash one at a time: no list of a backlog in RAM); an
+iterator is read one past the frame, so pass that ``rest`` back as ``head`` to start the next
+frame with it. With no readings the frame is the "nothing to send" DATA carrying ``next_seq``
+and ``base_time``. With ``more`` the frame is a DATA_MORE when ``rest`` is not None: the rest
+follow in the next frame of the reply (a POLL with WANT_MORE, contracts 1.2). Bad field values
+raise ValueError. A RESULT ``detail`` longer than a frame holds is cut at a character boundary.
 
 Receiving::
 
@@ -44,7 +49,7 @@ Receiving::
                                                   recognised but not parsed
 
 ``parse_decimal(text)`` turns a sensor's decimal text (``b"+1.234"``) into the exact
-``(mantissa, exponent)`` of a reading. ``crc32`` is binascii's, or ``crc32_soft`` where a port
+``(mantissa, exponent)`` of a reading. ``crc32`` is binascii's, or crc32_soft.py's where a port
 lacks it.
 
 Memory: imported as .mpy (mpy-cross -O3) the module holds about 7 KB of heap on the 32-bit unix
@@ -116,20 +121,10 @@ _MAX_ID = const(32)  # station_id and firmware strings in HELLO
 _MAX_DETAIL = const(239)  # MAX_BODY - header, ref_type, status, 2-byte length, CRC
 
 
-def crc32_soft(data, crc=0):
-    """CRC-32 (ISO-HDLC, as zlib's), bit by bit: the fallback when binascii lacks crc32."""
-    crc ^= 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xEDB88320 if crc & 1 else crc >> 1
-    return crc ^ 0xFFFFFFFF
-
-
 try:
     from binascii import crc32
 except ImportError:
-    crc32 = crc32_soft
+    from crc32_soft import crc32
 
 
 # --- primitives -------------------------------------------------------------------------
@@ -275,20 +270,23 @@ def encode_hello(addr, station_id, firmware, config_hash, reset_cause, boot_coun
     return _finish(_put_uvarint(_body, pos, clock, _MAX_TIME))
 
 
-def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0, more=False):
+def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0, more=False, head=None):
     body = _body
     pos = _start(addr, DATA)
-    if not len(readings):  # "nothing to send": the station's next seq and clock
+    it = iter(readings)
+    r = next(it, None) if head is None else head
+    if r is None:  # "nothing to send": the station's next seq and clock
         pos = _put_uvarint(body, pos, next_seq)
-        return _finish(_put_uvarint(body, pos, base_time, _MAX_TIME)), 0
-    prev_seq = readings[0][0] - 1
-    prev_time = readings[0][2]
+        return _finish(_put_uvarint(body, pos, base_time, _MAX_TIME)), 0, None
+    prev_seq = r[0] - 1
+    prev_time = r[2]
     pos = _put_uvarint(body, pos, prev_seq + 1)  # base_seq
     pos = _put_uvarint(body, pos, prev_time)  # base_time
     count = 0
-    for seq, channel, time, mantissa, exponent, flags in readings:
+    while r is not None:
         if count == max_readings and max_readings:
             break
+        seq, channel, time, mantissa, exponent, flags = r
         _check_reading(seq, channel, time, mantissa, exponent, flags)
         gap = seq - prev_seq - 1
         if gap < 0:
@@ -307,9 +305,10 @@ def encode_data(addr, readings, next_seq=0, base_time=0, max_readings=0, more=Fa
         prev_seq = seq
         prev_time = time
         count += 1
-    if more and count < len(readings):
+        r = next(it, None)
+    if more and r is not None:
         body[1] = _DATA_MORE  # the rest follow in the next frame of this reply
-    return _finish(pos), count
+    return _finish(pos), count, r
 
 
 def encode_status(addr, uptime_s, clock, state, battery_mv, outbox_depth, oldest_seq, next_seq,

@@ -37,7 +37,7 @@ def rate(fn, seconds: float = 1.0) -> float:
 MICROPYTHON_BENCH = """
 import time, wire
 readings = %r
-frame, n = wire.encode_data(5, readings)
+frame, n, _ = wire.encode_data(5, readings)
 dec = wire.Decoder()
 poll = %r
 def timed(fn, count):

@@ -2,12 +2,16 @@
 # the real station (config.json on flash, outbox, sampler, drivers, wire codec) driven cycle by
 # cycle. The clock is a manual one the script moves to the next sample due; the link is an
 # in-memory UART that hands the station a POLL (DATA + STATUS) and then an ACK of everything,
-# as a gateway does (both frames made by the gateway's codec, in frames.bin). Sensor inputs are
+# as a gateway does (both frames made by the gateway's codec, in frames.bin); the POLL asks for
+# a whole reply (MORE). Sensor inputs are
 # the unix board's files (ADC counts, rain edges) and, if configured, a simulated SDI-12 bus.
 # The script is kept small: its code and names share the heap with the station's.
 #
 #   micropython -X heapsize=48K heap_station_mp.py config.json frames.bin poll_len days \
-#       event_from_day ballast
+#       event_from_day ballast link_down_h
+#
+# ``link_down_h``: for that many hours at the start of each simulated day no POLL comes, so the
+# station drains a backlog when the link is back.
 #
 # This part boots the station; the driving loop (heap_loop_mp.py) is imported after the boot,
 # as a station's main loop runs after its boot-only modules are dropped.
@@ -80,5 +84,7 @@ sim.ms = T0 * 1000
 board.clock = sim
 gc.collect()
 st = station.bring_up("build", argv[1], board, sim, 0)
+if st.config_from != argv[1]:  # on its fallback config it samples nothing: the loop would spin
+    sys.exit(1)
 gc.collect()
 import heap_loop_mp  # noqa: E402,F401  (runs the loop)

@@ -26,14 +26,9 @@ append_odds = int(sys.argv[6]) if len(sys.argv) > 6 else 150  # appends per 256 
 o = Outbox(d, budget, segrec)
 print("S", o.next_seq, o.acked_below, o.oldest_seq(), o.depth(), o.lost_overwritten,
       o.lost_corrupt, o.segments())
-first = o.oldest_seq()
-while first < o.next_seq:
-    held = o.pending(16, first, o.next_seq)
-    if not held:
-        break
-    for r in held:
-        print("H", r[0], r[1], r[2], r[3], r[4], r[5], 0 if o._acked(r[0]) else 1)
-    first = held[-1][0] + 1
+o.seek(o.oldest_seq(), o.next_seq)
+for r in o:
+    print("H", r[0], r[1], r[2], r[3], r[4], r[5], 0 if o._acked(r[0]) else 1)
 print("G")
 
 while ops:

@@ -58,7 +58,7 @@ def encode(f):
         if more:  # a DATA_MORE: readings beyond the frame follow in the next
             last = readings[-1]
             readings.append((last[0] + 1,) + last[1:])
-        frame, count = wire.encode_data(f["addr"], readings, f["next_seq"], f["base_time"], n,
+        frame, count, _ = wire.encode_data(f["addr"], readings, f["next_seq"], f["base_time"], n,
                                         more)
         if count != n:
             raise ValueError("encoded %d of %d readings" % (count, n))

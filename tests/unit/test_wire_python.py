@@ -30,6 +30,7 @@ VECTORS = json.loads((REPO_ROOT / "tests" / "vectors" / "wire_v1.json").read_tex
 
 sys.path.insert(0, str(FIRMWARE_DIR))
 try:
+    import crc32_soft  # firmware/crc32_soft.py
     import wire as fw  # firmware/wire.py
 finally:
     sys.path.remove(str(FIRMWARE_DIR))
@@ -79,7 +80,7 @@ def fw_encode(frame: wire.Frame) -> bytes:
         if more:  # a DATA_MORE: readings beyond the frame follow in the next
             last = readings[-1]
             readings.append((last[0] + 1, *last[1:]))
-        raw, count = fw.encode_data(frame.addr, readings, frame.next_seq, frame.base_time,
+        raw, count, _ = fw.encode_data(frame.addr, readings, frame.next_seq, frame.base_time,
                                     len(frame.readings), more)
         assert count == len(frame.readings)
         return bytes(raw)
@@ -371,14 +372,38 @@ def test_reference_too_long_is_counted_and_memory_stays_bounded() -> None:
 def test_firmware_data_equals_reference_and_packs_as_many_as_fit(
         addr: int, readings: list[Reading], max_readings: int) -> None:
     tuples = [(r.seq, r.channel, r.time, r.mantissa, r.exponent, r.flags) for r in readings]
-    raw, count = fw.encode_data(addr, tuples, max_readings=max_readings)
+    raw, count, rest = fw.encode_data(addr, tuples, max_readings=max_readings)
     assert 1 <= count <= len(readings)
     assert raw == wire.encode_frame(wire.Data(addr, tuple(readings[:count])))
+    assert rest == (tuples[count] if count < len(tuples) else None)
     if count < len(readings):
         if max_readings and count == max_readings:
             return
         with pytest.raises(ValueError, match="exceeds"):  # one more would not fit
             wire.encode_body(wire.Data(addr, tuple(readings[:count + 1])))
+
+
+@given(addrs, reading_lists(), st.integers(0, 40))
+def test_firmware_data_from_an_iterator_is_the_list_in_frames(
+        addr: int, readings: list[Reading], max_readings: int) -> None:
+    """A station reads its outbox one reading at a time: frames from an iterator, each begun
+    with the reading the last one had no room for, carry the readings a list would, in order."""
+    tuples = [(r.seq, r.channel, r.time, r.mantissa, r.exponent, r.flags) for r in readings]
+    it = iter(tuples)
+    sent: list[Reading] = []
+    rest = None
+    while True:
+        raw, count, rest = fw.encode_data(addr, it, max_readings=max_readings, more=True,
+                                          head=rest)
+        frame = wire.decode_frame(bytes(raw)[:-1])
+        assert count == len(frame.readings) >= 1
+        assert isinstance(frame, wire.DataMore) == (rest is not None)
+        if max_readings:
+            assert count <= max_readings
+        sent.extend(frame.readings)
+        if rest is None:
+            break
+    assert sent == readings
 
 
 @given(station_frames)
@@ -472,11 +497,11 @@ def test_firmware_cobs_decode_matches_the_cobs_package(encoded: bytes) -> None:
 
 @given(st.binary(max_size=300))
 def test_firmware_crc32_fallback_matches_zlib(data: bytes) -> None:
-    assert fw.crc32_soft(data) == zlib.crc32(data)
+    assert crc32_soft.crc32(data) == zlib.crc32(data)
 
 
 def test_crc32_check_value() -> None:
-    assert fw.crc32(b"123456789") == fw.crc32_soft(b"123456789") == 0xCBF43926
+    assert fw.crc32(b"123456789") == crc32_soft.crc32(b"123456789") == 0xCBF43926
 
 
 @pytest.mark.parametrize("text, parts", [
