@@ -1,7 +1,8 @@
 """Unix/HIL board: the firmware under the MicroPython unix port, driven by a test harness.
 
 What cannot exist on a PC sits here, at the lowest level, and nowhere above it:
-- serial ports are pty paths (the harness's VirtualSerialLink);
+- serial ports are pty paths (the harness's VirtualSerialLink), raw, and a read returns what has
+  arrived without waiting for more (VMIN 0: watershed_sim.serial_link.make_raw);
 - ADC inputs are files ``<io_dir>/adc<pin>`` holding a raw 16-bit count, written by the harness;
 - the clock runs ``speed`` times faster than wall time from ``sim_epoch`` (Unix seconds), so a
   harness runs hours of station time in minutes; the gateway is given the same clock;
@@ -94,26 +95,19 @@ class Uart:
         self._port = open(path, "r+b")
         self._poller = select.poll()
         self._poller.register(self._port, _POLL_IN)
-        self._one = bytearray(1)
 
     def readinto(self, buf, timeout_ms):
         """Bytes that arrive within ``timeout_ms`` into ``buf``, like machine.UART; 0 if none.
 
-        A file's readinto blocks until the buffer is full, so read byte by byte while poll says
-        more is waiting (a UART at 9600 baud delivers ~1 byte a millisecond anyway).
+        The harness's ptys return what has arrived without waiting for more (VMIN 0, the
+        module docstring), so once poll says bytes are there one readinto takes them all: a
+        frame costs two system calls, not two a byte.
         """
-        n = 0
-        one = self._one
-        timeout = timeout_ms
         if _edge_sources:
             _run_irqs()
-        while n < len(buf) and self._poller.poll(timeout):
-            if not self._port.readinto(one):
-                break
-            buf[n] = one[0]
-            n += 1
-            timeout = 0
-        return n
+        if not self._poller.poll(timeout_ms):
+            return 0
+        return self._port.readinto(buf) or 0
 
     def waiting(self, timeout_ms):
         """True when bytes arrive within ``timeout_ms`` (they stay unread)."""
@@ -127,15 +121,20 @@ class Uart:
 
 
 class Sdi12Port(Uart):
-    """An SDI-12 line on a pty (see the module docstring for the break and parity markers)."""
+    """An SDI-12 line on a pty (see the module docstring for the break and parity markers).
+    ``mark_ms``: the marking after a break in real milliseconds (the clock's speed shortens it,
+    as it does every sleep)."""
 
-    def __init__(self, path):
+    def __init__(self, path, mark_ms=_MARK_MS):
         super().__init__(path, 1200)
+        self._mark_ms = mark_ms
+        self._one = bytearray(1)
 
     def send_break(self):
         """A break, then the marking a sensor needs before the address."""
         self._port.write(_BREAK)
-        time.sleep_ms(_MARK_MS)
+        if self._mark_ms:
+            time.sleep_ms(self._mark_ms)
 
     def drain(self):
         """Throw away whatever has arrived and not been read."""
@@ -208,7 +207,7 @@ class Board:
         return Uart(port, baud)
 
     def sdi12(self, port):
-        return Sdi12Port(port)
+        return Sdi12Port(port, self.clock.wait_ms(_MARK_MS))
 
     def adc(self, pin):
         return ADC(self._io_dir, pin)

@@ -23,10 +23,13 @@ class HarnessClock(hal_unix.Clock):
         self._poller.register(self._wake, select.POLLIN)
         self._owed = 0  # sleep requests the harness has not answered yet
         self._one = bytearray(1)
+        self._ms = None  # the harness's time as last read: it moves only while we sleep
 
     def harness_ms(self):
-        with open(self._now_path) as f:
-            return int(f.read(16))
+        if self._ms is None:
+            with open(self._now_path) as f:
+                self._ms = int(f.read(16))
+        return self._ms
 
     def now_ms(self):
         return self.harness_ms() + self._offset
@@ -66,6 +69,7 @@ class HarnessClock(hal_unix.Clock):
                         self._ask.write(b"w\n")
                         return True
         finally:
+            self._ms = None  # time may have moved: read it again
             if link is not None:
                 self._poller.unregister(link._port)
             if hal_unix._edge_sources:

@@ -82,7 +82,10 @@ class LineNoise:
         if not self.settings.outages:
             return False
         now = self._clock()
-        return any(o.covers(now) for o in self.settings.outages)
+        for outage in self.settings.outages:  # a loop, not any(): called for every byte
+            if outage.covers(now):
+                return True
+        return False
 
     def pass_byte(self, value: int) -> int | None:
         """The byte as received, or None if it never arrives."""

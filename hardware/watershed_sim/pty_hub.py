@@ -55,6 +55,7 @@ class PtyHub:
         self.medium = medium
         self._endpoints = {name: _Endpoint(name, name in hold) for name in names}
         self._by_fd = {e.pty.master_fd: e for e in self._endpoints.values()}
+        self._by_path = {e.pty.path: e for e in self._endpoints.values()}
         self._lock = threading.Lock()  # guards the medium: transmit() comes from the relay only,
         # but tests and fault timelines may read its counters while it runs
         self._waker = Waker()
@@ -78,11 +79,9 @@ class PtyHub:
 
     def unread(self, path: str) -> int:
         """Bytes delivered to the endpoint at ``path`` that its opener has not read yet."""
-        for e in self._endpoints.values():
-            if e.pty.path == path:
-                count = fcntl.ioctl(e.pty.slave_fd, termios.FIONREAD, struct.pack("i", 0))
-                return int(struct.unpack("i", count)[0])
-        raise KeyError(path)
+        count = fcntl.ioctl(self._by_path[path].pty.slave_fd, termios.FIONREAD,
+                            struct.pack("i", 0))
+        return int(struct.unpack("i", count)[0])
 
     @property
     def running(self) -> bool:

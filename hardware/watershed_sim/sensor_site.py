@@ -14,8 +14,9 @@ plus where each of its values comes from; here it gets the device the firmware t
 
 Values follow the harness's clock (clock.HarnessClock): SDI-12 and serial devices read their
 truth at the simulated time a station asks, pins and register images change only between
-time steps, when every station sleeps. The protocol timing of the ptys (replies within a few
-milliseconds) is wall time, as the firmware's UART timeouts are.
+time steps, when every station sleeps. The protocol timing of the ptys is wall time, as the
+firmware's UART timeouts are; an SDI-12 sensor's few milliseconds before it answers pass
+``speed`` times faster, as the station's marking after a break does (hal_unix.Sdi12Port).
 
 Faults (scenario.FaultSpec) hold over their window: ``stuck`` (the value at the fault's start),
 ``drift`` (``per_day`` added, growing from the fault's start) and ``dropout`` (nothing: a
@@ -39,7 +40,7 @@ from .clock import HarnessClock
 from .devices import (DevicePty, Faults, LevelSensor, RadarVelocitySensor, RangeSensor, SDI12Bus,
                       SDI12Sensor, WeatherSensor)
 from .devices.bme280 import Bme280Image
-from .devices.sdi12 import Quantity
+from .devices.sdi12 import REPLY_S, Quantity
 from .environment import Environment
 from .replay import Series, TipLog
 from .scenario import FaultSpec, Scenario, SensorSpec, Source, StationSpec
@@ -83,7 +84,9 @@ class SensorSite:
                 self.analog.append(AnalogInput(self.io_dir, entry["pin"], _adc_scale(entry),
                                                truths[0], clock.now))
             elif sensor.kind == "sdi12":
-                bus = buses.setdefault(entry["port"], SDI12Bus())
+                if entry["port"] not in buses:
+                    buses[entry["port"]] = SDI12Bus(reply_s=REPLY_S / scenario.speed)
+                bus = buses[entry["port"]]
                 device = bus.add(_sdi12_sensor(sensor, truths, clock, seed=scenario.seed + n))
                 self.sdi12.append((sensor, device))
             elif sensor.kind == "serial_level":

@@ -35,7 +35,9 @@ _JOIN_TIMEOUT = 5.0
 
 def make_raw(fd: int) -> None:
     """Put a tty in raw mode, as cfmakeraw(3): 8-bit clean, no echo, no CR/LF mapping,
-    no line editing, no signal characters, no XON/XOFF flow control."""
+    no line editing, no signal characters, no XON/XOFF flow control; and a read returns what
+    has arrived, at once (VMIN 0: the firmware's hal_unix.Uart takes a frame in one read after
+    poll says bytes are there; pyserial sets its own)."""
     iflag, oflag, cflag, lflag, ispeed, ospeed, cc = termios.tcgetattr(fd)
     iflag &= ~(
         termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
@@ -44,7 +46,7 @@ def make_raw(fd: int) -> None:
     oflag &= ~termios.OPOST
     lflag &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
     cflag = (cflag & ~(termios.CSIZE | termios.PARENB)) | termios.CS8
-    cc[termios.VMIN] = 1
+    cc[termios.VMIN] = 0
     cc[termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
 

@@ -12,6 +12,7 @@ to differential signalling, and why the gateway polls one station at a time.
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -40,7 +41,7 @@ class BusMedium:
         self._uarts = {name: Uart(bt) for name in talkers}
         self._noise = LineNoise(noise, seed, clock)
         self._rng = random.Random(seed + 7919)
-        self._in_air: list[_AirByte] = []  # bytes whose last bit has not arrived yet
+        self._in_air: list[_AirByte] = []  # bytes whose last bit has not arrived yet, by end
         self.counters: Counter[str] = Counter()
 
     def transmit(self, source: str, data: bytes, now: float) -> None:
@@ -53,15 +54,20 @@ class BusMedium:
                 if mine.start < theirs.end and theirs.start < mine.end:
                     mine.garbled = theirs.garbled = True
         self.counters["bytes_sent"] += len(data)
-        self._in_air.extend(new)
+        if self._in_air and new[0].end < self._in_air[-1].end:  # two talkers at once
+            self._in_air = sorted(self._in_air + new, key=_arrival)  # stable: ties keep order
+        else:
+            self._in_air.extend(new)
 
     def due(self, now: float) -> list[tuple[str, bytes]]:
-        arrived = [a for a in self._in_air if a.end <= now]
-        if not arrived:
+        """What each listener has received by ``now``: one chunk per listener (fewer writes
+        into the ptys), bytes in the order they arrived."""
+        n = bisect.bisect_right(self._in_air, now, key=_arrival)
+        if not n:
             return []
-        self._in_air = [a for a in self._in_air if a.end > now]
-        arrived.sort(key=lambda a: a.end)
-        out: list[tuple[str, bytes]] = []
+        arrived = self._in_air[:n]
+        del self._in_air[:n]
+        out: dict[str, bytearray] = {}
         for a in arrived:
             value: int | None = a.value
             if a.garbled:
@@ -72,22 +78,21 @@ class BusMedium:
                 continue
             for listener in self._talkers:
                 if listener != a.source:  # a transmitter's receiver is disabled while it talks
-                    out.append((listener, bytes((value,))))
-        return _merge(out)
+                    received = out.get(listener)
+                    if received is None:
+                        received = out[listener] = bytearray()
+                    received.append(value)
+        return [(dest, bytes(data)) for dest, data in out.items()]
 
     def next_due(self) -> float | None:
-        return min((a.end for a in self._in_air), default=None)
+        return self._in_air[0].end if self._in_air else None
 
     def counts(self) -> dict[str, int]:
         return {**self.counters, **self._noise.counts}
 
 
-def _merge(parts: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """One chunk per listener, order kept: fewer writes into the ptys."""
-    by_dest: dict[str, bytearray] = {}
-    for dest, data in parts:
-        by_dest.setdefault(dest, bytearray()).extend(data)
-    return [(dest, bytes(data)) for dest, data in by_dest.items()]
+def _arrival(byte: _AirByte) -> float:
+    return byte.end
 
 
 class SharedBus(HubLink):

@@ -5,12 +5,13 @@ tips from rain intensity, a gauge handing tips over, a BME280's register image."
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
-from watershed_sim.devices.bme280 import DATASHEET, compensate_h, compensate_p, compensate_t
-from watershed_sim.devices.bme280 import raws_for
+from watershed_sim.devices.bme280 import (DATASHEET, PART_B, compensate_h, compensate_p,
+                                          compensate_t, raws_for)
 from watershed_sim.scenario import ScenarioError, Window, load_scenario, parse_scenario
 from watershed_sim.sensor_site import RainGauge, rain_tips
 
@@ -143,6 +144,23 @@ def test_a_bme280_image_gives_the_asked_conditions_to_the_chip_s_resolution() ->
     assert abs(t - 1250) <= 1  # 0.01 °C
     assert abs(compensate_p(DATASHEET, adc_p, t_fine) / 256 - 75000) <= 1  # 0.01 hPa
     assert abs(compensate_h(DATASHEET, adc_h, t_fine) / 1024 - 80.0) <= 0.01
+
+
+def test_a_bme280_image_searched_from_the_last_one_has_the_same_counts() -> None:
+    # The harness writes each chip's image at every time step, searching from the last
+    # image's counts: a walk of conditions, with jumps, gives what a search from scratch does.
+    rng = random.Random(280)
+    for calib in (DATASHEET, PART_B):
+        temp, rh, hpa = 9.0, 80.0, 720.0
+        near = None
+        for step in range(600):
+            if step % 100 == 0:
+                temp, rh, hpa = rng.uniform(-10, 35), rng.uniform(0, 100), rng.uniform(600, 1050)
+            temp += rng.gauss(0, 0.3)
+            rh = min(100.0, max(0.0, rh + rng.gauss(0, 2)))
+            hpa += rng.gauss(0, 0.5)
+            near = raws_for(calib, temp, rh, hpa, near=near)
+            assert near == raws_for(calib, temp, rh, hpa), (step, temp, rh, hpa)
 
 
 def test_a_drifting_station_clock_and_its_wake_times() -> None:

@@ -133,30 +133,57 @@ def image(c: Calib, adc_t: int, adc_p: int, adc_h: int, chip_id: int = 0x60,
     return bytes(regs)
 
 
-def raw_for(lo: int, hi: int, target: float, value, rising: bool = True) -> int:  # type: ignore[no-untyped-def]
-    """The raw count in [lo, hi] whose compensated ``value(raw)`` is nearest ``target``."""
+def raw_for(lo: int, hi: int, target: float, value, rising: bool = True,  # type: ignore[no-untyped-def]
+            near: int | None = None) -> int:
+    """The last raw count in [lo, hi) whose compensated ``value(raw)`` is below ``target``
+    (above it when not ``rising``), by halving. ``near``: a count close to the answer (the one
+    found for the previous step's conditions), from which the bracket is found by doubling
+    steps first, so a small change costs a few evaluations instead of twenty. ``value`` is
+    monotonic, so the answer is the same either way."""
+    def below(raw: int) -> bool:
+        return (value(raw) < target) == rising
+
+    if near is not None and lo <= near < hi:
+        lo, hi = _bracket(lo, hi, near, below)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if (value(mid) < target) == rising:
+        if below(mid):
             lo = mid
         else:
             hi = mid
     return lo
 
 
+def _bracket(lo: int, hi: int, near: int, below) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """A bracket [a, b] around the answer (``below(a)`` or a == lo; not ``below(b)`` or b == hi),
+    grown from ``near`` in doubling steps."""
+    step = 1
+    if below(near):
+        a = near
+        while a + step < hi and below(a + step):
+            a, step = a + step, step * 2
+        return a, min(a + step, hi)
+    b = near
+    while b - step > lo and not below(b - step):
+        b, step = b - step, step * 2
+    return max(b - step, lo), b
+
 
 T_RANGE = (0, (1 << 20) - 1)  # 20-bit temperature and pressure counts
 H_RANGE = (0, (1 << 16) - 1)
 
 
-def raws_for(c: Calib, temp_c: float, rh_pct: float, pressure_hpa: float) -> tuple[int, int, int]:
-    """(adc_t, adc_p, adc_h) the chip reports for these conditions."""
-    adc_t = raw_for(*T_RANGE, temp_c * 100, lambda r: compensate_t(c, r)[0])
+def raws_for(c: Calib, temp_c: float, rh_pct: float, pressure_hpa: float,
+             near: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+    """(adc_t, adc_p, adc_h) the chip reports for these conditions; ``near``: the counts for
+    conditions close to these (raw_for)."""
+    near_t, near_p, near_h = near or (None, None, None)
+    adc_t = raw_for(*T_RANGE, temp_c * 100, lambda r: compensate_t(c, r)[0], near=near_t)
     t_fine = compensate_t(c, adc_t)[1]
     # pressure falls as the count rises
     adc_p = raw_for(*T_RANGE, pressure_hpa * 100 * 256,
-                    lambda r: compensate_p(c, r, t_fine), rising=False)
-    adc_h = raw_for(*H_RANGE, rh_pct * 1024, lambda r: compensate_h(c, r, t_fine))
+                    lambda r: compensate_p(c, r, t_fine), rising=False, near=near_p)
+    adc_h = raw_for(*H_RANGE, rh_pct * 1024, lambda r: compensate_h(c, r, t_fine), near=near_h)
     return adc_t, adc_p, adc_h
 
 
@@ -167,10 +194,14 @@ class Bme280Image:
     def __init__(self, io_dir: Path, bus: int, address: int, calib: Calib = DATASHEET) -> None:
         self.path = Path(io_dir) / f"i2c{bus}_{address:02x}.bin"  # hal_unix_i2c.py
         self.calib = calib
+        self._raws: tuple[int, int, int] | None = None  # the last image's counts
 
     def write(self, temp_c: float, rh_pct: float, pressure_hpa: float) -> None:
+        # conditions move little from one time step to the next: the search starts from the
+        # last image's counts
+        self._raws = raws_for(self.calib, temp_c, rh_pct, pressure_hpa, near=self._raws)
         tmp = self.path.with_name("." + self.path.name)
-        tmp.write_bytes(image(self.calib, *raws_for(self.calib, temp_c, rh_pct, pressure_hpa)))
+        tmp.write_bytes(image(self.calib, *self._raws))
         os.replace(tmp, self.path)
 
     def remove(self) -> None:
