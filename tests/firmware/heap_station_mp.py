@@ -3,8 +3,8 @@
 # cycle. The clock is a manual one the script moves to the next sample due; the link is an
 # in-memory UART that hands the station a POLL (DATA + STATUS) and then an ACK of everything,
 # as a gateway does (both frames made by the gateway's codec, in frames.bin); the POLL asks for
-# a whole reply (MORE). Sensor inputs are
-# the unix board's files (ADC counts, rain edges) and, if configured, a simulated SDI-12 bus.
+# a whole reply (MORE). Sensor inputs are the unix board's files (ADC counts, rain edges) and,
+# if configured, a simulated SDI-12 bus.
 # The script is kept small: its code and names share the heap with the station's.
 #
 #   micropython -X heapsize=48K heap_station_mp.py config.json frames.bin poll_len days \
