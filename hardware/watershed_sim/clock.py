@@ -45,15 +45,16 @@ class HarnessClock:
     stores the same readings whether the machine is idle or busy (firmware/hal_unix.py: the
     station's side of it).
 
-    Time moves only when every link of the gateway is about to send a POLL (``gateway_port``
-    wraps its ports to see that) and no station is awake or has bytes of its link unread, so
-    a TIME is stamped and applied at one simulated instant even when the gateway gave up
+    Time moves only when every link of the gateway is about to begin a poll cycle (the gateway
+    says so: ``before_cycle``) and no station is awake or has bytes of its link unread, so a
+    TIME is stamped and applied at one simulated instant even when the gateway gave up
     waiting for the station's RESULT, and a reply never straddles a step. Each such moment
     moves time by up to ``step_s`` simulated seconds (``speed`` × the poll interval: the
     nominal pace), in steps from one station's wake time to the next, each station sampling
     before time goes on (a station is awake from its wake, or from the moment bytes on its
     link woke it, until its next sleep request); never past a hold point (a timeline event
-    not run yet).
+    not run yet). A cycle's polls all happen at one instant: each station is polled once a
+    step, and a backlog drains without time moving.
     A station that has booted holds time until the gateway has polled it once after it was
     up: it gets HELLO and TIME before its first sample. A loaded machine makes the run slower,
     never different; an idle one is as fast as the gateway polls and the stations sample.
@@ -120,9 +121,9 @@ class HarnessClock:
 
     def gateway_port(self, open_port: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``open_port`` for the gateway (daemon.Gateway): its ports, each POLL it writes
-        first passing the barrier where time moves."""
+        noted (a station polled since it booted lets time move)."""
         def opened(config: Any) -> Any:
-            return _PollGate(open_port(config), config.port, self._at_poll)
+            return _PollWatch(open_port(config), config.port, self._on_poll)
         return opened
 
     def attach(self, name: str, folder: Path, drift: StationDrift | None = None,
@@ -191,9 +192,10 @@ class HarnessClock:
 
     # --- the barrier --------------------------------------------------------------------------
 
-    def _at_poll(self, link: str, addr: int) -> None:
-        """The gateway is about to POLL ``addr`` on ``link``: the last thread of the links to
-        get here moves time; the others wait for it."""
+    def before_cycle(self, link: str) -> None:
+        """The gateway's ``link`` is about to begin a poll cycle (daemon.Gateway's
+        ``before_cycle``): the last thread of the links to get here moves time; the others
+        wait for it."""
         with self._cond:
             if not self._running:
                 return
@@ -214,6 +216,10 @@ class HarnessClock:
                         self._cond.notify_all()
                     break
                 self._cond.wait(0.5)
+
+    def _on_poll(self, link: str, addr: int) -> None:
+        with self._cond:
+            self._links[link] = time.monotonic()  # polling: present, if slow
             self._mark_polled(link, addr)
 
     def _present_links(self) -> set[str]:
@@ -351,20 +357,20 @@ class HarnessClock:
             sleeper.wake()  # asked for a time already here
 
 
-class _PollGate:
-    """A gateway's serial port that passes every POLL it writes through the harness clock's
-    barrier first (the gateway writes one whole frame per write: framed_port.FramedPort)."""
+class _PollWatch:
+    """A gateway's serial port that tells the harness clock of every POLL it writes (the
+    gateway writes one whole frame per write: framed_port.FramedPort)."""
 
-    def __init__(self, port: Any, name: str, at_poll: Callable[[str, int], None]) -> None:
+    def __init__(self, port: Any, name: str, on_poll: Callable[[str, int], None]) -> None:
         self._port = port
         self._name = name
-        self._at_poll = at_poll
+        self._on_poll = on_poll
         self._decoder = wire.FrameDecoder()
 
     def write(self, data: bytes) -> int | None:
         for frame in self._decoder.feed(data):
             if isinstance(frame, wire.Poll):
-                self._at_poll(self._name, frame.addr)
+                self._on_poll(self._name, frame.addr)
         return self._port.write(data)
 
     def __getattr__(self, name: str) -> Any:

@@ -140,7 +140,7 @@ def run_scenario(scenario: Scenario, workdir: Path, *, database: str = DEFAULT_D
         pipeline.run_until(scenario.start + scenario.duration_s)
         pipeline.wait_for_last_slots(scenario.start + scenario.duration_s)
         ran = time.monotonic() - started
-        produced = pipeline.produced()
+        produced = pipeline.produced(until=scenario.start + scenario.duration_s)
         phase[0] = "draining"
         reports = pipeline.wait_until_stored(produced, timeout_s=drain_timeout_s)
         drained = time.monotonic() - started - ran

@@ -5,11 +5,11 @@ environment or recorded series they see, and how long and how fast to run.
     name = "storm"
     start = 2024-03-01T00:00:00Z   # optional; default: the current hour
     duration = "6h"                # "90s", "15m", "6h", "30d" or seconds
-    speed = 720                    # each gateway poll moves time by up to speed × poll_interval_s
+    speed = 720                    # a poll cycle moves time by up to speed × poll_interval_s
     seed = 1
 
     [gateway]
-    poll_interval_s = 0.5          # wall seconds (time moves only at polls: clock.HarnessClock)
+    poll_interval_s = 0.5          # wall seconds (time moves only between poll cycles: clock.py)
     reply_timeout_s = 1.0
     status_interval_s = "1h"       # STATUS (clock, battery) this often, simulated
 

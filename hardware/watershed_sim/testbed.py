@@ -156,12 +156,10 @@ class Pipeline:
         firmware = compile_firmware(s.workdir / "firmware")
         # Time starts a second before the scenario's and stays there while the stations boot (a
         # booting station holds it): their first slot is the scenario's start.
-        # Each poll of the gateway moves time (clock.py): by up to speed × the poll interval in
-        # one cycle of the busiest link, so each of its stations is polled that often.
-        busiest = max((len(scenario.stations_on(spec.name)) for spec in scenario.links),
-                      default=1)
+        # Each poll cycle of the gateway moves time (clock.py): by up to speed × the poll
+        # interval, so each station is polled that often.
         self.clock = HarnessClock(scenario.start - 1, scenario.speed, s.workdir / "clock",
-                                  step_s=scenario.speed * self._poll_interval_s() / busiest)
+                                  step_s=scenario.speed * self._poll_interval_s())
         for i, spec in enumerate(scenario.links):
             link = self.links[spec.name] = self._make_link(spec, scenario,
                                                            seed=scenario.seed + 101 * i)
@@ -189,7 +187,8 @@ class Pipeline:
         # test_sim_pipeline_startup.py).
         self._wait_until_subscribed()
         self.gateway = Gateway(self._gateway_config(), clock=self.clock.now,
-                               open_port=self.clock.gateway_port(open_serial_port))
+                               open_port=self.clock.gateway_port(open_serial_port),
+                               before_cycle=self.clock.before_cycle)
         self.gateway.start()
         self.timeline = Timeline(self.clock)
         self.clock.add_hold(self.timeline.next_time)
@@ -332,10 +331,14 @@ class Pipeline:
             log.warning("no reading of the last slot yet: %s", sorted(want))
         return not want
 
-    def produced(self) -> dict[str, list[Any]]:
-        """What every station has stored so far: the truth to check InfluxDB against. The
-        stations keep running, so readings taken later are delivered but not checked."""
-        return {st.station_id: list(st.produced) for st in self.stations}
+    def produced(self, until: float | None = None) -> dict[str, list[Any]]:
+        """What every station has stored so far (``until``: taken at or before that time), the
+        truth to check InfluxDB against. The stations keep running, so readings taken later
+        are delivered but not checked: the run notices its end up to a wall second late, more
+        simulated time the faster it goes, so without ``until`` how many there are depends on
+        the machine."""
+        return {st.station_id: [r for r in st.produced if until is None or r[2] <= until]
+                for st in self.stations}
 
     def report(self, produced: dict[str, list[Any]]) -> list[ChannelReport]:
         assert self.influxd is not None
@@ -417,7 +420,8 @@ class Pipeline:
 
 
 def _tie_to_clock(link: Link, clock: HarnessClock, spec: LinkSpec, scenario: Scenario) -> None:
-    """Time holds while the link carries bytes; the gateway's polls on it are a barrier."""
+    """Time holds while the link carries bytes; the gateway's poll cycles on it are a
+    barrier."""
     clock.add_busy(link.hub.busy)
     clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)})
 

@@ -31,7 +31,7 @@ def run() -> dict:
         "wall_s": round(result.wall_s + result.drain_wall_s, 1),
         "drain_wall_s": round(result.drain_wall_s, 1),
         # wall seconds the harness held time (a station awake, a link busy, a timeline event
-        # due, the links not all at a poll yet), and the steps time moved in
+        # due, the links not all between poll cycles yet), and the steps time moved in
         "clock_held_s": {k: round(v, 1) for k, v in result.clock_held_s.items()},
         "clock_steps": result.clock_steps,
         "sim_days_per_wall_s": round(result.sim_days_per_wall_s, 3),

@@ -18,7 +18,8 @@ from watershed.contracts.wire import Reading
 from watershed.gateway import link as link_module
 from watershed.gateway.config import LinkConfig, StationConfig
 from watershed.gateway.link import SerialLink
-from watershed.gateway.poller import FULL_DATA_READINGS, Poller
+from watershed.gateway.held_readings import MAX_READING_BYTES
+from watershed.gateway.poller import Poller
 from watershed.gateway.store import Added, Store
 
 from tests.unit.test_gateway_poller import NOW, STAGE, T0, ScriptedPort, framed
@@ -69,6 +70,18 @@ def readings(first: int, count: int) -> list[Reading]:
     return [Reading.from_text(seq, 1, T0 + 60 * seq, "1.25") for seq in range(first, first + count)]
 
 
+def one_frame(addr: int, rs: list[Reading]) -> bool:
+    """``rs`` fit one DATA frame."""
+    try:
+        wire.encode_body(wire.Data(addr, tuple(rs)))
+    except ValueError:
+        return False
+    return True
+
+
+FULL = next(n for n in range(1, 100) if not one_frame(7, readings(1, n + 1)))  # a frame's worth
+
+
 def test_a_cycles_short_data_is_stored_in_one_commit_then_acked(store: Store) -> None:
     port = ScriptedPort(bus({7: STAGE, 8: readings(10, 2)}))
     fp = framed(port, Counter())
@@ -87,12 +100,60 @@ def test_a_cycles_short_data_is_stored_in_one_commit_then_acked(store: Store) ->
 
 def test_a_full_data_is_stored_and_acked_at_once_and_the_station_polled_again(
         store: Store) -> None:
-    port = ScriptedPort(bus({7: readings(1, FULL_DATA_READINGS)}))
+    port = ScriptedPort(bus({7: readings(1, FULL)}))
     fp = framed(port, Counter())
     poller, _ = poller_on(store)
     assert poller.poll(fp, 7, hold=True) is True  # it may hold more
-    assert [a.cumulative for a in port.sent(wire.Ack)] == [FULL_DATA_READINGS + 1]
-    assert len(store.unsent(100)) == FULL_DATA_READINGS
+    assert [a.cumulative for a in port.sent(wire.Ack)] == [FULL + 1]
+    assert len(store.unsent(100)) == FULL
+
+
+def in_frames(respond):
+    """``respond``'s stations answering a POLL with MORE as the firmware does (contracts 1.2):
+    each frame as full as it fits, DATA_MORE while readings and frames are left, at most
+    MAX_DATA_FRAMES frames."""
+    def split(frame: wire.Frame) -> list[wire.Frame]:
+        out: list[wire.Frame] = []
+        for f in respond(frame):
+            if type(f) is not wire.Data or not f.readings:
+                out.append(f)
+                continue
+            left = list(f.readings)
+            for n in range(wire.MAX_DATA_FRAMES):
+                size = 1
+                while size < len(left) and one_frame(f.addr, left[:size + 1]):
+                    size += 1
+                chunk, left = tuple(left[:size]), left[size:]
+                more = left and n + 1 < wire.MAX_DATA_FRAMES
+                out.append(wire.DataMore(f.addr, chunk) if more else wire.Data(f.addr, chunk))
+                if not more:
+                    break
+        return out
+    return split
+
+
+def test_a_reply_in_frames_whose_last_had_room_is_held_like_a_short_data(store: Store) -> None:
+    # More than a frame's worth, but the station stopped for want of readings: all it had.
+    # Polled again, it would only send them again.
+    port = ScriptedPort(in_frames(bus({7: readings(1, FULL + 3)})))
+    fp = framed(port, Counter())
+    poller, _ = poller_on(store)
+    assert poller.poll(fp, 7, hold=True) is False
+    assert port.sent(wire.Ack) == [] and poller.holds(7)
+    assert poller.store_held(fp) == []
+    assert [a.cumulative for a in port.sent(wire.Ack)] == [FULL + 4]
+    assert len(store.unsent(100)) == FULL + 3
+
+
+def test_a_reply_of_all_its_frames_is_stored_at_once_and_the_station_polled_again(
+        store: Store) -> None:
+    port = ScriptedPort(in_frames(bus({7: readings(1, 5 * FULL)})))
+    fp = framed(port, Counter())
+    poller, _ = poller_on(store)
+    assert poller.poll(fp, 7, hold=True) is True  # it may hold more
+    sent = len(store.unsent(1000))
+    assert FULL * (wire.MAX_DATA_FRAMES - 1) < sent < 5 * FULL
+    assert [a.cumulative for a in port.sent(wire.Ack)] == [sent + 1]
 
 
 def test_a_station_polled_again_has_its_held_readings_acked_first(store: Store) -> None:
@@ -172,13 +233,13 @@ def test_threads_storing_at_once_share_one_commit(tmp_path: Path) -> None:
         assert len(store.unsent(10)) == 4
 
 
-def test_a_data_shorter_than_full_had_room_for_another_reading() -> None:
+def test_no_reading_takes_more_than_max_reading_bytes() -> None:
     # The worst readings to encode: seq gaps, time jumps and values as long as the wire allows.
-    step = (wire.MAX_SEQ - 1) // (FULL_DATA_READINGS + 1)
+    step = (wire.MAX_SEQ - 1) // 10
     worst = [Reading(1 + i * step, 255, 0 if i % 2 else wire.MAX_TIME,
-                     -wire.MAX_MANTISSA, -wire.MAX_EXPONENT, 0x7E)
-             for i in range(FULL_DATA_READINGS)]
-    assert len(wire.encode_body(wire.Data(7, tuple(worst)))) <= wire.MAX_BODY
+                     -wire.MAX_MANTISSA, -wire.MAX_EXPONENT, 0x7E) for i in range(8)]
+    sizes = [len(wire.encode_body(wire.Data(7, tuple(worst[:n])))) for n in range(1, 9)]
+    assert max(b - a for a, b in zip(sizes, sizes[1:])) <= MAX_READING_BYTES
 
 
 # --- the link's commit cadence (link.py _commit_due) --------------------------------------

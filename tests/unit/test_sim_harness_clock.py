@@ -60,10 +60,13 @@ def harness(tmp_path):
     os.close(slave)
 
 
-def poll(gate) -> threading.Thread:
-    """The gateway polls (it passes the barrier, where time may move) on a thread of its own."""
-    thread = threading.Thread(target=gate.write, args=(wire.encode_frame(wire.Poll(1, 1)),),
-                              daemon=True)
+def poll(clock: HarnessClock, gate) -> threading.Thread:
+    """The gateway begins a poll cycle (the barrier, where time may move) and polls, on a
+    thread of its own."""
+    def cycle() -> None:
+        clock.before_cycle(LINK)
+        gate.write(wire.encode_frame(wire.Poll(1, 1)))
+    thread = threading.Thread(target=cycle, daemon=True)
     thread.start()
     return thread
 
@@ -87,9 +90,9 @@ def test_time_waits_while_a_station_woken_by_its_link_is_awake(harness) -> None:
     clock, station, gate, _ = harness
     station.say(str((EPOCH + 30) * 1000))  # booted: asleep until +30 s
     settle()
-    poll(gate).join(5)  # its first poll: time does not move before a station is polled
+    poll(clock, gate).join(5)  # its first poll: time does not move before a station is polled
     station.say("w")  # the next POLL's bytes woke it: it handles them
-    moving = poll(gate)
+    moving = poll(clock, gate)
     settle()
     assert clock.now() == EPOCH and moving.is_alive()  # held for it
     station.say(str((EPOCH + 30) * 1000))  # asleep again
@@ -103,9 +106,9 @@ def test_time_waits_while_bytes_wait_unread_in_a_stations_port(harness) -> None:
     clock, station, gate, unread = harness
     station.say(str((EPOCH + 30) * 1000))
     settle()
-    poll(gate).join(5)
+    poll(clock, gate).join(5)
     unread[0] = 5  # delivered, not yet read: the station has not woken to them
-    moving = poll(gate)
+    moving = poll(clock, gate)
     settle()
     assert clock.now() == EPOCH and moving.is_alive()
     unread[0] = 0

@@ -63,9 +63,11 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         clock_sync: ClockSync | None = None,
         disk_free: Callable[[], int | None] | None = None,
+        before_cycle: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self._open_port = open_port
+        self._before_cycle = before_cycle  # a simulation's clock (SerialLink)
         self._clock = clock
         self.clock_sync = clock_sync or ClockSync.of(config.time_source)
         self._disk_free = disk_free
@@ -107,7 +109,8 @@ class Gateway:
                                      on_stored=self.forwarder.notify,
                                      on_readings=self.alerts.evaluate, open_port=self._open_port,
                                      clock=self._clock, identity=identity,
-                                     quarantine=self.quarantine)
+                                     quarantine=self.quarantine,
+                                     before_cycle=self._before_cycle)
                           for link in config.links)
         forwarder = self.forwarder
         self.alarms = AlarmMonitor(config, self.store, observer(

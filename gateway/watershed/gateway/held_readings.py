@@ -1,11 +1,11 @@
 """Readings of short DATA frames held for the link's next commit, then stored in one durable
 commit and ACKed (contracts 1.5): one commit every ``commit_cycles`` poll cycles, shared by the
-links (link.py ``_commit_due``), rather than one a station, for the SD card's sake. A DATA with
-fewer than ``FULL_DATA_READINGS`` was all its station had, so it is not polled again until its
-ACK has gone (it would send the same readings again); a full one is stored and ACKed at once
-(the station is polled again to drain it). Flood-mode readings are not held past their cycle.
-Nothing held is ACKed before it is durable; a port that fails drops what is held and the
-stations send it again."""
+links (link.py ``_commit_due``), rather than one a station, for the SD card's sake. A reply
+whose last DATA had room for more was all its station had (``ran_out``), so it is not polled
+again until its ACK has gone (it would send the same readings again); one that ends full is
+stored and ACKed at once (the station is polled again to drain it). Flood-mode readings are
+not held past their cycle. Nothing held is ACKed before it is durable; a port that fails drops
+what is held and the stations send it again."""
 
 from __future__ import annotations
 
@@ -22,9 +22,23 @@ from .store import Added, Store, StoreFull
 
 log = logging.getLogger(__name__)
 
-# A DATA frame carries as many readings as fit (contracts 1.5); a reading takes at most ~27
-# bytes, so a full frame holds at least this many. A DATA with fewer was all the station had.
-FULL_DATA_READINGS = wire.MAX_BODY // 27
+# The most bytes one reading takes in a DATA (the longest seq gap, time step and value).
+MAX_READING_BYTES = 27
+
+
+def ran_out(reply: list[wire.Frame]) -> bool:
+    """A reply's frames (before ``wire.joined``) end in a DATA that stopped for want of
+    readings, not of room: it had room for the largest reading, and it closes fewer than
+    ``MAX_DATA_FRAMES`` frames (a station answering MORE sends DATA_MORE while it has more and
+    frames left, contracts 1.2). What it sent was all it had."""
+    last, frames, count = None, 0, 0
+    for frame in reply:
+        if frame.type in (wire.DATA, wire.DATA_MORE):
+            count += 1
+        if frame.type == wire.DATA:
+            last, frames, count = frame, count, 0
+    return (isinstance(last, wire.Data) and frames < wire.MAX_DATA_FRAMES
+            and len(wire.encode_body(last)) + MAX_READING_BYTES <= wire.MAX_BODY)
 
 
 @dataclass(frozen=True)

@@ -72,9 +72,13 @@ class SerialLink:
         reopen_backoff: Backoff | None = None,
         identity: BusRegistry | None = None,
         quarantine: Quarantine | None = None,
+        before_cycle: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self._open_port = open_port
+        # Told the link's port before each poll cycle: where a simulation's clock moves (it
+        # waits there for the other links), so each station is polled once a step.
+        self._before_cycle = before_cycle or (lambda port: None)
         self._counters: Counter[str] = Counter()
         self._station_errors: Counter[str] = Counter()  # per exception kind
         self._error_logged: set[tuple[int, str]] = set()  # (address, kind) logged once
@@ -142,6 +146,7 @@ class SerialLink:
             try:
                 if self._port is None:
                     self._open()
+                self._before_cycle(self.config.port)
                 progressed = self._poll_cycle()
                 self._backoff.reset()
             except (serial.SerialException, OSError) as e:

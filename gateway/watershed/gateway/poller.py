@@ -49,7 +49,7 @@ from .config import UNASSIGNED_BASIN, StationConfig
 from .address_disputes import MAX_ACK_RANGES, AddressDisputes
 from .config_chunks import send_config
 from .framed_port import FramedPort
-from .held_readings import FULL_DATA_READINGS, Held, HeldReadings
+from .held_readings import Held, HeldReadings, ran_out
 from .identity import SEQ_REUSED, BusRegistry, Mismatch
 from .late_replies import fullest, one_station
 from .quarantine import Quarantine
@@ -172,7 +172,8 @@ class Poller:
         self._stats["polls"] += 1
         frames, complete = port.collect(addr, wanted, self._reply_timeout_s)
         # A second station at this address answers right after; each reply's frames are one.
-        frames = wire.joined(frames + port.waiting(addr))
+        reply = frames + port.waiting(addr)
+        frames = wire.joined(reply)
         if session.station_id is not None:
             self._recent.setdefault(session.station_id, deque(maxlen=QUALITY_WINDOW)).append(
                 complete)
@@ -183,6 +184,7 @@ class Poller:
             log.debug("address %d: no complete reply within %.1f s", addr, self._reply_timeout_s)
         hellos = [f for f in frames if isinstance(f, wire.Hello)]
         datas = [f for f in frames if isinstance(f, wire.Data)]
+        all_sent = len(datas) == 1 and ran_out(reply)  # (a late reply: which one ran out?)
         if (len(hellos) > 1 or len(datas) > 1) and not one_station(hellos, datas):
             self._disputes.on_shared(session, addr, [h.station_id for h in hellos])
         else:
@@ -197,7 +199,7 @@ class Poller:
             self._on_status(session, status)
         got_readings = drained = False
         for data in datas:
-            got_readings |= self._on_data(port, session, data)
+            got_readings |= self._on_data(port, session, data, all_sent=all_sent)
             drained |= not data.readings
         # A short DATA held: the station sent all it had, as good as drained for its holes.
         drained |= self._held.holds(addr)
@@ -346,8 +348,9 @@ class Poller:
     # --- DATA -------------------------------------------------------------------------
 
     def _on_data(self, port: FramedPort, session: StationSession, data: wire.Data,
-                 backfill: bool = False) -> bool:
-        """Take a DATA's readings; True if the station may hold more (poll it again)."""
+                 backfill: bool = False, all_sent: bool = False) -> bool:
+        """Take a DATA's readings; True if the station may hold more (poll it again).
+        ``all_sent``: its reply ended short (held_readings.ran_out)."""
         if session.dispute is not None:
             return self._disputes.quarantine_data(port, session, data)
         if session.station_id is None:
@@ -375,7 +378,7 @@ class Poller:
                          f"seqs {min(reused)}-{max(reused)} came again with other content"),
                 self._link, data.addr, [r for r in data.readings if r.seq in reused])
             readings = [r for r in readings if r.seq not in reused]
-        if self._holding and not backfill and len(data.readings) < FULL_DATA_READINGS:
+        if self._holding and not backfill and all_sent:
             self._held.hold(Held(data.addr, station_id, basin, readings,
                                  self._disputes.ack_safe(port, session, data)))
             return False  # all it had: no need to poll it again this cycle
