@@ -337,8 +337,12 @@ class Pipeline:
         are delivered but not checked: the run notices its end up to a wall second late, more
         simulated time the faster it goes, so without ``until`` how many there are depends on
         the machine."""
-        return {st.station_id: [r for r in st.produced if until is None or r[2] <= until]
-                for st in self.stations}
+        produced = {st.station_id: [r for r in st.produced if until is None or r[2] <= until]
+                    for st in self.stations}
+        later = sum(len(st.produced) for st in self.stations) - sum(map(len, produced.values()))
+        if later:
+            log.info("%d readings stamped after %s are delivered but not checked", later, until)
+        return produced
 
     def report(self, produced: dict[str, list[Any]]) -> list[ChannelReport]:
         assert self.influxd is not None
