@@ -49,12 +49,15 @@ class HarnessClock:
     says so: ``before_cycle``) and no station is awake or has bytes of its link unread, so a
     TIME is stamped and applied at one simulated instant even when the gateway gave up
     waiting for the station's RESULT, and a reply never straddles a step. Each such moment
-    moves time by up to ``step_s`` simulated seconds (``speed`` × the poll interval: the
-    nominal pace), in steps from one station's wake time to the next, each station sampling
-    before time goes on (a station is awake from its wake, or from the moment bytes on its
-    link woke it, until its next sleep request); never past a hold point (a timeline event
-    not run yet). A cycle's polls all happen at one instant: each station is polled once a
-    step, and a backlog drains without time moving.
+    moves time by up to ``step_s`` simulated seconds (``speed`` × the poll interval), in
+    steps from one station's wake time to the next, each station sampling before time goes
+    on (a station is awake from its wake, or from the moment bytes on its link woke it,
+    until its next sleep request); never past a hold point (a timeline event not run yet)
+    nor the run's end (``stop_at``). A cycle's polls all happen at one instant: each
+    station is polled once a step, and a backlog drains without time moving. The barrier is
+    the links' pace (they wait out no poll interval of their own), their schedules run on
+    ``link_monotonic``, and a reply the harness knows cannot come (``link_quiet``) is not
+    waited for.
     A station that has booted holds time until the gateway has polled it once after it was
     up: it gets HELLO and TIME before its first sample. A loaded machine makes the run slower,
     never different; an idle one is as fast as the gateway polls and the stations sample.
@@ -78,10 +81,16 @@ class HarnessClock:
         self._busy: list[Callable[[], bool]] = []  # True while a link carries bytes
         self._on_step: list[Callable[[float], None]] = []  # told each new time, stations asleep
         self._links: dict[str, float] = {}  # gateway port -> monotonic time of its last POLL
+        self._link_busy: dict[str, Callable[[], bool]] = {}
         self._arrived: set[str] = set()  # links at the barrier of this generation
         self._generation = 0
         self._advancing = False
         self._running = False
+        # wall time moves the links' clock while the harness does not drive time (released,
+        # or at the run's end): link_monotonic
+        self._undriven_since: float | None = None
+        self._undriven_s = 0.0
+        self._end_ms: int | None = None  # time goes no further (stop_at)
         self.steps = 0  # barriers at which time moved
         self.held_s: dict[str, float] = {"awake": 0.0, "link": 0.0, "timeline": 0.0,
                                          "barrier": 0.0}
@@ -112,10 +121,13 @@ class HarnessClock:
 
     # --- participants -------------------------------------------------------------------------
 
-    def add_link(self, gateway_port: str, addresses: dict[int, str]) -> None:
-        """A link the gateway polls (its port path) and its stations by address."""
+    def add_link(self, gateway_port: str, addresses: dict[int, str],
+                 busy: Callable[[], bool] = lambda: False) -> None:
+        """A link the gateway polls (its port path), its stations by address, and ``busy``:
+        True while it carries bytes."""
         with self._cond:
             self._links[gateway_port] = time.monotonic()
+            self._link_busy[gateway_port] = busy
             for addr, station in addresses.items():
                 self._addresses[(gateway_port, addr)] = station
 
@@ -123,7 +135,7 @@ class HarnessClock:
         """``open_port`` for the gateway (daemon.Gateway): its ports, each POLL it writes
         noted (a station polled since it booted lets time move)."""
         def opened(config: Any) -> Any:
-            return _PollWatch(open_port(config), config.port, self._on_poll)
+            return _PollWatch(open_port(config), config.port, self._on_poll, self.link_quiet)
         return opened
 
     def attach(self, name: str, folder: Path, drift: StationDrift | None = None,
@@ -171,10 +183,19 @@ class HarnessClock:
         sleeps, so inputs (pin edges, register images) change between its readings only."""
         self._on_step.append(listener)
 
+    def stop_at(self, sim_time: float) -> None:
+        """Time goes no further than ``sim_time`` (a run's end): the stations due then are
+        woken and sample; later barriers leave time there, and the links keep their own
+        pace again."""
+        with self._cond:
+            self._end_ms = math.floor(sim_time * 1000)
+            self._cond.notify_all()
+
     def release(self) -> None:
         """Time stops moving and polls pass the barrier freely (the run is ending)."""
         with self._cond:
             self._running = False
+            self._driven(False)
             self._cond.notify_all()
 
     def stop(self) -> None:
@@ -192,13 +213,14 @@ class HarnessClock:
 
     # --- the barrier --------------------------------------------------------------------------
 
-    def before_cycle(self, link: str) -> None:
+    def before_cycle(self, link: str) -> bool:
         """The gateway's ``link`` is about to begin a poll cycle (daemon.Gateway's
         ``before_cycle``): the last thread of the links to get here moves time; the others
-        wait for it."""
+        wait for it. True while the harness drives time: the barrier is the link's pace, it
+        waits out no poll interval of its own (after ``release``, it does)."""
         with self._cond:
             if not self._running:
-                return
+                return self._driven(False)
             self._links[link] = time.monotonic()
             generation = self._generation
             self._arrived.add(link)
@@ -216,11 +238,47 @@ class HarnessClock:
                         self._cond.notify_all()
                     break
                 self._cond.wait(0.5)
+            return self._driven(self._running and (self._end_ms is None
+                                                   or self._ms < self._end_ms))
+
+    def link_monotonic(self) -> float:
+        """The gateway links' monotonic clock (daemon.Gateway's ``link_monotonic``: their poll
+        schedule, commit slots, STATUS and backfill timers): simulated time over ``speed``,
+        so a step is one poll interval; while time stands at the run's end or after
+        ``release``, wall time moves it (the drain's polls keep the link's own pace and its
+        commits)."""
+        since = self._undriven_since
+        return (self._ms / 1000 / self.speed + self._undriven_s
+                + (0.0 if since is None else time.monotonic() - since))
+
+    def _driven(self, driven: bool) -> bool:
+        """Whether the harness paces the links now (under the lock); the wall moves their
+        clock while it does not."""
+        if driven and self._undriven_since is not None:
+            self._undriven_s += time.monotonic() - self._undriven_since
+            self._undriven_since = None
+        elif not driven and self._undriven_since is None:
+            self._undriven_since = time.monotonic()
+        return driven
 
     def _on_poll(self, link: str, addr: int) -> None:
         with self._cond:
             self._links[link] = time.monotonic()  # polling: present, if slow
             self._mark_polled(link, addr)
+
+    def link_quiet(self, link: str) -> bool:
+        """No byte can reach the gateway on ``link`` before it writes again: every station on
+        it is asleep with none of its bytes unread, and the link carries nothing (time moves
+        only at the barrier, so no station wakes meanwhile)."""
+        with self._cond:
+            busy = self._link_busy.get(link)
+            if busy is None or busy():
+                return False
+            sleepers = [s for (port, _), name in self._addresses.items() if port == link
+                        and (s := self._stations.get(name)) is not None]
+            for sleeper in sleepers:
+                self._take_requests(sleeper)
+            return not any(s.awake or s.unread is not None and s.unread() for s in sleepers)
 
     def _present_links(self) -> set[str]:
         """Links whose thread polls: one silent for ``absent_after_s`` (its port failed and is
@@ -240,6 +298,8 @@ class HarnessClock:
         if any(not s.polled for s in self._stations.values()):
             return  # a station is up but not yet polled: it gets TIME before it samples
         target = self._ms + self.step_ms
+        if self._end_ms is not None:
+            target = max(self._ms, min(target, self._end_ms))
         while self._running:
             if not self._wait_quiet():
                 return
@@ -359,13 +419,19 @@ class HarnessClock:
 
 class _PollWatch:
     """A gateway's serial port that tells the harness clock of every POLL it writes (the
-    gateway writes one whole frame per write: framed_port.FramedPort)."""
+    gateway writes one whole frame per write: framed_port.FramedPort), and tells the gateway
+    when no reply is coming (``nothing_coming``: framed_port.FramedPort.collect)."""
 
-    def __init__(self, port: Any, name: str, on_poll: Callable[[str, int], None]) -> None:
+    def __init__(self, port: Any, name: str, on_poll: Callable[[str, int], None],
+                 quiet: Callable[[str], bool]) -> None:
         self._port = port
         self._name = name
         self._on_poll = on_poll
+        self._quiet = quiet
         self._decoder = wire.FrameDecoder()
+
+    def nothing_coming(self) -> bool:
+        return self._quiet(self._name)
 
     def write(self, data: bytes) -> int | None:
         for frame in self._decoder.feed(data):

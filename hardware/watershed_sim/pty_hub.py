@@ -72,16 +72,16 @@ class PtyHub:
         return self._endpoints[name].delivered
 
     def busy(self) -> bool:
-        """Bytes in the air or waiting for an endpoint that is open."""
+        """Bytes in the air, waiting for an endpoint that is open, or written by an endpoint
+        and not yet taken into the medium."""
         with self._lock:
             return self.medium.next_due() is not None or any(
-                e.pending and not e.held for e in self._endpoints.values())
+                e.pending and not e.held or _queued(e.pty.master_fd)
+                for e in self._endpoints.values())
 
     def unread(self, path: str) -> int:
         """Bytes delivered to the endpoint at ``path`` that its opener has not read yet."""
-        count = fcntl.ioctl(self._by_path[path].pty.slave_fd, termios.FIONREAD,
-                            struct.pack("i", 0))
-        return int(struct.unpack("i", count)[0])
+        return _queued(self._by_path[path].pty.slave_fd)
 
     @property
     def running(self) -> bool:
@@ -156,6 +156,17 @@ class PtyHub:
             return
         del e.pending[:written]
         e.delivered += written
+
+
+def _queued(fd: int) -> int:
+    """Bytes waiting to be read from a pty end. Polled first: a write reaches the other end
+    a moment later (a kernel worker moves it), and FIONREAD alone would miss it; a poll
+    moves it at once."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poller.poll(0)
+    count = fcntl.ioctl(fd, termios.FIONREAD, struct.pack("i", 0))
+    return int(struct.unpack("i", count)[0])
 
 
 GATEWAY = "gateway"  # the gateway's end of a link, by name

@@ -9,7 +9,8 @@ environment or recorded series they see, and how long and how fast to run.
     seed = 1
 
     [gateway]
-    poll_interval_s = 0.5          # wall seconds (time moves only between poll cycles: clock.py)
+    poll_interval_s = 0.5          # on the gateway's schedule clock (simulated time / speed):
+                                   # its cycles wait for no wall time (clock.py)
     reply_timeout_s = 1.0
     status_interval_s = "1h"       # STATUS (clock, battery) this often, simulated
 

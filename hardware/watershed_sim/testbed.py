@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from watershed.devservers import Influxd, Mosquitto
-from watershed.gateway.config import GatewayConfig
+from watershed.gateway.config import AlarmConfig, GatewayConfig
 from watershed.gateway.daemon import Gateway
 from watershed.gateway.link import open_serial_port
 from watershed.ingest.config import IngestConfig
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 DEFAULT_DATABASE = "watershed"
 GATEWAY_ID = "gw-demo"
 SUBSCRIBE_TIMEOUT_S = 30.0  # wall seconds the gateway waits for the ingest's subscription
+RUN_UNTIL_LOOK_S = 0.05  # how often run_until looks at the simulated time
 BASINS = ("santiago", "mayo-chinchipe", "catamayo-chira")
 
 # Analog channels of a demo station: (channel no, ADC pin, interval s, full scale in units of
@@ -188,7 +189,8 @@ class Pipeline:
         self._wait_until_subscribed()
         self.gateway = Gateway(self._gateway_config(), clock=self.clock.now,
                                open_port=self.clock.gateway_port(open_serial_port),
-                               before_cycle=self.clock.before_cycle)
+                               before_cycle=self.clock.before_cycle,
+                               link_monotonic=self.clock.link_monotonic)
         self.gateway.start()
         self.timeline = Timeline(self.clock)
         self.clock.add_hold(self.timeline.next_time)
@@ -273,6 +275,10 @@ class Pipeline:
                       **({"status_interval_s": max(gw.status_interval_s / scenario.speed, 0.01)}
                          if gw.status_interval_s else {})}
                      for spec in scenario.links if scenario.stations_on(spec.name)],
+            # A station is silent after that many poll intervals on the gateway's clock
+            # (simulated: speed × the links' poll interval each), as in the field.
+            "alarms": {"silent_polls": min(AlarmConfig.silent_polls * scenario.speed,
+                                           1_000_000)},
             "station": [{"id": st.id, "address": st.address, "basin": st.basin,
                          **({"alert": list(st.alerts)} if st.alerts else {})}
                         for st in scenario.stations],
@@ -304,9 +310,11 @@ class Pipeline:
         self.run_until(max(self.clock.now(), self.scenario.start) + sim_seconds)
 
     def run_until(self, sim_time: float) -> None:
+        """Sleep until simulated time is ``sim_time``; it goes no further meanwhile."""
         assert self.clock is not None
-        while (left := sim_time - self.clock.now()) > 0:
-            time.sleep(min(1.0, self.clock.wall_seconds(left)))
+        self.clock.stop_at(sim_time)
+        while self.clock.now() < sim_time:
+            time.sleep(RUN_UNTIL_LOOK_S)
 
     def wait_for_last_slots(self, until: float, timeout_s: float = 30) -> bool:
         """Wait (at most ``timeout_s`` wall seconds) until every running station has printed
@@ -332,11 +340,10 @@ class Pipeline:
         return not want
 
     def produced(self, until: float | None = None) -> dict[str, list[Any]]:
-        """What every station has stored so far (``until``: taken at or before that time), the
-        truth to check InfluxDB against. The stations keep running, so readings taken later
-        are delivered but not checked: the run notices its end up to a wall second late, more
-        simulated time the faster it goes, so without ``until`` how many there are depends on
-        the machine."""
+        """What every station has stored so far (``until``: stamped at or before that time), the
+        truth to check InfluxDB against. Time stops at the run's end (run_until), but a station
+        whose clock runs ahead stamps its last readings later: those are delivered, not
+        checked, and counted in the log."""
         produced = {st.station_id: [r for r in st.produced if until is None or r[2] <= until]
                     for st in self.stations}
         later = sum(len(st.produced) for st in self.stations) - sum(map(len, produced.values()))
@@ -425,9 +432,10 @@ class Pipeline:
 
 def _tie_to_clock(link: Link, clock: HarnessClock, spec: LinkSpec, scenario: Scenario) -> None:
     """Time holds while the link carries bytes; the gateway's poll cycles on it are a
-    barrier."""
+    barrier; no reply is coming while it carries none, the gateway's end included."""
     clock.add_busy(link.hub.busy)
-    clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)})
+    clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)},
+                   busy=lambda: link.hub.busy() or link.hub.unread(link.gateway_path) > 0)
 
 
 def _clock_step(clock: HarnessClock, station: str, by_s: float) -> Any:

@@ -4,8 +4,9 @@ radios, faults) for its thirty simulated days through the real pipeline, servers
 
 ``sim_days_per_wall_s`` counts the whole run: simulated time at the scenario's speed, then the
 drain until InfluxDB holds every reading (so a pipeline that falls behind scores lower). Time
-moves only at the gateway's polls (watershed_sim.clock.HarnessClock), by up to ``speed`` × the
-poll interval per cycle of the busiest link (``speed_days_per_wall_s`` is that nominal pace);
+moves only at the gateway's poll cycles (watershed_sim.clock.HarnessClock), by up to ``speed`` ×
+the poll interval a cycle, and a cycle waits for no wall time (``speed_days_per_wall_s``: the
+pace were each cycle to take its poll interval of wall time, as a real gateway's does);
 ``missing`` and ``mismatched`` must be 0 for the figure to mean anything (``ok``)."""
 
 from __future__ import annotations

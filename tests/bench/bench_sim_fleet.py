@@ -20,9 +20,10 @@ station-day for all of them together) and ``clock_held_s`` (wall seconds the har
 time while stations were awake sampling, links carried bytes, timeline events ran).
 
 ``WATERSHED_BENCH_FLEET_DAYS`` shortens the run (default 30 simulated days). The device
-faults and the bus outage all fall in the first two days and cost wall seconds (a sensor that
-does not answer is waited for its reply window, 1 s of wall time; a station the outage hides,
-the gateway's reply timeout), so a short run's figure is lower than the thirty days'.
+faults all fall in the first two days and cost wall seconds (a sensor that does not answer is
+waited for by its station, its reply window in wall time; a station the bus outage hides
+costs the gateway no reply timeout: the harness tells it no reply is coming), so a short
+run's figure is lower than the thirty days'.
 """
 
 from __future__ import annotations

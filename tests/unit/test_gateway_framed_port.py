@@ -72,3 +72,39 @@ def test_a_wake_preamble_of_idle_fill_goes_before_every_frame() -> None:
     assert sent == b"\x00" * 9 + wire.encode_frame(poll)  # the usual delimiter, then 8 more
     # a station that lost the first bytes while waking still decodes the frame
     assert list(wire.FrameDecoder().feed(sent[5:])) == [poll]
+
+
+class SimulatedPort:
+    """loop:// with a simulation's word on what is coming (watershed_sim's ports): the reply
+    written to it after ``quiet_checks`` answers of ``nothing_coming``."""
+
+    def __init__(self, says: list[bool], reply: bytes = b"") -> None:
+        self.loop = serial.serial_for_url("loop://", timeout=0.02)
+        self.says = says
+        self.asked = 0
+        self.reply = reply
+
+    def nothing_coming(self) -> bool:
+        self.asked += 1
+        if self.asked == len(self.says):
+            self.loop.write(self.reply)
+        return self.says[min(self.asked, len(self.says)) - 1]
+
+    def __getattr__(self, name: str):
+        return getattr(self.loop, name)
+
+
+def test_a_reply_a_simulated_port_says_is_not_coming_is_not_waited_for() -> None:
+    port = SimulatedPort([True, True])
+    framed = FramedPort(port, wire.FrameDecoder(), Counter())
+    frames, complete = framed.collect(3, {wire.HELLO}, timeout_s=30)
+    assert (frames, complete, port.asked) == ([], False, 2)
+
+
+def test_a_simulated_port_must_say_so_twice_in_a_row() -> None:
+    """Once is not enough: bytes just written to a pty take a moment to show."""
+    hello = wire.Hello(3, "SAN-01", "0.1.0", 1, 1, 1, 1, 0)
+    port = SimulatedPort([False, True, False, True], wire.encode_frame(hello))
+    framed = FramedPort(port, wire.FrameDecoder(), Counter())
+    frames, complete = framed.collect(3, {wire.HELLO}, timeout_s=30)
+    assert (frames, complete) == ([hello], True)

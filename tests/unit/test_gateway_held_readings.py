@@ -15,7 +15,6 @@ import pytest
 from watershed.contracts import wire
 from watershed.contracts.mqtt import MessageReading
 from watershed.contracts.wire import Reading
-from watershed.gateway import link as link_module
 from watershed.gateway.config import LinkConfig, StationConfig
 from watershed.gateway.link import SerialLink
 from watershed.gateway.held_readings import MAX_READING_BYTES
@@ -248,25 +247,25 @@ def test_no_reading_takes_more_than_max_reading_bytes() -> None:
 class Monotonic:
     """The link's monotonic clock, set by the test: which commit slot a cycle ends in."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, now: float) -> None:
+    def __init__(self, now: float) -> None:
         self.now = now
-        monkeypatch.setattr(link_module.time, "monotonic", lambda: self.now)
 
 
-def link_on(store: Store, port: ScriptedPort, commit_cycles: int = 2) -> SerialLink:
+def link_on(store: Store, port: ScriptedPort, clock: Monotonic,
+            commit_cycles: int = 2) -> SerialLink:
     config = LinkConfig("scripted", stations=(7, 8), poll_interval_s=5.0, reply_timeout_s=0.2,
                         commit_cycles=commit_cycles)
     link = SerialLink(config, store, REGISTRY, time_sync=False, open_port=lambda _: port,
-                      clock=lambda: NOW)
+                      clock=lambda: NOW, monotonic=lambda: clock.now)
     link._open()
     return link
 
 
 def test_short_data_waits_for_the_next_commit_slot_and_its_station_is_not_polled_meanwhile(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Monotonic(monkeypatch, 1000.0)  # slots of 2 cycles x 5 s: [1000, 1010)
+        store: Store) -> None:
+    clock = Monotonic(1000.0)  # slots of 2 cycles x 5 s: [1000, 1010)
     port = ScriptedPort(bus({7: STAGE, 8: readings(10, 2)}))
-    link = link_on(store, port)
+    link = link_on(store, port, clock)
     clock.now = 1001.0
     link._poll_cycle()
     polls = len(port.sent(wire.Poll))
@@ -282,22 +281,21 @@ def test_short_data_waits_for_the_next_commit_slot_and_its_station_is_not_polled
 
 
 def test_flood_mode_readings_are_committed_at_the_end_of_their_cycle(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = Monotonic(monkeypatch, 1000.0)
+        store: Store) -> None:
+    clock = Monotonic(1000.0)
     event = [Reading(seq, 1, T0 + 60 * seq, 2500, -3, wire.EVENT) for seq in (5, 6)]
     port = ScriptedPort(bus({7: event, 8: readings(10, 2)}))
-    link = link_on(store, port, commit_cycles=6)
+    link = link_on(store, port, clock, commit_cycles=6)
     clock.now = 1001.0
     link._poll_cycle()
     assert len(store.unsent(10)) == 4  # the ordinary ones went with them: one commit
     assert [(a.addr, a.cumulative) for a in port.sent(wire.Ack)] == [(7, 7), (8, 12)]
 
 
-def test_commit_cycles_1_commits_every_cycle(store: Store, monkeypatch: pytest.MonkeyPatch
-                                             ) -> None:
-    clock = Monotonic(monkeypatch, 1000.0)  # slots of one cycle: [1000, 1005)
+def test_commit_cycles_1_commits_every_cycle(store: Store) -> None:
+    clock = Monotonic(1000.0)  # slots of one cycle: [1000, 1005)
     port = ScriptedPort(bus({7: STAGE, 8: readings(10, 2)}))
-    link = link_on(store, port, commit_cycles=1)
+    link = link_on(store, port, clock, commit_cycles=1)
     clock.now = 1005.5
     link._poll_cycle()
     assert len(store.unsent(10)) == 6 and len(port.sent(wire.Ack)) == 2

@@ -305,6 +305,43 @@ def test_link_survives_an_unexpected_error(store: Store, monkeypatch) -> None:
     assert len(store.unsent(10)) == 4
 
 
+def test_a_link_a_simulation_paces_waits_no_interval_and_commits_on_the_clock_given(
+        store: Store) -> None:
+    """A simulation's barrier decides when each cycle begins (before_cycle returns True): the
+    link waits out no poll interval of its own, and its commit slots follow the monotonic
+    clock it is given: frozen, the short reply it holds waits for the commit (its station is
+    not polled again meanwhile); moved a poll interval a cycle, it is stored at the end of the
+    cycle."""
+    def run(cycle_moves_clock: bool) -> tuple[int, int]:
+        port = ScriptedPort(station({HELLO_DATA: [hello(), data(*STAGE[:2])],
+                                     WANT_DATA: [data()]}))
+        clock = [1000.0]
+        cycles = threading.Semaphore(0)
+
+        def before_cycle(link_port: str) -> bool:
+            if cycle_moves_clock:
+                clock[0] += 60.0
+            cycles.release()
+            return True
+
+        link = SerialLink(LinkConfig("p", stations=(ADDR,), poll_interval_s=60.0,
+                                     reply_timeout_s=0.2),
+                          store, REGISTRY, time_sync=False, open_port=lambda config: port,
+                          before_cycle=before_cycle, monotonic=lambda: clock[0])
+        link.start()
+        try:
+            for _ in range(5):  # an hour's wait on its own 60 s schedule
+                assert cycles.acquire(timeout=5)
+            stored = len(store.unsent(10))
+        finally:
+            link.stop()
+        return stored, len(port.sent(wire.Poll))
+
+    assert run(cycle_moves_clock=False) == (0, 1)
+    stored, polls = run(cycle_moves_clock=True)
+    assert stored == 2 and polls >= 4
+
+
 def test_unanswered_time_is_sent_again_after_the_next_reply(store: Store) -> None:
     poller, stats = make_poller(store, timeout_s=0.05)
     results: list[wire.Frame] = []

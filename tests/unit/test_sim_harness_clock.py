@@ -116,3 +116,64 @@ def test_time_waits_while_bytes_wait_unread_in_a_stations_port(harness) -> None:
     station.say(str((EPOCH + 600) * 1000))
     moving.join(5)
     assert not moving.is_alive() and clock.now() == EPOCH + 60
+
+
+def test_the_links_clock_moves_a_poll_interval_a_step_then_with_the_wall_once_released(
+        harness) -> None:
+    """The gateway's links pace their cycles by the barrier while the harness drives time
+    (before_cycle is True) and run their schedules on ``link_monotonic``: a step of 60
+    simulated seconds at speed 100 is their poll interval of 0.6 s, however long it took."""
+    clock, station, gate, _ = harness
+    station.say(str((EPOCH + 600) * 1000))
+    settle()
+    start = clock.link_monotonic()
+    assert clock.before_cycle(LINK) is True  # not polled yet: time stays
+    gate.write(wire.encode_frame(wire.Poll(1, 1)))
+    assert clock.link_monotonic() == start
+    assert clock.before_cycle(LINK) is True
+    assert clock.now() == EPOCH + 60 and clock.link_monotonic() == pytest.approx(start + 0.6)
+    settle()
+    assert clock.link_monotonic() == pytest.approx(start + 0.6)  # the wall does not move it
+    clock.release()
+    assert clock.before_cycle(LINK) is False  # the link keeps its own pace again
+    released = clock.link_monotonic()
+    settle()
+    assert clock.link_monotonic() - released >= 0.25 and clock.now() == EPOCH + 60
+
+
+def test_a_link_is_quiet_while_its_stations_sleep_with_nothing_unread(harness) -> None:
+    """The gateway waits for no reply when the harness says none can come
+    (framed_port.FramedPort.collect): every station on the link asleep, none with bytes
+    unread."""
+    clock, station, _, unread = harness
+    assert not clock.link_quiet(LINK)  # booting
+    station.say(str((EPOCH + 30) * 1000))
+    settle()
+    assert clock.link_quiet(LINK)
+    unread[0] = 3  # a POLL delivered, not read yet: it will wake and may answer
+    assert not clock.link_quiet(LINK)
+    unread[0] = 0
+    station.say("w")  # reading them
+    settle()
+    assert not clock.link_quiet(LINK)
+    station.say(str((EPOCH + 30) * 1000))
+    settle()
+    assert clock.link_quiet(LINK) and not clock.link_quiet("another link")
+
+
+def test_time_stops_at_the_runs_end_and_the_links_clock_goes_on_with_the_wall(harness) -> None:
+    """At the run's end (stop_at) time stays put, however fast the gateway cycles, and the
+    links keep their own pace there: their clock moves with the wall, so their commits go on
+    while the run drains."""
+    clock, station, gate, _ = harness
+    station.say(str((EPOCH + 600) * 1000))
+    settle()
+    clock.stop_at(EPOCH + 90)
+    clock.before_cycle(LINK)
+    gate.write(wire.encode_frame(wire.Poll(1, 1)))
+    assert clock.before_cycle(LINK) is True and clock.now() == EPOCH + 60
+    assert clock.before_cycle(LINK) is False and clock.now() == EPOCH + 90
+    at_end = clock.link_monotonic()
+    settle()
+    assert clock.before_cycle(LINK) is False and clock.now() == EPOCH + 90
+    assert clock.link_monotonic() - at_end >= 0.25

@@ -63,11 +63,15 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         clock_sync: ClockSync | None = None,
         disk_free: Callable[[], int | None] | None = None,
-        before_cycle: Callable[[str], None] | None = None,
+        before_cycle: Callable[[str], bool] | None = None,
+        link_monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._open_port = open_port
-        self._before_cycle = before_cycle  # a simulation's clock (SerialLink)
+        # a simulation's clock, where the links' poll cycles begin and on which their
+        # schedules run (SerialLink)
+        self._before_cycle = before_cycle
+        self._link_monotonic = link_monotonic
         self._clock = clock
         self.clock_sync = clock_sync or ClockSync.of(config.time_source)
         self._disk_free = disk_free
@@ -110,7 +114,8 @@ class Gateway:
                                      on_readings=self.alerts.evaluate, open_port=self._open_port,
                                      clock=self._clock, identity=identity,
                                      quarantine=self.quarantine,
-                                     before_cycle=self._before_cycle)
+                                     before_cycle=self._before_cycle,
+                                     monotonic=self._link_monotonic)
                           for link in config.links)
         forwarder = self.forwarder
         self.alarms = AlarmMonitor(config, self.store, observer(

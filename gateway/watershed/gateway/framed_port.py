@@ -2,6 +2,8 @@
 
 The port is anything with pyserial's interface (``write``, ``flush``, ``read``, ``in_waiting``)
 opened with a short read timeout, so a test can hand in ``serial.serial_for_url("loop://")``.
+A simulated port may also say when no station will send anything before the gateway writes
+again (``nothing_coming()``, watershed_sim's): a reply it says will not come is not waited for.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from watershed.contracts import wire
@@ -47,6 +49,7 @@ class FramedPort:
         # The leading delimiter ends any noise the station's decoder has collected; more of
         # them (idle fill, contracts 1.1) give a station asleep on its RX line time to wake.
         self._lead = wire.DELIMITER * (1 + wake_preamble)
+        self._nothing_coming: Callable[[], bool] | None = getattr(port, "nothing_coming", None)
 
     def send(self, frame: wire.Frame) -> None:
         data = self._lead + wire.encode_frame(frame)
@@ -76,10 +79,18 @@ class FramedPort:
         deadline = time.monotonic() + timeout_s
         frames: list[wire.Frame] = []
         missing = set(wanted)
+        quiet_reads = 0
         while missing and time.monotonic() < deadline:
             data = self.port.read(max(1, self.port.in_waiting))
             if not data:
+                if self._nothing_coming is not None:
+                    # Twice in a row, a read's timeout apart: a margin, as the simulation's
+                    # view and this port are looked at a moment apart.
+                    quiet_reads = quiet_reads + 1 if self._nothing_coming() else 0
+                    if quiet_reads == 2:
+                        break
                 continue
+            quiet_reads = 0
             # The whole chunk is decoded before deciding to stop: a reply's frames may share it.
             for item in self._decode(data, addr):
                 frames.append(item)

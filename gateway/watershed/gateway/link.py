@@ -72,13 +72,18 @@ class SerialLink:
         reopen_backoff: Backoff | None = None,
         identity: BusRegistry | None = None,
         quarantine: Quarantine | None = None,
-        before_cycle: Callable[[str], None] | None = None,
+        before_cycle: Callable[[str], bool] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self._open_port = open_port
         # Told the link's port before each poll cycle: where a simulation's clock moves (it
-        # waits there for the other links), so each station is polled once a step.
-        self._before_cycle = before_cycle or (lambda port: None)
+        # waits there for the other links), so each station is polled once a step. True: it
+        # chose when this cycle begins, and the link keeps no schedule of its own.
+        self._before_cycle = before_cycle or (lambda port: False)
+        # The clock of the poll schedule, commit slots and the poller's timers: a simulation's
+        # runs with its time (the reply timeout and the watchdog stay on the wall's).
+        self._monotonic = monotonic
         self._counters: Counter[str] = Counter()
         self._station_errors: Counter[str] = Counter()  # per exception kind
         self._error_logged: set[tuple[int, str]] = set()  # (address, kind) logged once
@@ -89,7 +94,8 @@ class SerialLink:
                               on_readings=on_readings, clock=clock,
                               status_interval_s=config.status_interval_s,
                               backfill_interval_s=config.backfill_interval_s,
-                              link=config.port, identity=identity, quarantine=quarantine)
+                              link=config.port, identity=identity, quarantine=quarantine,
+                              monotonic=monotonic)
         self._operations: queue.Queue[PortOperation] = queue.Queue()
         self.heartbeat = time.monotonic()  # last progress: the watchdog's view (module docstring)
         self._backoff = reopen_backoff or Backoff(0.5, 30.0)
@@ -140,13 +146,13 @@ class SerialLink:
     def _run(self) -> None:
         log.info("link %s: polling addresses %s every %.1f s", self.config.port,
                  list(self.config.stations), self.config.poll_interval_s)
-        next_cycle = time.monotonic()
+        next_cycle = self._monotonic()
         while not self._stopping.is_set():
             self._run_operations()
             try:
                 if self._port is None:
                     self._open()
-                self._before_cycle(self.config.port)
+                paced = self._before_cycle(self.config.port)
                 progressed = self._poll_cycle()
                 self._backoff.reset()
             except (serial.SerialException, OSError) as e:
@@ -171,8 +177,14 @@ class SerialLink:
                               self.config.port, delay)
                 self._wait_until(time.monotonic() + delay, beat=False)
                 continue
-            next_cycle = max(next_cycle + self.config.poll_interval_s, time.monotonic())
-            self._wait_until(next_cycle, beat=progressed)
+            now = self._monotonic()
+            if paced:
+                next_cycle = now
+                if progressed:
+                    self._beat()
+                continue
+            next_cycle = max(next_cycle + self.config.poll_interval_s, now)
+            self._wait_until(time.monotonic() + next_cycle - now, beat=progressed)
         self._close()
         log.info("link %s: stopped", self.config.port)
 
@@ -239,7 +251,7 @@ class SerialLink:
 
     def _commit_due(self) -> bool:
         """Held readings are committed at the end of the first cycle of each commit slot
-        (``commit_cycles`` poll intervals on the monotonic clock: links polling at one
+        (``commit_cycles`` poll intervals on the link's monotonic clock: links polling at one
         interval commit in the same cycle, and their commits are shared, group_commit.py),
         at once if any is a flood-mode reading, and when the link stops."""
         slot = self._slot()
@@ -250,7 +262,7 @@ class SerialLink:
         return True
 
     def _slot(self) -> int:
-        return int(time.monotonic() // (self.config.commit_cycles * self.config.poll_interval_s))
+        return int(self._monotonic() // (self.config.commit_cycles * self.config.poll_interval_s))
 
     def _visit_stations(self) -> bool:
         progressed = False
