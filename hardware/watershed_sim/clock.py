@@ -81,7 +81,7 @@ class HarnessClock:
         self._busy: list[Callable[[], bool]] = []  # True while a link carries bytes
         self._on_step: list[Callable[[float], None]] = []  # told each new time, stations asleep
         self._links: dict[str, float] = {}  # gateway port -> monotonic time of its last POLL
-        self._link_busy: dict[str, Callable[[], bool]] = {}
+        self._link_busy: dict[str, Callable[[], bool]] = {}  # bytes on it or for the gateway
         self._arrived: set[str] = set()  # links at the barrier of this generation
         self._generation = 0
         self._advancing = False
@@ -122,12 +122,15 @@ class HarnessClock:
     # --- participants -------------------------------------------------------------------------
 
     def add_link(self, gateway_port: str, addresses: dict[int, str],
-                 busy: Callable[[], bool] = lambda: False) -> None:
-        """A link the gateway polls (its port path), its stations by address, and ``busy``:
-        True while it carries bytes."""
+                 busy: Callable[[], bool] = lambda: False,
+                 gateway_unread: Callable[[], int] = lambda: 0) -> None:
+        """A link the gateway polls (its port path), its stations by address, ``busy`` (True
+        while it carries bytes: time holds) and ``gateway_unread`` (bytes at the gateway's
+        end it has not read: a reply still coming in, link_quiet)."""
         with self._cond:
             self._links[gateway_port] = time.monotonic()
-            self._link_busy[gateway_port] = busy
+            self._busy.append(busy)
+            self._link_busy[gateway_port] = lambda: busy() or gateway_unread() > 0
             for addr, station in addresses.items():
                 self._addresses[(gateway_port, addr)] = station
 
@@ -174,9 +177,6 @@ class HarnessClock:
 
     def add_hold(self, next_time: Callable[[], float | None]) -> None:
         self._holds.append(next_time)
-
-    def add_busy(self, busy: Callable[[], bool]) -> None:
-        self._busy.append(busy)
 
     def on_step(self, listener: Callable[[float], None]) -> None:
         """``listener(now)`` after each move of time, before any station wakes: every station

@@ -433,9 +433,8 @@ class Pipeline:
 def _tie_to_clock(link: Link, clock: HarnessClock, spec: LinkSpec, scenario: Scenario) -> None:
     """Time holds while the link carries bytes; the gateway's poll cycles on it are a
     barrier; no reply is coming while it carries none, the gateway's end included."""
-    clock.add_busy(link.hub.busy)
     clock.add_link(link.gateway_path, {st.address: st.id for st in scenario.stations_on(spec.name)},
-                   busy=lambda: link.hub.busy() or link.hub.unread(link.gateway_path) > 0)
+                   busy=link.hub.busy, gateway_unread=partial(link.hub.unread, link.gateway_path))
 
 
 def _clock_step(clock: HarnessClock, station: str, by_s: float) -> Any:
