@@ -94,6 +94,7 @@ class SDI12Master:
         self.idle = idle
         self.errors = 0  # failed attempts (for the technician)
         self._rx = bytearray(_MAX_REPLY)
+        self._rxv = memoryview(self._rx)
         self._one = bytearray(1)
         self._cmd = bytearray(8)
         self._n = 0  # bytes of the last good reply in _rx, CR LF included
@@ -139,18 +140,21 @@ class SDI12Master:
         raise OSError(_EIO if heard else _ETIMEDOUT)
 
     def _read_reply(self):
-        """Bytes up to and including LF; 0 if none came in time."""
+        """Bytes up to and including LF; 0 if none came in time. Read as many at a time as
+        have come (a read per byte costs the unix port a poll and a read per byte); any after
+        the LF are not this reply's (the next command drains them anyway)."""
         rx = self._rx
-        one = self._one
         n = 0
         timeout = self.response_ms
         while n < _MAX_REPLY:
-            if not self.port.readinto(one, timeout):
+            got = self.port.readinto(self._rxv[n:], timeout)
+            if not got:
                 return n  # nothing, or a reply cut short (no LF: _check rejects it)
-            rx[n] = one[0]
-            n += 1
-            if one[0] == _LF:
-                return n
+            end = n + got
+            while n < end:
+                n += 1
+                if rx[n - 1] == _LF:
+                    return n
             timeout = _CHAR_MS
         return n
 

@@ -149,3 +149,31 @@ def test_a_crc_with_the_character_0x7f_is_accepted(micropython: MicroPythonRunne
     assert results[0]["error"] is None
     assert results[0]["readings"] == [[1, 387, -3, 0], [3, 999, -2, 0]]
     assert len([c for c in sim.commands if c.text == "0D0!"]) == 1  # no retry
+
+
+class TricklingBus(SDI12Bus):
+    """Every reply longer than a service request comes in two writes 2 ms apart (the master
+    waits 20 ms between characters), the second with a stray byte after its LF."""
+
+    def schedule(self, due, data):  # type: ignore[no-untyped-def]
+        if len(data) <= 3:
+            return super().schedule(due, data)
+        half = len(data) // 2
+        super().schedule(due, data[:half])
+        return super().schedule(due + 0.002, data[half:] + b"\xff")
+
+
+def test_a_reply_in_pieces_with_a_stray_byte_after_it_is_read_exactly(
+        micropython: MicroPythonRunner, tmp_path: Path) -> None:
+    """The master takes a reply's bytes as many at a time as have come: two pieces make one
+    reply, and a byte after its LF is not part of it (it would fail every check)."""
+    sim = TricklingBus([WeatherSensor("1", measure_s=0)])
+    sim.sensor("1").set("air_temp_c", "-3.5")
+    channels = [23, 16, 20, 21, 22, 17, 24, 0, 18]
+    with DevicePty(sim) as pty:
+        results, _ = read_sensors(micropython, tmp_path, [sdi12(pty, "1", channels)])
+    weather = {m.command: m.values for m in sim.sensor("1").measured}["MC"]
+    assert results[0]["error"] is None
+    assert results[0]["readings"] == [[ch, *exact(v), 0] for ch, v in zip(channels, weather)
+                                      if ch]
+    assert [17, -35, -1, 0] in results[0]["readings"]

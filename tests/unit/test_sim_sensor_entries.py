@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from watershed_sim.devices.bme280 import (DATASHEET, PART_B, compensate_h, compensate_p,
-                                          compensate_t, raws_for)
+from watershed_sim.devices import bme280
+from watershed_sim.devices.bme280 import (DATASHEET, PART_B, Bme280Image, Calib, compensate_h,
+                                          compensate_p, compensate_t, image, raws_for)
 from watershed_sim.scenario import ScenarioError, Window, load_scenario, parse_scenario
 from watershed_sim.sensor_site import RainGauge, rain_tips
 
@@ -161,6 +162,31 @@ def test_a_bme280_image_searched_from_the_last_one_has_the_same_counts() -> None
             hpa += rng.gauss(0, 0.5)
             near = raws_for(calib, temp, rh, hpa, near=near)
             assert near == raws_for(calib, temp, rh, hpa), (step, temp, rh, hpa)
+
+
+def test_chips_in_the_same_conditions_share_a_search_and_each_shows_its_own_part(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fleet's chips see one environment: the counts are searched for once per conditions
+    # and part, and a chip of another part (calibration) still gets its own.
+    searched = []
+
+    def search(calib: Calib, *conditions: float, near: tuple[int, int, int] | None = None
+               ) -> tuple[int, int, int]:
+        searched.append(calib)
+        return raws_for(calib, *conditions, near=near)
+
+    monkeypatch.setattr(bme280, "_IMAGES", {})
+    monkeypatch.setattr(bme280, "raws_for", search)
+    chips = [Bme280Image(tmp_path / name, 0, 0x76, calib)
+             for name, calib in (("a", DATASHEET), ("b", DATASHEET), ("c", PART_B))]
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+    for conditions in ((12.5, 80.0, 750.0), (12.6, 79.0, 750.5), (12.5, 80.0, 750.0)):
+        for chip in chips:
+            chip.write(*conditions)
+            assert chip.path.read_bytes() == image(chip.calib, *raws_for(chip.calib, *conditions))
+    assert chips[0].path.read_bytes() != chips[2].path.read_bytes()
+    assert searched == [DATASHEET, PART_B] * 2  # not once a chip and step: 9
 
 
 def test_a_drifting_station_clock_and_its_wake_times() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -187,6 +188,13 @@ def raws_for(c: Calib, temp_c: float, rh_pct: float, pressure_hpa: float,
     return adc_t, adc_p, adc_h
 
 
+# Images made lately, by conditions: chips in one environment (a fleet of stations) show the
+# same conditions at each step, and their counts are searched for once, not once a chip.
+_IMAGES: dict[tuple[Calib, float, float, float], tuple[tuple[int, int, int], bytes]] = {}
+_IMAGES_KEPT = 64
+_IMAGES_LOCK = threading.Lock()
+
+
 class Bme280Image:
     """The register file of one chip; ``write`` replaces it whole (a station never reads a
     half-written one), ``remove`` makes the chip not answer (ENODEV)."""
@@ -197,11 +205,19 @@ class Bme280Image:
         self._raws: tuple[int, int, int] | None = None  # the last image's counts
 
     def write(self, temp_c: float, rh_pct: float, pressure_hpa: float) -> None:
-        # conditions move little from one time step to the next: the search starts from the
-        # last image's counts
-        self._raws = raws_for(self.calib, temp_c, rh_pct, pressure_hpa, near=self._raws)
+        key = (self.calib, temp_c, rh_pct, pressure_hpa)
+        with _IMAGES_LOCK:
+            known = _IMAGES.get(key)
+            if known is None:
+                # conditions move little from one time step to the next: the search starts
+                # from the last image's counts
+                raws = raws_for(self.calib, temp_c, rh_pct, pressure_hpa, near=self._raws)
+                known = _IMAGES[key] = (raws, image(self.calib, *raws))
+                if len(_IMAGES) > _IMAGES_KEPT:
+                    del _IMAGES[next(iter(_IMAGES))]  # the oldest
+        self._raws, data = known
         tmp = self.path.with_name("." + self.path.name)
-        tmp.write_bytes(image(self.calib, *self._raws))
+        tmp.write_bytes(data)
         os.replace(tmp, self.path)
 
     def remove(self) -> None:
