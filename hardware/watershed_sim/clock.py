@@ -78,10 +78,10 @@ class HarnessClock:
         self._by_fd: dict[int, _Sleeper] = {}
         self._addresses: dict[tuple[str, int], str] = {}  # (gateway port, address) -> station
         self._holds: list[Callable[[], float | None]] = []  # next sim time not to pass, or None
-        self._busy: list[Callable[[], bool]] = []  # True while a link carries bytes
         self._on_step: list[Callable[[float], None]] = []  # told each new time, stations asleep
         self._links: dict[str, float] = {}  # gateway port -> monotonic time of its last POLL
-        self._link_busy: dict[str, Callable[[], bool]] = {}  # bytes on it or for the gateway
+        # gateway port -> (True while the link carries bytes, bytes its gateway end has unread)
+        self._link_bytes: dict[str, tuple[Callable[[], bool], Callable[[], int]]] = {}
         self._arrived: set[str] = set()  # links at the barrier of this generation
         self._generation = 0
         self._advancing = False
@@ -129,8 +129,7 @@ class HarnessClock:
         end it has not read: a reply still coming in, link_quiet)."""
         with self._cond:
             self._links[gateway_port] = time.monotonic()
-            self._busy.append(busy)
-            self._link_busy[gateway_port] = lambda: busy() or gateway_unread() > 0
+            self._link_bytes[gateway_port] = (busy, gateway_unread)
             for addr, station in addresses.items():
                 self._addresses[(gateway_port, addr)] = station
 
@@ -271,8 +270,8 @@ class HarnessClock:
         it is asleep with none of its bytes unread, and the link carries nothing (time moves
         only at the barrier, so no station wakes meanwhile)."""
         with self._cond:
-            busy = self._link_busy.get(link)
-            if busy is None or busy():
+            known = self._link_bytes.get(link)
+            if known is None or known[0]() or known[1]() > 0:
                 return False
             sleepers = [s for (port, _), name in self._addresses.items() if port == link
                         and (s := self._stations.get(name)) is not None]
@@ -352,7 +351,7 @@ class HarnessClock:
             return "awake"
         # In this order: bytes on their way, then bytes a station has not read, then what the
         # stations said (a station woken by its link says so before it reads the bytes).
-        if any(busy() for busy in self._busy):
+        if any(busy() for busy, _ in self._link_bytes.values()):
             return "link"
         if any(s.unread is not None and s.unread() for s in self._stations.values()):
             return "link"
