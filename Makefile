@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export WATERSHED_CACHE ?= $(HOME)/.cache/watershed
 export WATERSHED_MICROPYTHON ?= $(WATERSHED_CACHE)/micropython/micropython
 
-.PHONY: deps system-deps micropython venv test demo bench chaos typecheck-firmware clean
+.PHONY: deps system-deps micropython venv test demo bench chaos typecheck typecheck-firmware clean
 
 deps: system-deps micropython venv
 
@@ -44,6 +44,11 @@ chaos: deps
 # .stubs/<board>); tests/firmware/test_typecheck.py runs the same, so `make test` includes it.
 typecheck-firmware: venv
 	$(PY) scripts/typecheck_firmware.py
+
+# mypy on the host code: the gateway package and the simulator (settings in
+# scripts/mypy-host.ini); tests/unit/test_typecheck_host.py runs the same.
+typecheck: venv
+	$(PY) -m mypy --config-file scripts/mypy-host.ini gateway/watershed hardware/watershed_sim
 
 clean:
 	rm -rf $(VENV) .bench .demo .stubs

@@ -112,8 +112,8 @@ class PyStation:
         frames = wire.MAX_DATA_FRAMES if poll.want & wire.WANT_MORE else 1
         if poll.backfill is not None:
             first, end = poll.backfill
-            return self._chain((r for r in self.produced
-                                if first <= r.seq < end and r.seq >= self.oldest_seq), frames)
+            return [*self._chain((r for r in self.produced
+                                  if first <= r.seq < end and r.seq >= self.oldest_seq), frames)]
         replies: list[wire.Frame] = []
         if poll.want & wire.WANT_HELLO or self.just_booted:
             replies.append(wire.Hello(self.addr, self.station_id, "py-1", 0, 1, self.boot_count,

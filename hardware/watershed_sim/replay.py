@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -233,7 +234,7 @@ def read_tip_log(path: Path, mm_per_tip: str | Decimal = "0.2",
         text = line.split("#", 1)[0].strip()
         if not text:
             continue
-        tip = _stamp(text, utc_offset_h, f"{path}:{n}", fractional=True)
+        tip = _instant(text, utc_offset_h, f"{path}:{n}")
         if tips and tip < tips[-1]:
             raise ReplayError(f"{path}:{n}: {text!r} is before the tip above it")
         tips.append(tip)
@@ -251,18 +252,27 @@ def _parse_time(text: str, formats: tuple[str, ...], where: str) -> datetime:
     raise ReplayError(f"{where}: {text!r} is not a time ({' or '.join(formats)})")
 
 
-def _stamp(text: str, utc_offset_h: float, where: str, fractional: bool = False) -> float:
+def _stamp(text: str, utc_offset_h: float, where: str) -> int:
+    """A recorded time in whole Unix seconds (a fraction is dropped)."""
+    return int(_instant(text, utc_offset_h, where))
+
+
+def _instant(text: str, utc_offset_h: float, where: str) -> float:
+    """A time as ISO 8601 (local at ``utc_offset_h`` when it names no zone) or Unix seconds."""
     text = text.strip()
+    not_a_time = ReplayError(f"{where}: {text!r} is not a time (ISO 8601 or Unix seconds)")
     try:
         number = float(text)
-        return number if fractional else int(number)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise not_a_time
+        return number
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ReplayError(f"{where}: {text!r} is not a time (ISO 8601 or Unix seconds)") from None
+        raise not_a_time from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone(timedelta(hours=utc_offset_h)))
-    stamp = when.timestamp()
-    return stamp if fractional else int(stamp)
+    return when.timestamp()

@@ -111,7 +111,6 @@ from typing import Any
 
 from watershed.config_reader import REQUIRED, ConfigError, Table, load_toml, parse_toml
 from watershed.contracts.channels import NUMBERS
-from watershed.contracts.ids import is_valid_id
 from watershed.station_tools.check import firmware_defects
 
 from .environment import Catchment, Environment, RainEvent, Rating, River, Weather

@@ -41,7 +41,6 @@ from .devices import (DevicePty, Faults, LevelSensor, RadarVelocitySensor, Range
                       SDI12Sensor, WeatherSensor)
 from .devices.bme280 import Bme280Image
 from .devices.sdi12 import REPLY_S, Quantity
-from .environment import Environment
 from .replay import Series, TipLog
 from .scenario import FaultSpec, Scenario, SensorSpec, Source, StationSpec
 
@@ -55,6 +54,10 @@ SDI12_MODELS: dict[str, type[SDI12Sensor]] = {
 RANGE_FRAME_S = 0.02  # a range sensor's frame period (wall s): a 5-frame median in 0.1 s
 DEVICE_FAULTS = ("no_reply", "late", "garble", "bad_crc")
 SILENT_DROPOUT = ("sdi12", "serial_level")  # a dropout of theirs: no reply on the line
+# What each SDI-12 device keeps of its logs (measured, reports, commands heard): its last hours,
+# for a look at a run. A scenario reads none of them, and all of a 30-day fleet's would be
+# millions of objects the garbage collector scans in each of its full collections.
+DEVICE_HISTORY = 500
 
 
 class SensorSite:
@@ -85,7 +88,8 @@ class SensorSite:
                                                truths[0], clock.now))
             elif sensor.kind == "sdi12":
                 if entry["port"] not in buses:
-                    buses[entry["port"]] = SDI12Bus(reply_s=REPLY_S / scenario.speed)
+                    buses[entry["port"]] = SDI12Bus(reply_s=REPLY_S / scenario.speed,
+                                                       history=DEVICE_HISTORY)
                 bus = buses[entry["port"]]
                 device = bus.add(_sdi12_sensor(sensor, truths, clock, seed=scenario.seed + n))
                 self.sdi12.append((sensor, device))
@@ -280,7 +284,8 @@ def _sdi12_sensor(sensor: SensorSpec, truths: list[Truth], clock: HarnessClock,
         if source != "":
             sources[name] = _at_sim_time(truth, clock)
             known.append(truth)
-    device = model(entry["address"], measure_s=0, sources=sources, seed=seed, clock=clock.now)
+    device = model(entry["address"], measure_s=0, sources=sources, seed=seed, clock=clock.now,
+                   history=DEVICE_HISTORY)
     device.handle = _silent_without_truth(device.handle, known, clock)  # type: ignore[method-assign]
     return device
 

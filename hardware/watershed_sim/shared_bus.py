@@ -69,11 +69,11 @@ class BusMedium:
         del self._in_air[:n]
         out: dict[str, bytearray] = {}
         for a in arrived:
-            value: int | None = a.value
+            sent = a.value
             if a.garbled:
                 self.counters["bytes_collided"] += 1
-                value = a.value ^ self._rng.randrange(1, 256)
-            value = self._noise.pass_byte(value)
+                sent ^= self._rng.randrange(1, 256)
+            value = self._noise.pass_byte(sent)
             if value is None:
                 continue
             for listener in self._talkers:

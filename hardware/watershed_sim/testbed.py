@@ -12,7 +12,6 @@ A Scenario says what to build.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -161,10 +160,10 @@ class Pipeline:
         # interval, so each station is polled that often.
         self.clock = HarnessClock(scenario.start - 1, scenario.speed, s.workdir / "clock",
                                   step_s=scenario.speed * self._poll_interval_s())
-        for i, spec in enumerate(scenario.links):
-            link = self.links[spec.name] = self._make_link(spec, scenario,
-                                                           seed=scenario.seed + 101 * i)
-            _tie_to_clock(link, self.clock, spec, scenario)
+        for i, link_spec in enumerate(scenario.links):
+            link = self.links[link_spec.name] = self._make_link(link_spec, scenario,
+                                                                seed=scenario.seed + 101 * i)
+            _tie_to_clock(link, self.clock, link_spec, scenario)
         for spec in scenario.stations:
             site = self.sites[spec.id] = SensorSite(spec, s.workdir / spec.id / "io", self.clock,
                                                     scenario)

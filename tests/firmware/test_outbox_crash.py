@@ -5,7 +5,6 @@ sequence number is reused (issue 3, item 5)."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import time

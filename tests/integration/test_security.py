@@ -15,7 +15,6 @@ import ssl
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from watershed.contracts.confirm import decode_confirmation
 from watershed.contracts.mqtt import MessageReading, ReadingsMessage, Topics, encode_readings
 from watershed.devservers import Influxd, Mosquitto, free_port
 from watershed.hydro.influx_setup import User, runner, setup, users
-from watershed.hydro.influxql import query
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.owners import REFRESH_S
 from watershed.ingest.service import Ingest

@@ -40,6 +40,18 @@ def test_parser_lists_the_foundation_commands() -> None:
     assert {"gateway", "ingest", "demo", "firmware"} <= names
 
 
+def test_quarantine_of_a_store_that_is_not_there_is_one_line_naming_it(tmp_path: Path,
+                                                                         capsys) -> None:
+    missing = tmp_path / "gateway.db"
+
+    code = main(["gateway", "quarantine", "list", "--store", str(missing)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines() == [f"error: no gateway store at {missing}"]
+    assert not missing.exists()
+
+
 # Run before anything else in a subprocess: makes ``watershed_sim`` absent, as on a gateway or
 # an ingest host where only the watershed package is installed.
 WITHOUT_SIM = """

@@ -137,6 +137,25 @@ def test_interrupted_m_is_aborted(bus: SDI12Bus) -> None:
     assert bus.sensor("0").measured[-1].aborted
 
 
+def test_a_device_with_a_history_keeps_the_last_entries_of_its_logs() -> None:
+    kept = SDI12Bus([WeatherSensor("1", measure_s=0, history=2)], history=3)
+    every = SDI12Bus([WeatherSensor("1", measure_s=0)])
+    for b in (kept, every):
+        for t in range(4):
+            ask(b, "1M!", 10 * t)
+            ask(b, "1D0!", 10 * t + 1)
+        ask(b, "9!", 50)  # a command nobody answers: heard all the same
+
+    assert [c.text for c in kept.commands] == ["1M!", "1D0!", "9!"]
+    assert [c.text for c in every.commands] == ["1M!", "1D0!"] * 4 + ["9!"]
+    weather, all_of_it = kept.sensor("1"), every.sensor("1")
+    assert [m.time for m in weather.measured] == [20, 30]
+    assert [m.time for m in all_of_it.measured] == [0, 10, 20, 30]
+    assert [(r.time, r.command) for r in weather.reports] == [(21, "D0"), (31, "D0")]
+    assert len(all_of_it.reports) == 4
+    assert list(weather.measured) == list(all_of_it.measured)[-2:]
+
+
 def test_command_to_another_sensor_does_not_abort(bus: SDI12Bus) -> None:
     ask(bus, "0M!", 0, wait=0.01)
     assert ask(bus, "1!", 0.3, wait=0.01) == b"1\r\n"

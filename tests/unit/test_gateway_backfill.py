@@ -13,8 +13,7 @@ from watershed.contracts.mqtt import MessageReading
 from watershed.contracts.wire import Reading
 from watershed.gateway.poller import Poller
 from watershed.gateway.store import GONE_FROM_STATION, Store
-from tests.unit.test_gateway_poller import (ADDR, HELLO_DATA, REGISTRY, T0, WANT_DATA,
-                                            ScriptedPort, framed, hello)
+from tests.unit.test_gateway_poller import (ADDR, REGISTRY, T0, ScriptedPort, framed, hello)
 
 
 

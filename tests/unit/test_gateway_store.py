@@ -113,6 +113,37 @@ def test_ack_says_exactly_what_is_stored(batches: list[list[int]]) -> None:
         assert ends == sorted(ends) and len(set(ends)) == len(ends)  # ascending, not touching
 
 
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.lists(st.integers(1, 200), min_size=1, max_size=12), min_size=1,
+                        max_size=12),
+       asked=st.lists(st.integers(0, 210), min_size=1, max_size=40))
+def test_what_was_received_is_told_exactly_among_many_holes(batches: list[list[int]],
+                                                           asked: list[int]) -> None:
+    # received_seqs and the store's own duplicate check read the runs once for a whole frame
+    with Store(":memory:") as s:
+        for batch in batches:
+            s.add("S", "b", readings(*sorted(set(batch))))
+        s.add("OTHER", "b", readings(*range(1, 211)))
+        stored = {seq for batch in batches for seq in batch}
+
+        assert s.received_seqs("S", asked) == stored & set(asked)
+        again = sorted(set(asked) - {0})
+        assert s.add("S", "b", readings(*again)).duplicate == len(stored & set(again))
+
+
+def test_reused_seqs_are_those_stored_with_other_content(store: Store) -> None:
+    store.add("S", "b", readings(*range(1, 1201)))  # more seqs than one query takes
+    store.add("T", "b", [reading(5, 999)])
+    frame = [reading(seq) for seq in range(1, 1301)]  # as stored, and 100 not stored yet
+    for seq in (3, 700, 1200):
+        frame[seq - 1] = reading(seq, mantissa=77)
+    frame[4] = reading(5, flags=0x84)
+
+    assert store.reused_seqs("S", frame) == {3, 5, 700, 1200}
+    assert store.reused_seqs("T", frame[:10]) == {5}
+    assert store.reused_seqs("U", frame) == set()
+
+
 def test_unsent_is_oldest_first_and_pages_by_id(store: Store) -> None:
     store.add("A", "b", readings(1, 2))
     store.add("B", "c", readings(7))

@@ -206,6 +206,8 @@ def test_tips_read_alike_whatever_the_line_endings(tmp_path: Path, ending: str) 
      r"tips.txt:2: '2024-03-01T09:59:00Z' is before the tip above it"),
     (["2024-03-01T10:00:00Z", "# storm", "10:05"], "0.2",
      r"tips.txt:3: '10:05' is not a time \(ISO 8601 or Unix seconds\)"),
+    (["2024-03-01T10:00:00Z", "nan"], "0.2",
+     r"tips.txt:2: 'nan' is not a time \(ISO 8601 or Unix seconds\)"),
     (["# nothing"], "0.2", r"tips.txt: no tips"),
     (["2024-03-01T10:00:00Z"], "0", r"tips.txt: mm_per_tip must be a number above 0, not '0'"),
     (["2024-03-01T10:00:00Z"], "x", r"tips.txt: mm_per_tip must be a number above 0"),
@@ -235,6 +237,12 @@ def test_csv_with_crlf_and_missing_values(tmp_path: Path) -> None:
     assert series.values == (Decimal("10.8"), Decimal("-0.4"), Decimal("0"))
     assert series.gaps() == [series.times[0] + 3600]  # the empty value: missing, not 0
     refused(r"t.csv:1: no column 'time' in the header", read_csv, path, "v")
+
+
+@pytest.mark.parametrize("when", ["inf", "-inf", "nan"])
+def test_a_csv_time_that_is_no_instant_is_refused_with_its_line(tmp_path: Path, when: str) -> None:
+    path = write(tmp_path / "t.csv", ["t,v", "2009-05-22T00:00:00Z,10.8", f"{when},10.9"], "\n")
+    refused(rf"t.csv:3: '{when}' is not a time", read_csv, path, "v", time_column="t")
 
 
 def test_toa5_sample_merges_rows_written_twice_and_keeps_skipped_minutes_missing() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from cobs import cobs
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.vectors.generate import frame_dict

@@ -108,7 +108,7 @@ def decode_confirmation(payload: bytes) -> Confirmation:
     for station, runs in _stations(obj, "written").items():
         c.written[station] = [_run(r, 2) for r in runs]
     for station, runs in _stations(obj, "rejected").items():
-        c.rejected[station] = [_run(r, 3) for r in runs]  # type: ignore[misc]
+        c.rejected[station] = [_run(r, 3) for r in runs]
     return c
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from .ids import check_id, is_valid_id
-from .mqtt import (_MAX_SEQ, MAX_TS, PAYLOAD_VERSION, MessageReading, PayloadError, ReadingsMessage,
+from .mqtt import (_MAX_SEQ, MAX_TS, PAYLOAD_VERSION, PayloadError, ReadingsMessage,
                    _Number, _number)
 from .decimals import MAX_EXPONENT, MAX_MANTISSA, value_text
 from .wire import MISSING

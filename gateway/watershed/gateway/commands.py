@@ -108,7 +108,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
     else:
         path = args.store
     if not path.exists():
-        raise ConfigError([f"no gateway store at {path}"], "quarantine")
+        raise ConfigError(f"no gateway store at {path}")
     store = Store(path, quota_bytes=config.store_quota_bytes if config else None,
                   protected_events=config.protected_event_readings if config else 0)
     registry = {s.id: s for s in config.stations} if config else {}

@@ -176,9 +176,11 @@ def _influx_setup(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         admin = _admin(args)
-        run = runner(config, *admin) if admin else None
-        done = setup(config, run, dry_run=args.dry_run)
-        if admin:
+        if admin is None:
+            done = setup(config, None, dry_run=args.dry_run)
+        else:
+            run = runner(config, *admin)
+            done = setup(config, run, dry_run=args.dry_run)
             done += users(config, _users(args, config, admin[0]), run, args.dry_run)
     except ConfigError as e:
         return _fail("influx setup", e, 2)

@@ -240,8 +240,8 @@ class V2Writer:
             raise RetryableWriteError(f"{self._client.url}: {e}") from e
 
     def close(self) -> None:
-        self._api.close()  # type: ignore[no-untyped-call]
-        self._client.close()  # type: ignore[no-untyped-call]
+        self._api.close()
+        self._client.close()
 
 
 def make_writer(config: InfluxConfig) -> Writer:

@@ -36,7 +36,7 @@ def _schema() -> ModuleType:
 
 def firmware_defects(cfg: Any) -> list[Defect]:
     """What the station itself would refuse, in its own words."""
-    return [tuple(d) for d in _schema().check(cfg)]  # type: ignore[misc]
+    return [tuple(d) for d in _schema().check(cfg)]
 
 
 def pin_map(board: str) -> dict[str, Any]:

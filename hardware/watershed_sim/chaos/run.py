@@ -75,7 +75,7 @@ LONG = dict(readings=1_000_000, rate=1500.0, layout=FleetLayout(links=4, honest_
 
 def settings(workdir: Path, long: bool = False, full_disk: bool = True, **overrides: Any
              ) -> ChaosSettings:
-    s = ChaosSettings(workdir=workdir, **(LONG if long else SHORT))  # type: ignore[arg-type]
+    s = ChaosSettings(workdir=workdir, **(LONG if long else SHORT))
     if not full_disk:
         s = replace(s, faults={k: v for k, v in s.faults.items() if k != "disk_full"})
     return replace(s, **overrides)

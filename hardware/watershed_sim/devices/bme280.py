@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -134,7 +135,7 @@ def image(c: Calib, adc_t: int, adc_p: int, adc_h: int, chip_id: int = 0x60,
     return bytes(regs)
 
 
-def raw_for(lo: int, hi: int, target: float, value, rising: bool = True,  # type: ignore[no-untyped-def]
+def raw_for(lo: int, hi: int, target: float, value: Callable[[int], float], rising: bool = True,
             near: int | None = None) -> int:
     """The last raw count in [lo, hi) whose compensated ``value(raw)`` is below ``target``
     (above it when not ``rising``), by halving. ``near``: a count close to the answer (the one
@@ -155,7 +156,7 @@ def raw_for(lo: int, hi: int, target: float, value, rising: bool = True,  # type
     return lo
 
 
-def _bracket(lo: int, hi: int, near: int, below) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _bracket(lo: int, hi: int, near: int, below: Callable[[int], bool]) -> tuple[int, int]:
     """A bracket [a, b] around the answer (``below(a)`` or a == lo; not ``below(b)`` or b == hi),
     grown from ``near`` in doubling steps."""
     step = 1

@@ -40,7 +40,8 @@ made), ``dropout`` (a measurement command starts ``dropout_s`` of silence).
 
 Truth for tests: ``sensor.measured`` lists every measurement with all its values as text, and
 ``sensor.reports`` every data response put on the line, with the values it carried and the fault
-applied to it (None when it went out intact).
+applied to it (None when it went out intact); the bus's ``commands`` every command it heard.
+With ``history=N`` (a scenario's devices: weeks of a fleet) each keeps only its last N entries.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ import itertools
 import math
 import random
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections import Counter, deque
+from collections.abc import Callable, MutableSequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 BREAK = 0x00
 PARITY_ERROR = 0x80
@@ -163,6 +165,12 @@ class _Measurement:
     sr: _Out | None = None
 
 
+def history_log(limit: int | None) -> MutableSequence[Any]:
+    """A device's log for tests: every entry, or only the last ``limit`` (each entry is an
+    object the garbage collector scans: a long simulation keeps a window, not millions)."""
+    return [] if limit is None else deque(maxlen=limit)
+
+
 @dataclass
 class CommandSeen:
     """A command as the bus saw it (for tests of the master's timing)."""
@@ -192,7 +200,7 @@ class SDI12Sensor:
                  values: dict[str, Number] | None = None,
                  sources: dict[str, Source] | None = None, faults: Faults | None = None,
                  serial: str = "", seed: int = 0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, history: int | None = None) -> None:
         if address not in ADDRESS_CHARS:
             raise ValueError(f"not an SDI-12 address: {address!r}")
         self.address = address
@@ -205,8 +213,8 @@ class SDI12Sensor:
         self.sources: dict[str, Source] = dict(sources or {})
         self.faults = faults or Faults()
         self.rng = random.Random(seed)
-        self.measured: list[Measured] = []
-        self.reports: list[Reported] = []
+        self.measured: MutableSequence[Measured] = history_log(history)
+        self.reports: MutableSequence[Reported] = history_log(history)
         self.aborted = 0
         self._forced: Counter[str] = Counter()
         self._t0 = clock()
@@ -404,10 +412,14 @@ class SDI12Bus:
     sensors: list[SDI12Sensor] = field(default_factory=list)
     standby_s: float = STANDBY_S
     reply_s: float = REPLY_S
-    commands: list[CommandSeen] = field(default_factory=list)
-    ignored: list[CommandSeen] = field(default_factory=list)  # heard while asleep, or garbled
+    history: int | None = None  # entries each log keeps (history_log); None: all
+    commands: MutableSequence[CommandSeen] = field(default_factory=list)
+    ignored: MutableSequence[CommandSeen] = field(default_factory=list)  # asleep, or garbled
 
     def __post_init__(self) -> None:
+        if self.history is not None:
+            self.commands = deque(self.commands, maxlen=self.history)
+            self.ignored = deque(self.ignored, maxlen=self.history)
         self._out: list[_Out] = []
         self._order = itertools.count()
         self._line = bytearray()

@@ -56,7 +56,7 @@ class AlertOutbox:
                 if r[0] not in self._sent_unwritten]
             held = [(i, a.station, a.payload) for i, a in self._held.items()
                     if i > after_id and not a.sent]
-        return sorted(stored + held)[:limit]  # type: ignore[return-value]
+        return sorted(stored + held)[:limit]
 
     def mark_sent(self, alert_id: int) -> None:
         """Never fails for lack of room: then the flag is kept in memory until it can be written."""

@@ -117,6 +117,6 @@ class Ledger:
         return ledger
 
     def lost_runs(self, station: str) -> list[Run]:
-        return self._database.execute_read(  # type: ignore[return-value]
+        return self._database.execute_read(
             "SELECT first_seq, end_seq FROM lost_runs WHERE station = ? ORDER BY first_seq",
             (station,))

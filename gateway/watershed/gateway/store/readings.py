@@ -9,6 +9,7 @@ numbers): kept, never forwarded silently as a duplicate.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,8 @@ from .schema import row_cost
 
 log = logging.getLogger(__name__)
 
+_SEQS_A_QUERY = 500  # bound parameters in one IN (...): SQLite allows 999 at least
+
 
 class Added(NamedTuple):
     new: int
@@ -42,17 +45,49 @@ class AckRanges(NamedTuple):
     ranges: tuple[tuple[int, int], ...]
 
 
-def received(db: sqlite3.Connection, station: str, seq: int) -> bool:
-    row = db.execute("SELECT end_seq FROM received_runs WHERE station = ? AND first_seq <= ?"
-                     " ORDER BY first_seq DESC LIMIT 1", (station, seq)).fetchone()
-    return row is not None and row[0] > seq
+def received_among(db: sqlite3.Connection, station: str, seqs: Sequence[int]) -> set[int]:
+    """Those of ``seqs`` in a received run: one query for a frame's readings, not one each."""
+    if not seqs:
+        return set()
+    low, high = min(seqs), max(seqs)
+    # The runs from the one that starts at or below ``low`` to ``high``: a range of the
+    # primary key, however many runs (holes) the station has elsewhere.
+    runs = db.execute("SELECT first_seq, end_seq FROM received_runs WHERE station = ? AND"
+                      " first_seq <= ? AND first_seq >= COALESCE((SELECT first_seq FROM"
+                      " received_runs WHERE station = ? AND first_seq <= ? ORDER BY first_seq"
+                      " DESC LIMIT 1), ?) ORDER BY first_seq",
+                      (station, high, station, low, low)).fetchall()
+    starts = [first for first, _ in runs]
+    found = set()
+    for seq in seqs:
+        i = bisect.bisect_right(starts, seq) - 1
+        if i >= 0 and runs[i][1] > seq:
+            found.add(seq)
+    return found
 
 
 def conflicts_with_stored(db: sqlite3.Connection, station: str, r: MessageReading) -> bool:
     stored = db.execute("SELECT channel, ts, mantissa, exponent, flags FROM readings"
                         " WHERE station = ? AND seq = ?", (station, r.seq)).fetchone()
-    return stored is not None and tuple(stored) != (r.channel, r.ts, r.mantissa, r.exponent,
-                                                     r.flags)
+    return stored is not None and tuple(stored) != _content(r)
+
+
+def _content(r: MessageReading) -> tuple[str, int, int, int, int]:
+    return (r.channel, r.ts, r.mantissa, r.exponent, r.flags)
+
+
+def stored_content(db: sqlite3.Connection, station: str, seqs: Sequence[int]
+                   ) -> dict[int, tuple[str, int, int, int, int]]:
+    """What is stored under each of ``seqs`` that has a row, by seq (queried in chunks)."""
+    stored = {}
+    for i in range(0, len(seqs), _SEQS_A_QUERY):
+        chunk = seqs[i:i + _SEQS_A_QUERY]
+        marks = ", ".join("?" * len(chunk))
+        for seq, *content in db.execute(
+                "SELECT seq, channel, ts, mantissa, exponent, flags FROM readings"
+                f" WHERE station = ? AND seq IN ({marks})", (station, *chunk)):
+            stored[seq] = tuple(content)
+    return stored
 
 
 def _extend_runs(db: sqlite3.Connection, station: str, seqs: list[int]) -> None:
@@ -118,11 +153,12 @@ class ReadingsIn:
         # Room first (the rows would hit the quota's page ceiling): retransmits count too.
         shed = 0 if self._quota.plan is None else self._quota.make_room(
             db, sum(row_cost(station, r.channel, basin) for r in readings))
+        # A seq in a received run was stored once: it is here, or was sent and pruned, or shed
+        # and counted. Storing it again would publish a duplicate.
+        seen = received_among(db, station, [r.seq for r in readings])
         for r in readings:
             row = (station, r.seq, r.channel, r.ts, r.mantissa, r.exponent, r.flags, basin, now)
-            # A seq in a received run was stored once: it is here, or was sent and pruned,
-            # or shed and counted. Storing it again would publish a duplicate.
-            inserted = 0 if received(db, station, r.seq) else db.execute(
+            inserted = 0 if r.seq in seen else db.execute(
                 "INSERT INTO readings (station, seq, channel, ts, mantissa, exponent, flags,"
                 " basin, received_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (station, seq) DO NOTHING",
@@ -189,11 +225,14 @@ class ReadingsIn:
 
     def received_seqs(self, station: str, seqs: Iterable[int]) -> set[int]:
         """Those of ``seqs`` this store has received from ``station``."""
+        wanted = list(seqs)
         with self._database.reading() as db:
-            return {seq for seq in seqs if received(db, station, seq)}
+            return received_among(db, station, wanted)
 
     def reused_seqs(self, station: str, readings: Iterable[MessageReading]) -> set[int]:
         """Seqs of ``readings`` stored already with other content (a station that reused its
         sequence numbers, or another station answering in its name)."""
+        readings = list(readings)
         with self._database.reading() as db:
-            return {r.seq for r in readings if conflicts_with_stored(db, station, r)}
+            stored = stored_content(db, station, [r.seq for r in readings])
+        return {r.seq for r in readings if stored.get(r.seq, _content(r)) != _content(r)}
