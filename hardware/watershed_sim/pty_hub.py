@@ -130,22 +130,26 @@ class PtyHub:
                 self._write_pending(e)
 
     def _read(self, e: _Endpoint) -> None:
-        try:
-            packet = os.read(e.pty.master_fd, _READ_SIZE + 1)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno == errno.EIO:
+        # Under the lock from the read to the medium: busy() sees the bytes in the pty or in the
+        # medium, never between (a busy() there let time move while the gateway's last frame of
+        # a cycle was in this thread's hands; the station woke to it at the next step and
+        # sampled before that step's rain tips reached its pin).
+        with self._lock:
+            try:
+                packet = os.read(e.pty.master_fd, _READ_SIZE + 1)
+            except BlockingIOError:
                 return
-            raise
-        if not packet:
-            return
-        status, payload = packet[0], packet[1:]
-        if status == 0 and payload:
-            with self._lock:
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    return
+                raise
+            if not packet:
+                return
+            status, payload = packet[0], packet[1:]
+            if status == 0 and payload:
                 self.medium.transmit(e.name, payload, time.time())
-        elif status & termios.TIOCPKT_FLUSHREAD:
-            e.held = False  # pyserial has finished opening this end
+            elif status & termios.TIOCPKT_FLUSHREAD:
+                e.held = False  # pyserial has finished opening this end
 
     def _write_pending(self, e: _Endpoint) -> None:
         if e.held or not e.pending:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import select
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,8 @@ import pytest
 import serial
 
 from watershed_sim.line_noise import NoiseSettings, Outage
-from watershed_sim.radio_link import RadioLink, RadioSettings, total
+from watershed_sim.pty_hub import GATEWAY, PtyHub
+from watershed_sim.radio_link import STATION, RadioLink, RadioMedium, RadioSettings, total
 from watershed_sim.shared_bus import SharedBus
 
 TIMEOUT_S = 10.0
@@ -154,3 +156,39 @@ def test_bus_is_paced_at_its_baud_rate_across_talkers() -> None:
         os.write(a, bytes(480))
         assert len(gateway.read(480)) == 480
         assert 0.47 <= time.monotonic() - started < 5.0
+
+
+class _HeldMedium(RadioMedium):
+    """A radio whose transmit waits until the test lets it go: the relay thread holds a packet
+    it has read from a pty and not yet put in the air."""
+
+    def __init__(self) -> None:
+        super().__init__(RadioSettings(baud=115200), time.monotonic, 1.0, 0)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def transmit(self, source: str, data: bytes, now: float) -> None:
+        self.entered.set()
+        self.release.wait(TIMEOUT_S)
+        super().transmit(source, data, now)
+
+
+def test_bytes_the_relay_holds_between_a_pty_and_the_medium_keep_the_link_busy() -> None:
+    # The harness clock moves time only while no link is busy: a frame read from the gateway's
+    # pty and not yet in the medium must count, or the station gets it a step late.
+    medium = _HeldMedium()
+    hub = PtyHub([STATION, GATEWAY], medium)
+    try:
+        with open_end(hub.path(STATION)) as station, open_end(hub.path(GATEWAY)) as gateway:
+            os.write(gateway, b"ACK")
+            assert medium.entered.wait(TIMEOUT_S)
+            seen: list[bool] = []
+            asking = threading.Thread(target=lambda: seen.append(hub.busy()))
+            asking.start()
+            asking.join(0.2)  # busy() waits for the relay: it cannot tell while the packet is held
+            medium.release.set()
+            asking.join(TIMEOUT_S)
+            assert seen == [True]
+            assert read_for(station, 3) == b"ACK"
+    finally:
+        medium.release.set()
+        hub.close()
