@@ -356,13 +356,19 @@ class Pipeline:
 
     def wait_until_stored(self, produced: dict[str, list[Any]],
                           timeout_s: float = 60) -> list[ChannelReport]:
-        """Poll InfluxDB until every reading of ``produced`` is there (or the timeout passes)."""
+        """Poll InfluxDB until every reading of ``produced`` is there (or the timeout passes).
+        After the first look only the stations still missing some are asked again: a month of
+        a fleet is a minute of queries, and the last readings of one station in flight at the
+        end cost that minute again."""
         deadline = time.monotonic() + timeout_s
+        reports = {(r.station, r.channel): r for r in self.report(produced)}
         while True:
-            reports = self.report(produced)
-            if all(not r.missing for r in reports) or time.monotonic() > deadline:
-                return reports
+            waiting = {station for (station, _), r in reports.items() if r.missing}
+            if not waiting or time.monotonic() > deadline:
+                return list(reports.values())
             time.sleep(1.0)
+            for r in self.report({station: produced[station] for station in waiting}):
+                reports[(r.station, r.channel)] = r
 
     def discharge(self, until: float) -> dict[str, dict[str, int]]:
         """Per rated station, the discharge the ingest derived (report.discharge_counts)."""

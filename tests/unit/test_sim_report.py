@@ -65,6 +65,36 @@ def test_a_seq_printed_twice_with_different_content_is_reported(monkeypatch):
     assert any("printed twice" in m for m in stage.mismatched)
 
 
+class LateLastReading:
+    """The report as InfluxDB answers it at each look: FLT-02's last reading lands after the
+    first."""
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    def report(self, produced):
+        self.asked.append(sorted(produced))
+        late = len(self.asked) == 1
+        return [report.ChannelReport(station, "stage_m", expected=len(readings),
+                                     stored=len(readings) - (late and station == "FLT-02"),
+                                     missing=[2] if late and station == "FLT-02" else [])
+                for station, readings in produced.items()]
+
+
+def test_waiting_for_influxdb_asks_again_only_for_the_stations_still_missing_some():
+    from watershed_sim.testbed import Pipeline
+
+    looks = LateLastReading()
+    produced = {"FLT-01": [(1, 1, T, 1, 0, 0), (2, 1, T + 900, 2, 0, 0)],
+                "FLT-02": [(1, 1, T, 1, 0, 0), (2, 1, T + 900, 2, 0, 0)]}
+
+    reports = Pipeline.wait_until_stored(looks, produced, timeout_s=30)  # type: ignore[arg-type]
+
+    assert looks.asked == [["FLT-01", "FLT-02"], ["FLT-02"]]
+    assert sorted((r.station, r.stored, r.missing) for r in reports) == [
+        ("FLT-01", 2, []), ("FLT-02", 2, [])]
+
+
 def test_the_trace_finds_station_and_seq_in_a_line():
     msg = ReadingsMessage("gw-demo", "SAN-01", "santiago",
                           (MessageReading(41, "stage_m", T, 1234, -3, 0),
