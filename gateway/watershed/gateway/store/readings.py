@@ -66,14 +66,14 @@ def received_among(db: sqlite3.Connection, station: str, seqs: Sequence[int]) ->
     return found
 
 
-def conflicts_with_stored(db: sqlite3.Connection, station: str, r: MessageReading) -> bool:
-    stored = db.execute("SELECT channel, ts, mantissa, exponent, flags FROM readings"
-                        " WHERE station = ? AND seq = ?", (station, r.seq)).fetchone()
-    return stored is not None and tuple(stored) != _content(r)
-
-
 def _content(r: MessageReading) -> tuple[str, int, int, int, int]:
     return (r.channel, r.ts, r.mantissa, r.exponent, r.flags)
+
+
+def _stored_otherwise(stored: dict[int, tuple[str, int, int, int, int]],
+                      r: MessageReading) -> bool:
+    """``r``'s seq is stored (``stored_content``) with other content."""
+    return stored.get(r.seq, _content(r)) != _content(r)
 
 
 def stored_content(db: sqlite3.Connection, station: str, seqs: Sequence[int]
@@ -156,6 +156,7 @@ class ReadingsIn:
         # A seq in a received run was stored once: it is here, or was sent and pruned, or shed
         # and counted. Storing it again would publish a duplicate.
         seen = received_among(db, station, [r.seq for r in readings])
+        repeated = []  # already stored: compared with what is stored in one query after
         for r in readings:
             row = (station, r.seq, r.channel, r.ts, r.mantissa, r.exponent, r.flags, basin, now)
             inserted = 0 if r.seq in seen else db.execute(
@@ -168,7 +169,10 @@ class ReadingsIn:
                 added_bytes += row_cost(station, r.channel, basin)
                 continue
             duplicates += 1
-            if conflicts_with_stored(db, station, r):
+            repeated.append((r, row))
+        stored = stored_content(db, station, [r.seq for r, _ in repeated])
+        for r, row in repeated:
+            if _stored_otherwise(stored, r):
                 conflicts += 1
                 db.execute("INSERT INTO conflicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
                 log.warning("station %s sent seq %d again with different content (%s at %d);"
@@ -235,4 +239,4 @@ class ReadingsIn:
         readings = list(readings)
         with self._database.reading() as db:
             stored = stored_content(db, station, [r.seq for r in readings])
-        return {r.seq for r in readings if stored.get(r.seq, _content(r)) != _content(r)}
+        return {r.seq for r in readings if _stored_otherwise(stored, r)}
