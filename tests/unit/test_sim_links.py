@@ -168,7 +168,9 @@ def test_a_frame_on_its_way_from_the_gateway_to_a_station_keeps_the_link_busy() 
         with open_end(hub.path(STATION)) as station, open_end(hub.path(GATEWAY)) as gateway:
             for _ in range(200):
                 os.write(gateway, b"ACK")
+                stuck_after = time.monotonic() + TIMEOUT_S  # a hub that never goes idle fails
                 while True:
+                    assert time.monotonic() < stuck_after
                     busy = hub.busy()
                     given = hub.unread(hub.path(STATION))
                     if not busy:
