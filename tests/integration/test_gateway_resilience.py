@@ -354,6 +354,23 @@ def test_alerts_health_and_remote_operations(
 # --- configuration --------------------------------------------------------------------
 
 
+def _lines_of(process: subprocess.Popen[str]) -> list[str]:
+    """The lines ``process`` prints, gathered as they come by a thread of their own."""
+    lines: list[str] = []
+
+    def gather() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+
+    threading.Thread(target=gather, daemon=True).start()
+    return lines
+
+
+def _said(lines: list[str], text: str) -> bool:
+    return any(text in line for line in list(lines))
+
+
 def test_a_malformed_config_is_refused_naming_the_key_and_a_bad_reload_is_survived(
         tmp_path: Path, mosquitto, gateway_id: str, link: VirtualSerialLink, bus: StationBus
         ) -> None:
@@ -375,22 +392,27 @@ def test_a_malformed_config_is_refused_naming_the_key_and_a_bad_reload_is_surviv
     subscriber = Subscriber(mosquitto.port, gateway_id)
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
+    output = _lines_of(process)
     try:
         sample(bus, SAN, ["1.0"])
         wait_until(lambda: len(received(subscriber)) == 1, timeout_s=30, what="a reading")
         config_file.write_text(good.replace("baud = 9600", "baud = -1") + "bogus = 1\n")
         process.send_signal(signal.SIGHUP)  # bad: refused, the running config stays
-        time.sleep(0.5)
+        # Each reload is awaited in the gateway's own output, not a fixed sleep: on a busy
+        # machine the good file could be back before the first signal is handled.
+        wait_until(lambda: _said(output, "reload refused, keeping the running configuration"),
+                   timeout_s=30, what="the bad reload refused")
+        [refused] = [line for line in list(output) if "reload refused" in line]
+        assert "gateway.toml:" in refused and "station[0].bogus: unknown key" in refused
         config_file.write_text(good)
         process.send_signal(signal.SIGHUP)  # good: reloaded
+        wait_until(lambda: _said(output, "configuration reloaded"), timeout_s=30,
+                   what="the good reload")
         sample(bus, SAN, ["1.1"])
         wait_until(lambda: len(received(subscriber)) == 2, timeout_s=30,
                    what="a reading after the reloads")
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-        assert process.returncode == 0
-        assert "reload refused, keeping the running configuration" in output
-        assert "configuration reloaded" in output
+        assert process.wait(30) == 0
     finally:
         if process.poll() is None:
             process.kill()
