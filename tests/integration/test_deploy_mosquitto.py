@@ -38,12 +38,20 @@ def connect(broker: Mosquitto, user: str | None, password: str | None = None,
         client.username_pw_set(user, password)
     result: queue.Queue = queue.Queue()
     client.on_connect = lambda c, u, f, rc, p: result.put(rc.value)
-    client.on_subscribe = lambda c, u, mid, rcs, p: result.put(("sub", [r.value for r in rcs]))
     if inbox is not None:
         client.on_message = lambda c, u, m: inbox.put((m.topic, m.payload))
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     return client, result.get(timeout=10)
+
+
+def subscribe(client: mqtt.Client, topic: str) -> list[int]:
+    """Subscribe at QoS 1 and wait for the broker's SUBACK (its reason codes): a message
+    published before the broker has the subscription would reach nobody."""
+    acked: queue.Queue = queue.Queue()
+    client.on_subscribe = lambda c, u, mid, rcs, p: acked.put([r.value for r in rcs])
+    client.subscribe(topic, qos=1)
+    return acked.get(timeout=10)
 
 
 def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
@@ -54,8 +62,7 @@ def test_each_gateway_writes_only_its_own_subtree(broker: Mosquitto) -> None:
     inbox: queue.Queue = queue.Queue()
     ingest, rc = connect(broker, "ingest-1", USERS["ingest-1"], inbox)
     assert rc == 0
-    ingest.subscribe("$share/ingest/watershed/v1/+/+/readings", qos=1)
-    time.sleep(0.3)  # let the subscription settle before publishing
+    assert subscribe(ingest, "$share/ingest/watershed/v1/+/+/readings") == [1]
     # mosquitto 2.0 drops a denied publish and closes that connection: either way it is gone.
     forger, rc = connect(broker, "gw-a", USERS["gw-a"])
     assert rc == 0
@@ -82,8 +89,7 @@ def test_a_gateway_hears_only_its_own_commands(broker: Mosquitto) -> None:
     operator, rc = connect(broker, "operator", USERS["operator"])
     assert rc == 0
     try:
-        gw_a.subscribe("watershed/v1/+/cmd", qos=1)
-        time.sleep(0.3)
+        assert subscribe(gw_a, "watershed/v1/+/cmd") == [1]
         publish(operator, "watershed/v1/gw-b/cmd", b"for b")
         publish(operator, "watershed/v1/gw-a/cmd", b"for a")
         assert inbox.get(timeout=10) == ("watershed/v1/gw-a/cmd", b"for a")
@@ -107,10 +113,9 @@ def test_an_ingest_confirms_to_a_gateway_and_only_that_gateway_hears_it(broker: 
     ingest, rc = connect(broker, "ingest-1", USERS["ingest-1"])
     assert rc == 0
     try:
-        gw_a.subscribe("watershed/v1/gw-a/confirm", qos=1)
-        gw_a.subscribe("watershed/v1/ingest/+/status", qos=1)
-        gw_b.subscribe("watershed/v1/+/confirm", qos=1)  # tries to read everyone's
-        time.sleep(0.3)
+        assert subscribe(gw_a, "watershed/v1/gw-a/confirm") == [1]
+        assert subscribe(gw_a, "watershed/v1/ingest/+/status") == [1]
+        subscribe(gw_b, "watershed/v1/+/confirm")  # tries to read everyone's
         publish(ingest, "watershed/v1/gw-a/confirm", b"for a")
         publish(ingest, "watershed/v1/ingest/ingest-1/status", b"status")
         assert inbox_a.get(timeout=10) == ("watershed/v1/gw-a/confirm", b"for a")

@@ -215,7 +215,8 @@ def test_influxd_outage_loses_nothing(mosquitto: Mosquitto,
         for msg in during:
             setup.publish(encode_readings(msg), setup.topics.readings(msg.gateway, msg.station))
         wait_for(lambda: ingest.stats()["write_failures"] >= 3, what="failed writes")
-        time.sleep(1.5)  # down for a couple of seconds in all
+        wait_for(lambda: ingest.stats()["received"] == 3, what="both messages received")
+        time.sleep(1.5)  # down for a couple of seconds in all: time for a wrong ack to go out
         stats = ingest.stats()
         assert (stats["received"], stats["acks_sent"], stats["pending"]) == (3, 1, 2)  # held
 
