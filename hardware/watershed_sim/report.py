@@ -20,11 +20,19 @@ class ChannelReport:
     stored: int = 0
     missing: list[int] = field(default_factory=list)  # seqs not found
     mismatched: list[str] = field(default_factory=list)  # what differs, per reading
+    # seqs whose point InfluxDB showed only in part (also in mismatched): it applies a point's
+    # fields one by one, so a query racing the write that brings the point can see some of
+    # them; asked again, a write still being applied shows whole
+    partial: list[int] = field(default_factory=list)
+
+
+_FIELDS = ("value", "flags", "seq", "gateway")  # what the ingest writes for every reading
 
 
 def _stored_points(url: str, database: str, station: str) -> dict[tuple[str, int], dict]:
     points = {}
-    q = f"SELECT value, flags, seq, gateway FROM readings WHERE station = '{station}' GROUP BY channel"
+    q = (f"SELECT {', '.join(_FIELDS)} FROM readings WHERE station = '{station}' "
+         "GROUP BY channel")
     for tags, rows in query(url, database, q):
         for row in rows:
             points[(tags["channel"], row["time"])] = row
@@ -35,7 +43,8 @@ def compare(url: str, database: str, produced: dict[str, list[Produced]]) -> lis
     """One report per station and channel; a reading matches when its point has the exact
     value, flags and seq at its time. A reading with no point at its time is missing, unless
     a point carries its seq elsewhere (stored at the wrong channel or time: mismatched). A seq
-    the station printed twice with different content is mismatched too (a reused seq)."""
+    the station printed twice with different content is mismatched too (a reused seq), and so
+    is a point that lacks fields every reading has (``partial`` says which: ask again)."""
     reports: dict[tuple[str, str], ChannelReport] = {}
     for station, readings in produced.items():
         points = _stored_points(url, database, station)
@@ -61,8 +70,16 @@ def compare(url: str, database: str, produced: dict[str, list[Produced]]) -> lis
                     report.mismatched.append(f"seq {seq} stored at {elsewhere[0]}/{elsewhere[1]}"
                                              f", produced at {name}/{time}")
                 continue
-            report.stored += 1
             want = None if flags & MISSING else Decimal(value_text(mantissa, exponent))
+            absent = [name for name in _FIELDS if point[name] is None]
+            if want is None:
+                absent.remove("value")  # a missing value has none
+            if absent:
+                report.partial.append(seq)
+                report.mismatched.append(f"seq {seq} at {time}: the point has no "
+                                         f"{', '.join(absent)} (only part of it written)")
+                continue
+            report.stored += 1
             if point["value"] != want or point["flags"] != flags or point["seq"] != seq:
                 report.mismatched.append(
                     f"seq {seq} at {time}: stored value={point['value']} flags={point['flags']} "

@@ -356,14 +356,15 @@ class Pipeline:
 
     def wait_until_stored(self, produced: dict[str, list[Any]],
                           timeout_s: float = 60) -> list[ChannelReport]:
-        """Poll InfluxDB until every reading of ``produced`` is there (or the timeout passes).
-        After the first look only the stations still missing some are asked again: a month of
-        a fleet is a minute of queries, and the last readings of one station in flight at the
-        end cost that minute again."""
+        """Poll InfluxDB until every reading of ``produced`` is there whole (or the timeout
+        passes). After the first look only the stations still missing some, or showing some
+        in part (report.ChannelReport.partial), are asked again: a month of a fleet is a
+        minute of queries, and the last readings of one station in flight at the end cost
+        that minute again."""
         deadline = time.monotonic() + timeout_s
         reports = {(r.station, r.channel): r for r in self.report(produced)}
         while True:
-            waiting = {station for (station, _), r in reports.items() if r.missing}
+            waiting = {station for (station, _), r in reports.items() if r.missing or r.partial}
             if not waiting or time.monotonic() > deadline:
                 return list(reports.values())
             time.sleep(1.0)

@@ -116,8 +116,18 @@ def run_fleet(stations: int, days: float) -> dict:
         "clock_held_s": {k: round(v, 1) for k, v in result.clock_held_s.items()},
         "readings": result.expected, "missing": result.missing,
         "mismatched": result.mismatched, "firmware_faults": len(result.firmware_faults),
+        # what went wrong, should anything: a figure alone cannot be chased down afterwards
+        "first_problems": _first_problems(result),
         "ok": result.ok,
     }
+
+
+def _first_problems(result, limit: int = 10) -> list[str]:
+    """The first mismatched and missing readings and firmware faults, as the report says them."""
+    problems = [f"{r.station} {r.channel}: {m}" for r in result.reports for m in r.mismatched]
+    problems += [f"{r.station} {r.channel}: seq {seq} missing" for r in result.reports
+                 for seq in r.missing]
+    return (problems + list(result.firmware_faults))[:limit]
 
 
 def run() -> dict:
