@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from watershed.contracts.channels import channel_name
+from watershed.contracts.influx import FIELDS, absent_fields
 from watershed.contracts.wire import MISSING, value_text
 from watershed.hydro.influxql import query
 
@@ -20,18 +21,14 @@ class ChannelReport:
     stored: int = 0
     missing: list[int] = field(default_factory=list)  # seqs not found
     mismatched: list[str] = field(default_factory=list)  # what differs, per reading
-    # seqs whose point InfluxDB showed only in part (also in mismatched): it applies a point's
-    # fields one by one, so a query racing the write that brings the point can see some of
-    # them; asked again, a write still being applied shows whole
+    # seqs whose point InfluxDB showed only in part (influx.absent_fields), also in mismatched:
+    # asked again, a write still being applied shows whole
     partial: list[int] = field(default_factory=list)
-
-
-_FIELDS = ("value", "flags", "seq", "gateway")  # what the ingest writes for every reading
 
 
 def _stored_points(url: str, database: str, station: str) -> dict[tuple[str, int], dict]:
     points = {}
-    q = (f"SELECT {', '.join(_FIELDS)} FROM readings WHERE station = '{station}' "
+    q = (f"SELECT {', '.join(FIELDS)} FROM readings WHERE station = '{station}' "
          "GROUP BY channel")
     for tags, rows in query(url, database, q):
         for row in rows:
@@ -70,16 +67,14 @@ def compare(url: str, database: str, produced: dict[str, list[Produced]]) -> lis
                     report.mismatched.append(f"seq {seq} stored at {elsewhere[0]}/{elsewhere[1]}"
                                              f", produced at {name}/{time}")
                 continue
-            want = None if flags & MISSING else Decimal(value_text(mantissa, exponent))
-            absent = [name for name in _FIELDS if point[name] is None]
-            if want is None:
-                absent.remove("value")  # a missing value has none
+            absent = absent_fields(point)
             if absent:
                 report.partial.append(seq)
                 report.mismatched.append(f"seq {seq} at {time}: the point has no "
                                          f"{', '.join(absent)} (only part of it written)")
                 continue
             report.stored += 1
+            want = None if flags & MISSING else Decimal(value_text(mantissa, exponent))
             if point["value"] != want or point["flags"] != flags or point["seq"] != seq:
                 report.mismatched.append(
                     f"seq {seq} at {time}: stored value={point['value']} flags={point['flags']} "
