@@ -6,8 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from watershed.hydro.influxql import QueryError
-from watershed.hydro.recompute import whole_rows
+from watershed.hydro.influxql import QueryError, whole_rows
 
 WHOLE = {"time": 1770076800, "value": Decimal("1.42"), "flags": 0, "seq": 9, "gateway": "gw",
          "basin": "santiago"}

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from ..contracts.influx import absent_fields
 
 Row = dict[str, Any]
 
@@ -47,6 +51,23 @@ def query(url: str, database: str, q: str, *, epoch: str = "s", username: str = 
     return [(s.tags, s.rows) for s in query_series(url, database, q, epoch=epoch,
                                                     username=username, password=password,
                                                     timeout_s=timeout_s)]
+
+
+def whole_rows(ask: Callable[[], list[tuple[dict[str, str], list[Row]]]],
+               tries: int = 20, wait_s: float = 0.1) -> list[Row]:
+    """The rows of ``ask()`` (a query of FIELDS), asked again while a point shows in part: the
+    one the ingest is writing as we read (InfluxDB applies its fields one by one, see
+    absent_fields) would lack flags or seq. QueryError if one still does after ``tries``."""
+    for _ in range(tries):
+        rows = [row for _, rows in ask() for row in rows]
+        partial = [row for row in rows if absent_fields(row)]
+        if not partial:
+            return rows
+        time.sleep(wait_s)
+    first = partial[0]
+    raise QueryError(f"InfluxDB still shows points in part after {tries} tries: "
+                     f"{len(partial)}, the first at {first['time']} without "
+                     f"{', '.join(absent_fields(first))}")
 
 
 def query_series(url: str, database: str, q: str, *, epoch: str = "s", username: str = "",

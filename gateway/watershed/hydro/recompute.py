@@ -10,14 +10,11 @@ number from a withdrawn rating must not stay behind as if it were current.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ..contracts.ids import check_id
-from ..contracts.influx import DISCHARGE_CHANNEL, MEASUREMENT, absent_fields, discharge_line
-from .influxql import QueryError, query
+from ..contracts.influx import DISCHARGE_CHANNEL, MEASUREMENT, discharge_line
+from .influxql import query, whole_rows
 from ..ingest.config import ConfigError, IngestConfig
 from ..ingest.ratings_setup import load_station_ratings
 from ..ingest.writer import Writer, make_writer
@@ -71,23 +68,6 @@ def recompute(config: IngestConfig, station: str, start: int, end: int,
             writer.close()
     return RecomputeReport(len(rows), len(lines), out_of_range, len(unrated), removed,
                            tuple(sorted(used)))
-
-
-def whole_rows(ask: Callable[[], list[tuple[dict[str, str], list[dict[str, Any]]]]],
-               tries: int = 20, wait_s: float = 0.1) -> list[dict[str, Any]]:
-    """The rows of ``ask()`` (a query of FIELDS), asked again while a point shows in part: the
-    one the ingest is writing as we read (InfluxDB applies its fields one by one, see
-    absent_fields) would lack flags or seq. QueryError if one still does after ``tries``."""
-    for _ in range(tries):
-        rows = [row for _, rows in ask() for row in rows]
-        partial = [row for row in rows if absent_fields(row)]
-        if not partial:
-            return rows
-        time.sleep(wait_s)
-    first = partial[0]
-    raise QueryError(f"InfluxDB still shows points in part after {tries} tries: "
-                     f"{len(partial)}, the first at {first['time']} without "
-                     f"{', '.join(absent_fields(first))}")
 
 
 def _remove_derived(config: IngestConfig, station: str, times: list[int], start: int,
