@@ -16,9 +16,11 @@ baud: the protocol's load on a real bus; in wall time a bus passes bytes ``speed
 faster, so the line never bounds the pace here), ``cpu_s_per_station_day`` (the bench's own
 process: harness, gateway, ingest; and its children: the stations' MicroPython processes,
 mosquitto, influxd; on this 2-core machine 2 station-days a second leaves 1 CPU-second per
-station-day for all of them together), ``files_on`` (``tmpfs``, or ``disk`` on a machine
-without /dev/shm: see TMPFS) and ``clock_held_s`` (wall seconds the harness held
-time while stations were awake sampling, links carried bytes, timeline events ran).
+station-day for all of them together), ``cpu_busy_fraction`` (their CPU time over the
+machine's, wall seconds × cores: how near the run is to the CPU's bound), ``files_on``
+(``tmpfs``, or ``disk`` on a machine without /dev/shm: see TMPFS) and ``clock_held_s`` (wall
+seconds the harness held time while stations were awake sampling, links carried bytes,
+timeline events ran).
 
 ``WATERSHED_BENCH_FLEET_DAYS`` shortens the run (default 30 simulated days). The device
 faults all fall in the first two days and cost wall seconds (a sensor that does not answer is
@@ -110,6 +112,9 @@ def run_fleet(stations: int, days: float) -> dict:
         "cpu_s_per_station_day": {"harness_gateway_ingest": round((own1 - own0) / station_days, 2),
                                   "stations_and_servers": round((children1 - children0)
                                                                 / station_days, 2)},
+        # the share of the machine's CPU time the run used: near 1, the pace is the CPU's
+        "cpu_busy_fraction": round((own1 - own0 + children1 - children0)
+                                   / (wall * (os.cpu_count() or 1)), 2),
         # every byte the buses carried (polls, replies, ACKs) as a share of the simulated time
         "line_busy_fraction": round(line_bytes / (capacity * days * 86400), 4),
         "line_bytes_per_station_day": round(line_bytes / station_days),

@@ -115,3 +115,21 @@ def test_a_missing_database_is_an_error(influxd: Influxd,
     code = main(["query", "--url", influxd.url, "--db", "no_such_db", "--start", str(HOUR)])
     assert code == 1
     assert "database not found" in capsys.readouterr().err
+
+
+def test_a_point_not_written_whole_is_kept_and_said_once(
+        influxd: Influxd, db: str, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A point with a value and no flags is not one the ingest wrote (its points have every
+    field; one it is writing as we read shows in part only for a moment): asked for again,
+    then kept as InfluxDB holds it (flags null, not 0), with one line saying so."""
+    V1Writer(influxd.url, db).write([
+        f"readings,basin=santiago,channel=stage_m,station=SAN-01 value=2.5 {HOUR + 2700}"])
+    out = run(influxd, db, capsys, "--station", "SAN-01", "--channel", "stage_m",
+              "--format", "json")
+    assert [(r["time"], r["value"], r["flags"]) for r in as_json(out)][2:4] == [
+        ("2025-11-20T22:30:00Z", Decimal("9.9"), 16),
+        ("2025-11-20T22:45:00Z", Decimal("2.5"), None)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "InfluxDB still shows points in part after 20 tries: 1, the first SAN-01 stage_m at "
+        f"{HOUR + 2700} without flags; kept as InfluxDB holds them"]

@@ -1,4 +1,5 @@
-"""Recompute reads stage points whole: one the ingest is writing as it reads shows in part."""
+"""Recompute, and the raw reads of the hydrologists' tools, read points whole: one the ingest
+is writing as they read shows in part."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from watershed.hydro.influxql import QueryError, whole_rows
+from watershed.hydro.influxql import QueryError, Series, whole_rows
+from watershed.hydro.query import ReadingsQuery, _whole_points
 
 WHOLE = {"time": 1770076800, "value": Decimal("1.42"), "flags": 0, "seq": 9, "gateway": "gw",
          "basin": "santiago"}
@@ -43,3 +45,18 @@ def test_a_point_that_stays_in_part_is_one_clear_error():
                                          "1, the first at 1770076800 without seq"):
         whole_rows(ask, tries=3, wait_s=0)
     assert ask.asked == 3
+
+
+def test_raw_readings_are_asked_for_again_while_a_point_lacks_its_flags():
+    """`watershed query`, export, plot and check read raw readings through _whole_points: the
+    point the ingest is writing shows, for a moment, with its value and no flags (which the
+    hydrologists' tools would take as none set)."""
+    looks = [[WHOLE | {"flags": None}], [WHOLE | {"flags": 16}]]
+    asked = []
+
+    def ask() -> list[list[Series]]:
+        asked.append(1)
+        return [[Series("readings", {}, looks[min(len(asked), 2) - 1])]]
+
+    got = _whole_points(ReadingsQuery(0, 2**31, columns=("seq",)), ask)
+    assert got[0][0].rows == [WHOLE | {"flags": 16}] and len(asked) == 2

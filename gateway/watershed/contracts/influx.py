@@ -33,13 +33,13 @@ DISCHARGE_CHANNEL = "discharge_m3s"
 DERIVED_FIELDS = ("rating_id",)  # only on discharge derived from stage through a rating
 
 
-def absent_fields(row: dict[str, Any]) -> list[str]:
-    """The fields of FIELDS that ``row``, a point as a query returns it, lacks: a value only
-    when its flags do not say missing. Every point the ingest writes has them all, but
+def absent_fields(row: dict[str, Any], fields: tuple[str, ...] = FIELDS) -> list[str]:
+    """The ``fields`` (of FIELDS) that ``row``, a point as a query returns it, lacks: a value
+    only when its flags do not say missing. Every point the ingest writes has them all, but
     InfluxDB 1.x applies a point's fields one by one, so a query racing the write that brings
     the point can see some of them: a reader that needs whole points asks again."""
-    absent = [name for name in FIELDS if row.get(name) is None]
-    if absent == ["value"] and int(row["flags"]) & MISSING:
+    absent = [name for name in fields if row.get(name) is None]
+    if absent == ["value"] and row.get("flags") is not None and int(row["flags"]) & MISSING:
         return []
     return absent
 

@@ -11,14 +11,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from ..contracts.influx import absent_fields
+from ..contracts.influx import FIELDS, absent_fields
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 # No proxies from the environment: the database is reached directly (as the writers do).
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -53,21 +54,39 @@ def query(url: str, database: str, q: str, *, epoch: str = "s", username: str = 
                                                     timeout_s=timeout_s)]
 
 
+def asked_whole(ask: Callable[[], T], rows: Callable[[T], Iterable[Row]],
+                fields: tuple[str, ...] = FIELDS, tries: int = 20, wait_s: float = 0.1
+                ) -> tuple[T, list[Row]]:
+    """``ask()`` (a query) asked again while a row of its answer (``rows``) lacks one of
+    ``fields``: the point the ingest is writing as we read shows in part (InfluxDB applies a
+    point's fields one by one, see absent_fields). The last answer, and its rows still in part
+    after ``tries``: none unless something other than the ingest wrote them so."""
+    for attempt in range(tries):
+        answer = ask()
+        partial = [row for row in rows(answer) if absent_fields(row, fields)]
+        if not partial or attempt == tries - 1:
+            return answer, partial
+        time.sleep(wait_s)
+    raise ValueError("tries must be at least 1")
+
+
+def in_part(partial: list[Row], tries: int, fields: tuple[str, ...] = FIELDS) -> str:
+    """One line on the points still in part after ``tries`` (asked_whole)."""
+    first = partial[0]
+    which = "".join(f"{first[tag]} " for tag in ("station", "channel") if first.get(tag))
+    return (f"InfluxDB still shows points in part after {tries} tries: {len(partial)}, the "
+            f"first {which}at {first['time']} without {', '.join(absent_fields(first, fields))}")
+
+
 def whole_rows(ask: Callable[[], list[tuple[dict[str, str], list[Row]]]],
                tries: int = 20, wait_s: float = 0.1) -> list[Row]:
-    """The rows of ``ask()`` (a query of FIELDS), asked again while a point shows in part: the
-    one the ingest is writing as we read (InfluxDB applies its fields one by one, see
-    absent_fields) would lack flags or seq. QueryError if one still does after ``tries``."""
-    for _ in range(tries):
-        rows = [row for _, rows in ask() for row in rows]
-        partial = [row for row in rows if absent_fields(row)]
-        if not partial:
-            return rows
-        time.sleep(wait_s)
-    first = partial[0]
-    raise QueryError(f"InfluxDB still shows points in part after {tries} tries: "
-                     f"{len(partial)}, the first at {first['time']} without "
-                     f"{', '.join(absent_fields(first))}")
+    """The rows of ``ask()`` (a query of FIELDS), whole (asked_whole); QueryError if one is
+    still in part after ``tries``."""
+    answer, partial = asked_whole(ask, lambda series: (r for _, rows in series for r in rows),
+                                  FIELDS, tries, wait_s)
+    if partial:
+        raise QueryError(in_part(partial, tries))
+    return [row for _, rows in answer for row in rows]
 
 
 def query_series(url: str, database: str, q: str, *, epoch: str = "s", username: str = "",

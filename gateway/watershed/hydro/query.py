@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone, tzinfo
@@ -31,16 +32,20 @@ from .cli_common import Source
 from .flags import flag_names
 from .influx_setup import HOURLY_MEASUREMENT, HOURLY_POLICY
 from .registry import EMPTY
-from .influxql import Series, query_results, query_series, quote_ident, quote_string
+from .influxql import (Series, asked_whole, in_part, query_results, query_series, quote_ident,
+                       quote_string)
 from .windows import calendar_windows, check_every, fixed_seconds
 
 AGGREGATES = ("mean", "min", "max", "sum")
 FORMATS = ("table", "csv", "json")
 COLUMNS = ("seq", "rating_id", "gateway", "flag_names")  # extra columns of raw readings
 IDENTITY = ("station", "basin", "channel")
+WHOLE_TRIES = 20  # asks of raw readings while a point shows in part, 0.1 s apart
 CLEAN = "(flags = 0 OR flags = 128)"
 _STATS = ("mean(value) AS mean, min(value) AS min, max(value) AS max, sum(value) AS sum, "
           "count(value) AS count, count(flags) AS readings")
+
+log = logging.getLogger(__name__)
 
 
 class UnknownName(ValueError):
@@ -178,8 +183,15 @@ def run_query(url: str, database: str, q: ReadingsQuery, *, username: str = "",
     raw = q.every is None and not q.rollups
     # raw readings: --clean is decided on the corrected flags, so it is applied here
     sent = replace(q, clean=False) if raw else q
-    results = query_results(url, database, sent.influxql(), username=username,
-                            password=password, timeout_s=timeout_s)
+
+    def ask() -> list[list[Series]]:
+        return query_results(url, database, sent.influxql(), username=username,
+                             password=password, timeout_s=timeout_s)
+
+    if raw:
+        results = _whole_points(q, ask)
+    else:
+        results = ask()
     if q.rollups:
         records = _rollup_records(q, results[0])
     elif raw:
@@ -195,6 +207,19 @@ def run_query(url: str, database: str, q: ReadingsQuery, *, username: str = "",
                    for s in result for row in s.rows if row["readings"]]
     records.sort(key=lambda r: (r.station, r.channel, r.time))
     return records
+
+
+def _whole_points(q: ReadingsQuery, ask: Callable[[], list[list[Series]]]
+                  ) -> list[list[Series]]:
+    """Raw readings asked again while a point shows in part (influxql.asked_whole): the one
+    the ingest is writing as we read would come with no flags, read as none set. One still in
+    part after the tries was not written whole by the ingest: kept as it is, and said."""
+    fields = ("value", "flags", *(c for c in q.columns if c in ("seq", "gateway")))
+    results, partial = asked_whole(ask, lambda r: ({**s.tags, **row} for s in r[0]
+                                                   for row in s.rows), fields, WHOLE_TRIES)
+    if partial:
+        log.warning("%s; kept as InfluxDB holds them", in_part(partial, WHOLE_TRIES, fields))
+    return results
 
 
 def _corrected(src: Source, q: ReadingsQuery, records: list[Record]) -> list[Record]:
