@@ -103,7 +103,8 @@ def audit(series: StationSeries, intervals: dict[str, int], start: int, end: int
             ca.expected += 1
             p = stored.get(slot)
             if p is not None:
-                ca.counts["missing" if p.value is None or p.flags & MISSING else "stored"] += 1
+                missing = p.value is None or (p.flags or 0) & MISSING
+                ca.counts["missing" if missing else "stored"] += 1
             elif any(c.channel == channel and c.start <= slot < c.end for c in corrections):
                 ca.counts["marked"] += 1
             else:

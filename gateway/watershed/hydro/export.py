@@ -210,7 +210,7 @@ def waterml2(st: StationSeries, info: StationInfo | None, zone: tzinfo) -> str:
             if p.effective_flags or p.corrected_flags is not None:
                 md = _sub(_sub(tvp, "wml2:metadata"), "wml2:TVPMeasurementMetadata")
                 for bit, name in NAMES.items():
-                    if p.effective_flags & bit:
+                    if (p.effective_flags or 0) & bit:
                         cat = _sub(_sub(md, "wml2:qualifier"), "swe:Category",
                                    definition=FLAG_DEFINITION)
                         _sub(cat, "swe:value", name)

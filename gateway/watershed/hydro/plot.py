@@ -91,7 +91,9 @@ def _flow(ax: Any, st: StationSeries, intervals: dict[tuple[str, str], int],
 def _series(ax: Any, st: StationSeries, channel: str, intervals: dict[tuple[str, str], int],
             zone: tzinfo, colour: str, label: str) -> list[Any]:
     points = st.channels[channel]
-    good = [p for p in points if p.value is not None and not p.effective_flags & QUALITY_DEFECTS]
+    # a point with no flags (not written by the ingest) is drawn as a good one
+    good = [p for p in points
+            if p.value is not None and not (p.effective_flags or 0) & QUALITY_DEFECTS]
     step = intervals.get((st.station, channel)) or usual_step(points)
     xs, ys = broken_line(good, step, zone)
     # a reading with a gap on both sides would be an invisible line of length 0: give it a dot
@@ -153,7 +155,7 @@ def _rain(ax: Any, st: StationSeries, intervals: dict[tuple[str, str], int],
         points = st.channels[channel]
         step = intervals.get((st.station, channel)) or usual_step(points)
         good = [p for p in points if p.value is not None
-                and not p.effective_flags & QUALITY_DEFECTS]
+                and not (p.effective_flags or 0) & QUALITY_DEFECTS]
         # a total covers the interval that ends at its time
         depths = [float(p.value) for p in good if p.value is not None]
         bars = ax.bar([_when(p.time, zone) for p in good], depths,

@@ -14,14 +14,14 @@ from .query import ReadingsQuery, run_query
 class Point:
     time: int
     value: Decimal | None
-    flags: int  # as the station (or the ingest) stored it
+    flags: int | None  # as the station (or the ingest) stored it; None: the point has none
     seq: int | None = None
     rating_id: str = ""
     corrected_flags: int | None = None  # None: no correction touches it
     correction: str = ""  # who / when / why of the corrections that did
 
     @property
-    def effective_flags(self) -> int:
+    def effective_flags(self) -> int | None:
         return self.flags if self.corrected_flags is None else self.corrected_flags
 
 
@@ -47,7 +47,7 @@ def load_station(src: Source, station: str, start: int, end: int,
         seq = r.extra.get("seq")
         corrected = r.extra.get("corrected_flags")
         out.channels.setdefault(r.channel, []).append(
-            Point(r.time, r.value, int(r.extra.get("flags") or 0),
+            Point(r.time, r.value, r.extra.get("flags"),
                   None if seq is None else int(seq), r.extra.get("rating_id") or "",
                   None if corrected is None else int(corrected), r.extra.get("correction", "")))
     return out
