@@ -212,8 +212,9 @@ def run_query(url: str, database: str, q: ReadingsQuery, *, username: str = "",
 def _whole_points(q: ReadingsQuery, ask: Callable[[], list[list[Series]]]
                   ) -> list[list[Series]]:
     """Raw readings asked again while a point shows in part (influxql.asked_whole): the one
-    the ingest is writing as we read would come with no flags, read as none set. One still in
-    part after the tries was not written whole by the ingest: kept as it is, and said."""
+    the ingest is writing as we read could come without its flags or its value. One still in
+    part after the tries was not written whole by the ingest: kept as it is (its flags
+    unknown, not 0), and said."""
     fields = ("value", "flags", *(c for c in q.columns if c in ("seq", "gateway")))
     results, partial = asked_whole(ask, lambda r: ({**s.tags, **row} for s in r[0]
                                                    for row in s.rows), fields, WHOLE_TRIES)
