@@ -25,7 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ..contracts.channels import TOTALS  # noqa: E402
 from ..contracts.influx import DISCHARGE_CHANNEL  # noqa: E402
-from .flags import QUALITY_DEFECTS, defect_kinds  # noqa: E402
+from .flags import defect_kinds  # noqa: E402
 from .series import Point, StationSeries  # noqa: E402
 
 FORMATS = ("png", "svg", "pdf")
@@ -92,8 +92,7 @@ def _series(ax: Any, st: StationSeries, channel: str, intervals: dict[tuple[str,
             zone: tzinfo, colour: str, label: str) -> list[Any]:
     points = st.channels[channel]
     # a point with no flags (not written by the ingest) is drawn as a good one
-    good = [p for p in points
-            if p.value is not None and not (p.effective_flags or 0) & QUALITY_DEFECTS]
+    good = [p for p in points if p.value is not None and not defect_kinds(p.effective_flags)]
     step = intervals.get((st.station, channel)) or usual_step(points)
     xs, ys = broken_line(good, step, zone)
     # a reading with a gap on both sides would be an invisible line of length 0: give it a dot
@@ -154,8 +153,7 @@ def _rain(ax: Any, st: StationSeries, intervals: dict[tuple[str, str], int],
     for channel in (ch for ch in st.channels if ch in TOTALS):
         points = st.channels[channel]
         step = intervals.get((st.station, channel)) or usual_step(points)
-        good = [p for p in points if p.value is not None
-                and not (p.effective_flags or 0) & QUALITY_DEFECTS]
+        good = [p for p in points if p.value is not None and not defect_kinds(p.effective_flags)]
         # a total covers the interval that ends at its time
         depths = [float(p.value) for p in good if p.value is not None]
         bars = ax.bar([_when(p.time, zone) for p in good], depths,
