@@ -61,6 +61,10 @@ class Catchment:
     def rain_mm_h(self, t: float) -> float:
         return float(sum(e.rate_mm_h(t) for e in self.rain))
 
+    def wet_windows(self) -> list[tuple[float, float]]:
+        """The windows ``[from, to)`` it rains in: none of the events' rain falls outside."""
+        return [(e.start, e.start + e.duration_s) for e in self.rain]
+
     def rain_mm(self, t0: float, t1: float) -> float:
         """Rain that fell in [t0, t1), exact for events' rectangular intensity."""
         total = 0.0

@@ -123,6 +123,22 @@ def test_tips_integrate_the_rain_intensity_into_buckets() -> None:
     assert tips[1] - tips[0] == 60
 
 
+@pytest.mark.parametrize("events", [
+    [(3600, 3600, 12.0)],
+    [(3605.5, 1234.5, 7.3), (4000, 600, 30.0)],  # off the 10 s grid, overlapping
+    [(-500, 1000, 5.0), (13000, 3000, 40.0)],  # begun before the start, going past the end
+    [(100 + 977 * k, 311 + 13 * k, 0.7 + k) for k in range(12)],
+])
+def test_tips_asked_only_in_the_wet_windows_are_the_tips_of_every_step(
+        events: list[tuple[float, float, float]]) -> None:
+    from watershed_sim.environment import Catchment, RainEvent
+    catchment = Catchment(rain=tuple(RainEvent(*e) for e in events))
+    every_step = rain_tips(catchment.rain_mm_h, 0, 4 * 3600, 0.2)
+    assert every_step  # it rains: the comparison is of tips, not of two empty lists
+    assert rain_tips(catchment.rain_mm_h, 0, 4 * 3600, 0.2,
+                     wet=catchment.wet_windows()) == every_step
+
+
 def test_a_gauge_hands_over_the_tips_due_and_loses_those_of_a_blocked_funnel(
         tmp_path: Path) -> None:
     from watershed_sim.scenario import FaultSpec, SensorSpec
