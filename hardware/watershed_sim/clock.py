@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
 import os
 import select
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +40,53 @@ class SimClock:
 
     def wall_seconds(self, sim_seconds: float) -> float:
         return sim_seconds / self.speed
+
+
+class SharedTime:
+    """The harness's time for the gateway's own process (gateway_host.py): the simulated ms
+    and what the links' clock is made of (HarnessClock.link_monotonic), in a file both
+    processes map. One writer, under the clock's lock; a reader asks again while the sequence
+    number is odd or moved, as the writer was between its two increments."""
+
+    _LAYOUT = struct.Struct("<Qqdd")  # sequence, simulated ms, undriven s, undriven since
+    _DRIVEN = float("nan")  # "undriven since": the harness drives time now
+
+    def __init__(self, path: Path, speed: int, *, create: bool = False) -> None:
+        self.path = Path(path)
+        self.speed = speed
+        if create:
+            self.path.write_bytes(bytes(self._LAYOUT.size))
+        with open(self.path, "r+b") as f:
+            self._map = mmap.mmap(f.fileno(), self._LAYOUT.size)
+        self._seq = 0
+
+    def write(self, ms: int, undriven_s: float, undriven_since: float | None) -> None:
+        struct.pack_into("<Q", self._map, 0, self._seq + 1)  # odd: being written
+        self._LAYOUT.pack_into(self._map, 0, self._seq + 1, ms, undriven_s,
+                               self._DRIVEN if undriven_since is None else undriven_since)
+        self._seq += 2
+        struct.pack_into("<Q", self._map, 0, self._seq)
+
+    def read(self) -> tuple[int, float, float | None]:
+        while True:
+            seq, ms, undriven_s, since = self._LAYOUT.unpack_from(self._map, 0)
+            if seq % 2 == 0 and struct.unpack_from("<Q", self._map, 0)[0] == seq:
+                return ms, undriven_s, None if math.isnan(since) else since
+
+    def now(self) -> float:
+        return self.read()[0] / 1000
+
+    def link_monotonic(self) -> float:
+        return links_clock(*self.read(), self.speed)
+
+    def close(self) -> None:
+        self._map.close()
+
+
+def links_clock(ms: int, undriven_s: float, undriven_since: float | None, speed: int) -> float:
+    """The gateway links' monotonic clock (HarnessClock.link_monotonic) from its parts."""
+    return (ms / 1000 / speed + undriven_s
+            + (0.0 if undriven_since is None else time.monotonic() - undriven_since))
 
 
 class HarnessClock:
@@ -94,6 +143,7 @@ class HarnessClock:
         self.steps = 0  # barriers at which time moved
         self.held_s: dict[str, float] = {"awake": 0.0, "link": 0.0, "timeline": 0.0,
                                          "barrier": 0.0}
+        self.shared = SharedTime(self.folder / "shared", speed, create=True)
         self._publish()
         self._stop = threading.Event()
         self._waker = Waker()  # tells the reader its FIFOs changed
@@ -136,9 +186,7 @@ class HarnessClock:
     def gateway_port(self, open_port: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """``open_port`` for the gateway (daemon.Gateway): its ports, each POLL it writes
         noted (a station polled since it booted lets time move)."""
-        def opened(config: Any) -> Any:
-            return _PollWatch(open_port(config), config.port, self._on_poll, self.link_quiet)
-        return opened
+        return poll_watched(open_port, self.on_poll, self.link_quiet)
 
     def attach(self, name: str, folder: Path, drift: StationDrift | None = None,
                unread: Callable[[], int] | None = None) -> None:
@@ -209,6 +257,7 @@ class HarnessClock:
             self._stations.clear()
             self._by_fd.clear()
         self._waker.close()
+        self.shared.close()
 
     # --- the barrier --------------------------------------------------------------------------
 
@@ -246,9 +295,7 @@ class HarnessClock:
         so a step is one poll interval; while time stands at the run's end or after
         ``release``, wall time moves it (the drain's polls keep the link's own pace and its
         commits)."""
-        since = self._undriven_since
-        return (self._ms / 1000 / self.speed + self._undriven_s
-                + (0.0 if since is None else time.monotonic() - since))
+        return links_clock(self._ms, self._undriven_s, self._undriven_since, self.speed)
 
     def _driven(self, driven: bool) -> bool:
         """Whether the harness paces the links now (under the lock); the wall moves their
@@ -256,11 +303,17 @@ class HarnessClock:
         if driven and self._undriven_since is not None:
             self._undriven_s += time.monotonic() - self._undriven_since
             self._undriven_since = None
+            self._share()
         elif not driven and self._undriven_since is None:
             self._undriven_since = time.monotonic()
+            self._share()
         return driven
 
-    def _on_poll(self, link: str, addr: int) -> None:
+    def _share(self) -> None:
+        self.shared.write(self._ms, self._undriven_s, self._undriven_since)
+
+    def on_poll(self, link: str, addr: int) -> None:
+        """The gateway is writing a POLL to station ``addr`` on ``link`` (_PollWatch)."""
         with self._cond:
             self._links[link] = time.monotonic()  # polling: present, if slow
             self._mark_polled(link, addr)
@@ -386,6 +439,7 @@ class HarnessClock:
         tmp = self.folder / ".now"
         tmp.write_text(str(self._ms))
         tmp.replace(self.folder / "now")  # a station never reads a half-written time
+        self._share()
         for sleeper in self._stations.values():
             sleeper.publish(self._ms)
 
@@ -414,6 +468,15 @@ class HarnessClock:
         sleeper.read_requests()
         if not sleeper.awake and sleeper.wake_ms is not None and sleeper.wake_ms <= self._ms:
             sleeper.wake()  # asked for a time already here
+
+
+def poll_watched(open_port: Callable[[Any], Any], on_poll: Callable[[str, int], None],
+                 quiet: Callable[[str], bool]) -> Callable[[Any], Any]:
+    """``open_port`` whose ports tell ``on_poll(port, address)`` of each POLL written and ask
+    ``quiet(port)`` whether a reply can still come (_PollWatch)."""
+    def opened(config: Any) -> Any:
+        return _PollWatch(open_port(config), config.port, on_poll, quiet)
+    return opened
 
 
 class _PollWatch:

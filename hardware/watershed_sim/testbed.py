@@ -23,14 +23,13 @@ from typing import Any
 
 from watershed.devservers import Influxd, Mosquitto
 from watershed.gateway.config import AlarmConfig, GatewayConfig
-from watershed.gateway.daemon import Gateway
-from watershed.gateway.link import open_serial_port
 from watershed.ingest.config import IngestConfig
 from watershed.ingest.service import Ingest
 from watershed.ingest.writer import make_writer
 
 from .clock import HarnessClock, StationDrift
 from .environment import Catchment, RainEvent, Weather
+from .gateway_host import GatewayProcess
 from .line_noise import NoiseSettings
 from watershed.firmware_build import compile_firmware
 from .radio_link import RadioLink, RadioSettings
@@ -109,7 +108,7 @@ class Pipeline:
     settings: PipelineSettings
     mosquitto: Mosquitto | None = None
     influxd: Influxd | None = None
-    gateway: Gateway | None = None
+    gateway: GatewayProcess | None = None
     ingest: Ingest | None = None
     stations: list[SimStation] = field(default_factory=list)
     clock: HarnessClock | None = None
@@ -186,10 +185,9 @@ class Pipeline:
         # CONNECT + SUBSCRIBE took longer than the first poll (tests/integration/
         # test_sim_pipeline_startup.py).
         self._wait_until_subscribed()
-        self.gateway = Gateway(self._gateway_config(), clock=self.clock.now,
-                               open_port=self.clock.gateway_port(open_serial_port),
-                               before_cycle=self.clock.before_cycle,
-                               link_monotonic=self.clock.link_monotonic)
+        # The gateway in a process of its own (gateway_host.py), as on a Pi: its links, store
+        # and forwarder do not share the harness's interpreter with every device and hub.
+        self.gateway = GatewayProcess(self._gateway_config(), self.clock)
         self.gateway.start()
         self.timeline = Timeline(self.clock)
         self.clock.add_hold(self.timeline.next_time)
@@ -254,12 +252,12 @@ class Pipeline:
         body = urllib.parse.urlencode({"q": f"CREATE DATABASE \"{self.settings.database}\""}).encode()
         urllib.request.urlopen(f"{self.influxd.url}/query", data=body, timeout=10).read()
 
-    def _gateway_config(self) -> GatewayConfig:
+    def _gateway_config(self) -> dict[str, Any]:
         assert self.mosquitto is not None and self.scenario is not None
         scenario = self.scenario
         gw = scenario.gateway
         poll_s = self._poll_interval_s()
-        return GatewayConfig.from_dict({
+        config = {
             # The simulation's clock is the truth here, whatever the host's NTP says.
             "gateway": {"id": GATEWAY_ID, "store": str(self.settings.workdir / "gateway.db"),
                         "time_source": "assume-synchronised",
@@ -281,7 +279,9 @@ class Pipeline:
             "station": [{"id": st.id, "address": st.address, "basin": st.basin,
                          **({"alert": list(st.alerts)} if st.alerts else {})}
                         for st in scenario.stations],
-        })
+        }
+        GatewayConfig.from_dict(config)  # a config it would refuse: said here, not in its process
+        return config
 
     def _poll_interval_s(self) -> float:
         assert self.scenario is not None
@@ -379,10 +379,8 @@ class Pipeline:
 
     def quarantine(self) -> list[dict[str, Any]]:
         """The gateway's quarantine entries, open and settled: kind, ids, readings, outcome."""
-        assert self.gateway is not None and self.gateway.store is not None
-        return [{"kind": e.kind, "bound": e.bound, "claimed": e.claimed, "address": e.address,
-                 "readings": e.readings, "state": e.state, "settled_to": e.settled_to}
-                for e in self.gateway.store.quarantine_entries(state=None)]
+        assert self.gateway is not None
+        return self.gateway.quarantine_entries()
 
     def faults_done(self) -> list[tuple[float, str]]:
         """Every fault so far, in time order: the timeline's and the devices' own."""
@@ -456,15 +454,8 @@ def _configured_as(station: SimStation, claims: str | None) -> Any:
     return reconfigure
 
 
-def _release_quarantine(gateway: Gateway, claimed: str, station: str) -> Any:
-    """What an operator does on the identity alert once the station is right again:
-    ``watershed gateway quarantine release ID --to STATION`` for each entry of ``claimed``."""
-    def release() -> None:
-        assert gateway.quarantine is not None
-        for entry in gateway.quarantine.entries():
-            if entry.claimed == claimed and entry.bound == station:
-                gateway.quarantine.release(entry.id, station)
-    return release
+def _release_quarantine(gateway: GatewayProcess, claimed: str, station: str) -> Any:
+    return lambda: gateway.release_quarantine(claimed, station)
 
 
 def _power_off(station: SimStation, site: SensorSite) -> Any:
