@@ -2,7 +2,7 @@
 import gc
 import time
 
-from heap_station_mp import ACK, POLL, T0, argv, board, io, sim, st
+from heap_station_mp import ACK, HEARD, POLL, T0, argv, board, io, sim, st
 
 
 def run():
@@ -44,7 +44,9 @@ def run():
         board.run_irqs()
         t0 = time.ticks_us()
         st.step()  # samples what is due
-        if (now - T0) % 86400 >= down_s:  # the gateway polls, and ACKs everything
+        if (now - T0) % 86400 >= down_s:  # the gateway polls another station, then this one
+            sim.inbox = HEARD
+            st.step()
             sim.inbox = POLL
             st.step()
             sim.inbox = ACK

@@ -1,13 +1,14 @@
 # Runs in the MicroPython unix port (tests/firmware/test_heap_station.py, tests/bench):
 # the real station (config.json on flash, outbox, sampler, drivers, wire codec) driven cycle by
 # cycle. The clock is a manual one the script moves to the next sample due; the link is an
-# in-memory UART that hands the station a POLL (DATA + STATUS) and then an ACK of everything,
-# as a gateway does (both frames made by the gateway's codec, in frames.bin); the POLL asks for
-# a whole reply (MORE). Sensor inputs are the unix board's files (ADC counts, rain edges) and,
-# if configured, a simulated SDI-12 bus.
+# in-memory UART that hands the station another station's POLL and ACK (heard on the bus), then
+# its own POLL (DATA + STATUS) and an ACK of everything, as a gateway does (the frames made by
+# the gateway's codec, in frames.bin); the POLL asks for a whole reply (MORE). Sensor inputs
+# are the unix board's files (ADC counts, rain edges) and, if configured, a simulated SDI-12
+# bus.
 # The script is kept small: its code and names share the heap with the station's.
 #
-#   micropython -X heapsize=48K heap_station_mp.py config.json frames.bin poll_len days \
+#   micropython -X heapsize=48K heap_station_mp.py config.json frames.bin poll_len,ack_len days \
 #       event_from_day ballast link_down_h
 #
 # ``link_down_h``: for that many hours at the start of each simulated day no POLL comes, so the
@@ -19,7 +20,8 @@
 # ``ballast`` bytes are taken from the heap after boot and held to the end: the run then proves
 # that much headroom beyond everything the station allocates, transient allocations included.
 # The station collects after each cycle's work (station.py), so the free heap after a cycle is
-# its live heap; ``low`` is the lowest seen (the ballast counted as free).
+# its live heap, plus, after a cycle that only heard another station's frames (no collection
+# then), their garbage; ``low`` is the lowest seen (the ballast counted as free).
 #
 # Prints one JSON line per simulated hour and a summary:
 #   {"hour": h, "free": <mem_free after collect>, "event": 0|1}
@@ -32,9 +34,12 @@ import station
 
 argv = sys.argv
 with open(argv[2], "rb") as f:
-    frames = f.read()
-POLL = frames[:int(argv[3])]  # DATA | STATUS
-ACK = frames[int(argv[3]):]  # cumulative beyond any seq: the station clamps it to next_seq
+    frames = memoryview(f.read())  # views of it below, not copies: a 48 KB heap is tight
+POLL, ACK = argv[3].split(",")
+ACK = int(POLL) + int(ACK)
+HEARD = frames[ACK:]  # another station's POLL and ACK on the bus: heard, not answered
+ACK = frames[int(POLL):ACK]  # cumulative beyond any seq: the station clamps it to next_seq
+POLL = frames[:int(POLL)]  # DATA | STATUS
 
 
 class Sim:
