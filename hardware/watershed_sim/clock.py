@@ -143,7 +143,7 @@ class HarnessClock:
         self.steps = 0  # barriers at which time moved
         self.held_s: dict[str, float] = {"awake": 0.0, "link": 0.0, "timeline": 0.0,
                                          "barrier": 0.0}
-        self.shared = SharedTime(self.folder / "shared", speed, create=True)
+        self.time_map = SharedTime(self.folder / "time.map", speed, create=True)
         self._publish()
         self._stop = threading.Event()
         self._waker = Waker()  # tells the reader its FIFOs changed
@@ -257,7 +257,7 @@ class HarnessClock:
             self._stations.clear()
             self._by_fd.clear()
         self._waker.close()
-        self.shared.close()
+        self.time_map.close()
 
     # --- the barrier --------------------------------------------------------------------------
 
@@ -310,7 +310,7 @@ class HarnessClock:
         return driven
 
     def _share(self) -> None:
-        self.shared.write(self._ms, self._undriven_s, self._undriven_since)
+        self.time_map.write(self._ms, self._undriven_s, self._undriven_since)
 
     def on_poll(self, link: str, addr: int) -> None:
         """The gateway is writing a POLL to station ``addr`` on ``link`` (_PollWatch)."""

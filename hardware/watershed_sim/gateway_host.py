@@ -63,7 +63,7 @@ class GatewayProcess:
             paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
         # its log lines go where the harness's go (stderr), at the harness's level
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "watershed_sim.gateway_host", str(self.clock.shared.path),
+            [sys.executable, "-m", "watershed_sim.gateway_host", str(self.clock.time_map.path),
              str(self.clock.speed), ",".join(str(fd) for fd in child_fds),
              str(logging.getLogger().getEffectiveLevel())],
             pass_fds=child_fds, env=env)

@@ -21,7 +21,7 @@ SPEED = 100
 def test_another_mapping_reads_the_time_and_the_links_clock_the_harness_holds(
         tmp_path: Path) -> None:
     clock = HarnessClock(EPOCH, SPEED, tmp_path / "clock", step_s=60)
-    reader = SharedTime(clock.shared.path, SPEED)
+    reader = SharedTime(clock.time_map.path, SPEED)
     try:
         assert reader.now() == EPOCH
         clock.release()  # the run's end: wall time moves the links' clock
@@ -34,8 +34,8 @@ def test_another_mapping_reads_the_time_and_the_links_clock_the_harness_holds(
 
 
 def test_a_reader_never_takes_a_time_half_written(tmp_path: Path) -> None:
-    writer = SharedTime(tmp_path / "shared", SPEED, create=True)
-    reader = SharedTime(tmp_path / "shared", SPEED)
+    writer = SharedTime(tmp_path / "time.map", SPEED, create=True)
+    reader = SharedTime(tmp_path / "time.map", SPEED)
     done = threading.Event()
 
     def write() -> None:
